@@ -1,0 +1,45 @@
+// The command line: parses arguments and dispatches to one command.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace meter::agent {
+
+inline constexpr const char* kDefaultConfigPath = "/etc/meter-agent/agent.yaml";
+inline constexpr const char* kVersion = "0.1.0";
+
+// Exit codes, as documented in README (Troubleshooting).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitFailure = 1,  // the command ran and failed (I/O, database)
+  kExitUsage = 2,    // bad command line
+  kExitConfig = 3,   // bad configuration
+};
+
+struct CommandLine {
+  std::string command;
+  std::string config_path = kDefaultConfigPath;
+  std::optional<std::string> buffer_path;  // overrides buffer.path
+  std::vector<std::string> arguments;      // positional, after the command
+  std::string format = "jsonl";            // export
+  std::optional<std::string> output_path;  // export
+  std::string import_topic = "import";     // import: topic for JSONL lines
+  std::optional<std::string> received_at;  // import: receive time instead of now
+  bool json = false;                       // status
+};
+
+int agent_main(int argc, char* argv[]);
+
+// The commands, each returning an exit code. Output goes to `out`, progress
+// and errors to `err`.
+int run_import(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+int run_export(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+int run_renormalize(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+int run_status(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+int run_check_config(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+
+}  // namespace meter::agent

@@ -1,0 +1,162 @@
+// The SQLite buffer: the append-only raw log, the normalized measurements and
+// their sync state, in one database file (WAL). One Buffer is one connection;
+// the daemon opens one for the acknowledge path and one for normalization.
+// All SQL lives in buffer_sql.hpp.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/flags.hpp"
+#include "common/normalize.hpp"
+#include "common/result.hpp"
+
+namespace meter {
+
+namespace sqlite {
+class Database;
+}
+
+inline constexpr int kSchemaVersion = 1;
+
+// A message exactly as received.
+struct RawMessage {
+  std::string topic;
+  std::string payload;  // bytes, not necessarily text
+  int qos = 1;
+  bool retained = false;
+  bool dup = false;            // MQTT DUP: a redelivery of a message the broker sent before
+  std::int64_t received_ms = 0;  // gateway clock, UTC
+};
+
+// What one normalization pass did.
+struct NormalizeStats {
+  std::int64_t messages = 0;          // raw messages processed
+  std::int64_t new_measurements = 0;  // distinct events stored
+  std::int64_t duplicates = 0;        // readings whose event was already stored
+  std::int64_t revised = 0;           // stored measurements whose delta or flags changed
+  std::int64_t decode_errors = 0;     // messages (or readings) that could not be decoded
+  std::int64_t ignored = 0;           // non-readings and retained messages without a timestamp
+
+  NormalizeStats& operator+=(const NormalizeStats& other);
+};
+
+struct Measurement {
+  std::string event_id;  // lowercase hex
+  std::string device_id;
+  std::string metric_type;
+  std::int64_t timestamp_ms = 0;
+  std::string value;  // canonical decimal text
+  std::string unit;
+  std::optional<std::string> delta;  // canonical decimal text, none for first readings, resets, gauges
+  FlagSet flags = 0;
+  std::int64_t revision = 1;         // rises whenever delta or flags change
+  std::int64_t synced_revision = 0;  // highest revision the central side confirmed
+  std::int64_t raw_seq = 0;          // the raw message that first carried it
+  std::int64_t first_received_ms = 0;
+};
+
+// A raw message that produced no measurement, and why.
+struct RawOutcome {
+  std::int64_t seq = 0;
+  std::string kind;  // "decode_error" | "ignored"
+  std::string reason;
+};
+
+struct BufferStatus {
+  std::string path;
+  std::string buffer_id;
+  int schema_version = 0;
+  std::int64_t raw_messages = 0;
+  std::int64_t last_seq = 0;
+  std::int64_t normalized_through_seq = 0;  // raw messages up to here are normalized
+  std::int64_t decode_errors = 0;
+  std::int64_t ignored = 0;
+  std::int64_t duplicates = 0;
+  std::int64_t series = 0;
+  std::int64_t measurements = 0;
+  std::int64_t unsynced = 0;  // measurements whose current revision the central side has not confirmed
+  std::optional<std::int64_t> oldest_unsynced_received_ms;
+  std::map<std::string, std::int64_t> flag_counts;  // flag name -> measurements carrying it
+  std::int64_t database_bytes = 0;
+  std::int64_t wal_bytes = 0;
+};
+
+struct PruneStats {
+  std::int64_t measurements_deleted = 0;
+};
+
+class Buffer {
+ public:
+  // Opens (creating if needed) and migrates the database. A database written
+  // by a newer meter-agent is refused with the versions named.
+  static Result<std::unique_ptr<Buffer>> open(const BufferConfig& config);
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  const std::string& buffer_id() const { return buffer_id_; }
+  const std::string& path() const;
+
+  // Appends one raw message in its own transaction; committed when this returns.
+  Result<std::int64_t> append_raw(const RawMessage& message);
+  // Appends many in one transaction (offline import); all or nothing.
+  Result<std::int64_t> append_raw_batch(const std::vector<RawMessage>& messages);
+
+  // Normalizes up to `max_messages` raw messages not yet normalized, in one
+  // transaction that also stores the progress.
+  Result<NormalizeStats> normalize_pending(const Config& config, std::size_t max_messages);
+  // normalize_pending until nothing is pending.
+  Result<NormalizeStats> normalize_all(const Config& config);
+
+  // Rebuilds every measurement from the raw log under `config`, in one
+  // transaction. A measurement whose delta or flags come out different gets a
+  // higher revision (so the uplink sends it again); an unchanged one keeps its
+  // revision and sync state. Running it twice changes nothing the second time.
+  Result<NormalizeStats> renormalize(const Config& config);
+
+  // Every measurement in export order: device_id, metric_type, timestamp, value.
+  Status for_each_measurement(const std::function<void(const Measurement&)>& visit);
+  Status for_each_raw_outcome(const std::function<void(const RawOutcome&)>& visit);
+  Result<BufferStatus> status();
+
+  // Records that the central side confirmed `revision` of a measurement.
+  Status mark_synced(const std::string& event_id_hex, std::int64_t revision);
+
+  // Deletes measurements the central side has confirmed whose timestamp is
+  // older than `cutoff_ms`, keeping the newest of each series. Each series
+  // remembers its newest deleted reading (its anchor) so later deltas stay
+  // exact; a reading at or before the anchor gets beyond_retention.
+  Result<PruneStats> prune_measurements(std::int64_t cutoff_ms);
+
+  Status checkpoint();
+
+ private:
+  struct Statements;
+  struct SeriesState;
+  Buffer();
+
+  Status migrate();
+  NormalizeStats normalize_batch(const Config& config, std::size_t max_messages);
+  NormalizeStats normalize_batch_in_transaction(const Config& config, std::size_t max_messages);
+  void normalize_message(const Config& config, std::int64_t seq, const RawMessage& message,
+                         NormalizeStats& stats);
+  bool store_reading(const MetricConfig& metric, const Reading& reading, std::int64_t raw_seq,
+                     std::int64_t future_tolerance_ms, NormalizeStats& stats);
+  SeriesState& series_state(const Reading& reading);
+  void record_outcome(std::int64_t seq, const char* kind, const std::string& reason);
+
+  std::unique_ptr<sqlite::Database> db_;
+  std::unique_ptr<Statements> statements_;
+  std::unordered_map<std::string, std::unique_ptr<SeriesState>> series_;
+  std::string buffer_id_;
+};
+
+}  // namespace meter

@@ -1,0 +1,173 @@
+// Every SQL statement of the buffer, in one place. Statements are prepared once
+// per connection (buffer.cpp). The schema is versioned with PRAGMA user_version
+// and only ever migrated forward.
+#pragma once
+
+namespace meter::sql {
+
+// Pages of 1 KiB: a per-message commit writes at least one page to the WAL, so
+// smaller pages mean fewer bytes written per acknowledged message (measured in
+// docs/BENCHMARKS.md). Only takes effect before the first table exists.
+inline constexpr const char* kCreatePragmas = "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL;";
+
+// Schema version 1.
+//
+// raw_messages: append-only; a row is never updated. seq is the rowid; it is
+// never reused because pruning never deletes the newest row (docs/ARCHITECTURE.md).
+// series: one row per (device_id, metric_type); anchor_* is the newest reading
+// pruned away, so deltas after it stay exact.
+// measurements: one row per distinct event. Identity is (series_id,
+// timestamp_ms, value), which is exactly what event_id hashes, so dedup needs
+// no index on the random event_id; that index also serves the series order.
+inline constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE counters (
+  name  TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE raw_messages (
+  seq         INTEGER PRIMARY KEY,
+  received_ms INTEGER NOT NULL,
+  topic       TEXT NOT NULL,
+  payload     BLOB NOT NULL,
+  qos         INTEGER NOT NULL,
+  retained    INTEGER NOT NULL,
+  dup         INTEGER NOT NULL
+);
+CREATE TABLE raw_outcomes (
+  seq    INTEGER PRIMARY KEY,
+  kind   TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE TABLE series (
+  id           INTEGER PRIMARY KEY,
+  device_id    TEXT NOT NULL,
+  metric_type  TEXT NOT NULL,
+  unit         TEXT NOT NULL,
+  anchor_ts    INTEGER,
+  anchor_value TEXT,
+  UNIQUE (device_id, metric_type)
+);
+CREATE TABLE measurements (
+  id                INTEGER PRIMARY KEY,
+  series_id         INTEGER NOT NULL REFERENCES series(id),
+  timestamp_ms      INTEGER NOT NULL,
+  value             TEXT NOT NULL,
+  event_id          BLOB NOT NULL,
+  delta             TEXT,
+  flags             INTEGER NOT NULL,
+  revision          INTEGER NOT NULL,
+  synced_revision   INTEGER NOT NULL DEFAULT 0,
+  raw_seq           INTEGER NOT NULL,
+  first_received_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX measurements_identity ON measurements (series_id, timestamp_ms, value);
+CREATE INDEX measurements_unsynced ON measurements (id) WHERE synced_revision < revision;
+INSERT INTO counters (name, value) VALUES ('normalized_through_seq', 0), ('duplicates', 0);
+)sql";
+
+inline constexpr const char* kGetUserVersion = "PRAGMA user_version";
+inline constexpr const char* kGetMeta = "SELECT value FROM meta WHERE key = ?1";
+inline constexpr const char* kPutMeta = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)";
+inline constexpr const char* kGetCounter = "SELECT value FROM counters WHERE name = ?1";
+inline constexpr const char* kAddCounter =
+    "UPDATE counters SET value = value + ?2 WHERE name = ?1";
+inline constexpr const char* kSetCounter = "UPDATE counters SET value = ?2 WHERE name = ?1";
+
+inline constexpr const char* kAppendRaw =
+    "INSERT INTO raw_messages (received_ms, topic, payload, qos, retained, dup) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+inline constexpr const char* kRawAfter =
+    "SELECT seq, received_ms, topic, payload, qos, retained, dup FROM raw_messages "
+    "WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+// The original of an MQTT redelivery: the newest earlier non-DUP copy of the
+// same message within a bounded window of the raw log's tail (no index: DUP
+// messages are rare and the window keeps the scan bounded).
+inline constexpr const char* kFindRedeliveryOriginal =
+    "SELECT received_ms FROM raw_messages WHERE seq < ?1 AND seq >= ?2 AND dup = 0 "
+    "AND topic = ?3 AND payload = ?4 AND qos = ?5 ORDER BY seq DESC LIMIT 1";
+inline constexpr const char* kRecordOutcome =
+    "INSERT OR REPLACE INTO raw_outcomes (seq, kind, reason) VALUES (?1, ?2, ?3)";
+
+inline constexpr const char* kFindSeries =
+    "SELECT id, unit, anchor_ts, anchor_value FROM series WHERE device_id = ?1 AND metric_type = ?2";
+inline constexpr const char* kInsertSeries =
+    "INSERT INTO series (device_id, metric_type, unit) VALUES (?1, ?2, ?3)";
+inline constexpr const char* kSeriesTailTimestamp =
+    "SELECT max(timestamp_ms) FROM measurements WHERE series_id = ?1";
+inline constexpr const char* kSeriesPreviousTimestamp =
+    "SELECT max(timestamp_ms) FROM measurements WHERE series_id = ?1 AND timestamp_ms < ?2";
+inline constexpr const char* kSeriesNextTimestamp =
+    "SELECT min(timestamp_ms) FROM measurements WHERE series_id = ?1 AND timestamp_ms > ?2";
+inline constexpr const char* kMeasurementsAt =
+    "SELECT id, value, delta, flags, first_received_ms FROM measurements "
+    "WHERE series_id = ?1 AND timestamp_ms = ?2";
+inline constexpr const char* kInsertMeasurement =
+    "INSERT INTO measurements (series_id, timestamp_ms, value, event_id, delta, flags, revision, "
+    "synced_revision, raw_seq, first_received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, 0, ?7, ?8)";
+inline constexpr const char* kReviseMeasurement =
+    "UPDATE measurements SET delta = ?2, flags = ?3, first_received_ms = ?4, "
+    "revision = revision + ?5 WHERE id = ?1";
+
+inline constexpr const char* kExportMeasurements =
+    "SELECT s.device_id, s.metric_type, s.unit, m.timestamp_ms, m.value, m.event_id, m.delta, "
+    "m.flags, m.revision, m.synced_revision, m.raw_seq, m.first_received_ms "
+    "FROM series s JOIN measurements m ON m.series_id = s.id "
+    "ORDER BY s.device_id, s.metric_type, m.timestamp_ms";
+inline constexpr const char* kRawOutcomes = "SELECT seq, kind, reason FROM raw_outcomes ORDER BY seq";
+
+inline constexpr const char* kMarkSynced =
+    "UPDATE measurements SET synced_revision = max(synced_revision, ?2) "
+    "WHERE event_id = ?1 AND ?2 <= revision";
+
+// Renormalize: keep the old rows aside, rebuild, then carry revisions and sync
+// state over by identity.
+inline constexpr const char* kRenormalizeBegin = R"sql(
+CREATE TEMP TABLE previous_measurements AS
+  SELECT series_id, timestamp_ms, value, delta, flags, revision, synced_revision FROM measurements;
+CREATE UNIQUE INDEX temp.previous_identity ON previous_measurements (series_id, timestamp_ms, value);
+DELETE FROM measurements;
+DELETE FROM raw_outcomes;
+UPDATE series SET anchor_ts = NULL, anchor_value = NULL, unit = '';
+UPDATE counters SET value = 0 WHERE name IN ('normalized_through_seq', 'duplicates');
+)sql";
+// Unchanged content keeps its revision and sync state; changed content goes
+// one revision above what was there (so it is unsynced again).
+inline constexpr const char* kRenormalizeCarryOver = R"sql(
+UPDATE measurements SET
+  revision = CASE
+    WHEN p.delta IS measurements.delta AND p.flags = measurements.flags THEN p.revision
+    ELSE p.revision + 1 END,
+  synced_revision = p.synced_revision
+FROM previous_measurements AS p
+WHERE p.series_id = measurements.series_id AND p.timestamp_ms = measurements.timestamp_ms
+  AND p.value = measurements.value;
+DROP TABLE temp.previous_measurements;
+)sql";
+inline constexpr const char* kUpdateSeriesUnit = "UPDATE series SET unit = ?2 WHERE id = ?1";
+
+// Prune: per series, synced rows older than the cutoff, except the newest row.
+inline constexpr const char* kPruneCandidates = R"sql(
+SELECT m.id, m.series_id, m.timestamp_ms, m.value FROM measurements m
+WHERE m.timestamp_ms < ?1 AND m.synced_revision >= m.revision
+  AND m.timestamp_ms < (SELECT max(timestamp_ms) FROM measurements t WHERE t.series_id = m.series_id)
+ORDER BY m.series_id, m.timestamp_ms
+)sql";
+inline constexpr const char* kDeleteMeasurement = "DELETE FROM measurements WHERE id = ?1";
+inline constexpr const char* kGetAnchor =
+    "SELECT anchor_ts, anchor_value FROM series WHERE id = ?1";
+inline constexpr const char* kSetAnchor =
+    "UPDATE series SET anchor_ts = ?2, anchor_value = ?3 WHERE id = ?1";
+
+inline constexpr const char* kCountRaw = "SELECT count(*), coalesce(max(seq), 0) FROM raw_messages";
+inline constexpr const char* kCountOutcomes = "SELECT kind, count(*) FROM raw_outcomes GROUP BY kind";
+inline constexpr const char* kCountSeries = "SELECT count(*) FROM series";
+inline constexpr const char* kCountByFlags =
+    "SELECT flags, count(*) FROM measurements GROUP BY flags";
+inline constexpr const char* kUnsyncedSummary =
+    "SELECT count(*), min(first_received_ms) FROM measurements WHERE synced_revision < revision";
+
+}  // namespace meter::sql

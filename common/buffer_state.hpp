@@ -1,0 +1,62 @@
+// Private to the buffer: its prepared statements and its per-series cache.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "common/buffer_sql.hpp"
+#include "common/decimal.hpp"
+#include "common/series.hpp"
+#include "common/sqlite.hpp"
+
+namespace meter {
+
+struct Buffer::Statements {
+  explicit Statements(sqlite::Database& db)
+      : append_raw(db, sql::kAppendRaw),
+        raw_after(db, sql::kRawAfter),
+        find_redelivery_original(db, sql::kFindRedeliveryOriginal),
+        record_outcome(db, sql::kRecordOutcome),
+        get_counter(db, sql::kGetCounter),
+        add_counter(db, sql::kAddCounter),
+        find_series(db, sql::kFindSeries),
+        insert_series(db, sql::kInsertSeries),
+        series_tail_timestamp(db, sql::kSeriesTailTimestamp),
+        series_previous_timestamp(db, sql::kSeriesPreviousTimestamp),
+        series_next_timestamp(db, sql::kSeriesNextTimestamp),
+        measurements_at(db, sql::kMeasurementsAt),
+        insert_measurement(db, sql::kInsertMeasurement),
+        revise_measurement(db, sql::kReviseMeasurement),
+        mark_synced(db, sql::kMarkSynced),
+        update_series_unit(db, sql::kUpdateSeriesUnit) {}
+
+  sqlite::Statement append_raw;
+  sqlite::Statement raw_after;
+  sqlite::Statement find_redelivery_original;
+  sqlite::Statement record_outcome;
+  sqlite::Statement get_counter;
+  sqlite::Statement add_counter;
+  sqlite::Statement find_series;
+  sqlite::Statement insert_series;
+  sqlite::Statement series_tail_timestamp;
+  sqlite::Statement series_previous_timestamp;
+  sqlite::Statement series_next_timestamp;
+  sqlite::Statement measurements_at;
+  sqlite::Statement insert_measurement;
+  sqlite::Statement revise_measurement;
+  sqlite::Statement mark_synced;
+  sqlite::Statement update_series_unit;
+};
+
+// What the normalizer remembers of a series between readings, so that the
+// common case (a reading newer than everything stored) needs no query. Valid
+// only while the transaction that filled it commits; cleared on any failure.
+struct Buffer::SeriesState {
+  std::int64_t id = 0;
+  std::string unit;
+  std::optional<SeriesKey> tail;    // the last stored reading in series order
+  std::optional<SeriesKey> anchor;  // the newest reading pruned away
+};
+
+}  // namespace meter
