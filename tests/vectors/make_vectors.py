@@ -129,12 +129,21 @@ def canonical_value(value: str, metric_type: str, unit: str) -> tuple[str, str]:
 # Timestamps
 # --------------------------------------------------------------------------
 
+# RFC 3339 date-time, plus what meters send of ISO 8601: offsets "+hhmm" and
+# "+hh", and the basic form "YYYYMMDDThhmmss[.f]" (with "T" only).
 RFC3339_RE = re.compile(
     r"(?P<Y>[0-9]{4})-(?P<M>[0-9]{2})-(?P<D>[0-9]{2})"
     r"[Tt ]"
     r"(?P<h>[0-9]{2}):(?P<m>[0-9]{2}):(?P<s>[0-9]{2})"
     r"(?:\.(?P<frac>[0-9]+))?"
-    r"(?P<off>[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+    r"(?P<off>[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+)
+BASIC_RE = re.compile(
+    r"(?P<Y>[0-9]{4})(?P<M>[0-9]{2})(?P<D>[0-9]{2})"
+    r"[Tt]"
+    r"(?P<h>[0-9]{2})(?P<m>[0-9]{2})(?P<s>[0-9]{2})"
+    r"(?:\.(?P<frac>[0-9]+))?"
+    r"(?P<off>[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?"
 )
 EPOCH_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
@@ -202,7 +211,7 @@ def canonical_timestamp(text: str, fmt: str, zone: str | None) -> tuple[str, lis
     if fmt != "rfc3339":
         raise Invalid("timestamp_format", f"unknown timestamp_format {fmt!r}")
 
-    m = RFC3339_RE.fullmatch(text)
+    m = RFC3339_RE.fullmatch(text) or BASIC_RE.fullmatch(text)
     if not m:
         raise Invalid("timestamp", f"{text!r} is not RFC 3339 date-time syntax")
     year, month, day = int(m["Y"]), int(m["M"]), int(m["D"])
@@ -234,7 +243,8 @@ def canonical_timestamp(text: str, fmt: str, zone: str | None) -> tuple[str, lis
         if off in ("Z", "z"):
             minutes = 0
         else:
-            oh, om = int(off[1:3]), int(off[4:6])
+            digits = off[1:].replace(":", "")
+            oh, om = int(digits[0:2]), int(digits[2:4] or "0")
             if oh > 23 or om > 59:
                 raise Invalid("timestamp", f"offset {off} out of range")
             minutes = (oh * 60 + om) * (-1 if off[0] == "-" else 1)   # "-00:00" is UTC
@@ -364,6 +374,10 @@ vec(KTM, _rfc("2024-06-15T12:00:00+05:45"), expect_ts="2024-06-15T06:15:00.000Z"
 vec("ts/local-asia-kathmandu", _rfc("2024-06-15T12:00:00", zone="Asia/Kathmandu"),
     expect_ts="2024-06-15T06:15:00.000Z", same_as=KTM)
 vec("ts/offset-minus-0330", _rfc("2024-06-15T12:00:00-03:30"), expect_ts="2024-06-15T15:30:00.000Z")
+vec("ts/offset-without-colon", _rfc("2024-06-15T12:00:00+0545"), expect_ts="2024-06-15T06:15:00.000Z", same_as=KTM,
+    note="ISO 8601 offset +hhmm, as strftime('%z') writes it")
+vec("ts/offset-hours-only", _rfc("2024-06-15T12:00:00-03"), expect_ts="2024-06-15T15:00:00.000Z")
+vec("ts/iso-basic-form", _rfc("20240615T120000.25+0200"), expect_ts="2024-06-15T10:00:00.250Z")
 vec("ts/offset-plus-1400", _rfc("2024-06-15T12:00:00+14:00"), expect_ts="2024-06-14T22:00:00.000Z")
 vec("ts/offset-minus-1200", _rfc("2024-06-15T12:00:00-12:00"), expect_ts="2024-06-16T00:00:00.000Z")
 vec("ts/offset-plus-2359-max", _rfc("2024-06-15T12:00:00+23:59"), expect_ts="2024-06-14T12:01:00.000Z")
@@ -501,7 +515,8 @@ bad("ts/month-13", "month 13", _rfc("2024-13-01T09:00:00Z"))
 bad("ts/feb-29-non-leap-year", "2023 is not a leap year", _rfc("2023-02-29T09:00:00Z"))
 bad("ts/feb-29-1900", "1900 is not a leap year", _rfc("1900-02-29T09:00:00Z"))
 bad("ts/offset-plus-2400", "offset hour must be 00-23", _rfc("2024-01-01T09:00:00+24:00"))
-bad("ts/offset-without-colon", "RFC 3339 offsets are +hh:mm", _rfc("2024-01-01T09:00:00+0100"))
+bad("ts/offset-hh-m", "an offset has two-digit minutes", _rfc("2024-01-01T09:00:00+01:0"))
+bad("ts/basic-with-dash-mix", "basic date with extended time", _rfc("20240101T09:00:00Z"))
 bad("ts/hour-24", "hour must be 00-23", _rfc("2024-01-01T24:00:00Z"))
 bad("ts/minute-60", "minute must be 00-59", _rfc("2024-01-01T09:60:00Z"))
 bad("ts/second-61", "second must be 00-60", _rfc("2024-01-01T09:00:61Z"))
