@@ -1,0 +1,699 @@
+#include "common/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <initializer_list>
+#include <limits>
+#include <memory>
+#include <utility>
+
+namespace meter {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A config file is a few kilobytes; the cap only stops an accidental
+// `--config /dev/zero` from eating memory.
+constexpr std::size_t kMaxConfigBytes = 16 * 1024 * 1024;
+constexpr std::size_t kMaxNameBytes = 64;
+constexpr std::size_t kMaxTopicFilterBytes = 65535;  // MQTT 3.1.1 1.5.3: 16-bit length
+constexpr std::size_t kMinBatchSize = 1;
+constexpr std::size_t kMaxBatchSize = 100000;
+
+// --- Topic filters ---------------------------------------------------------
+
+// MQTT strings must be well-formed UTF-8 without surrogates or overlongs
+// (MQTT 3.1.1 1.5.3); a broker drops the connection on a bad SUBSCRIBE, so the
+// mistake is better caught when the config is read.
+bool is_valid_utf8(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t length = 0;
+    std::uint32_t code = 0;
+    std::uint32_t min = 0;
+    if ((lead & 0xE0) == 0xC0) {
+      length = 2, code = lead & 0x1Fu, min = 0x80;
+    } else if ((lead & 0xF0) == 0xE0) {
+      length = 3, code = lead & 0x0Fu, min = 0x800;
+    } else if ((lead & 0xF8) == 0xF0) {
+      length = 4, code = lead & 0x07u, min = 0x10000;
+    } else {
+      return false;
+    }
+    if (text.size() - i < length) return false;
+    for (std::size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3Fu);
+    }
+    if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
+    i += length;
+  }
+  return true;
+}
+
+// Why `filter` is not a valid MQTT 3.1.1 topic filter, or nothing if it is.
+std::optional<std::string> topic_filter_problem(std::string_view filter) {
+  if (filter.empty()) return "must not be empty";
+  if (filter.size() > kMaxTopicFilterBytes) return "longer than 65535 bytes";
+  if (filter.find('\0') != std::string_view::npos) return "must not contain a NUL character";
+  if (!is_valid_utf8(filter)) return "is not valid UTF-8";
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t end = filter.find('/', start);
+    const bool last = end == std::string_view::npos;
+    const std::string_view level =
+        filter.substr(start, last ? std::string_view::npos : end - start);
+    if (level.find('#') != std::string_view::npos && (level != "#" || !last)) {
+      return "'#' must be alone in the last level";
+    }
+    if (level.find('+') != std::string_view::npos && level != "+") {
+      return "'+' must be alone in its level";
+    }
+    if (last) return std::nullopt;
+    start = end + 1;
+  }
+}
+
+// --- Messages --------------------------------------------------------------
+
+// User text goes into log lines: keep it on one line and short.
+std::string quote(std::string_view text) {
+  constexpr std::size_t kMaxShown = 60;
+  std::string out = "'";
+  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7F) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0x0F];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > kMaxShown) out += "...";
+  out += "'";
+  return out;
+}
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return quote(node.Scalar());
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "an empty value";
+}
+
+std::string join(std::initializer_list<std::string_view> words) {
+  std::string out;
+  for (const std::string_view word : words) {
+    if (!out.empty()) out += ", ";
+    out += word;
+  }
+  return out;
+}
+
+std::string child_path(const std::string& parent, std::string_view key) {
+  if (parent.empty()) return std::string(key);
+  std::string path = parent;
+  path += '.';
+  path += key;
+  return path;
+}
+
+std::string display_path(const std::string& path) { return path.empty() ? "top level" : path; }
+
+bool is_name_char(char c, bool allow_upper_and_punct) {
+  if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') return true;
+  return allow_upper_and_punct && ((c >= 'A' && c <= 'Z') || c == '.' || c == '-');
+}
+
+bool is_name(std::string_view text, bool allow_upper_and_punct) {
+  if (text.empty() || text.size() > kMaxNameBytes) return false;
+  for (const char c : text) {
+    if (!is_name_char(c, allow_upper_and_punct)) return false;
+  }
+  return true;
+}
+
+// --- Durations and integers ------------------------------------------------
+
+struct DurationUnit {
+  std::string_view suffix;
+  std::int64_t ms;
+};
+
+// Longer suffixes first so "5ms" is not read as 5 minutes and an "s".
+constexpr DurationUnit kDurationUnits[] = {
+    {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000}};
+
+std::optional<std::uint64_t> parse_unsigned(std::string_view digits) {
+  if (digits.empty()) return std::nullopt;
+  for (const char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  return value;
+}
+
+// --- The parser ------------------------------------------------------------
+
+// A node together with where to point at it and how to name it in messages.
+struct Value {
+  YAML::Node node;
+  // The node's own position, except for an empty value: yaml-cpp places that
+  // at the next token (often the next line), so its key is blamed instead.
+  YAML::Mark mark;
+  std::string path;
+};
+
+struct Entry {
+  std::string key;
+  YAML::Mark key_mark;
+  Value value;
+};
+
+using KeyList = std::initializer_list<std::string_view>;
+
+const Entry* find_entry(const std::vector<Entry>& entries, std::string_view key) {
+  for (const Entry& entry : entries) {
+    if (entry.key == key) return &entry;
+  }
+  return nullptr;
+}
+
+// Walks the document once, in document order, and stops at the first
+// problem: one precise message is more useful than a cascade of follow-ups.
+class Parser {
+ public:
+  Parser(std::string source, fs::path base_dir)
+      : source_(std::move(source)), base_dir_(std::move(base_dir)) {}
+
+  Error error() const { return error_.value_or(Error{source_ + ": unknown error"}); }
+
+  bool parse_document(const YAML::Node& root, Config& config) {
+    config.source = source_;
+    const Value top{root, root.Mark(), ""};
+    std::vector<Entry> entries;
+    if (!read_map(top, KeyList{"gateway_id", "buffer", "metrics", "mappings", "normalize"},
+                  entries)) {
+      return false;
+    }
+    for (const Entry& entry : entries) {
+      bool ok = true;
+      if (entry.key == "gateway_id") {
+        ok = parse_gateway_id(entry.value, config.gateway_id);
+      } else if (entry.key == "buffer") {
+        ok = parse_buffer(entry.value, config.buffer);
+      } else if (entry.key == "metrics") {
+        ok = parse_metrics(entry.value, config.metrics);
+      } else if (entry.key == "mappings") {
+        ok = parse_mappings(entry.value, config.mappings);
+      } else if (entry.key == "normalize") {
+        ok = parse_normalize(entry.value, config.normalize);
+      }
+      if (!ok) return false;
+    }
+    return require(top, entries, KeyList{"gateway_id", "metrics", "mappings"});
+  }
+
+  bool fail(const YAML::Mark& mark, std::string message) {
+    std::string text = source_;
+    if (mark.line >= 0 && mark.column >= 0) {
+      text += ':' + std::to_string(mark.line + 1) + ':' + std::to_string(mark.column + 1);
+    }
+    text += ": ";
+    text += message;
+    error_ = Error{std::move(text)};
+    return false;
+  }
+
+ private:
+  bool fail(const Value& value, const std::string& message) {
+    return fail(value.mark, display_path(value.path) + ": " + message);
+  }
+
+  bool fail_expected(const Value& value, std::string_view expected) {
+    return fail(value, "expected " + std::string(expected) + ", got " + describe(value.node));
+  }
+
+  // Collects the entries of a map, rejecting non-string keys, duplicates
+  // (yaml-cpp 0.7 would silently keep one) and, when `allowed` is given,
+  // unknown keys.
+  bool read_map(const Value& value, std::optional<KeyList> allowed, std::vector<Entry>& out) {
+    if (!value.node.IsMap()) return fail_expected(value, "a map");
+    for (const auto& pair : value.node) {
+      // Copies, not references: yaml-cpp's pair is a temporary proxy.
+      const YAML::Node key = pair.first;
+      const YAML::Node child = pair.second;
+      if (!key.IsScalar()) {
+        return fail(key.Mark(), "expected a string key in " + display_path(value.path) + ", got " +
+                                    describe(key));
+      }
+      const std::string& name = key.Scalar();
+      if (allowed) {
+        bool known = false;
+        for (const std::string_view candidate : *allowed) known = known || candidate == name;
+        if (!known) {
+          return fail(key.Mark(), "unknown key " + quote(name) + " in " + display_path(value.path) +
+                                      "; expected one of " + join(*allowed));
+        }
+      }
+      if (const Entry* first = find_entry(out, name)) {
+        return fail(key.Mark(), "duplicate key " + quote(name) + " in " + display_path(value.path) +
+                                    "; first at line " + std::to_string(first->key_mark.line + 1) +
+                                    ", column " + std::to_string(first->key_mark.column + 1));
+      }
+      out.push_back(Entry{
+          name, key.Mark(),
+          Value{child, child.IsNull() ? key.Mark() : child.Mark(), child_path(value.path, name)}});
+    }
+    return true;
+  }
+
+  bool require(const Value& map, const std::vector<Entry>& entries, KeyList required) {
+    for (const std::string_view key : required) {
+      if (find_entry(entries, key) == nullptr) {
+        return fail(map, "missing required key '" + std::string(key) + "'");
+      }
+    }
+    return true;
+  }
+
+  bool scalar(const Value& value, std::string_view expected, std::string& out) {
+    if (!value.node.IsScalar()) return fail_expected(value, expected);
+    out = value.node.Scalar();
+    return true;
+  }
+
+  template <class E>
+  bool one_of(const Value& value, std::initializer_list<std::pair<std::string_view, E>> choices,
+              E& out) {
+    std::string expected = "one of ";
+    bool first = true;
+    for (const auto& choice : choices) {
+      if (!first) expected += ", ";
+      expected += choice.first;
+      first = false;
+    }
+    if (!value.node.IsScalar()) return fail_expected(value, expected);
+    for (const auto& choice : choices) {
+      if (value.node.Scalar() == choice.first) {
+        out = choice.second;
+        return true;
+      }
+    }
+    return fail_expected(value, expected);
+  }
+
+  bool parse_gateway_id(const Value& value, std::string& out) {
+    constexpr std::string_view kExpected = "1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'";
+    if (!scalar(value, kExpected, out)) return false;
+    if (!is_name(out, true)) return fail_expected(value, kExpected);
+    return true;
+  }
+
+  bool parse_buffer(const Value& value, BufferConfig& out) {
+    std::vector<Entry> entries;
+    if (!read_map(value, KeyList{"path", "durability"}, entries)) return false;
+    for (const Entry& entry : entries) {
+      bool ok = true;
+      if (entry.key == "path") {
+        ok = parse_buffer_path(entry.value, out.path);
+      } else if (entry.key == "durability") {
+        ok = one_of(entry.value,
+                    {{"power_loss", Durability::power_loss}, {"normal", Durability::normal}},
+                    out.durability);
+      }
+      if (!ok) return false;
+    }
+    return true;
+  }
+
+  bool parse_buffer_path(const Value& value, std::string& out) {
+    std::string text;
+    if (!scalar(value, "a file path", text)) return false;
+    if (text.empty() || text.find('\0') != std::string::npos) {
+      return fail_expected(value, "a file path");
+    }
+    fs::path path(text);
+    if (!path.has_filename()) return fail(value, "must name a file, got " + quote(text));
+    // Relative to the config file, not to whatever directory the daemon was
+    // started from, so the same file works from systemd and from a shell.
+    if (path.is_relative()) path = base_dir_ / path;
+    out = path.lexically_normal().string();
+    return true;
+  }
+
+  bool parse_metrics(const Value& value, std::map<std::string, MetricConfig, std::less<>>& out) {
+    std::vector<Entry> entries;
+    if (!read_map(value, std::nullopt, entries)) return false;
+    if (entries.empty()) return fail(value, "at least one metric is required");
+    for (const Entry& entry : entries) {
+      if (!is_name(entry.key, false)) {
+        return fail(entry.key_mark, "metrics: invalid metric name " + quote(entry.key) +
+                                        "; expected 1 to 64 characters of a-z, 0-9, '_'");
+      }
+      MetricConfig metric;
+      metric.name = entry.key;
+      if (!parse_metric(entry.value, metric)) return false;
+      out.emplace(metric.name, std::move(metric));
+    }
+    return true;
+  }
+
+  bool parse_metric(const Value& value, MetricConfig& out) {
+    std::vector<Entry> entries;
+    if (!read_map(value, KeyList{"kind", "unit", "jump_threshold"}, entries)) return false;
+    for (const Entry& entry : entries) {
+      bool ok = true;
+      if (entry.key == "kind") {
+        ok = one_of(entry.value, {{"counter", MetricKind::counter}, {"gauge", MetricKind::gauge}},
+                    out.kind);
+      } else if (entry.key == "unit") {
+        ok = parse_unit(entry.value, out.unit);
+      } else if (entry.key == "jump_threshold") {
+        ok = parse_jump_threshold(entry.value, out.jump_threshold);
+      }
+      if (!ok) return false;
+    }
+    if (!require(value, entries, KeyList{"kind", "unit"})) return false;
+    // Checked after the walk: `kind` may come after `jump_threshold`.
+    if (const Entry* threshold = find_entry(entries, "jump_threshold");
+        threshold != nullptr && out.kind != MetricKind::counter) {
+      return fail(threshold->key_mark,
+                  threshold->value.path + ": only allowed for kind counter, not gauge");
+    }
+    return true;
+  }
+
+  bool parse_unit(const Value& value, std::string& out) {
+    constexpr std::string_view kExpected = "a unit without whitespace or '|'";
+    if (!scalar(value, kExpected, out)) return false;
+    // '|' separates the fields hashed into an event id; whitespace would make
+    // "kWh" and "kWh " two different units.
+    bool ok = !out.empty();
+    for (const char c : out) {
+      const auto u = static_cast<unsigned char>(c);
+      ok = ok && u > 0x20 && u != 0x7F && c != '|';
+    }
+    if (!ok) return fail_expected(value, kExpected);
+    return true;
+  }
+
+  bool parse_jump_threshold(const Value& value, std::optional<Decimal>& out) {
+    constexpr std::string_view kExpected = "a decimal number greater than 0";
+    std::string text;
+    if (!scalar(value, kExpected, text)) return false;
+    // From the text, never through double: the threshold is compared exactly.
+    Result<Decimal> parsed = Decimal::parse(text);
+    if (!parsed) return fail_expected(value, kExpected);
+    if (parsed->is_zero() || parsed->is_negative()) return fail_expected(value, kExpected);
+    out = std::move(parsed).value();
+    return true;
+  }
+
+  bool parse_mappings(const Value& value, std::vector<MappingConfig>& out) {
+    if (!value.node.IsSequence()) return fail_expected(value, "a list of mappings");
+    if (value.node.size() == 0) return fail(value, "at least one mapping is required");
+    std::vector<YAML::Mark> topic_marks;
+    for (std::size_t i = 0; i < value.node.size(); ++i) {
+      const YAML::Node item = value.node[i];
+      const Value item_value{item, item.IsNull() ? value.mark : item.Mark(),
+                             value.path + "[" + std::to_string(i) + "]"};
+      MappingConfig mapping;
+      YAML::Mark topic_mark;
+      if (!parse_mapping(item_value, mapping, topic_mark)) return false;
+      // A repeated filter can never match: the earlier one always wins.
+      for (std::size_t k = 0; k < out.size(); ++k) {
+        if (out[k].topic == mapping.topic) {
+          return fail(topic_mark, item_value.path + ".topic: same filter as " + value.path + "[" +
+                                      std::to_string(k) + "] (line " +
+                                      std::to_string(topic_marks[k].line + 1) +
+                                      "), so it would never match");
+        }
+      }
+      out.push_back(std::move(mapping));
+      topic_marks.push_back(topic_mark);
+    }
+    return true;
+  }
+
+  bool parse_mapping(const Value& value, MappingConfig& out, YAML::Mark& topic_mark) {
+    std::vector<Entry> entries;
+    if (!read_map(value, KeyList{"topic", "format", "timestamp"}, entries)) return false;
+    for (const Entry& entry : entries) {
+      bool ok = true;
+      if (entry.key == "topic") {
+        ok = parse_topic_filter(entry.value, out.topic);
+        topic_mark = entry.value.mark;
+      } else if (entry.key == "format") {
+        ok = one_of(entry.value, {{"seed_json", PayloadFormat::seed_json}}, out.format);
+      } else if (entry.key == "timestamp") {
+        ok = parse_timestamp_config(entry.value, out.timestamp);
+      }
+      if (!ok) return false;
+    }
+    return require(value, entries, KeyList{"topic"});
+  }
+
+  bool parse_topic_filter(const Value& value, std::string& out) {
+    // `topic: #` is the likeliest way to get here: YAML reads it as a comment.
+    if (value.node.IsNull()) {
+      return fail(value,
+                  "expected an MQTT topic filter, got an empty value (quote a filter that starts "
+                  "with '#': YAML reads an unquoted one as a comment)");
+    }
+    if (!scalar(value, "an MQTT topic filter", out)) return false;
+    if (const auto problem = topic_filter_problem(out)) {
+      return fail(value, "invalid MQTT topic filter " + quote(out) + ": " + *problem);
+    }
+    return true;
+  }
+
+  bool parse_timestamp_config(const Value& value, TimestampConfig& out) {
+    std::vector<Entry> entries;
+    if (!read_map(value, KeyList{"format", "zone"}, entries)) return false;
+    for (const Entry& entry : entries) {
+      bool ok = true;
+      if (entry.key == "format") {
+        ok = one_of(entry.value,
+                    {{"rfc3339", TimestampFormat::rfc3339},
+                     {"epoch_seconds", TimestampFormat::epoch_seconds},
+                     {"epoch_milliseconds", TimestampFormat::epoch_milliseconds}},
+                    out.format);
+      } else if (entry.key == "zone") {
+        ok = parse_zone(entry.value, out);
+      }
+      if (!ok) return false;
+    }
+    return true;
+  }
+
+  bool parse_zone(const Value& value, TimestampConfig& out) {
+    constexpr std::string_view kExpected = "an IANA time zone name such as Europe/Berlin";
+    std::string name;
+    if (!scalar(value, kExpected, name)) return false;
+    if (name.empty()) return fail_expected(value, kExpected);
+    Result<const date::time_zone*> zone = find_time_zone(name);
+    if (!zone) return fail(value, zone.error().message);
+    out.zone_name = std::move(name);
+    out.zone = *zone;
+    return true;
+  }
+
+  bool parse_normalize(const Value& value, NormalizeConfig& out) {
+    std::vector<Entry> entries;
+    if (!read_map(value, KeyList{"future_tolerance", "batch_size"}, entries)) return false;
+    for (const Entry& entry : entries) {
+      bool ok = true;
+      if (entry.key == "future_tolerance") {
+        ok = parse_duration(entry.value, out.future_tolerance_ms);
+      } else if (entry.key == "batch_size") {
+        ok = parse_batch_size(entry.value, out.batch_size);
+      }
+      if (!ok) return false;
+    }
+    return true;
+  }
+
+  bool parse_duration(const Value& value, std::int64_t& out_ms) {
+    constexpr std::string_view kExpected =
+        "a duration: a whole number and a unit ms, s, m or h, e.g. 300s or 5m";
+    std::string text;
+    if (!scalar(value, kExpected, text)) return false;
+    if (!text.empty() && text.front() == '-')
+      return fail(value, "must not be negative, got " + quote(text));
+    for (const DurationUnit& unit : kDurationUnits) {
+      if (text.size() <= unit.suffix.size() || !std::string_view(text).ends_with(unit.suffix)) {
+        continue;
+      }
+      const auto count =
+          parse_unsigned(std::string_view(text).substr(0, text.size() - unit.suffix.size()));
+      if (!count) break;
+      const auto max =
+          static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max() / unit.ms);
+      if (*count > max) return fail(value, "duration too large, got " + quote(text));
+      out_ms = static_cast<std::int64_t>(*count) * unit.ms;
+      return true;
+    }
+    return fail_expected(value, kExpected);
+  }
+
+  bool parse_batch_size(const Value& value, std::size_t& out) {
+    const std::string expected = "a whole number from " + std::to_string(kMinBatchSize) + " to " +
+                                 std::to_string(kMaxBatchSize);
+    std::string text;
+    if (!scalar(value, expected, text)) return false;
+    const auto number = parse_unsigned(text);
+    if (!number || *number < kMinBatchSize || *number > kMaxBatchSize) {
+      return fail_expected(value, expected);
+    }
+    out = static_cast<std::size_t>(*number);
+    return true;
+  }
+
+  std::string source_;
+  fs::path base_dir_;
+  std::optional<Error> error_;
+};
+
+Result<Config> parse_with_base(std::string_view yaml_text, const std::string& source_name,
+                               const fs::path& base_dir) {
+  Parser parser(source_name, base_dir);
+  try {
+    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(yaml_text));
+    // A trailing "---" yields an empty extra document; anything more is
+    // probably a second config pasted into the file and would be ignored.
+    for (std::size_t i = 1; i < documents.size(); ++i) {
+      if (!documents[i].IsNull()) {
+        parser.fail(documents[i].Mark(),
+                    "expected a single YAML document; another one starts here");
+        return parser.error();
+      }
+    }
+    if (documents.empty() || documents.front().IsNull()) {
+      return Error{source_name +
+                   ":1:1: empty configuration; expected a map with at least gateway_id, metrics "
+                   "and mappings"};
+    }
+    Config config;
+    if (!parser.parse_document(documents.front(), config)) return parser.error();
+    return config;
+  } catch (const YAML::Exception& e) {
+    parser.fail(e.mark, "invalid YAML: " + e.msg);
+    return parser.error();
+  } catch (const std::exception& e) {
+    return Error{source_name + ": cannot parse configuration: " + e.what()};
+  } catch (...) {
+    return Error{source_name + ": cannot parse configuration: unknown exception"};
+  }
+}
+
+Result<std::string> read_file(const std::string& path) {
+  const auto cannot_read = [&path](int error_number) {
+    return Error{path + ": cannot read: " + std::strerror(error_number)};
+  };
+  errno = 0;
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                             &std::fclose);
+  if (!file) return cannot_read(errno);
+  std::string text;
+  char buffer[64 * 1024];
+  while (true) {
+    const std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get());
+    text.append(buffer, n);
+    if (text.size() > kMaxConfigBytes) {
+      return Error{path + ": cannot read: larger than " + std::to_string(kMaxConfigBytes) +
+                   " bytes"};
+    }
+    if (n < sizeof buffer) break;
+  }
+  // A directory opens fine on Linux and fails only here, with EISDIR.
+  if (std::ferror(file.get())) return cannot_read(errno != 0 ? errno : EIO);
+  return text;
+}
+
+// Splits off one level of a topic or filter; `done` is set on the last one.
+std::string_view next_level(std::string_view text, std::size_t& pos, bool& done) {
+  const std::size_t end = text.find('/', pos);
+  if (end == std::string_view::npos) {
+    done = true;
+    return text.substr(pos);
+  }
+  const std::string_view level = text.substr(pos, end - pos);
+  pos = end + 1;
+  return level;
+}
+
+}  // namespace
+
+const MetricConfig* Config::metric(std::string_view name) const {
+  const auto it = metrics.find(name);
+  return it == metrics.end() ? nullptr : &it->second;
+}
+
+const MappingConfig* Config::mapping_for(std::string_view topic) const {
+  for (const MappingConfig& mapping : mappings) {
+    if (topic_matches(mapping.topic, topic)) return &mapping;
+  }
+  return nullptr;
+}
+
+Result<Config> load_config(const std::string& path) {
+  Result<std::string> text = read_file(path);
+  if (!text) return text.error();
+  std::error_code ec;
+  fs::path absolute = fs::absolute(fs::path(path), ec);
+  if (ec) return Error{path + ": cannot read: " + ec.message()};
+  return parse_with_base(*text, path, absolute.parent_path());
+}
+
+// Relative buffer paths resolve against the directory part of `source_name`;
+// a name without one (such as "<string>") leaves them as written.
+Result<Config> parse_config(std::string_view yaml_text, const std::string& source_name) {
+  return parse_with_base(yaml_text, source_name, fs::path(source_name).parent_path());
+}
+
+// An invalid filter matches nothing rather than something surprising.
+bool topic_matches(std::string_view filter, std::string_view topic) {
+  if (topic.empty() || topic_filter_problem(filter)) return false;
+  // MQTT 3.1.1 4.7.2: "$SYS/..." and friends are not caught by "#" or "+/...".
+  if (topic.front() == '$' && (filter.front() == '#' || filter.front() == '+')) return false;
+  std::size_t filter_pos = 0;
+  std::size_t topic_pos = 0;
+  bool filter_done = false;
+  bool topic_done = false;
+  while (!filter_done) {
+    const std::string_view wanted = next_level(filter, filter_pos, filter_done);
+    // '#' also matches the parent level itself: "sport/#" matches "sport".
+    if (wanted == "#") return true;
+    if (topic_done) return false;
+    const std::string_view level = next_level(topic, topic_pos, topic_done);
+    if (wanted != "+" && wanted != level) return false;
+  }
+  return topic_done;
+}
+
+}  // namespace meter

@@ -1,0 +1,173 @@
+// The offline commands, run as a user would: the real meter-agent binary on
+// real files.
+#include <catch2/catch.hpp>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "support/temp_dir.hpp"
+
+using meter::test::TempDir;
+
+namespace {
+
+struct Run {
+  int exit_code;
+  std::string out;
+  std::string err;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream content;
+  content << file.rdbuf();
+  return content.str();
+}
+
+void write_file(const std::string& path, const std::string& content) {
+  std::ofstream file(path, std::ios::binary);
+  file << content;
+}
+
+std::string quote(const std::string& text) {
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+Run run(const TempDir& dir, const std::string& arguments, const std::string& input = "") {
+  const auto in = dir.file("stdin");
+  write_file(in, input);
+  const auto command = quote(METER_AGENT_BINARY) + " " + arguments + " <" + quote(in) + " >" +
+                       quote(dir.file("stdout")) + " 2>" + quote(dir.file("stderr"));
+  const int status = std::system(command.c_str());
+  REQUIRE(WIFEXITED(status));
+  return Run{WEXITSTATUS(status), read_file(dir.file("stdout")), read_file(dir.file("stderr"))};
+}
+
+const std::string kSource = METER_SOURCE_DIR;
+
+std::string config_args(const TempDir& dir) {
+  return "--config " + quote(kSource + "/config/agent.example.yaml") + " --buffer " +
+         quote(dir.file("buffer.db"));
+}
+
+}  // namespace
+
+TEST_CASE("import then export the shipped sample gives the hand-computed measurements",
+          "[cli]") {
+  TempDir dir;
+  auto imported =
+      run(dir, "import " + quote(kSource + "/config/samples/seed-readings.jsonl") + " " +
+                   config_args(dir));
+  INFO(imported.err);
+  REQUIRE(imported.exit_code == 0);
+  CHECK_THAT(imported.err, Catch::Contains("imported 13 lines"));
+  CHECK_THAT(imported.err, Catch::Contains("10 new measurements, 1 duplicates, 1 revised, "
+                                           "2 decode errors"));
+
+  auto exported = run(dir, "export " + config_args(dir));
+  REQUIRE(exported.exit_code == 0);
+  CHECK(exported.out == read_file(kSource + "/tests/data/seed-readings.expected.jsonl"));
+
+  // Importing the same file again changes no measurement: every reading is a duplicate.
+  auto again = run(dir, "import " + quote(kSource + "/config/samples/seed-readings.jsonl") + " " +
+                            config_args(dir));
+  REQUIRE(again.exit_code == 0);
+  CHECK_THAT(again.err, Catch::Contains("0 new measurements, 11 duplicates, 0 revised"));
+  CHECK(run(dir, "export " + config_args(dir)).out == exported.out);
+}
+
+TEST_CASE("export as CSV: flags joined with ';', a null delta empty, fields quoted", "[cli]") {
+  TempDir dir;
+  const std::string input =
+      "{\"device_id\":\"a,b\",\"timestamp\":\"2024-01-01T00:00:00Z\",\"metric_type\":\"energy\","
+      "\"value\":5,\"unit\":\"kWh\"}\n"
+      "{\"device_id\":\"a,b\",\"timestamp\":\"2024-01-01T01:00:00Z\",\"metric_type\":\"energy\","
+      "\"value\":2,\"unit\":\"kWh\"}\n"
+      "{\"device_id\":\"a,b\",\"timestamp\":\"2024-01-01T00:30:00Z\",\"metric_type\":\"energy\","
+      "\"value\":7,\"unit\":\"kWh\"}\n";
+  REQUIRE(run(dir, "import - " + config_args(dir), input).exit_code == 0);
+  auto exported = run(dir, "export --format csv --output " + quote(dir.file("out.csv")) + " " +
+                               config_args(dir));
+  REQUIRE(exported.exit_code == 0);
+  std::istringstream csv(read_file(dir.file("out.csv")));
+  std::string header, first, second, third;
+  std::getline(csv, header);
+  std::getline(csv, first);
+  std::getline(csv, second);
+  std::getline(csv, third);
+  CHECK(header == "event_id,device_id,metric_type,timestamp,value,unit,delta,flags,revision");
+  CHECK_THAT(first, Catch::EndsWith(",\"a,b\",energy,2024-01-01T00:00:00.000Z,5,kWh,,first_reading,1"));
+  CHECK_THAT(second, Catch::EndsWith(",\"a,b\",energy,2024-01-01T00:30:00.000Z,7,kWh,2,out_of_order,1"));
+  CHECK_THAT(third, Catch::EndsWith(",\"a,b\",energy,2024-01-01T01:00:00.000Z,2,kWh,,counter_reset,1"));  // still a reset: unchanged
+}
+
+TEST_CASE("status shows counts by state and flag and the latest decode errors", "[cli]") {
+  TempDir dir;
+  REQUIRE(run(dir, "import " + quote(kSource + "/config/samples/seed-readings.jsonl") + " " +
+                       config_args(dir))
+              .exit_code == 0);
+  auto status = run(dir, "status " + config_args(dir));
+  REQUIRE(status.exit_code == 0);
+  CHECK_THAT(status.out, Catch::Contains("raw messages    13"));
+  CHECK_THAT(status.out, Catch::Contains("measurements    10 (10 unsynced)"));
+  CHECK_THAT(status.out, Catch::Contains("first_reading=3"));
+  CHECK_THAT(status.out, Catch::Contains("kVAh"));
+  auto json = run(dir, "status --json " + config_args(dir));
+  REQUIRE(json.exit_code == 0);
+  CHECK_THAT(json.out, Catch::Contains("\"decode_errors\":2"));
+  CHECK_THAT(json.out, Catch::Contains("\"duplicates\":1"));
+  CHECK_THAT(json.out, Catch::Contains("\"counter_reset\":1"));
+}
+
+TEST_CASE("renormalize from the command line is idempotent", "[cli]") {
+  TempDir dir;
+  REQUIRE(run(dir, "import " + quote(kSource + "/config/samples/seed-readings.jsonl") + " " +
+                       config_args(dir))
+              .exit_code == 0);
+  const auto before = run(dir, "export " + config_args(dir)).out;
+  auto renormalized = run(dir, "renormalize " + config_args(dir));
+  REQUIRE(renormalized.exit_code == 0);
+  CHECK_THAT(renormalized.out, Catch::Contains("renormalized 13 raw messages"));
+  CHECK(run(dir, "export " + config_args(dir)).out == before);
+}
+
+TEST_CASE("bad config fails with file:line:column and the key", "[cli]") {
+  TempDir dir;
+  write_file(dir.file("bad.yaml"),
+             "gateway_id: gw\nmetrics:\n  energy:\n    kind: countr\n    unit: kWh\n"
+             "mappings:\n  - topic: \"meters/#\"\n");
+  auto result = run(dir, "check-config --config " + quote(dir.file("bad.yaml")));
+  CHECK(result.exit_code == 3);
+  CHECK_THAT(result.err, Catch::Contains(dir.file("bad.yaml") + ":4:11:"));
+  CHECK_THAT(result.err, Catch::Contains("kind"));
+
+  auto good = run(dir, "check-config --config " + quote(kSource + "/config/agent.example.yaml"));
+  CHECK(good.exit_code == 0);
+  CHECK_THAT(good.out, Catch::Contains("OK"));
+}
+
+TEST_CASE("usage errors exit 2 and say what is wrong", "[cli]") {
+  TempDir dir;
+  auto unknown = run(dir, "frobnicate");
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.err, Catch::Contains("unknown command 'frobnicate'"));
+  auto missing = run(dir, "import " + config_args(dir));
+  CHECK(missing.exit_code == 2);
+  auto format = run(dir, "export --format xml " + config_args(dir));
+  CHECK(format.exit_code == 2);
+  CHECK_THAT(format.err, Catch::Contains("xml"));
+}
+
+TEST_CASE("a buffer from a newer meter-agent is refused, not touched", "[cli]") {
+  TempDir dir;
+  REQUIRE(run(dir, "status " + config_args(dir)).exit_code == 0);  // creates it
+  REQUIRE(std::system(("sqlite3 " + quote(dir.file("buffer.db")) + " 'PRAGMA user_version = 99'")
+                          .c_str()) == 0);
+  auto refused = run(dir, "status " + config_args(dir));
+  CHECK(refused.exit_code == 1);
+  CHECK_THAT(refused.err, Catch::Contains("schema version 99 is newer"));
+}

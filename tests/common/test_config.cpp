@@ -1,0 +1,589 @@
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "common/config.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using meter::parse_config;
+
+// A valid config to build variations on; line numbers below refer to it.
+const std::string kMinimal =
+    "gateway_id: gw\n"                        // 1
+    "metrics:\n"                              // 2
+    "  energy: {kind: counter, unit: kWh}\n"  // 3
+    "mappings:\n"                             // 4
+    "  - topic: meters/#\n";                  // 5
+
+meter::Config parse_ok(const std::string& yaml) {
+  auto result = parse_config(yaml, "t.yaml");
+  INFO(yaml);
+  if (!result) FAIL(result.error().message);
+  return std::move(result).value();
+}
+
+std::string error_of(const std::string& yaml) {
+  auto result = parse_config(yaml, "t.yaml");
+  INFO(yaml);
+  REQUIRE_FALSE(result.ok());
+  return result.error().message;
+}
+
+// A directory of its own per test, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() /
+            ("meter-test-config-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const fs::path& path() const { return path_; }
+  fs::path write(const std::string& name, const std::string& text) const {
+    const fs::path file = path_ / name;
+    std::ofstream(file, std::ios::binary) << text;
+    return file;
+  }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+}  // namespace
+
+TEST_CASE("the shipped example config parses to the documented values", "[config]") {
+  const std::string path = std::string(METER_SOURCE_DIR) + "/config/agent.example.yaml";
+  auto result = meter::load_config(path);
+  if (!result) FAIL(result.error().message);
+  const meter::Config& config = *result;
+
+  CHECK(config.source == path);
+  CHECK(config.gateway_id == "site-01");
+  CHECK(config.buffer.path == "/var/lib/meter-agent/buffer.db");
+  CHECK(config.buffer.durability == meter::Durability::power_loss);
+
+  REQUIRE(config.metrics.size() == 2);
+  const meter::MetricConfig* energy = config.metric("energy");
+  REQUIRE(energy != nullptr);
+  CHECK(energy->name == "energy");
+  CHECK(energy->kind == meter::MetricKind::counter);
+  CHECK(energy->unit == "kWh");
+  REQUIRE(energy->jump_threshold.has_value());
+  CHECK(energy->jump_threshold->text() == "10000");
+
+  const meter::MetricConfig* power = config.metric("power");
+  REQUIRE(power != nullptr);
+  CHECK(power->name == "power");
+  CHECK(power->kind == meter::MetricKind::gauge);
+  CHECK(power->unit == "kW");
+  CHECK_FALSE(power->jump_threshold.has_value());
+
+  REQUIRE(config.mappings.size() == 1);
+  const meter::MappingConfig& mapping = config.mappings[0];
+  CHECK(mapping.topic == "meters/#");
+  CHECK(mapping.format == meter::PayloadFormat::seed_json);
+  CHECK(mapping.timestamp.format == meter::TimestampFormat::rfc3339);
+  CHECK(mapping.timestamp.zone_name == "Europe/Berlin");
+  CHECK(mapping.timestamp.zone != nullptr);
+
+  CHECK(config.normalize.future_tolerance_ms == 5 * 60 * 1000);
+  CHECK(config.normalize.batch_size == 5000);
+}
+
+TEST_CASE("optional keys take their defaults", "[config]") {
+  const meter::Config config = parse_ok(kMinimal);
+  CHECK(config.source == "t.yaml");
+  CHECK(config.gateway_id == "gw");
+  CHECK(config.buffer.path == "/var/lib/meter-agent/buffer.db");
+  CHECK(config.buffer.durability == meter::Durability::power_loss);
+  REQUIRE(config.metric("energy") != nullptr);
+  CHECK_FALSE(config.metric("energy")->jump_threshold.has_value());
+  REQUIRE(config.mappings.size() == 1);
+  CHECK(config.mappings[0].format == meter::PayloadFormat::seed_json);
+  CHECK(config.mappings[0].timestamp.format == meter::TimestampFormat::rfc3339);
+  CHECK(config.mappings[0].timestamp.zone_name.empty());
+  CHECK(config.mappings[0].timestamp.zone == nullptr);
+  CHECK(config.normalize.future_tolerance_ms == 300000);
+  CHECK(config.normalize.batch_size == 5000);
+}
+
+TEST_CASE("every setting is read", "[config]") {
+  const meter::Config config = parse_ok(
+      "gateway_id: Site_A.01-x\n"
+      "buffer:\n"
+      "  path: /data/buf.db\n"
+      "  durability: normal\n"
+      "metrics:\n"
+      "  energy_total:\n"
+      "    kind: counter\n"
+      "    unit: MWh\n"
+      "    jump_threshold: 12345678901234567890.123456789\n"
+      "  temp_c: {kind: gauge, unit: \"°C\"}\n"
+      "mappings:\n"
+      "  - topic: a/+/s\n"
+      "    timestamp: {format: epoch_seconds, zone: UTC}\n"
+      "  - topic: b/#\n"
+      "    format: seed_json\n"
+      "    timestamp: {format: epoch_milliseconds}\n"
+      "normalize:\n"
+      "  future_tolerance: 250ms\n"
+      "  batch_size: 100000\n");
+  CHECK(config.gateway_id == "Site_A.01-x");
+  CHECK(config.buffer.path == "/data/buf.db");
+  CHECK(config.buffer.durability == meter::Durability::normal);
+  REQUIRE(config.metric("energy_total") != nullptr);
+  // Digits a double would lose: the threshold must come from the text.
+  CHECK(config.metric("energy_total")->jump_threshold->text() == "12345678901234567890.123456789");
+  CHECK(config.metric("energy_total")->unit == "MWh");
+  REQUIRE(config.metric("temp_c") != nullptr);
+  CHECK(config.metric("temp_c")->unit == "°C");
+  CHECK(config.metric("temp_c")->kind == meter::MetricKind::gauge);
+  REQUIRE(config.mappings.size() == 2);
+  CHECK(config.mappings[0].topic == "a/+/s");
+  CHECK(config.mappings[0].timestamp.format == meter::TimestampFormat::epoch_seconds);
+  CHECK(config.mappings[0].timestamp.zone_name == "UTC");
+  CHECK(config.mappings[0].timestamp.zone != nullptr);
+  CHECK(config.mappings[1].topic == "b/#");
+  CHECK(config.mappings[1].timestamp.format == meter::TimestampFormat::epoch_milliseconds);
+  CHECK(config.normalize.future_tolerance_ms == 250);
+  CHECK(config.normalize.batch_size == 100000);
+}
+
+TEST_CASE("metric() and mapping_for() look things up", "[config]") {
+  const meter::Config config = parse_ok(
+      "gateway_id: gw\n"
+      "metrics: {energy: {kind: counter, unit: kWh}, power: {kind: gauge, unit: kW}}\n"
+      "mappings:\n"
+      "  - topic: meters/special/+\n"
+      "    timestamp: {format: epoch_seconds}\n"
+      "  - topic: meters/#\n");
+  CHECK(config.metric("power")->unit == "kW");
+  CHECK(config.metric("pow") == nullptr);
+  CHECK(config.metric("") == nullptr);
+
+  // First match wins, even though "meters/#" matches too.
+  const meter::MappingConfig* special = config.mapping_for("meters/special/m1");
+  REQUIRE(special != nullptr);
+  CHECK(special == &config.mappings[0]);
+  CHECK(config.mapping_for("meters/special/m1/x") == &config.mappings[1]);
+  CHECK(config.mapping_for("meters") == &config.mappings[1]);
+  CHECK(config.mapping_for("other/m1") == nullptr);
+}
+
+TEST_CASE("unknown keys are errors at every level", "[config]") {
+  CHECK(error_of(kMinimal + "mapings: []\n") ==
+        "t.yaml:6:1: unknown key 'mapings' in top level; expected one of gateway_id, buffer, "
+        "metrics, mappings, normalize");
+  CHECK(error_of("buffer:\n  path: x.db\n  durabilty: normal\n") ==
+        "t.yaml:3:3: unknown key 'durabilty' in buffer; expected one of path, durability");
+  CHECK(error_of("metrics:\n  energy:\n    kind: counter\n    units: kWh\n") ==
+        "t.yaml:4:5: unknown key 'units' in metrics.energy; expected one of kind, unit, "
+        "jump_threshold");
+  CHECK(error_of("mappings:\n  - topic: a\n  - topic: b\n    fromat: seed_json\n") ==
+        "t.yaml:4:5: unknown key 'fromat' in mappings[1]; expected one of topic, format, "
+        "timestamp");
+  CHECK(error_of("mappings:\n  - topic: a\n    timestamp: {format: rfc3339, tz: UTC}\n") ==
+        "t.yaml:3:34: unknown key 'tz' in mappings[0].timestamp; expected one of format, zone");
+  CHECK(error_of("normalize:\n  batch: 10\n") ==
+        "t.yaml:2:3: unknown key 'batch' in normalize; expected one of future_tolerance, "
+        "batch_size");
+}
+
+TEST_CASE("duplicate keys are errors at the second occurrence", "[config]") {
+  CHECK(error_of(kMinimal + "gateway_id: other\n") ==
+        "t.yaml:6:1: duplicate key 'gateway_id' in top level; first at line 1, column 1");
+  CHECK(error_of("metrics:\n  energy: {kind: counter, unit: kWh}\n  energy: {kind: gauge, unit: "
+                 "kW}\n") ==
+        "t.yaml:3:3: duplicate key 'energy' in metrics; first at line 2, column 3");
+  CHECK(error_of("metrics:\n  power: {kind: gauge, unit: kW, kind: counter}\n") ==
+        "t.yaml:2:34: duplicate key 'kind' in metrics.power; first at line 2, column 11");
+  CHECK(error_of("normalize:\n  batch_size: 1\n  batch_size: 2\n") ==
+        "t.yaml:3:3: duplicate key 'batch_size' in normalize; first at line 2, column 3");
+}
+
+TEST_CASE("enum values outside their set are errors", "[config]") {
+  CHECK(error_of("metrics:\n  energy:\n    kind: countr\n") ==
+        "t.yaml:3:11: metrics.energy.kind: expected one of counter, gauge, got 'countr'");
+  // Case matters: the value is a keyword, not prose.
+  CHECK(error_of("metrics:\n  energy:\n    kind: Counter\n") ==
+        "t.yaml:3:11: metrics.energy.kind: expected one of counter, gauge, got 'Counter'");
+  CHECK(error_of("buffer:\n  durability: fast\n") ==
+        "t.yaml:2:15: buffer.durability: expected one of power_loss, normal, got 'fast'");
+  CHECK(error_of("mappings:\n  - topic: a\n    format: json\n") ==
+        "t.yaml:3:13: mappings[0].format: expected one of seed_json, got 'json'");
+  CHECK(error_of("mappings:\n  - topic: a\n    timestamp:\n      format: iso\n") ==
+        "t.yaml:4:15: mappings[0].timestamp.format: expected one of rfc3339, epoch_seconds, "
+        "epoch_milliseconds, got 'iso'");
+}
+
+TEST_CASE("values of the wrong type are errors at the value", "[config]") {
+  CHECK(error_of("gateway_id: g\nmetrics: [energy]\n") ==
+        "t.yaml:2:10: metrics: expected a map, got a list");
+  CHECK(error_of("metrics:\n  energy:\n    kind: {a: b}\n") ==
+        "t.yaml:3:11: metrics.energy.kind: expected one of counter, gauge, got a map");
+  CHECK(error_of("gateway_id: [a, b]\n") ==
+        "t.yaml:1:13: gateway_id: expected 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-', "
+        "got a list");
+  CHECK(error_of("mappings:\n  topic: a\n") ==
+        "t.yaml:2:3: mappings: expected a list of mappings, got a map");
+  CHECK(error_of("mappings:\n  - meters/#\n") ==
+        "t.yaml:2:5: mappings[0]: expected a map, got 'meters/#'");
+  CHECK(error_of("buffer: /tmp/x.db\n") == "t.yaml:1:9: buffer: expected a map, got '/tmp/x.db'");
+  CHECK(error_of("normalize:\n  batch_size: [1]\n") ==
+        "t.yaml:2:15: normalize.batch_size: expected a whole number from 1 to 100000, got a list");
+  CHECK(error_of("- a\n- b\n") == "t.yaml:1:1: top level: expected a map, got a list");
+  CHECK(error_of("hello\n") == "t.yaml:1:1: top level: expected a map, got 'hello'");
+  CHECK(error_of("? [a]\n: 1\n") == "t.yaml:1:3: expected a string key in top level, got a list");
+}
+
+TEST_CASE("an empty value is blamed on its key", "[config]") {
+  // yaml-cpp places an empty value at the next token; the key is the useful spot.
+  CHECK(error_of("gateway_id:\nmetrics: {}\n") ==
+        "t.yaml:1:1: gateway_id: expected 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-', "
+        "got an empty value");
+  CHECK(error_of("metrics:\n  energy:\n    kind: counter\n    unit:\n") ==
+        "t.yaml:4:5: metrics.energy.unit: expected a unit without whitespace or '|', got an "
+        "empty value");
+  CHECK(error_of("gateway_id: gw\nmetrics:\n  energy:\nmappings: []\n") ==
+        "t.yaml:3:3: metrics.energy: expected a map, got an empty value");
+  CHECK(error_of("normalize:\n  future_tolerance: ~\n") ==
+        "t.yaml:2:3: normalize.future_tolerance: expected a duration: a whole number and a unit "
+        "ms, s, m or h, e.g. 300s or 5m, got an empty value");
+}
+
+TEST_CASE("a missing required key points at the map that lacks it", "[config]") {
+  CHECK(error_of("metrics:\n  energy: {kind: counter, unit: kWh}\nmappings:\n  - topic: a\n") ==
+        "t.yaml:1:1: top level: missing required key 'gateway_id'");
+  CHECK(error_of("gateway_id: gw\nmappings:\n  - topic: a\n") ==
+        "t.yaml:1:1: top level: missing required key 'metrics'");
+  CHECK(error_of("gateway_id: gw\nmetrics:\n  energy: {kind: counter, unit: kWh}\n") ==
+        "t.yaml:1:1: top level: missing required key 'mappings'");
+  CHECK(error_of("gateway_id: g\nmetrics:\n  energy:\n    kind: counter\n") ==
+        "t.yaml:4:5: metrics.energy: missing required key 'unit'");
+  CHECK(error_of("metrics:\n  energy: {unit: kWh}\n") ==
+        "t.yaml:2:11: metrics.energy: missing required key 'kind'");
+  CHECK(error_of("gateway_id: gw\nmetrics:\n  e: {kind: gauge, unit: W}\nmappings:\n  - format: "
+                 "seed_json\n") == "t.yaml:5:5: mappings[0]: missing required key 'topic'");
+  CHECK(error_of("gateway_id: gw\nmetrics: {}\n") ==
+        "t.yaml:2:10: metrics: at least one metric is required");
+  CHECK(error_of("gateway_id: gw\nmetrics:\n  e: {kind: gauge, unit: W}\nmappings: []\n") ==
+        "t.yaml:4:11: mappings: at least one mapping is required");
+}
+
+TEST_CASE("names and units are validated", "[config]") {
+  const std::string gateway_expected =
+      ": gateway_id: expected 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-', got ";
+  CHECK(error_of("gateway_id: site/01\n") == "t.yaml:1:13" + gateway_expected + "'site/01'");
+  CHECK(error_of("gateway_id: \"\"\n") == "t.yaml:1:13" + gateway_expected + "''");
+  const std::string id64(64, 'a');
+  CHECK(parse_ok("gateway_id: " + id64 + kMinimal.substr(kMinimal.find('\n'))).gateway_id == id64);
+  CHECK(error_of("gateway_id: " + id64 + "b\n") ==
+        "t.yaml:1:13" + gateway_expected + "'" + id64.substr(0, 60) + "...'");
+
+  CHECK(error_of("metrics:\n  Energy: {kind: counter, unit: kWh}\n") ==
+        "t.yaml:2:3: metrics: invalid metric name 'Energy'; expected 1 to 64 characters of a-z, "
+        "0-9, '_'");
+  CHECK(error_of("metrics:\n  \"a|b\": {kind: counter, unit: kWh}\n") ==
+        "t.yaml:2:3: metrics: invalid metric name 'a|b'; expected 1 to 64 characters of a-z, "
+        "0-9, '_'");
+  CHECK(error_of("metrics:\n  " + std::string(65, 'm') + ": {kind: gauge, unit: W}\n")
+            .starts_with("t.yaml:2:3: metrics: invalid metric name"));
+
+  const std::string unit_expected =
+      "metrics.e.unit: expected a unit without whitespace or '|', got ";
+  CHECK(error_of("metrics:\n  e: {kind: gauge, unit: \"k Wh\"}\n") ==
+        "t.yaml:2:26: " + unit_expected + "'k Wh'");
+  CHECK(error_of("metrics:\n  e: {kind: gauge, unit: \"kWh|x\"}\n") ==
+        "t.yaml:2:26: " + unit_expected + "'kWh|x'");
+  CHECK(error_of("metrics:\n  e: {kind: gauge, unit: \"\"}\n") ==
+        "t.yaml:2:26: " + unit_expected + "''");
+  CHECK(error_of("metrics:\n  e: {kind: gauge, unit: \"kWh\\t\"}\n") ==
+        "t.yaml:2:26: " + unit_expected + "'kWh\\x09'");
+}
+
+TEST_CASE("jump_threshold is a positive decimal on counters only", "[config]") {
+  const auto with_threshold = [](const std::string& threshold) {
+    return "gateway_id: gw\n"
+           "metrics:\n"
+           "  energy:\n"
+           "    kind: counter\n"
+           "    unit: kWh\n"
+           "    jump_threshold: " +
+           threshold +
+           "\n"
+           "mappings:\n"
+           "  - topic: meters/#\n";
+  };
+  CHECK(parse_ok(with_threshold("0.001")).metric("energy")->jump_threshold->text() == "0.001");
+  CHECK(parse_ok(with_threshold("1e3")).metric("energy")->jump_threshold->text() == "1000");
+  CHECK(parse_ok(with_threshold("\"42\"")).metric("energy")->jump_threshold->text() == "42");
+
+  const std::string prefix =
+      "t.yaml:6:21: metrics.energy.jump_threshold: expected a decimal number greater than 0, got ";
+  CHECK(error_of(with_threshold("0")) == prefix + "'0'");
+  CHECK(error_of(with_threshold("-5")) == prefix + "'-5'");
+  CHECK(error_of(with_threshold("abc")) == prefix + "'abc'");
+  CHECK(error_of(with_threshold(".inf")) == prefix + "'.inf'");
+  CHECK(error_of(with_threshold("1,000")) == prefix + "'1,000'");
+  CHECK(error_of(with_threshold("[1]")) == prefix + "a list");
+
+  // On a gauge, wherever `kind` is written relative to the threshold.
+  CHECK(error_of("metrics:\n  power:\n    jump_threshold: 5\n    kind: gauge\n    unit: kW\n") ==
+        "t.yaml:3:5: metrics.power.jump_threshold: only allowed for kind counter, not gauge");
+  CHECK(error_of("metrics:\n  power: {kind: gauge, unit: kW, jump_threshold: 5}\n") ==
+        "t.yaml:2:34: metrics.power.jump_threshold: only allowed for kind counter, not gauge");
+}
+
+TEST_CASE("durations take an integer and a unit", "[config]") {
+  const auto tolerance = [](const std::string& text) {
+    return parse_ok(kMinimal + "normalize:\n  future_tolerance: " + text + "\n")
+        .normalize.future_tolerance_ms;
+  };
+  CHECK(tolerance("0s") == 0);
+  CHECK(tolerance("0ms") == 0);
+  CHECK(tolerance("250ms") == 250);
+  CHECK(tolerance("300s") == 300000);
+  CHECK(tolerance("5m") == 300000);
+  CHECK(tolerance("2h") == 7200000);
+  CHECK(tolerance("007s") == 7000);
+
+  const auto bad = [](const std::string& text) {
+    return error_of(kMinimal + "normalize:\n  future_tolerance: " + text + "\n");
+  };
+  const std::string prefix =
+      "t.yaml:7:21: normalize.future_tolerance: expected a duration: a whole number and a unit "
+      "ms, s, m or h, e.g. 300s or 5m, got ";
+  CHECK(bad("300") == prefix + "'300'");
+  CHECK(bad("5 m") == prefix + "'5 m'");
+  CHECK(bad("5min") == prefix + "'5min'");
+  CHECK(bad("1.5h") == prefix + "'1.5h'");
+  CHECK(bad("+5m") == prefix + "'+5m'");
+  CHECK(bad("m") == prefix + "'m'");
+  CHECK(bad("ms") == prefix + "'ms'");
+  CHECK(bad("5d") == prefix + "'5d'");
+  CHECK(bad("5M") == prefix + "'5M'");
+  CHECK(bad("\"\"") == prefix + "''");
+  CHECK(bad("-5m") == "t.yaml:7:21: normalize.future_tolerance: must not be negative, got '-5m'");
+  CHECK(bad("3000000000000h") ==
+        "t.yaml:7:21: normalize.future_tolerance: duration too large, got '3000000000000h'");
+}
+
+TEST_CASE("batch_size is a whole number from 1 to 100000", "[config]") {
+  CHECK(parse_ok(kMinimal + "normalize: {batch_size: 1}\n").normalize.batch_size == 1);
+  const std::string prefix =
+      "t.yaml:6:25: normalize.batch_size: expected a whole number from 1 to 100000, got ";
+  for (const std::string text :
+       {"0", "100001", "-1", "5.5", "1e3", "abc", "99999999999999999999"}) {
+    INFO(text);
+    CHECK(error_of(kMinimal + "normalize: {batch_size: " + text + "}\n") ==
+          prefix + "'" + text + "'");
+  }
+}
+
+TEST_CASE("topic filters follow MQTT 3.1.1", "[config]") {
+  const auto with_topic = [](const std::string& topic) {
+    return "gateway_id: gw\nmetrics: {e: {kind: gauge, unit: W}}\nmappings:\n  - topic: " + topic +
+           "\n";
+  };
+  for (const std::string good :
+       {"\"#\"", "+", "+/+/#", "/", "a//b", "$SYS/#", "a/+", "sport/#", "\"m\\u00e9ter/+\""}) {
+    INFO(good);
+    CHECK(parse_ok(with_topic(good)).mappings.size() == 1);
+  }
+  const std::string at = "t.yaml:4:12: mappings[0].topic: invalid MQTT topic filter ";
+  CHECK(error_of(with_topic("\"\"")) == at + "'': must not be empty");
+  CHECK(error_of(with_topic("a/#/b")) == at + "'a/#/b': '#' must be alone in the last level");
+  CHECK(error_of(with_topic("\"#/a\"")) == at + "'#/a': '#' must be alone in the last level");
+  CHECK(error_of(with_topic("a#")) == at + "'a#': '#' must be alone in the last level");
+  CHECK(error_of(with_topic("a/b#")) == at + "'a/b#': '#' must be alone in the last level");
+  CHECK(error_of(with_topic("a/b+")) == at + "'a/b+': '+' must be alone in its level");
+  CHECK(error_of(with_topic("+a/b")) == at + "'+a/b': '+' must be alone in its level");
+  CHECK(error_of(with_topic("\"a\\0b\"")) == at + "'a\\x00b': must not contain a NUL character");
+  CHECK(error_of(with_topic("\"a\xff\"")) == at + "'a\xff': is not valid UTF-8");
+  // Unquoted, '#' starts a YAML comment and the topic is empty.
+  CHECK(error_of(with_topic("#")) ==
+        "t.yaml:4:5: mappings[0].topic: expected an MQTT topic filter, got an empty value (quote "
+        "a filter that starts with '#': YAML reads an unquoted one as a comment)");
+  CHECK(error_of(with_topic("[a]")) ==
+        "t.yaml:4:12: mappings[0].topic: expected an MQTT topic filter, got a list");
+  CHECK(error_of(with_topic("\"" + std::string(65536, 'a') + "\""))
+            .starts_with(at + "'" + std::string(60, 'a') + "...': longer than 65535 bytes"));
+
+  // The second copy could never match: the first always wins.
+  CHECK(error_of("gateway_id: gw\nmetrics: {e: {kind: gauge, unit: W}}\nmappings:\n"
+                 "  - topic: a/#\n  - topic: b\n  - topic: a/#\n") ==
+        "t.yaml:6:12: mappings[2].topic: same filter as mappings[0] (line 4), so it would never "
+        "match");
+}
+
+TEST_CASE("an unknown time zone is an error at the zone", "[config]") {
+  const std::string message = error_of(
+      "gateway_id: gw\nmetrics: {e: {kind: gauge, unit: W}}\nmappings:\n  - topic: a\n"
+      "    timestamp:\n      zone: Mars/Olympus_Mons\n");
+  CHECK(message.starts_with("t.yaml:6:13: mappings[0].timestamp.zone: "));
+  CHECK(message.find("Mars/Olympus_Mons") != std::string::npos);
+  CHECK(error_of("gateway_id: gw\nmetrics: {e: {kind: gauge, unit: W}}\nmappings:\n  - topic: a\n"
+                 "    timestamp: {zone: \"\"}\n") ==
+        "t.yaml:5:23: mappings[0].timestamp.zone: expected an IANA time zone name such as "
+        "Europe/Berlin, got ''");
+}
+
+TEST_CASE("YAML syntax errors, empty files and extra documents", "[config]") {
+  CHECK(error_of("gateway_id: gw\nmetrics: [a\n") ==
+        "t.yaml:3:1: invalid YAML: end of sequence flow not found");
+  CHECK(error_of("gateway_id: gw\n\tmetrics: {}\n").starts_with("t.yaml:2:"));
+  CHECK(error_of("a: b: c\n") == "t.yaml:1:5: invalid YAML: illegal map value");
+
+  const std::string empty =
+      "t.yaml:1:1: empty configuration; expected a map with at least gateway_id, metrics and "
+      "mappings";
+  CHECK(error_of("") == empty);
+  CHECK(error_of("# nothing but a comment\n\n") == empty);
+  CHECK(error_of("---\n") == empty);
+
+  CHECK(error_of(kMinimal + "---\ngateway_id: other\n") ==
+        "t.yaml:7:1: expected a single YAML document; another one starts here");
+  // A trailing document marker adds no content and is harmless.
+  CHECK(parse_ok(kMinimal + "---\n").gateway_id == "gw");
+}
+
+TEST_CASE("parse_config never throws", "[config]") {
+  const std::string inputs[] = {
+      "{",
+      "]",
+      "\t",
+      "&a [*a]",
+      "*undefined",
+      "!!binary x",
+      std::string(5000, '[') + std::string(5000, ']'),
+      std::string("a: \0 b", 6),
+      "gateway_id: gw\nmetrics: {e: {kind: gauge, unit: W}}\nmappings:\n  - {topic: a\n",
+  };
+  for (const std::string& input : inputs) {
+    INFO(input.substr(0, 80));
+    meter::Result<meter::Config> result = meter::Error{""};
+    REQUIRE_NOTHROW(result = parse_config(input, "t.yaml"));
+    CHECK_FALSE(result.ok());
+    if (!result.ok()) CHECK(result.error().message.starts_with("t.yaml"));
+  }
+}
+
+TEST_CASE("relative buffer paths resolve against the config file's directory", "[config]") {
+  const auto with_path = [](const std::string& path) {
+    return "gateway_id: gw\nbuffer:\n  path: " + path + "\n" +
+           kMinimal.substr(kMinimal.find('\n') + 1);
+  };
+
+  TempDir dir;
+  const fs::path file = dir.write("agent.yaml", with_path("data/buffer.db"));
+  auto loaded = meter::load_config(file.string());
+  if (!loaded) FAIL(loaded.error().message);
+  CHECK(loaded->buffer.path == (dir.path() / "data/buffer.db").string());
+  CHECK(fs::path(loaded->buffer.path).is_absolute());
+
+  const fs::path up = dir.write("up.yaml", with_path("../x/./buffer.db"));
+  auto loaded_up = meter::load_config(up.string());
+  if (!loaded_up) FAIL(loaded_up.error().message);
+  CHECK(loaded_up->buffer.path == (dir.path().parent_path() / "x/buffer.db").string());
+
+  const fs::path absolute = dir.write("abs.yaml", with_path("/srv/b.db"));
+  auto loaded_abs = meter::load_config(absolute.string());
+  if (!loaded_abs) FAIL(loaded_abs.error().message);
+  CHECK(loaded_abs->buffer.path == "/srv/b.db");
+
+  // parse_config uses the directory part of the source name, if any.
+  CHECK(parse_config(with_path("buffer.db"), "/etc/meter-agent/agent.yaml")->buffer.path ==
+        "/etc/meter-agent/buffer.db");
+  CHECK(parse_config(with_path("buffer.db"), "<string>")->buffer.path == "buffer.db");
+
+  CHECK(error_of(with_path("data/")) == "t.yaml:3:9: buffer.path: must name a file, got 'data/'");
+  CHECK(error_of(with_path("\"\"")) == "t.yaml:3:9: buffer.path: expected a file path, got ''");
+}
+
+TEST_CASE("load_config reports unreadable files", "[config]") {
+  TempDir dir;
+  const std::string missing = (dir.path() / "missing.yaml").string();
+  auto result = meter::load_config(missing);
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.error().message == missing + ": cannot read: No such file or directory");
+
+  auto directory = meter::load_config(dir.path().string());
+  REQUIRE_FALSE(directory.ok());
+  CHECK(directory.error().message == dir.path().string() + ": cannot read: Is a directory");
+
+  const fs::path empty = dir.write("empty.yaml", "");
+  auto empty_result = meter::load_config(empty.string());
+  REQUIRE_FALSE(empty_result.ok());
+  CHECK(empty_result.error().message ==
+        empty.string() +
+            ":1:1: empty configuration; expected a map with at least gateway_id, metrics and "
+            "mappings");
+
+  // Errors from a file name the file as given.
+  const fs::path bad = dir.write("bad.yaml", "gateway_id: gw\nmetrics:\n  e: {kind: gaug}\n");
+  auto bad_result = meter::load_config(bad.string());
+  REQUIRE_FALSE(bad_result.ok());
+  CHECK(bad_result.error().message ==
+        bad.string() + ":3:13: metrics.e.kind: expected one of counter, gauge, got 'gaug'");
+}
+
+TEST_CASE("topic_matches follows MQTT 3.1.1 section 4.7", "[config]") {
+  using meter::topic_matches;
+  // Exact levels.
+  CHECK(topic_matches("a/b", "a/b"));
+  CHECK_FALSE(topic_matches("a/b", "a/b/c"));
+  CHECK_FALSE(topic_matches("a/b/c", "a/b"));
+  CHECK_FALSE(topic_matches("a/b", "a/B"));
+  CHECK_FALSE(topic_matches("a/b", "a/b/"));
+  CHECK(topic_matches("/", "/"));
+
+  // '#': the rest, including the parent level itself.
+  CHECK(topic_matches("sport/tennis/player1/#", "sport/tennis/player1"));
+  CHECK(topic_matches("sport/tennis/player1/#", "sport/tennis/player1/ranking"));
+  CHECK(topic_matches("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon"));
+  CHECK(topic_matches("sport/#", "sport"));
+  CHECK(topic_matches("sport/#", "sport/"));
+  CHECK_FALSE(topic_matches("sport/#", "sports"));
+  CHECK_FALSE(topic_matches("sport/#", "spor"));
+  CHECK(topic_matches("#", "a"));
+  CHECK(topic_matches("#", "/a/b"));
+
+  // '+': exactly one level, which may be empty.
+  CHECK(topic_matches("sport/tennis/+", "sport/tennis/player1"));
+  CHECK_FALSE(topic_matches("sport/tennis/+", "sport/tennis/player1/ranking"));
+  CHECK_FALSE(topic_matches("sport/+", "sport"));
+  CHECK(topic_matches("sport/+", "sport/"));
+  CHECK(topic_matches("+", "sport"));
+  CHECK(topic_matches("+/+", "/finance"));
+  CHECK(topic_matches("/+", "/finance"));
+  CHECK_FALSE(topic_matches("+", "/finance"));
+  CHECK(topic_matches("+/tennis/#", "sport/tennis/player1"));
+  CHECK(topic_matches("a/+/c", "a//c"));
+
+  // '$' topics are not matched by a leading wildcard, only by a '$' filter.
+  CHECK_FALSE(topic_matches("#", "$SYS/broker/uptime"));
+  CHECK_FALSE(topic_matches("+/monitor/Clients", "$SYS/monitor/Clients"));
+  CHECK(topic_matches("$SYS/#", "$SYS/monitor/Clients"));
+  CHECK(topic_matches("$SYS/monitor/+", "$SYS/monitor/Clients"));
+  CHECK(topic_matches("a/#", "a/$b"));
+
+  // Invalid filters and empty topics match nothing.
+  CHECK_FALSE(topic_matches("", ""));
+  CHECK_FALSE(topic_matches("#", ""));
+  CHECK_FALSE(topic_matches("a/#/b", "a/x/b"));
+  CHECK_FALSE(topic_matches("a#", "a#"));
+  CHECK_FALSE(topic_matches("a/b+", "a/b+"));
+}
