@@ -91,7 +91,9 @@ TEST_CASE("the shipped example config parses to the documented values", "[config
   CHECK(power->unit == "kW");
   CHECK_FALSE(power->jump_threshold.has_value());
 
-  REQUIRE(config.mappings.size() == 1);
+  REQUIRE(config.mappings.size() == 2);
+  CHECK(config.mappings[1].topic == "import");  // JSON lines given to `meter-agent import`
+  CHECK(config.mappings[1].timestamp.zone == nullptr);
   const meter::MappingConfig& mapping = config.mappings[0];
   CHECK(mapping.topic == "meters/#");
   CHECK(mapping.format == meter::PayloadFormat::seed_json);
