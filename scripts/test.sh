@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds with AddressSanitizer
+# and UndefinedBehaviorSanitizer, runs every test (ctest: unit, property, CLI,
+# crash and benchmark smoke tests), a short fuzzing smoke of each parser, and
+# the central service's tests against a real PostgreSQL it starts itself.
+#   scripts/test.sh            everything
+#   FUZZ_SECONDS=0 scripts/test.sh   skip the fuzzing smoke
+set -euo pipefail
+source_dir=$(cd "$(dirname "$0")/.." && pwd)
+build_dir=${METER_TEST_BUILD_DIR:-$source_dir/build-test}
+fuzz_seconds=${FUZZ_SECONDS:-20}
+jobs=$(nproc)
+
+"$source_dir/scripts/install-deps.sh"
+
+passed=0
+failed=0
+suite() {
+  local name=$1
+  shift
+  echo
+  echo "== $name"
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    echo "== $name FAILED"
+    failed=$((failed + 1))
+  fi
+}
+
+build() {
+  cmake -S "$source_dir" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DMETER_SANITIZE=ON -DMETER_WERROR=ON >/dev/null &&
+    cmake --build "$build_dir" -j "$jobs"
+}
+unit_tests() {
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir "$build_dir" -j "$jobs" --output-on-failure --timeout 600
+}
+fuzz_smoke() {
+  METER_FUZZ_BUILD_DIR="$source_dir/build-fuzz" "$source_dir/tests/fuzz/run.sh" "$fuzz_seconds"
+}
+
+suite "build" build || true
+if [ "$failed" -eq 0 ]; then
+  suite "ctest" unit_tests
+fi
+if [ "$fuzz_seconds" -gt 0 ]; then
+  suite "fuzz smoke (${fuzz_seconds}s per target)" fuzz_smoke
+fi
+if [ -x "$source_dir/central/tests/run.sh" ]; then
+  suite "central (pytest, real PostgreSQL)" "$source_dir/central/tests/run.sh"
+fi
+
+echo
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
