@@ -42,8 +42,8 @@ std::unique_ptr<Buffer> open_buffer(const Config& config, std::ostream& err) {
 
 void print_stats(const NormalizeStats& stats, std::ostream& err) {
   err << stats.new_measurements << " new measurements, " << stats.duplicates << " duplicates, "
-      << stats.revised << " revised, " << stats.decode_errors << " decode errors, "
-      << stats.ignored << " ignored\n";
+      << stats.revised << " revised, " << stats.decode_errors << " decode errors, " << stats.ignored
+      << " ignored\n";
 }
 
 std::string csv_field(const std::string& text) {
@@ -245,9 +245,10 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
   if (command_line.json) {
     std::string json = "{\"buffer\":";
     append_json_string(json, s.path);
-    json += ",\"buffer_id\":\"" + s.buffer_id + "\",\"schema_version\":" +
-            std::to_string(s.schema_version) + ",\"raw_messages\":" +
-            std::to_string(s.raw_messages) + ",\"last_seq\":" + std::to_string(s.last_seq) +
+    json += ",\"buffer_id\":\"" + s.buffer_id +
+            "\",\"schema_version\":" + std::to_string(s.schema_version) +
+            ",\"raw_messages\":" + std::to_string(s.raw_messages) +
+            ",\"last_seq\":" + std::to_string(s.last_seq) +
             ",\"pending_normalization\":" + std::to_string(pending) +
             ",\"decode_errors\":" + std::to_string(s.decode_errors) +
             ",\"ignored\":" + std::to_string(s.ignored) +
@@ -270,10 +271,10 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
     out << json;
     return kExitOk;
   }
-  out << "buffer          " << s.path << " (id " << s.buffer_id << ", schema "
-      << s.schema_version << ")\n";
-  out << "raw messages    " << s.raw_messages << " (last seq " << s.last_seq << ", "
-      << pending << " pending normalization)\n";
+  out << "buffer          " << s.path << " (id " << s.buffer_id << ", schema " << s.schema_version
+      << ")\n";
+  out << "raw messages    " << s.raw_messages << " (last seq " << s.last_seq << ", " << pending
+      << " pending normalization)\n";
   out << "decode errors   " << s.decode_errors << "\n";
   out << "ignored         " << s.ignored << "\n";
   out << "duplicates      " << s.duplicates << "\n";
@@ -301,7 +302,8 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
       err << "meter-agent: " << listed.error().message << "\n";
       return kExitFailure;
     }
-    for (const auto& outcome : latest) out << "  seq " << outcome.seq << ": " << outcome.reason << "\n";
+    for (const auto& outcome : latest)
+      out << "  seq " << outcome.seq << ": " << outcome.reason << "\n";
   }
   return kExitOk;
 }

@@ -32,7 +32,7 @@ struct RawMessage {
   std::string payload;  // bytes, not necessarily text
   int qos = 1;
   bool retained = false;
-  bool dup = false;            // MQTT DUP: a redelivery of a message the broker sent before
+  bool dup = false;              // MQTT DUP: a redelivery of a message the broker sent before
   std::int64_t received_ms = 0;  // gateway clock, UTC
 };
 
@@ -55,7 +55,8 @@ struct Measurement {
   std::int64_t timestamp_ms = 0;
   std::string value;  // canonical decimal text
   std::string unit;
-  std::optional<std::string> delta;  // canonical decimal text, none for first readings, resets, gauges
+  std::optional<std::string>
+      delta;  // canonical decimal text, none for first readings, resets, gauges
   FlagSet flags = 0;
   std::int64_t revision = 1;         // rises whenever delta or flags change
   std::int64_t synced_revision = 0;  // highest revision the central side confirmed
@@ -82,7 +83,8 @@ struct BufferStatus {
   std::int64_t duplicates = 0;
   std::int64_t series = 0;
   std::int64_t measurements = 0;
-  std::int64_t unsynced = 0;  // measurements whose current revision the central side has not confirmed
+  std::int64_t unsynced =
+      0;  // measurements whose current revision the central side has not confirmed
   std::optional<std::int64_t> oldest_unsynced_received_ms;
   std::map<std::string, std::int64_t> flag_counts;  // flag name -> measurements carrying it
   std::int64_t database_bytes = 0;

@@ -73,8 +73,7 @@ inline constexpr const char* kGetUserVersion = "PRAGMA user_version";
 inline constexpr const char* kGetMeta = "SELECT value FROM meta WHERE key = ?1";
 inline constexpr const char* kPutMeta = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)";
 inline constexpr const char* kGetCounter = "SELECT value FROM counters WHERE name = ?1";
-inline constexpr const char* kAddCounter =
-    "UPDATE counters SET value = value + ?2 WHERE name = ?1";
+inline constexpr const char* kAddCounter = "UPDATE counters SET value = value + ?2 WHERE name = ?1";
 inline constexpr const char* kSetCounter = "UPDATE counters SET value = ?2 WHERE name = ?1";
 
 inline constexpr const char* kAppendRaw =
@@ -93,7 +92,8 @@ inline constexpr const char* kRecordOutcome =
     "INSERT OR REPLACE INTO raw_outcomes (seq, kind, reason) VALUES (?1, ?2, ?3)";
 
 inline constexpr const char* kFindSeries =
-    "SELECT id, unit, anchor_ts, anchor_value FROM series WHERE device_id = ?1 AND metric_type = ?2";
+    "SELECT id, unit, anchor_ts, anchor_value FROM series WHERE device_id = ?1 AND metric_type = "
+    "?2";
 inline constexpr const char* kInsertSeries =
     "INSERT INTO series (device_id, metric_type, unit) VALUES (?1, ?2, ?3)";
 inline constexpr const char* kSeriesTailTimestamp =
@@ -117,7 +117,8 @@ inline constexpr const char* kExportMeasurements =
     "m.flags, m.revision, m.synced_revision, m.raw_seq, m.first_received_ms "
     "FROM series s JOIN measurements m ON m.series_id = s.id "
     "ORDER BY s.device_id, s.metric_type, m.timestamp_ms";
-inline constexpr const char* kRawOutcomes = "SELECT seq, kind, reason FROM raw_outcomes ORDER BY seq";
+inline constexpr const char* kRawOutcomes =
+    "SELECT seq, kind, reason FROM raw_outcomes ORDER BY seq";
 
 inline constexpr const char* kMarkSynced =
     "UPDATE measurements SET synced_revision = max(synced_revision, ?2) "
@@ -163,7 +164,8 @@ inline constexpr const char* kSetAnchor =
     "UPDATE series SET anchor_ts = ?2, anchor_value = ?3 WHERE id = ?1";
 
 inline constexpr const char* kCountRaw = "SELECT count(*), coalesce(max(seq), 0) FROM raw_messages";
-inline constexpr const char* kCountOutcomes = "SELECT kind, count(*) FROM raw_outcomes GROUP BY kind";
+inline constexpr const char* kCountOutcomes =
+    "SELECT kind, count(*) FROM raw_outcomes GROUP BY kind";
 inline constexpr const char* kCountSeries = "SELECT count(*) FROM series";
 inline constexpr const char* kCountByFlags =
     "SELECT flags, count(*) FROM measurements GROUP BY flags";

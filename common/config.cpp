@@ -13,6 +13,8 @@
 #include <memory>
 #include <utility>
 
+#include "common/utf8.hpp"
+
 namespace meter {
 namespace {
 
@@ -27,41 +29,6 @@ constexpr std::size_t kMinBatchSize = 1;
 constexpr std::size_t kMaxBatchSize = 100000;
 
 // --- Topic filters ---------------------------------------------------------
-
-// MQTT strings must be well-formed UTF-8 without surrogates or overlongs
-// (MQTT 3.1.1 1.5.3); a broker drops the connection on a bad SUBSCRIBE, so the
-// mistake is better caught when the config is read.
-bool is_valid_utf8(std::string_view text) {
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const auto lead = static_cast<unsigned char>(text[i]);
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t length = 0;
-    std::uint32_t code = 0;
-    std::uint32_t min = 0;
-    if ((lead & 0xE0) == 0xC0) {
-      length = 2, code = lead & 0x1Fu, min = 0x80;
-    } else if ((lead & 0xF0) == 0xE0) {
-      length = 3, code = lead & 0x0Fu, min = 0x800;
-    } else if ((lead & 0xF8) == 0xF0) {
-      length = 4, code = lead & 0x07u, min = 0x10000;
-    } else {
-      return false;
-    }
-    if (text.size() - i < length) return false;
-    for (std::size_t k = 1; k < length; ++k) {
-      const auto next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xC0) != 0x80) return false;
-      code = (code << 6) | (next & 0x3Fu);
-    }
-    if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
-    i += length;
-  }
-  return true;
-}
 
 // Why `filter` is not a valid MQTT 3.1.1 topic filter, or nothing if it is.
 std::optional<std::string> topic_filter_problem(std::string_view filter) {

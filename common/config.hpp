@@ -29,7 +29,7 @@ struct MetricConfig {
 
 enum class Durability {
   power_loss,  // synchronous=FULL: a committed append survives power loss (default)
-  normal,      // synchronous=NORMAL: survives a killed process; may lose the last commits on power loss
+  normal,  // synchronous=NORMAL: survives a killed process; may lose the last commits on power loss
 };
 
 struct BufferConfig {
@@ -41,8 +41,8 @@ enum class PayloadFormat { seed_json };
 
 struct TimestampConfig {
   TimestampFormat format = TimestampFormat::rfc3339;
-  std::string zone_name;                      // empty: no zone (offset required)
-  const date::time_zone* zone = nullptr;      // resolved from zone_name
+  std::string zone_name;                  // empty: no zone (offset required)
+  const date::time_zone* zone = nullptr;  // resolved from zone_name
 };
 
 struct MappingConfig {
@@ -53,7 +53,7 @@ struct MappingConfig {
 
 struct NormalizeConfig {
   std::int64_t future_tolerance_ms = 5 * 60 * 1000;  // readings further ahead get future_timestamp
-  std::size_t batch_size = 5000;                      // raw messages per normalization transaction
+  std::size_t batch_size = 5000;                     // raw messages per normalization transaction
 };
 
 struct Config {

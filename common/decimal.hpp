@@ -17,7 +17,7 @@ class Decimal {
   // Limits that keep every canonical text short and every operation cheap.
   // Values outside them are decode errors naming the limit, never rounded.
   static constexpr int kMaxSignificantDigits = 40;
-  static constexpr int kMaxExponent = 40;  // |value| < 10^40 after shifting
+  static constexpr int kMaxExponent = 40;   // |value| < 10^40 after shifting
   static constexpr int kMinExponent = -40;  // smallest step 10^-40
 
   // Zero.

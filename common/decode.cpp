@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common/json.hpp"
+#include "common/utf8.hpp"
 
 namespace meter {
 
@@ -44,41 +45,6 @@ bool is_non_reading_word(std::string_view word) {
     if (same) return true;
   }
   return false;
-}
-
-// Offset of the first byte that is not well-formed UTF-8 (RFC 3629), or npos.
-std::size_t first_invalid_utf8(std::string_view s) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char b0 = byte(i);
-    if (b0 < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t length = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    if (b0 >= 0xC2 && b0 <= 0xDF) {
-      length = 2;
-    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-      length = 3;
-      if (b0 == 0xE0) lo = 0xA0;  // overlong
-      if (b0 == 0xED) hi = 0x9F;  // surrogates
-    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-      length = 4;
-      if (b0 == 0xF0) lo = 0x90;  // overlong
-      if (b0 == 0xF4) hi = 0x8F;  // above U+10FFFF
-    } else {
-      return i;
-    }
-    if (s.size() - i < length || byte(i + 1) < lo || byte(i + 1) > hi) return i;
-    for (std::size_t k = 2; k < length; ++k) {
-      if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return i;
-    }
-    i += length;
-  }
-  return std::string_view::npos;
 }
 
 // How a value is named in an error: literals as themselves, numbers with

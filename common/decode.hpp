@@ -15,7 +15,8 @@ namespace meter {
 // One reading exactly as the message carried it: all texts, nothing converted.
 struct DecodedReading {
   std::string device_id;
-  std::optional<std::string> timestamp;  // text as sent (number text for epoch); none: use receive time
+  std::optional<std::string>
+      timestamp;  // text as sent (number text for epoch); none: use receive time
   std::string metric_type;
   std::string value;  // decimal text as sent
   std::string unit;

@@ -19,11 +19,11 @@ enum class Flag : std::uint32_t {
   negative_value = 1u << 5,      // counter register below zero
   future_timestamp = 1u << 6,    // timestamp ahead of the gateway clock beyond the tolerance
   gateway_timestamp = 1u << 7,   // no timestamp in the message: the gateway's receive time used
-  beyond_retention = 1u << 8,    // older than what the buffer still holds for its series; delta null
-  leap_second = 1u << 9,         // sent as second 60; stored as hh:mm:59.999
-  dst_ambiguous = 1u << 10,      // local time in a DST fall-back overlap; the earlier instant used
-  dst_gap = 1u << 11,            // local time that does not exist (DST spring-forward); shifted
-  clock_unsynced = 1u << 12,     // stamped by a gateway clock that was not synchronized
+  beyond_retention = 1u << 8,  // older than what the buffer still holds for its series; delta null
+  leap_second = 1u << 9,       // sent as second 60; stored as hh:mm:59.999
+  dst_ambiguous = 1u << 10,    // local time in a DST fall-back overlap; the earlier instant used
+  dst_gap = 1u << 11,          // local time that does not exist (DST spring-forward); shifted
+  clock_unsynced = 1u << 12,   // stamped by a gateway clock that was not synchronized
 };
 
 using FlagSet = std::uint32_t;

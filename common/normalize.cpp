@@ -2,47 +2,10 @@
 
 #include "common/timestamp.hpp"
 #include "common/units.hpp"
+#include "common/utf8.hpp"
 
 namespace meter {
 namespace {
-
-// Strict UTF-8 check (no overlongs, no surrogates, nothing above U+10FFFF).
-bool is_valid_utf8(std::string_view text) {
-  std::size_t i = 0;
-  const auto byte = [&](std::size_t at) { return static_cast<unsigned char>(text[at]); };
-  while (i < text.size()) {
-    const unsigned char c = byte(i);
-    std::size_t length = 0;
-    std::uint32_t code = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      length = 2;
-      code = c & 0x1Fu;
-    } else if ((c & 0xF0) == 0xE0) {
-      length = 3;
-      code = c & 0x0Fu;
-    } else if ((c & 0xF8) == 0xF0) {
-      length = 4;
-      code = c & 0x07u;
-    } else {
-      return false;
-    }
-    if (i + length > text.size()) return false;
-    for (std::size_t k = 1; k < length; ++k) {
-      if ((byte(i + k) & 0xC0) != 0x80) return false;
-      code = (code << 6) | (byte(i + k) & 0x3Fu);
-    }
-    if ((length == 2 && code < 0x80) || (length == 3 && code < 0x800) ||
-        (length == 4 && (code < 0x10000 || code > 0x10FFFF)) ||
-        (code >= 0xD800 && code <= 0xDFFF)) {
-      return false;
-    }
-    i += length;
-  }
-  return true;
-}
 
 bool has_control_character(std::string_view text) {
   for (char c : text) {

@@ -29,7 +29,8 @@ class Statement;
 class Database {
  public:
   Database() = default;
-  explicit Database(const std::string& path, int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  explicit Database(const std::string& path,
+                    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   ~Database();
   Database(Database&& other) noexcept;
   Database& operator=(Database&& other) noexcept;

@@ -1,8 +1,8 @@
 // The offline commands, run as a user would: the real meter-agent binary on
 // real files.
-#include <catch2/catch.hpp>
 #include <sys/wait.h>
 
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -56,12 +56,10 @@ std::string config_args(const TempDir& dir) {
 
 }  // namespace
 
-TEST_CASE("import then export the shipped sample gives the hand-computed measurements",
-          "[cli]") {
+TEST_CASE("import then export the shipped sample gives the hand-computed measurements", "[cli]") {
   TempDir dir;
-  auto imported =
-      run(dir, "import " + quote(kSource + "/config/samples/seed-readings.jsonl") + " " +
-                   config_args(dir));
+  auto imported = run(dir, "import " + quote(kSource + "/config/samples/seed-readings.jsonl") +
+                               " " + config_args(dir));
   INFO(imported.err);
   REQUIRE(imported.exit_code == 0);
   CHECK_THAT(imported.err, Catch::Contains("imported 13 lines"));
@@ -90,8 +88,8 @@ TEST_CASE("export as CSV: flags joined with ';', a null delta empty, fields quot
       "{\"device_id\":\"a,b\",\"timestamp\":\"2024-01-01T00:30:00Z\",\"metric_type\":\"energy\","
       "\"value\":7,\"unit\":\"kWh\"}\n";
   REQUIRE(run(dir, "import - " + config_args(dir), input).exit_code == 0);
-  auto exported = run(dir, "export --format csv --output " + quote(dir.file("out.csv")) + " " +
-                               config_args(dir));
+  auto exported = run(
+      dir, "export --format csv --output " + quote(dir.file("out.csv")) + " " + config_args(dir));
   REQUIRE(exported.exit_code == 0);
   std::istringstream csv(read_file(dir.file("out.csv")));
   std::string header, first, second, third;
@@ -100,9 +98,15 @@ TEST_CASE("export as CSV: flags joined with ';', a null delta empty, fields quot
   std::getline(csv, second);
   std::getline(csv, third);
   CHECK(header == "event_id,device_id,metric_type,timestamp,value,unit,delta,flags,revision");
-  CHECK_THAT(first, Catch::EndsWith(",\"a,b\",energy,2024-01-01T00:00:00.000Z,5,kWh,,first_reading,1"));
-  CHECK_THAT(second, Catch::EndsWith(",\"a,b\",energy,2024-01-01T00:30:00.000Z,7,kWh,2,out_of_order,1"));
-  CHECK_THAT(third, Catch::EndsWith(",\"a,b\",energy,2024-01-01T01:00:00.000Z,2,kWh,,counter_reset,1"));  // still a reset: unchanged
+  CHECK_THAT(first,
+             Catch::EndsWith(",\"a,b\",energy,2024-01-01T00:00:00.000Z,5,kWh,,first_reading,1"));
+  CHECK_THAT(second,
+             Catch::EndsWith(",\"a,b\",energy,2024-01-01T00:30:00.000Z,7,kWh,2,out_of_order,1"));
+  CHECK_THAT(
+      third,
+      Catch::EndsWith(
+          ",\"a,b\",energy,2024-01-01T01:00:00.000Z,2,kWh,,counter_reset,1"));  // still a reset:
+                                                                                // unchanged
 }
 
 TEST_CASE("status shows counts by state and flag and the latest decode errors", "[cli]") {

@@ -1,7 +1,6 @@
 // event_id and canonical forms against tests/vectors/event_id.json, which an
 // independent Python implementation computed (tests/vectors/make_vectors.py).
 #include <catch2/catch.hpp>
-
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -28,7 +27,8 @@ Result<Reading> canonicalize_input(const nlohmann::json& input, const Config& co
   decoded.metric_type = input.at("metric_type").get<std::string>();
   decoded.value = input.at("value").get<std::string>();
   decoded.unit = input.at("unit").get<std::string>();
-  if (!input.at("timestamp").is_null()) decoded.timestamp = input.at("timestamp").get<std::string>();
+  if (!input.at("timestamp").is_null())
+    decoded.timestamp = input.at("timestamp").get<std::string>();
   TimestampConfig timestamp;
   const auto format = input.at("timestamp_format").get<std::string>();
   if (format == "epoch_seconds") timestamp.format = TimestampFormat::epoch_seconds;

@@ -1,6 +1,5 @@
 // The flag list in common/flags.* and the one in docs/PROTOCOL.md stay the same.
 #include <catch2/catch.hpp>
-
 #include <fstream>
 #include <regex>
 #include <set>

@@ -50,8 +50,9 @@ TEST_CASE("the same reading in other units and offsets is one event", "[normaliz
   REQUIRE(all.size() == 1);
   CHECK(all[0].value == "1.5");
   CHECK(all[0].unit == "kWh");
-  CHECK(all[0].event_id ==
-        "f1d679212eed3db4b8f66bdddcfb001bdafb9c30fee5f80fa82b37723d8c1419");  // sha256("m1|2024-01-01T09:00:00.000Z|energy|1.5")
+  CHECK(
+      all[0].event_id ==
+      "f1d679212eed3db4b8f66bdddcfb001bdafb9c30fee5f80fa82b37723d8c1419");  // sha256("m1|2024-01-01T09:00:00.000Z|energy|1.5")
 }
 
 TEST_CASE("unit conversion is exact, never through binary floating point", "[normalizer]") {
@@ -65,10 +66,10 @@ TEST_CASE("unit conversion is exact, never through binary floating point", "[nor
 }
 
 TEST_CASE("timestamps become UTC, local times through the mapping's zone", "[normalizer]") {
-  BufferFixture f;  // mapping zone Europe/Berlin
-  f.append(energy("2024-07-01T12:00:00", "1"));          // CEST, +02:00
-  f.append(energy("2024-01-01T12:00:00+05:45", "2"));    // Kathmandu
-  f.append(energy("2024-01-01T12:00:00-03:30", "3"));    // Newfoundland
+  BufferFixture f;                                     // mapping zone Europe/Berlin
+  f.append(energy("2024-07-01T12:00:00", "1"));        // CEST, +02:00
+  f.append(energy("2024-01-01T12:00:00+05:45", "2"));  // Kathmandu
+  f.append(energy("2024-01-01T12:00:00-03:30", "3"));  // Newfoundland
   f.normalize();
   CHECK(f.at("m1", "energy", "2024-07-01T10:00:00.000Z").value == "1");
   CHECK(f.at("m1", "energy", "2024-01-01T06:15:00.000Z").value == "2");
@@ -105,7 +106,7 @@ TEST_CASE("a counter reset gets a null delta and a flag, the next delta counts f
 TEST_CASE("a jump above the threshold is flagged and its delta kept", "[normalizer]") {
   BufferFixture f;
   f.append(energy("2024-01-01T10:00:00Z", "0"));
-  f.append(energy("2024-01-01T11:00:00Z", "10000"));     // exactly the threshold: not a jump
+  f.append(energy("2024-01-01T11:00:00Z", "10000"));      // exactly the threshold: not a jump
   f.append(energy("2024-01-01T12:00:00Z", "20000.001"));  // 10000.001 above
   f.normalize();
   CHECK(f.at("m1", "energy", "2024-01-01T11:00:00.000Z").flags == 0);
@@ -120,7 +121,8 @@ TEST_CASE("an out-of-order reading is inserted at its place and its successor re
   f.append(energy("2024-01-01T10:00:00Z", "100"));
   f.append(energy("2024-01-01T12:00:00Z", "300"));
   f.normalize();
-  CHECK(f.at("m1", "energy", "2024-01-01T12:00:00.000Z").delta == std::optional<std::string>("200"));
+  CHECK(f.at("m1", "energy", "2024-01-01T12:00:00.000Z").delta ==
+        std::optional<std::string>("200"));
 
   f.append(energy("2024-01-01T11:00:00Z", "180"));
   auto stats = f.normalize();
@@ -216,15 +218,14 @@ TEST_CASE("equal timestamps with different values are ordered by value and flagg
 }
 
 TEST_CASE("readings ahead of the gateway clock beyond the tolerance are flagged", "[normalizer]") {
-  BufferFixture f;  // tolerance 5 minutes
-  const std::int64_t received = 1704103200000;  // 2024-01-01T10:00:00Z
+  BufferFixture f;                                              // tolerance 5 minutes
+  const std::int64_t received = 1704103200000;                  // 2024-01-01T10:00:00Z
   f.append(energy("2024-01-01T10:05:00Z", "1"), received);      // exactly at the tolerance
   f.append(energy("2024-01-01T10:05:00.001Z", "2"), received);  // beyond it
   f.normalize();
-  CHECK_FALSE(has_flag(f.at("m1", "energy", "2024-01-01T10:05:00.000Z").flags,
-                       Flag::future_timestamp));
-  CHECK(has_flag(f.at("m1", "energy", "2024-01-01T10:05:00.001Z").flags,
-                 Flag::future_timestamp));
+  CHECK_FALSE(
+      has_flag(f.at("m1", "energy", "2024-01-01T10:05:00.000Z").flags, Flag::future_timestamp));
+  CHECK(has_flag(f.at("m1", "energy", "2024-01-01T10:05:00.001Z").flags, Flag::future_timestamp));
 }
 
 TEST_CASE("a later copy received before the reading's time clears future_timestamp",
@@ -378,7 +379,7 @@ TEST_CASE("renormalize is idempotent and revises only what changed", "[normalize
   CHECK(after[0].revision == 1);
   CHECK(after[1].revision == 2);
   CHECK(has_flag(after[1].flags, Flag::suspicious_jump));
-  CHECK(after[1].synced_revision == 1);  // revision 2 is unsynced again
+  CHECK(after[1].synced_revision == 1);            // revision 2 is unsynced again
   CHECK(after[2].revision == before[2].revision);  // was already suspicious
 
   REQUIRE(f.buffer().renormalize(f.config()));
@@ -425,8 +426,7 @@ TEST_CASE("readings older than the pruned history get beyond_retention", "[norma
   auto between = f.at("m1", "energy", "2024-01-01T12:30:00.000Z");
   CHECK(between.delta == std::optional<std::string>("5"));  // from the anchor, exactly
   CHECK_FALSE(has_flag(between.flags, Flag::beyond_retention));
-  CHECK(f.at("m1", "energy", "2024-01-01T13:00:00.000Z").delta ==
-        std::optional<std::string>("5"));
+  CHECK(f.at("m1", "energy", "2024-01-01T13:00:00.000Z").delta == std::optional<std::string>("5"));
   // The newest of the series is never pruned.
   CHECK(f.at("m1", "energy", "2024-01-01T14:00:00.000Z").value == "140");
 }

@@ -2,9 +2,8 @@
 // values, deltas and every flag except out_of_order are the same whatever the
 // arrival order and however often each reading repeats; and renormalize
 // reproduces what incremental normalization built.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <random>
 
 #include "common/timestamp.hpp"

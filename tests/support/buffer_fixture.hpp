@@ -3,7 +3,6 @@
 #pragma once
 
 #include <catch2/catch.hpp>
-
 #include <map>
 #include <memory>
 #include <optional>
@@ -70,9 +69,10 @@ class BufferFixture {
   Config& config() { return config_; }
   const TempDir& dir() const { return dir_; }
 
-  std::int64_t append(const std::string& payload, std::int64_t received_ms = 1735689600000,  // 2025-01-01: after every test reading
-                      bool dup = false, bool retained = false,
-                      const std::string& topic = "meters/m1") {
+  std::int64_t append(
+      const std::string& payload,
+      std::int64_t received_ms = 1735689600000,  // 2025-01-01: after every test reading
+      bool dup = false, bool retained = false, const std::string& topic = "meters/m1") {
     RawMessage message;
     message.topic = topic;
     message.payload = payload;
