@@ -343,6 +343,7 @@ Result<PruneStats> Buffer::prune_measurements(std::int64_t cutoff_ms) {
         set_anchor.bind(1, series_id).bind(2, anchor.timestamp_ms).bind(3, anchor.text).run();
       }
     }
+    bump_generation();
     transaction.commit();
     series_.clear();  // anchors changed
     return stats;

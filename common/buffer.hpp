@@ -154,11 +154,19 @@ class Buffer {
                      std::int64_t future_tolerance_ms, NormalizeStats& stats);
   SeriesState& series_state(const Reading& reading);
   void record_outcome(std::int64_t seq, const char* kind, const std::string& reason);
+  // Inside a write transaction: clears the series cache if another connection
+  // changed the series since it was built.
+  void check_series_cache();
+  // Inside a write transaction that changes measurements or series.
+  void bump_generation();
 
   std::unique_ptr<sqlite::Database> db_;
   std::unique_ptr<Statements> statements_;
   std::unordered_map<std::string, std::unique_ptr<SeriesState>> series_;
   std::string buffer_id_;
+  // The generation this connection's series cache was built at (see
+  // kBumpGeneration); another connection's commit makes it stale.
+  std::int64_t cache_generation_ = -1;
 };
 
 }  // namespace meter

@@ -66,7 +66,8 @@ CREATE TABLE measurements (
 );
 CREATE UNIQUE INDEX measurements_identity ON measurements (series_id, timestamp_ms, value);
 CREATE INDEX measurements_unsynced ON measurements (id) WHERE synced_revision < revision;
-INSERT INTO counters (name, value) VALUES ('normalized_through_seq', 0), ('duplicates', 0);
+INSERT INTO counters (name, value) VALUES
+  ('normalized_through_seq', 0), ('duplicates', 0), ('generation', 0);
 )sql";
 
 inline constexpr const char* kGetUserVersion = "PRAGMA user_version";
@@ -75,6 +76,10 @@ inline constexpr const char* kPutMeta = "INSERT OR REPLACE INTO meta (key, value
 inline constexpr const char* kGetCounter = "SELECT value FROM counters WHERE name = ?1";
 inline constexpr const char* kAddCounter = "UPDATE counters SET value = value + ?2 WHERE name = ?1";
 inline constexpr const char* kSetCounter = "UPDATE counters SET value = ?2 WHERE name = ?1";
+// Every transaction that changes measurements or series bumps the generation,
+// so a connection can tell whether its in-memory series cache is still true.
+inline constexpr const char* kBumpGeneration =
+    "UPDATE counters SET value = value + 1 WHERE name = 'generation' RETURNING value";
 
 inline constexpr const char* kAppendRaw =
     "INSERT INTO raw_messages (received_ms, topic, payload, qos, retained, dup) "

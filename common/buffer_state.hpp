@@ -29,7 +29,8 @@ struct Buffer::Statements {
         insert_measurement(db, sql::kInsertMeasurement),
         revise_measurement(db, sql::kReviseMeasurement),
         mark_synced(db, sql::kMarkSynced),
-        update_series_unit(db, sql::kUpdateSeriesUnit) {}
+        update_series_unit(db, sql::kUpdateSeriesUnit),
+        bump_generation(db, sql::kBumpGeneration) {}
 
   sqlite::Statement append_raw;
   sqlite::Statement raw_after;
@@ -47,6 +48,7 @@ struct Buffer::Statements {
   sqlite::Statement revise_measurement;
   sqlite::Statement mark_synced;
   sqlite::Statement update_series_unit;
+  sqlite::Statement bump_generation;
 };
 
 // What the normalizer remembers of a series between readings, so that the

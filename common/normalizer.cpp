@@ -119,9 +119,24 @@ NormalizeStats Buffer::normalize_batch(const Config& config, std::size_t max_mes
   return stats;
 }
 
+void Buffer::check_series_cache() {
+  statements_->get_counter.bind(1, std::string_view("generation"));
+  const std::int64_t generation = optional_int(statements_->get_counter).value_or(0);
+  if (generation != cache_generation_) series_.clear();
+  cache_generation_ = generation;
+}
+
+void Buffer::bump_generation() {
+  auto& bump = statements_->bump_generation;
+  bump.step();
+  cache_generation_ = bump.column_int(0);
+  bump.reset();
+}
+
 NormalizeStats Buffer::normalize_batch_in_transaction(const Config& config,
                                                       std::size_t max_messages) {
   auto& s = *statements_;
+  check_series_cache();
   s.get_counter.bind(1, std::string_view("normalized_through_seq"));
   const std::int64_t progress = optional_int(s.get_counter).value_or(0);
 
@@ -149,6 +164,7 @@ NormalizeStats Buffer::normalize_batch_in_transaction(const Config& config,
         .bind(2, batch.back().first - progress)
         .run();
     s.add_counter.bind(1, std::string_view("duplicates")).bind(2, stats.duplicates).run();
+    bump_generation();
   }
   return stats;
 }

@@ -440,3 +440,20 @@ TEST_CASE("unsynced measurements are not pruned", "[normalizer]") {
   REQUIRE(pruned);
   CHECK(pruned->measurements_deleted == 0);
 }
+
+TEST_CASE("two connections normalizing the same buffer keep each other's series exact",
+          "[normalizer]") {
+  BufferFixture f;
+  auto other = Buffer::open(f.config().buffer);
+  REQUIRE(other);
+  f.append(energy("2024-01-01T10:00:00Z", "100"));
+  f.normalize();  // f's cache: tail 10:00 = 100
+  f.append(energy("2024-01-01T11:00:00Z", "110"));
+  REQUIRE((*other)->normalize_all(f.config()));  // the other connection stores 11:00
+  f.append(energy("2024-01-01T12:00:00Z", "125"));
+  f.normalize();  // must see 11:00 as the predecessor, not its stale 10:00
+  CHECK(f.at("m1", "energy", "2024-01-01T12:00:00.000Z").delta ==
+        std::optional<std::string>("15"));
+  CHECK_FALSE(has_flag(f.at("m1", "energy", "2024-01-01T11:00:00.000Z").flags,
+                       Flag::out_of_order));
+}
