@@ -131,7 +131,7 @@ struct DurationUnit {
 
 // Longer suffixes first so "5ms" is not read as 5 minutes and an "s".
 constexpr DurationUnit kDurationUnits[] = {
-    {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000}};
+    {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000}, {"d", 24 * 60 * 60 * 1000}};
 
 std::optional<std::uint64_t> parse_unsigned(std::string_view digits) {
   if (digits.empty()) return std::nullopt;
@@ -183,7 +183,9 @@ class Parser {
     config.source = source_;
     const Value top{root, root.Mark(), ""};
     std::vector<Entry> entries;
-    if (!read_map(top, KeyList{"gateway_id", "buffer", "metrics", "mappings", "normalize"},
+    if (!read_map(top,
+                  KeyList{"gateway_id", "buffer", "metrics", "mappings", "normalize", "mqtt",
+                          "http", "log"},
                   entries)) {
       return false;
     }
@@ -199,10 +201,18 @@ class Parser {
         ok = parse_mappings(entry.value, config.mappings);
       } else if (entry.key == "normalize") {
         ok = parse_normalize(entry.value, config.normalize);
+      } else if (entry.key == "mqtt") {
+        ok = parse_mqtt(entry.value, config.mqtt);
+      } else if (entry.key == "http") {
+        ok = parse_http(entry.value, config.http);
+      } else if (entry.key == "log") {
+        ok = parse_log(entry.value, config.log);
       }
       if (!ok) return false;
     }
-    return require(top, entries, KeyList{"gateway_id", "metrics", "mappings"});
+    if (!require(top, entries, KeyList{"gateway_id", "metrics", "mappings"})) return false;
+    if (config.mqtt.client_id.empty()) config.mqtt.client_id = "meter-agent-" + config.gateway_id;
+    return true;
   }
 
   bool fail(const YAML::Mark& mark, std::string message) {
@@ -229,6 +239,8 @@ class Parser {
   // (yaml-cpp 0.7 would silently keep one) and, when `allowed` is given,
   // unknown keys.
   bool read_map(const Value& value, std::optional<KeyList> allowed, std::vector<Entry>& out) {
+    // A section left empty (every key commented out) takes all its defaults.
+    if (value.node.IsNull()) return true;
     if (!value.node.IsMap()) return fail_expected(value, "a map");
     for (const auto& pair : value.node) {
       // Copies, not references: yaml-cpp's pair is a temporary proxy.
@@ -507,7 +519,7 @@ class Parser {
 
   bool parse_duration(const Value& value, std::int64_t& out_ms) {
     constexpr std::string_view kExpected =
-        "a duration: a whole number and a unit ms, s, m or h, e.g. 300s or 5m";
+        "a duration: a whole number and a unit ms, s, m, h or d, e.g. 300s or 5m";
     std::string text;
     if (!scalar(value, kExpected, text)) return false;
     if (!text.empty() && text.front() == '-')
@@ -538,6 +550,194 @@ class Parser {
       return fail_expected(value, expected);
     }
     out = static_cast<std::size_t>(*number);
+    return true;
+  }
+
+  bool parse_mqtt(const Value& value, MqttConfig& out) {
+    std::vector<Entry> entries;
+    if (!read_map(value,
+                  KeyList{"host", "port", "client_id", "protocol", "keepalive", "session_expiry",
+                          "username", "password_file", "password_env", "tls", "reconnect",
+                          "status_topic_prefix"},
+                  entries)) {
+      return false;
+    }
+    for (const Entry& entry : entries) {
+      bool ok = true;
+      const Value& v = entry.value;
+      if (entry.key == "host") {
+        ok = non_empty_text(v, "a host name or address", out.host);
+      } else if (entry.key == "port") {
+        ok = whole_number(v, 1, 65535, out.port);
+      } else if (entry.key == "client_id") {
+        // MQTT 3.1.1 servers must accept 1-23 of [0-9a-zA-Z]; mosquitto takes far more.
+        ok = non_empty_text(v, "a client id", out.client_id);
+        if (ok && (out.client_id.size() > 65535 || !is_valid_utf8(out.client_id))) {
+          ok = fail_expected(v, "a UTF-8 client id");
+        }
+      } else if (entry.key == "protocol") {
+        ok = one_of(v, {{"3.1.1", 4}, {"5", 5}}, out.protocol_version);
+      } else if (entry.key == "keepalive") {
+        ok = parse_duration(v, out.keepalive_ms);
+        if (ok && (out.keepalive_ms < 1000 || out.keepalive_ms > 65535LL * 1000)) {
+          ok = fail(v, "must be between 1s and 65535s");
+        }
+      } else if (entry.key == "session_expiry") {
+        ok = parse_duration(v, out.session_expiry_ms);
+      } else if (entry.key == "username") {
+        ok = scalar(v, "a user name", out.username);
+      } else if (entry.key == "password_file") {
+        ok = parse_path(v, out.password_file);
+      } else if (entry.key == "password_env") {
+        ok = non_empty_text(v, "an environment variable name", out.password_env);
+      } else if (entry.key == "tls") {
+        ok = parse_tls(v, out.tls);
+      } else if (entry.key == "reconnect") {
+        ok = parse_reconnect(v, out);
+      } else if (entry.key == "status_topic_prefix") {
+        ok = parse_topic_name(v, out.status_topic_prefix);
+      }
+      if (!ok) return false;
+    }
+    if (!out.password_file.empty() && !out.password_env.empty()) {
+      return fail(value, "give password_file or password_env, not both");
+    }
+    return true;
+  }
+
+  bool parse_tls(const Value& value, MqttTlsConfig& out) {
+    std::vector<Entry> entries;
+    if (!read_map(value, KeyList{"enabled", "ca_file", "cert_file", "key_file", "verify"},
+                  entries)) {
+      return false;
+    }
+    for (const Entry& entry : entries) {
+      bool ok = true;
+      if (entry.key == "enabled") {
+        ok = boolean(entry.value, out.enabled);
+      } else if (entry.key == "ca_file") {
+        ok = parse_path(entry.value, out.ca_file);
+      } else if (entry.key == "cert_file") {
+        ok = parse_path(entry.value, out.cert_file);
+      } else if (entry.key == "key_file") {
+        ok = parse_path(entry.value, out.key_file);
+      } else if (entry.key == "verify") {
+        ok = boolean(entry.value, out.verify);
+      }
+      if (!ok) return false;
+    }
+    if (out.cert_file.empty() != out.key_file.empty()) {
+      return fail(value, "cert_file and key_file go together (a client certificate needs its key)");
+    }
+    return true;
+  }
+
+  bool parse_reconnect(const Value& value, MqttConfig& out) {
+    std::vector<Entry> entries;
+    if (!read_map(value, KeyList{"min", "max"}, entries)) return false;
+    for (const Entry& entry : entries) {
+      bool ok = entry.key == "min" ? parse_duration(entry.value, out.reconnect_min_ms)
+                                   : parse_duration(entry.value, out.reconnect_max_ms);
+      if (!ok) return false;
+    }
+    if (out.reconnect_min_ms < 100) return fail(value, "reconnect.min must be at least 100ms");
+    if (out.reconnect_max_ms < out.reconnect_min_ms) {
+      return fail(value, "reconnect.max must not be below reconnect.min");
+    }
+    return true;
+  }
+
+  bool parse_http(const Value& value, HttpConfig& out) {
+    std::vector<Entry> entries;
+    if (!read_map(value, KeyList{"listen"}, entries)) return false;
+    for (const Entry& entry : entries) {
+      constexpr std::string_view kExpected =
+          "a loopback address and port, e.g. 127.0.0.1:9108 or [::1]:9108";
+      std::string text;
+      if (!scalar(entry.value, kExpected, text)) return false;
+      const auto colon = text.rfind(':');
+      if (colon == std::string::npos) return fail_expected(entry.value, kExpected);
+      const std::string host = text.substr(0, colon);
+      const auto port = parse_unsigned(std::string_view(text).substr(colon + 1));
+      const bool loopback = host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+      if (!loopback) {
+        return fail(entry.value,
+                    "the operations endpoint listens on loopback only (it has no "
+                    "authentication), got " +
+                        quote(text));
+      }
+      if (!port || *port == 0 || *port > 65535) return fail_expected(entry.value, kExpected);
+      out.listen = text;
+    }
+    return true;
+  }
+
+  bool parse_log(const Value& value, LogConfig& out) {
+    std::vector<Entry> entries;
+    if (!read_map(value, KeyList{"level", "components"}, entries)) return false;
+    for (const Entry& entry : entries) {
+      if (entry.key == "level") {
+        if (!parse_log_level(entry.value, out.level)) return false;
+        continue;
+      }
+      std::vector<Entry> components;
+      if (!read_map(entry.value, KeyList{"mqtt", "buffer", "normalize", "http", "config", "agent"},
+                    components)) {
+        return false;
+      }
+      for (const Entry& component : components) {
+        LogLevel level = LogLevel::info;
+        if (!parse_log_level(component.value, level)) return false;
+        out.components[component.key] = level;
+      }
+    }
+    return true;
+  }
+
+  bool parse_log_level(const Value& value, LogLevel& out) {
+    return one_of(value,
+                  {{"error", LogLevel::error},
+                   {"warning", LogLevel::warning},
+                   {"info", LogLevel::info},
+                   {"debug", LogLevel::debug}},
+                  out);
+  }
+
+  bool parse_path(const Value& value, std::string& out) {
+    std::string text;
+    if (!non_empty_text(value, "a file path", text)) return false;
+    fs::path path(text);
+    if (path.is_relative()) path = base_dir_ / path;
+    out = path.lexically_normal().string();
+    return true;
+  }
+
+  bool parse_topic_name(const Value& value, std::string& out) {
+    if (!non_empty_text(value, "a topic prefix", out)) return false;
+    if (out.find_first_of("+#") != std::string::npos || !is_valid_utf8(out)) {
+      return fail(value, "a topic prefix must be UTF-8 without '+' or '#', got " + quote(out));
+    }
+    return true;
+  }
+
+  bool non_empty_text(const Value& value, std::string_view expected, std::string& out) {
+    if (!scalar(value, expected, out)) return false;
+    if (out.empty() || out.find('\0') != std::string::npos) return fail_expected(value, expected);
+    return true;
+  }
+
+  bool boolean(const Value& value, bool& out) {
+    return one_of(value, {{"true", true}, {"false", false}}, out);
+  }
+
+  bool whole_number(const Value& value, std::uint64_t min, std::uint64_t max, int& out) {
+    const std::string expected =
+        "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+    std::string text;
+    if (!scalar(value, expected, text)) return false;
+    const auto number = parse_unsigned(text);
+    if (!number || *number < min || *number > max) return fail_expected(value, expected);
+    out = static_cast<int>(*number);
     return true;
   }
 

@@ -56,6 +56,46 @@ struct NormalizeConfig {
   std::size_t batch_size = 5000;                     // raw messages per normalization transaction
 };
 
+// The MQTT connection (the daemon, agent/).
+struct MqttTlsConfig {
+  bool enabled = false;
+  std::string ca_file;    // empty: the system's CA certificates
+  std::string cert_file;  // client certificate (mTLS), with key_file
+  std::string key_file;
+  bool verify = true;  // false turns off server certificate verification: never in production
+};
+
+struct MqttConfig {
+  std::string host = "localhost";
+  int port = 0;              // 0: 1883, or 8883 with TLS
+  std::string client_id;     // empty: "meter-agent-<gateway_id>"; fixed so the session persists
+  int protocol_version = 4;  // 4 = MQTT 3.1.1, 5 = MQTT 5
+  std::int64_t keepalive_ms = 30 * 1000;
+  std::int64_t session_expiry_ms =
+      7LL * 24 * 3600 * 1000;  // MQTT 5: how long the broker keeps the session
+  std::string username;
+  std::string password_file;  // the password is read from this file, or
+  std::string password_env;   // from this environment variable; never logged
+  MqttTlsConfig tls;
+  std::int64_t reconnect_min_ms = 1000;
+  std::int64_t reconnect_max_ms = 60 * 1000;
+  std::string status_topic_prefix = "meter-agent";  // retained status: <prefix>/<gateway_id>/status
+
+  int effective_port() const { return port != 0 ? port : (tls.enabled ? 8883 : 1883); }
+};
+
+// The local operations endpoint (/healthz, /metrics); off unless listen is set.
+struct HttpConfig {
+  std::string listen;  // "127.0.0.1:9108"; loopback addresses only; empty: off
+};
+
+enum class LogLevel { error, warning, info, debug };
+
+struct LogConfig {
+  LogLevel level = LogLevel::info;
+  std::map<std::string, LogLevel, std::less<>> components;  // e.g. mqtt: debug
+};
+
 struct Config {
   std::string source;      // file the config came from ("<string>" for text)
   std::string gateway_id;  // names this gateway to the central side
@@ -63,6 +103,9 @@ struct Config {
   std::map<std::string, MetricConfig, std::less<>> metrics;
   std::vector<MappingConfig> mappings;  // first match wins
   NormalizeConfig normalize;
+  MqttConfig mqtt;
+  HttpConfig http;
+  LogConfig log;
 
   const MetricConfig* metric(std::string_view name) const;
   // The first mapping whose filter matches `topic`, or nullptr.

@@ -188,7 +188,7 @@ TEST_CASE("metric() and mapping_for() look things up", "[config]") {
 TEST_CASE("unknown keys are errors at every level", "[config]") {
   CHECK(error_of(kMinimal + "mapings: []\n") ==
         "t.yaml:6:1: unknown key 'mapings' in top level; expected one of gateway_id, buffer, "
-        "metrics, mappings, normalize");
+        "metrics, mappings, normalize, mqtt, http, log");
   CHECK(error_of("buffer:\n  path: x.db\n  durabilty: normal\n") ==
         "t.yaml:3:3: unknown key 'durabilty' in buffer; expected one of path, durability");
   CHECK(error_of("metrics:\n  energy:\n    kind: counter\n    units: kWh\n") ==
@@ -260,10 +260,10 @@ TEST_CASE("an empty value is blamed on its key", "[config]") {
         "t.yaml:4:5: metrics.energy.unit: expected a unit without whitespace or '|', got an "
         "empty value");
   CHECK(error_of("gateway_id: gw\nmetrics:\n  energy:\nmappings: []\n") ==
-        "t.yaml:3:3: metrics.energy: expected a map, got an empty value");
+        "t.yaml:3:3: metrics.energy: missing required key 'kind'");
   CHECK(error_of("normalize:\n  future_tolerance: ~\n") ==
         "t.yaml:2:3: normalize.future_tolerance: expected a duration: a whole number and a unit "
-        "ms, s, m or h, e.g. 300s or 5m, got an empty value");
+        "ms, s, m, h or d, e.g. 300s or 5m, got an empty value");
 }
 
 TEST_CASE("a missing required key points at the map that lacks it", "[config]") {
@@ -367,7 +367,7 @@ TEST_CASE("durations take an integer and a unit", "[config]") {
   };
   const std::string prefix =
       "t.yaml:7:21: normalize.future_tolerance: expected a duration: a whole number and a unit "
-      "ms, s, m or h, e.g. 300s or 5m, got ";
+      "ms, s, m, h or d, e.g. 300s or 5m, got ";
   CHECK(bad("300") == prefix + "'300'");
   CHECK(bad("5 m") == prefix + "'5 m'");
   CHECK(bad("5min") == prefix + "'5min'");
@@ -375,7 +375,7 @@ TEST_CASE("durations take an integer and a unit", "[config]") {
   CHECK(bad("+5m") == prefix + "'+5m'");
   CHECK(bad("m") == prefix + "'m'");
   CHECK(bad("ms") == prefix + "'ms'");
-  CHECK(bad("5d") == prefix + "'5d'");
+  CHECK(bad("5D") == prefix + "'5D'");
   CHECK(bad("5M") == prefix + "'5M'");
   CHECK(bad("\"\"") == prefix + "''");
   CHECK(bad("-5m") == "t.yaml:7:21: normalize.future_tolerance: must not be negative, got '-5m'");
@@ -588,4 +588,76 @@ TEST_CASE("topic_matches follows MQTT 3.1.1 section 4.7", "[config]") {
   CHECK_FALSE(topic_matches("a/#/b", "a/x/b"));
   CHECK_FALSE(topic_matches("a#", "a#"));
   CHECK_FALSE(topic_matches("a/b+", "a/b+"));
+}
+
+TEST_CASE("the daemon's sections: mqtt, http, log", "[config]") {
+  const meter::Config config = parse_ok(kMinimal + R"(
+mqtt:
+  host: broker.local
+  port: 8883
+  protocol: "5"
+  keepalive: 20s
+  session_expiry: 2d
+  username: gw
+  password_env: METER_AGENT_MQTT_PASSWORD
+  tls:
+    enabled: true
+    ca_file: ca.pem
+    cert_file: /etc/meter-agent/client.pem
+    key_file: /etc/meter-agent/client.key
+  reconnect: {min: 500ms, max: 2m}
+  status_topic_prefix: site/agents
+http:
+  listen: 127.0.0.1:9108
+log:
+  level: warning
+  components: {mqtt: debug}
+)");
+  CHECK(config.mqtt.host == "broker.local");
+  CHECK(config.mqtt.effective_port() == 8883);
+  CHECK(config.mqtt.protocol_version == 5);
+  CHECK(config.mqtt.keepalive_ms == 20000);
+  CHECK(config.mqtt.session_expiry_ms == 2LL * 24 * 3600 * 1000);
+  CHECK(config.mqtt.password_env == "METER_AGENT_MQTT_PASSWORD");
+  CHECK(config.mqtt.tls.enabled);
+  CHECK(config.mqtt.tls.verify);  // on unless turned off
+  CHECK(config.mqtt.tls.cert_file == "/etc/meter-agent/client.pem");
+  CHECK(config.mqtt.reconnect_min_ms == 500);
+  CHECK(config.mqtt.reconnect_max_ms == 120000);
+  CHECK(config.mqtt.client_id == "meter-agent-gw");  // fixed per gateway
+  CHECK(config.http.listen == "127.0.0.1:9108");
+  CHECK(config.log.level == meter::LogLevel::warning);
+  CHECK(config.log.components.at("mqtt") == meter::LogLevel::debug);
+
+  const meter::Config defaults = parse_ok(kMinimal);
+  CHECK(defaults.mqtt.effective_port() == 1883);
+  CHECK(defaults.mqtt.protocol_version == 4);
+  CHECK_FALSE(defaults.mqtt.tls.enabled);
+  CHECK(defaults.http.listen.empty());
+}
+
+TEST_CASE("the daemon's sections reject what cannot work", "[config]") {
+  CHECK_THAT(error_of(kMinimal + "http:\n  listen: 0.0.0.0:9108\n"),
+             Catch::Contains("t.yaml:7:11: http.listen: the operations endpoint listens on "
+                             "loopback only"));
+  CHECK_THAT(error_of(kMinimal + "mqtt:\n  port: 70000\n"),
+             Catch::Contains("t.yaml:7:9: mqtt.port: expected a whole number from 1 to 65535"));
+  CHECK_THAT(error_of(kMinimal + "mqtt:\n  tls: {enabled: true, cert_file: c.pem}\n"),
+             Catch::Contains("cert_file and key_file go together"));
+  CHECK_THAT(error_of(kMinimal + "mqtt:\n  password_file: p\n  password_env: P\n"),
+             Catch::Contains("not both"));
+  CHECK_THAT(error_of(kMinimal + "mqtt:\n  protocol: 4\n"),
+             Catch::Contains("mqtt.protocol: expected one of 3.1.1, 5"));
+  CHECK_THAT(error_of(kMinimal + "mqtt:\n  reconnect: {min: 10s, max: 1s}\n"),
+             Catch::Contains("reconnect.max must not be below reconnect.min"));
+  CHECK_THAT(error_of(kMinimal + "log:\n  components: {mqtt: loud}\n"),
+             Catch::Contains("log.components.mqtt: expected one of error, warning, info, debug"));
+  CHECK_THAT(error_of(kMinimal + "mqtt:\n  tls: {enabled: yes}\n"),
+             Catch::Contains("mqtt.tls.enabled: expected one of true, false"));
+}
+
+TEST_CASE("a section with every key commented out takes its defaults", "[config]") {
+  const meter::Config config = parse_ok(kMinimal + "http:\n  # listen: 127.0.0.1:9108\nmqtt:\n");
+  CHECK(config.http.listen.empty());
+  CHECK(config.mqtt.host == "localhost");
 }
