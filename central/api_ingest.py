@@ -1,0 +1,51 @@
+"""POST /api/v1/ingest: the upload endpoint of docs/PROTOCOL.md.
+
+The order of checks is part of the contract: credential (401/403) before the body is read, size
+(413) while it is read and while it is decompressed, then JSON (400), protocol version (400), the
+batch's gateway (403), envelope (422), record count (413). Any of these leaves the database
+untouched. After that, every record gets an outcome in a 200 response.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from central import PROTOCOL_VERSION
+from central.auth import Principal, require
+from central.errors import ApiError
+from central.ingest_body import decode_body, read_limited
+from central.ingest_store import store_batch
+from central.ingest_validate import check_protocol_version, parse_envelope
+from central.schemas import INGEST_OPENAPI
+
+router = APIRouter()
+
+
+def _process(request_state, raw: bytes, content_encoding: str | None, principal: Principal) -> bytes:
+    settings, engine = request_state.settings, request_state.engine
+    body = decode_body(raw, content_encoding, settings.max_decompressed_bytes)
+    check_protocol_version(body)
+    batch = parse_envelope(body, settings, principal.name)
+    outcomes = store_batch(engine, batch, principal.gateway_pk)
+    response = {"protocol_version": PROTOCOL_VERSION, **outcomes}
+    return json.dumps(response, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@router.post("/api/v1/ingest", tags=["ingest"], summary="Upload one batch (gateway token)",
+             openapi_extra=INGEST_OPENAPI)
+async def ingest(request: Request) -> Response:
+    state = request.app.state
+    principal = await run_in_threadpool(require, state.engine,
+                                        request.headers.get("authorization"), "gateway")
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(400, "unsupported_content_type", "Content-Type must be application/json")
+    raw = await read_limited(request.stream(), request.headers.get("content-length"),
+                             state.settings.max_body_bytes)
+    payload = await run_in_threadpool(_process, state, raw,
+                                      request.headers.get("content-encoding"), principal)
+    return Response(payload, media_type="application/json")

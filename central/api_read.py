@@ -1,0 +1,195 @@
+"""Read side: gateways, devices, measurements (viewer tokens only) and /healthz.
+
+Responses are rendered with central.jsonout so value/delta stay exact JSON numbers in canonical
+text, the same spelling the gateways uploaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any, Optional
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from central.auth import require
+from central.canonical import FLAGS, decimal_text, format_timestamp
+from central.errors import ApiError
+from central.jsonout import RawNumber, dumps
+
+router = APIRouter()
+UTC = dt.timezone.utc
+
+
+def _viewer(request: Request, authorization: Optional[str]) -> None:
+    require(request.app.state.engine, authorization, "viewer")
+
+
+def _json(value: Any) -> Response:
+    return Response(dumps(value).encode("utf-8"), media_type="application/json")
+
+
+def _ts(value: Optional[dt.datetime]) -> Optional[str]:
+    return None if value is None else format_timestamp(value)
+
+
+def _num(value) -> Optional[RawNumber]:
+    return None if value is None else RawNumber(decimal_text(value))
+
+
+def _seconds(delta: Optional[dt.timedelta]) -> Optional[float]:
+    return None if delta is None else round(delta.total_seconds(), 3)
+
+
+@router.get("/healthz", tags=["health"], summary="Liveness and database reachability")
+def healthz(request: Request) -> Response:
+    try:
+        with request.app.state.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means "not healthy", details stay in the log
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok"})
+
+
+@router.get("/api/v1/gateways", tags=["read"], summary="Gateways: last contact, backlog, clock skew")
+def list_gateways(request: Request, authorization: Optional[str] = Header(None)) -> Response:
+    _viewer(request, authorization)
+    now = dt.datetime.now(UTC)
+    with request.app.state.engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT name, created_at, revoked_at, last_contact_at, last_sent_at, clock_skew_ms, "
+            "backlog_records, backlog_oldest_received_at FROM gateways ORDER BY name")).mappings().all()
+    items = []
+    for r in rows:
+        lag = None
+        if r["backlog_oldest_received_at"] is not None and r["last_sent_at"] is not None:
+            lag = r["last_sent_at"] - r["backlog_oldest_received_at"]
+        items.append({
+            "gateway_id": r["name"],
+            "created_at": _ts(r["created_at"]),
+            "revoked": r["revoked_at"] is not None,
+            "last_contact_at": _ts(r["last_contact_at"]),
+            "seconds_since_contact": _seconds(now - r["last_contact_at"]) if r["last_contact_at"] else None,
+            "last_sent_at": _ts(r["last_sent_at"]),
+            "clock_skew_seconds": None if r["clock_skew_ms"] is None else r["clock_skew_ms"] / 1000,
+            "backlog_records": r["backlog_records"],
+            "backlog_oldest_received_at": _ts(r["backlog_oldest_received_at"]),
+            "backlog_lag_seconds": _seconds(lag),
+        })
+    return _json({"items": items})
+
+
+def _encode_cursor(*parts: str) -> str:
+    return base64.urlsafe_b64encode("\n".join(parts).encode("utf-8")).decode("ascii")
+
+
+def _decode_cursor(cursor: str, count: int) -> list[str]:
+    try:
+        parts = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8").split("\n")
+    except (ValueError, UnicodeError):
+        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned") from None
+    if len(parts) != count:
+        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned")
+    return parts
+
+
+def _parse_time(value: Optional[str], name: str) -> Optional[dt.datetime]:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, "invalid_query", f"{name} must be an RFC 3339 timestamp") from None
+    if parsed.tzinfo is None:
+        raise ApiError(422, "invalid_query", f"{name} needs an offset or Z")
+    return parsed
+
+
+@router.get("/api/v1/devices", tags=["read"], summary="Devices: last reading, silent for how long")
+def list_devices(request: Request, authorization: Optional[str] = Header(None),
+                 limit: int = Query(500, ge=1, le=5000),
+                 cursor: Optional[str] = Query(None)) -> Response:
+    _viewer(request, authorization)
+    params: dict[str, Any] = {"limit": limit}
+    where = ""
+    if cursor:
+        params["d"], params["m"] = _decode_cursor(cursor, 2)
+        where = "WHERE (device_id, metric_type) > (:d, :m)"
+    now = dt.datetime.now(UTC)
+    with request.app.state.engine.connect() as conn:
+        rows = conn.execute(sa.text(f"""
+            SELECT DISTINCT ON (device_id, metric_type)
+                   device_id, metric_type, "timestamp", value, unit, ingested_at, g.name AS gateway
+              FROM normalized_measurements m JOIN gateways g ON g.id = m.gateway_id
+             {where}
+             ORDER BY device_id, metric_type, "timestamp" DESC
+             LIMIT :limit"""), params).mappings().all()
+    items = [{
+        "device_id": r["device_id"], "metric_type": r["metric_type"],
+        "last_timestamp": _ts(r["timestamp"]), "last_value": _num(r["value"]), "unit": r["unit"],
+        "last_ingested_at": _ts(r["ingested_at"]), "gateway_id": r["gateway"],
+        "silent_seconds": _seconds(now - r["timestamp"]),
+    } for r in rows]
+    next_cursor = (_encode_cursor(rows[-1]["device_id"], rows[-1]["metric_type"])
+                   if len(rows) == limit else None)
+    return _json({"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/api/v1/measurements", tags=["read"], summary="Measurements, filtered and paged")
+def list_measurements(request: Request, authorization: Optional[str] = Header(None),
+                      device_id: Optional[str] = Query(None),
+                      metric_type: Optional[str] = Query(None),
+                      from_: Optional[str] = Query(None, alias="from",
+                                                   description="inclusive, RFC 3339"),
+                      to: Optional[str] = Query(None, description="exclusive, RFC 3339"),
+                      flag: Optional[str] = Query(None, description="only measurements with this flag"),
+                      limit: int = Query(1000, ge=1, le=10000),
+                      cursor: Optional[str] = Query(None)) -> Response:
+    _viewer(request, authorization)
+    clauses, params = [], {"limit": limit}
+    if device_id is not None:
+        clauses.append("m.device_id = :device_id")
+        params["device_id"] = device_id
+    if metric_type is not None:
+        clauses.append("m.metric_type = :metric_type")
+        params["metric_type"] = metric_type
+    start, end = _parse_time(from_, "from"), _parse_time(to, "to")
+    if start is not None:
+        clauses.append('m."timestamp" >= :start')
+        params["start"] = start
+    if end is not None:
+        clauses.append('m."timestamp" < :end')
+        params["end"] = end
+    if flag is not None:
+        if flag not in FLAGS:
+            raise ApiError(422, "invalid_query", f"unknown flag {flag[:64]!r}")
+        clauses.append("m.flags @> ARRAY[CAST(:flag AS text)]")
+        params["flag"] = flag
+    if cursor:
+        ts_text, eid = _decode_cursor(cursor, 2)
+        clauses.append('(m."timestamp", m.event_id) > (CAST(:cts AS timestamptz), :ceid)')
+        params["cts"], params["ceid"] = ts_text, eid
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    with request.app.state.engine.connect() as conn:
+        rows = conn.execute(sa.text(f"""
+            SELECT m.event_id, m.device_id, m.metric_type, m."timestamp", m.value, m.unit, m.delta,
+                   m.flags, m.revision, g.name AS gateway, m.raw_buffer_id, m.raw_seq,
+                   m.ingested_at, m.updated_at
+              FROM normalized_measurements m JOIN gateways g ON g.id = m.gateway_id
+             {where}
+             ORDER BY m."timestamp", m.event_id
+             LIMIT :limit"""), params).mappings().all()
+    items = [{
+        "event_id": r["event_id"], "device_id": r["device_id"], "metric_type": r["metric_type"],
+        "timestamp": _ts(r["timestamp"]), "value": _num(r["value"]), "unit": r["unit"],
+        "delta": _num(r["delta"]), "flags": list(r["flags"]), "revision": r["revision"],
+        "gateway_id": r["gateway"], "raw": {"buffer_id": str(r["raw_buffer_id"]), "seq": r["raw_seq"]},
+        "ingested_at": _ts(r["ingested_at"]), "updated_at": _ts(r["updated_at"]),
+    } for r in rows]
+    next_cursor = None
+    if len(rows) == limit:
+        last = rows[-1]
+        next_cursor = _encode_cursor(last["timestamp"].isoformat(), last["event_id"])
+    return _json({"items": items, "next_cursor": next_cursor})

@@ -1,0 +1,41 @@
+"""The FastAPI application factory.
+
+Why a factory: tests build apps with small limits against the test database, the CLI's `serve`
+builds one from the environment; nothing connects to a database at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from fastapi import FastAPI
+
+from central import PROTOCOL_VERSION
+from central.api_ingest import router as ingest_router
+from central.api_read import router as read_router
+from central.db import make_engine
+from central.errors import ApiError, api_error_handler
+from central.settings import Settings, get_settings
+
+
+def create_app(settings: Optional[Settings] = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="meter-agent central ingest API",
+        version=PROTOCOL_VERSION,
+        description="Reference receiver of the upload contract in docs/PROTOCOL.md. "
+                    "Gateways upload with gateway tokens; reads need viewer tokens.",
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings)
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.include_router(ingest_router)
+    app.include_router(read_router)
+
+    @app.on_event("shutdown")
+    def _dispose() -> None:
+        app.state.engine.dispose()
+
+    logging.getLogger("central").setLevel(settings.log_level.upper())
+    return app

@@ -1,0 +1,82 @@
+"""Table definitions (SQLAlchemy Core), mirroring the Alembic migrations.
+
+Why Core tables and not ORM classes: ingest is bulk SQL (INSERT ... SELECT FROM unnest ... ON
+CONFLICT) and the read side is a handful of queries; neither wants identity maps. The schema of
+record is central/migrations/versions/*; tests/test_migrations.py checks the two agree.
+Tables are only ever created by the migrations, never from these definitions.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+metadata = sa.MetaData()
+
+gateways = sa.Table(
+    "gateways", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),  # the protocol's gateway_id
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    # Status as of the last accepted batch (read side: GET /api/v1/gateways).
+    sa.Column("last_contact_at", sa.DateTime(timezone=True)),
+    sa.Column("last_sent_at", sa.DateTime(timezone=True)),
+    sa.Column("clock_skew_ms", sa.BigInteger),
+    sa.Column("backlog_records", sa.BigInteger),
+    sa.Column("backlog_oldest_received_at", sa.DateTime(timezone=True)),
+)
+
+viewers = sa.Table(
+    "viewers", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("token_hash", sa.LargeBinary, nullable=False, unique=True),  # sha256(token)
+    sa.Column("token_prefix", sa.Text, nullable=False),  # first characters, to tell tokens apart
+    sa.Column("gateway_id", sa.BigInteger, sa.ForeignKey("gateways.id", ondelete="CASCADE")),
+    sa.Column("viewer_id", sa.BigInteger, sa.ForeignKey("viewers.id", ondelete="CASCADE")),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint("(gateway_id IS NULL) <> (viewer_id IS NULL)", name="ck_api_tokens_one_owner"),
+)
+
+raw_events = sa.Table(
+    "raw_events", metadata,
+    sa.Column("gateway_id", sa.BigInteger, sa.ForeignKey("gateways.id"), primary_key=True),
+    sa.Column("buffer_id", pg.UUID(as_uuid=False), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),  # the original bytes, always
+    sa.Column("payload_json", pg.JSONB),  # the same payload as JSONB when it is JSON
+    sa.Column("qos", sa.SmallInteger, nullable=False),
+    sa.Column("retained", sa.Boolean, nullable=False),
+    sa.Column("dup", sa.Boolean, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),  # gateway clock
+    sa.Column("decode_error", sa.Text),
+    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+normalized_measurements = sa.Table(
+    "normalized_measurements", metadata,
+    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("gateway_id", sa.BigInteger, sa.ForeignKey("gateways.id"), nullable=False),
+    sa.Column("device_id", sa.Text, nullable=False),
+    sa.Column("metric_type", sa.Text, nullable=False),
+    sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("value", sa.Numeric, nullable=False),
+    sa.Column("unit", sa.Text, nullable=False),
+    sa.Column("delta", sa.Numeric),
+    sa.Column("flags", pg.ARRAY(sa.Text), nullable=False, server_default="{}"),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("raw_buffer_id", pg.UUID(as_uuid=False), nullable=False),
+    sa.Column("raw_seq", sa.BigInteger, nullable=False),
+    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
