@@ -357,4 +357,28 @@ Status Buffer::checkpoint() {
   });
 }
 
+Status Buffer::set_wal_autocheckpoint(int pages) {
+  return guarded([&]() -> Status {
+    db_->exec(std::string(sql::kSetWalAutocheckpoint) + std::to_string(pages));
+    return Ok{};
+  });
+}
+
+Status Buffer::set_max_page_count(std::int64_t pages) {
+  return guarded([&]() -> Status {
+    auto statement = db_->prepare(std::string(sql::kSetMaxPageCount) + std::to_string(pages));
+    while (statement.step()) {
+    }
+    return Ok{};
+  });
+}
+
+Result<std::int64_t> Buffer::page_count() {
+  return guarded([&]() -> Result<std::int64_t> {
+    auto statement = db_->prepare(sql::kPageCount);
+    statement.step();
+    return statement.column_int(0);
+  });
+}
+
 }  // namespace meter

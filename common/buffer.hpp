@@ -140,6 +140,15 @@ class Buffer {
 
   Status checkpoint();
 
+  // Connection settings for the daemon. The acknowledging connection turns
+  // automatic checkpoints off (0) so that only the background thread pays for
+  // them; SQLite's max_page_count caps the database size (the tests use it to
+  // simulate a full disk: a write beyond it fails with SQLITE_FULL).
+  Status set_wal_autocheckpoint(int pages);
+  Status set_max_page_count(std::int64_t pages);
+  // The database's size in pages (to compute a max_page_count from).
+  Result<std::int64_t> page_count();
+
  private:
   struct Statements;
   struct SeriesState;
@@ -167,6 +176,7 @@ class Buffer {
   // The generation this connection's series cache was built at (see
   // kBumpGeneration); another connection's commit makes it stale.
   std::int64_t cache_generation_ = -1;
+  bool tuned_for_normalization_ = false;
 };
 
 }  // namespace meter

@@ -10,6 +10,17 @@ namespace meter::sql {
 // docs/BENCHMARKS.md). Only takes effect before the first table exists.
 inline constexpr const char* kCreatePragmas = "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL;";
 
+// Daemon connection settings (Buffer::set_wal_autocheckpoint, set_max_page_count); the
+// number is appended.
+inline constexpr const char* kSetWalAutocheckpoint = "PRAGMA wal_autocheckpoint = ";
+inline constexpr const char* kSetMaxPageCount = "PRAGMA max_page_count = ";
+inline constexpr const char* kPageCount = "PRAGMA page_count";
+
+// The connection that normalizes: a 16 MiB page cache (a batch touches about
+// one index leaf per series) and checkpoints every 10,000 pages.
+inline constexpr const char* kTuneForNormalization =
+    "PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 10000;";
+
 // Schema version 1.
 //
 // raw_messages: append-only; a row is never updated. seq is the rowid; it is

@@ -77,8 +77,16 @@ FlagSet future_flag(std::int64_t timestamp_ms, std::int64_t received_ms, std::in
 }  // namespace
 
 Result<NormalizeStats> Buffer::normalize_pending(const Config& config, std::size_t max_messages) {
-  auto result =
-      guarded([&]() -> Result<NormalizeStats> { return normalize_batch(config, max_messages); });
+  auto result = guarded([&]() -> Result<NormalizeStats> {
+    if (!tuned_for_normalization_) {
+      // A batch touches about one index page per series; a page cache that
+      // holds them all, and WAL checkpoints every ~10 MiB instead of after
+      // every batch, halve the bytes written per event (docs/BENCHMARKS.md).
+      db_->exec(sql::kTuneForNormalization);
+      tuned_for_normalization_ = true;
+    }
+    return normalize_batch(config, max_messages);
+  });
   if (!result) series_.clear();  // the cache may hold rows of the rolled-back batch
   return result;
 }
