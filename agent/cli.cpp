@@ -3,12 +3,17 @@
 #include <iostream>
 #include <string_view>
 
+#include "agent/daemon.hpp"
+
 namespace meter::agent {
 namespace {
 
 constexpr const char* kUsage = R"(usage: meter-agent COMMAND [OPTIONS]
 
 Commands:
+  run                 the daemon: subscribe to the mappings' topics, store every
+                      message before acknowledging it, normalize in the background
+                      (SIGHUP reloads the configuration, SIGTERM stops)
   import FILE|-       append readings to the buffer and normalize them. Lines are
                       "topic<TAB>payload" or JSON in the seed format; bad lines are
                       kept in the raw log with their reason and counted.
@@ -91,6 +96,8 @@ int agent_main(int argc, char* argv[]) {
     std::cout << "meter-agent " << kVersion << "\n";
     return kExitOk;
   }
+  if (command == "run")
+    return run_daemon_command(command_line.config_path, command_line.buffer_path);
   if (command == "import") return run_import(command_line, std::cout, std::cerr);
   if (command == "export") return run_export(command_line, std::cout, std::cerr);
   if (command == "renormalize") return run_renormalize(command_line, std::cout, std::cerr);

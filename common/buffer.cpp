@@ -128,13 +128,16 @@ Result<std::unique_ptr<Buffer>> Buffer::open(const BufferConfig& config) {
 
 Status Buffer::migrate() {
   auto& db = *db_;
-  sqlite::Transaction transaction(db);
-  std::int64_t version = 0;
-  {
+  auto read_version = [&] {
     auto version_statement = db.prepare(sql::kGetUserVersion);
     version_statement.step();
-    version = version_statement.column_int(0);
-  }
+    return version_statement.column_int(0);
+  };
+  // A current database needs no write lock to open: `status` must open it
+  // while the daemon writes (a normalization batch holds the lock).
+  if (read_version() == kSchemaVersion) return load_identity();
+  sqlite::Transaction transaction(db);
+  std::int64_t version = read_version();
   if (version == 0) {
     db.exec(sql::kSchemaV1);
     auto put = db.prepare(sql::kPutMeta);
@@ -148,7 +151,11 @@ Status Buffer::migrate() {
   }
   // Later schema versions add their forward migrations here, one step each.
   transaction.commit();
+  return load_identity();
+}
 
+Status Buffer::load_identity() {
+  auto& db = *db_;
   auto get = db.prepare(sql::kGetMeta);
   get.bind(1, std::string_view("buffer_id"));
   if (!get.step()) return Error{db.path() + ": buffer has no identity (meta.buffer_id missing)"};

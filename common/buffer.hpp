@@ -155,6 +155,7 @@ class Buffer {
   Buffer();
 
   Status migrate();
+  Status load_identity();
   NormalizeStats normalize_batch(const Config& config, std::size_t max_messages);
   NormalizeStats normalize_batch_in_transaction(const Config& config, std::size_t max_messages);
   void normalize_message(const Config& config, std::int64_t seq, const RawMessage& message,

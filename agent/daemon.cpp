@@ -1,0 +1,788 @@
+#include "agent/daemon.hpp"
+
+#include <mqtt/async_client.h>
+#include <yaml-cpp/yaml.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <vector>
+
+#include "agent/cli.hpp"
+
+namespace meter::agent {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::string_view kMqtt = "mqtt";
+constexpr std::string_view kBuffer = "buffer";
+constexpr std::string_view kNormalize = "normalize";
+constexpr std::string_view kConfig = "config";
+constexpr std::string_view kAgent = "agent";
+constexpr std::string_view kHttp = "http";
+
+constexpr auto kConnectTimeout = 10s;
+constexpr auto kSubscribeTimeout = 10s;
+constexpr auto kAppendRetryMax = 5000ms;
+constexpr auto kStatusRefresh = 2s;
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream content;
+  content << file.rdbuf();
+  return content.str();
+}
+
+std::set<std::string> topic_filters(const Config& config) {
+  std::set<std::string> filters;
+  for (const auto& mapping : config.mappings) filters.insert(mapping.topic);
+  return filters;
+}
+
+std::string server_uri(const MqttConfig& mqtt) {
+  std::string host = mqtt.host;
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return (mqtt.tls.enabled ? "ssl://" : "tcp://") + host + ":" +
+         std::to_string(mqtt.effective_port());
+}
+
+std::string client_id(const Config& config) {
+  return config.mqtt.client_id.empty() ? "meter-agent-" + config.gateway_id : config.mqtt.client_id;
+}
+
+// Everything that needs a new connection when it changes (not the password
+// itself, which is read again on every connect).
+std::string connection_identity(const Config& config) {
+  const auto& m = config.mqtt;
+  std::ostringstream out;
+  out << server_uri(m) << '|' << client_id(config) << '|' << m.protocol_version << '|'
+      << m.keepalive_ms << '|' << m.session_expiry_ms << '|' << m.username << '|' << m.password_file
+      << '|' << m.password_env << '|' << m.tls.enabled << '|' << m.tls.ca_file << '|'
+      << m.tls.cert_file << '|' << m.tls.key_file << '|' << m.tls.verify << '|'
+      << m.status_topic_prefix << '|' << config.gateway_id;
+  return out.str();
+}
+
+// Top-level (and mqtt.*) keys whose YAML differs between two versions of the file.
+std::vector<std::string> changed_keys(const std::string& old_text, const std::string& new_text) {
+  std::vector<std::string> changed;
+  try {
+    const YAML::Node old_root = YAML::Load(old_text);
+    const YAML::Node new_root = YAML::Load(new_text);
+    std::set<std::string> keys;
+    auto collect = [&](const YAML::Node& root) {
+      if (!root.IsMap()) return;
+      for (const auto& item : root) keys.insert(item.first.as<std::string>());
+    };
+    collect(old_root);
+    collect(new_root);
+    auto dump = [](const YAML::Node& node) {
+      if (!node) return std::string("<absent>");
+      YAML::Emitter emitter;
+      emitter << node;
+      return std::string(emitter.c_str());
+    };
+    for (const auto& key : keys) {
+      const auto before = dump(old_root[key]);
+      const auto after = dump(new_root[key]);
+      if (before == after) continue;
+      if (key == "mqtt" && old_root[key].IsMap() && new_root[key].IsMap()) {
+        std::set<std::string> inner;
+        for (const auto& item : old_root[key]) inner.insert(item.first.as<std::string>());
+        for (const auto& item : new_root[key]) inner.insert(item.first.as<std::string>());
+        for (const auto& name : inner) {
+          if (dump(old_root[key][name]) != dump(new_root[key][name])) {
+            changed.push_back("mqtt." + name);
+          }
+        }
+        continue;
+      }
+      changed.push_back(key);
+    }
+  } catch (const std::exception&) {
+    changed.push_back("(could not compare the files)");
+  }
+  return changed;
+}
+
+std::optional<std::string> read_password(const MqttConfig& mqtt, std::string& problem) {
+  if (!mqtt.password_file.empty()) {
+    std::ifstream file(mqtt.password_file, std::ios::binary);
+    if (!file) {
+      problem = "cannot read mqtt.password_file " + mqtt.password_file;
+      return std::nullopt;
+    }
+    std::string password((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
+      password.pop_back();
+    }
+    return password;
+  }
+  if (!mqtt.password_env.empty()) {
+    const char* value = std::getenv(mqtt.password_env.c_str());
+    if (value == nullptr) {
+      problem = "the environment variable " + mqtt.password_env + " (mqtt.password_env) is not set";
+      return std::nullopt;
+    }
+    return std::string(value);
+  }
+  return std::string();
+}
+
+}  // namespace
+
+Daemon::Daemon(Config config, DaemonOptions options, Logger& logger)
+    : options_(std::move(options)), logger_(logger), random_(std::random_device{}()) {
+  if (options_.buffer_path) config.buffer.path = *options_.buffer_path;
+  if (config.source != "<string>" && !config.source.empty())
+    config_text_ = read_text(config.source);
+  config_ = std::make_shared<const Config>(std::move(config));
+}
+
+Daemon::~Daemon() {
+  if (!abandon_) destroy_client();
+}
+
+std::shared_ptr<const Config> Daemon::config() const {
+  std::lock_guard lock(config_mutex_);
+  return config_;
+}
+
+int Daemon::http_port() const { return http_ ? http_->port() : 0; }
+
+void Daemon::request_stop() {
+  stop_ = true;
+  loop_wake_.notify_all();
+}
+
+void Daemon::request_reload() {
+  reload_ = true;
+  loop_wake_.notify_all();
+}
+
+// ---- the acknowledge path -------------------------------------------------
+
+// Runs on Paho's thread. Returning is what acknowledges the message (PUBACK),
+// so this returns only after the message is committed; a failed commit is
+// retried here, never acknowledged. If it blocks longer than 1.5 x keepalive
+// the broker drops the connection and redelivers the message later (DUP) —
+// the raw log may then hold it twice, the measurements once.
+void Daemon::on_message(const std::shared_ptr<const mqtt::message>& message) {
+  in_callback_ = true;
+  ++metrics_.received;
+  RawMessage raw;
+  std::chrono::milliseconds delay = 20ms;
+  std::int64_t failures = 0;
+  for (;;) {
+    try {
+      if (raw.received_ms == 0) {
+        raw.topic = message->get_topic();
+        raw.payload = message->get_payload_str();
+        raw.qos = message->get_qos();
+        raw.retained = message->is_retained();
+        raw.dup = message->is_duplicate();
+        raw.received_ms = now_ms();
+      }
+      const auto cap = max_page_count_.load();
+      if (cap != 0 || failures > 0) {
+        // Test seam (set_max_page_count); a no-op in production (cap 0 = SQLite's default).
+        (void)append_buffer_->set_max_page_count(cap != 0 ? cap : 4294967294LL);
+      }
+      auto seq = append_buffer_->append_raw(raw);
+      if (seq) {
+        ++metrics_.appended;
+        metrics_.last_appended_seq = *seq;
+        if (failures > 0) {
+          metrics_.append_blocked = false;
+          logger_.warning(kBuffer, "the buffer accepts writes again after " +
+                                       std::to_string(failures) +
+                                       " failed attempts; acknowledging again");
+        }
+        wake_normalizer();
+        in_callback_ = false;
+        return;
+      }
+      ++failures;
+      ++metrics_.append_failures;
+      metrics_.append_blocked = true;
+      logger_.error(kBuffer, "cannot store a message (topic '" + raw.topic +
+                                 "'), NOT acknowledging it; the broker keeps it and will "
+                                 "redeliver: " +
+                                 seq.error().message);
+    } catch (const std::exception& e) {
+      ++failures;
+      ++metrics_.append_failures;
+      logger_.error(kBuffer,
+                    std::string("unexpected error storing a message, retrying: ") + e.what());
+    } catch (...) {
+      ++failures;
+      ++metrics_.append_failures;
+      logger_.error(kBuffer, "unexpected error storing a message, retrying");
+    }
+    // A retry delay, not a synchronization: the disk needs time to get room.
+    std::this_thread::sleep_for(delay);
+    delay = std::min<std::chrono::milliseconds>(delay * 2, kAppendRetryMax);
+  }
+}
+
+// ---- the normalizer --------------------------------------------------------
+
+void Daemon::wake_normalizer() {
+  {
+    std::lock_guard lock(work_mutex_);
+    if (work_pending_) return;
+    work_pending_ = true;
+  }
+  work_ready_.notify_one();
+}
+
+void Daemon::refresh_status(Buffer& buffer) {
+  auto status = buffer.status();
+  if (status) {
+    metrics_.set_buffer_status(*status);
+  } else {
+    logger_.warning(kBuffer, "cannot read the buffer status: " + status.error().message);
+  }
+}
+
+void Daemon::normalizer_loop() {
+  Buffer& buffer = *normalize_buffer_;
+  std::int64_t applied_cap = 0;
+  auto last_refresh = std::chrono::steady_clock::time_point{};
+  std::chrono::milliseconds failure_delay = 100ms;
+  bool failing = false;
+  bool status_stale = true;
+  while (!normalizer_stop_) {
+    {
+      std::unique_lock lock(work_mutex_);
+      const std::chrono::milliseconds timeout = failing        ? failure_delay
+                                                : status_stale ? 200ms
+                                                               : 1000ms;
+      work_ready_.wait_for(lock, timeout, [&] { return work_pending_ || normalizer_stop_.load(); });
+      work_pending_ = false;
+    }
+    bool did_work = false;
+    while (!normalizer_stop_) {
+      const auto cap = max_page_count_.load();
+      if (cap != applied_cap) {
+        (void)buffer.set_max_page_count(cap != 0 ? cap : 4294967294LL);
+        applied_cap = cap;
+      }
+      const auto current = config();
+      auto stats = buffer.normalize_pending(*current, current->normalize.batch_size);
+      if (!stats) {
+        ++metrics_.normalize_failures;
+        logger_.error(kNormalize, "normalization failed, will retry: " + stats.error().message);
+        failing = true;
+        failure_delay = std::min<std::chrono::milliseconds>(failure_delay * 2, 5000ms);
+        break;
+      }
+      if (failing) logger_.info(kNormalize, "normalization works again");
+      failing = false;
+      failure_delay = 100ms;
+      metrics_.add(*stats);
+      if (stats->messages == 0) break;
+      did_work = true;
+      logger_.debug(kNormalize, "normalized " + std::to_string(stats->messages) +
+                                    " messages: " + std::to_string(stats->new_measurements) +
+                                    " new, " + std::to_string(stats->duplicates) + " duplicates");
+    }
+    if (did_work) {
+      // Checkpoints run here, never on the acknowledge path (its connection has
+      // wal_autocheckpoint=0; see ../shared/PLATFORM.md).
+      if (auto checkpointed = buffer.checkpoint(); checkpointed) {
+        ++metrics_.checkpoints;
+      } else {
+        logger_.warning(kBuffer, "checkpoint failed: " + checkpointed.error().message);
+      }
+    }
+    // The status (for /metrics) costs a few queries: at most every 200 ms while
+    // busy, and once more when the work is done.
+    const auto now = std::chrono::steady_clock::now();
+    status_stale = status_stale || did_work;
+    if ((status_stale && now - last_refresh >= 200ms) || now - last_refresh >= kStatusRefresh) {
+      refresh_status(buffer);
+      last_refresh = now;
+      status_stale = false;
+    }
+  }
+  refresh_status(buffer);
+}
+
+// ---- the connection --------------------------------------------------------
+
+std::string Daemon::status_topic() const {
+  const auto current = config();
+  return current->mqtt.status_topic_prefix + "/" + current->gateway_id + "/status";
+}
+
+void Daemon::create_client() {
+  const auto current = config();
+  const auto uri = server_uri(current->mqtt);
+  if (current->mqtt.protocol_version == 5) {
+    client_ = std::make_unique<mqtt::async_client>(uri, client_id(*current),
+                                                   mqtt::create_options(MQTTVERSION_5));
+  } else {
+    client_ = std::make_unique<mqtt::async_client>(uri, client_id(*current));
+  }
+  client_->set_message_callback([this](mqtt::const_message_ptr message) { on_message(message); });
+  client_->set_connection_lost_handler([this](const std::string&) {
+    connection_lost_ = true;
+    loop_wake_.notify_all();
+  });
+  metrics_.mqtt_connected = false;
+}
+
+void Daemon::destroy_client() {
+  if (!client_) return;
+  try {
+    if (client_->is_connected()) client_->disconnect()->wait_for(5s);
+  } catch (const std::exception&) {
+  }
+  client_.reset();
+  metrics_.mqtt_connected = false;
+}
+
+void Daemon::schedule_reconnect() {
+  const auto current = config();
+  const std::chrono::milliseconds min_delay(current->mqtt.reconnect_min_ms);
+  const std::chrono::milliseconds max_delay(current->mqtt.reconnect_max_ms);
+  backoff_ = backoff_.count() == 0 ? min_delay : std::min(backoff_ * 2, max_delay);
+  // Full jitter in [backoff/2, backoff]: gateways that lost the same broker do
+  // not all come back in the same millisecond.
+  std::uniform_int_distribution<std::int64_t> jitter(backoff_.count() / 2, backoff_.count());
+  next_connect_at_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(jitter(random_));
+}
+
+void Daemon::try_connect() {
+  const auto current = config();
+  const auto& m = current->mqtt;
+  mqtt::connect_options options;
+  if (m.protocol_version == 5) {
+    options.set_mqtt_version(MQTTVERSION_5);
+    options.set_clean_session(false);
+    options.set_clean_start(false);
+    mqtt::properties properties;
+    properties.add(mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL,
+                                  static_cast<int>(m.session_expiry_ms / 1000)));
+    options.set_properties(properties);
+  } else {
+    options.set_mqtt_version(MQTTVERSION_3_1_1);
+    options.set_clean_session(false);
+  }
+  options.set_keep_alive_interval(
+      std::chrono::seconds(std::max<std::int64_t>(1, m.keepalive_ms / 1000)));
+  options.set_connect_timeout(kConnectTimeout);
+  options.set_automatic_reconnect(false);  // done here, with jitter and re-subscription
+  const std::string offline =
+      "{\"status\":\"offline\",\"version\":\"" + std::string(kVersion) + "\"}";
+  options.set_will(mqtt::will_options(status_topic(), offline, 1, true));
+  if (!m.username.empty()) options.set_user_name(m.username);
+  std::string problem;
+  auto password = read_password(m, problem);
+  if (!password) {
+    ++metrics_.connect_failures;
+    logger_.error(kMqtt, "cannot connect: " + problem);
+    schedule_reconnect();
+    return;
+  }
+  if (!password->empty()) options.set_password(*password);
+  if (m.tls.enabled) {
+    mqtt::ssl_options ssl;
+    if (!m.tls.ca_file.empty()) ssl.set_trust_store(m.tls.ca_file);
+    if (!m.tls.cert_file.empty()) ssl.set_key_store(m.tls.cert_file);
+    if (!m.tls.key_file.empty()) ssl.set_private_key(m.tls.key_file);
+    ssl.set_enable_server_cert_auth(m.tls.verify);
+    ssl.set_verify(m.tls.verify);  // host name check
+    ssl.set_error_handler(
+        [this](const std::string& text) { logger_.error(kMqtt, "TLS: " + text); });
+    options.set_ssl(std::move(ssl));
+  }
+  const auto uri = server_uri(m);
+  try {
+    auto token = client_->connect(options);
+    if (!token->wait_for(kConnectTimeout + 2s)) {
+      throw std::runtime_error("no answer within " +
+                               std::to_string(std::chrono::seconds(kConnectTimeout + 2s).count()) +
+                               " s");
+    }
+    const bool session_present = token->get_connect_response().is_session_present();
+    connection_lost_ = false;
+    ++metrics_.connects;
+    if (metrics_.connects > 1) ++metrics_.reconnects;
+    logger_.info(kMqtt, "connected to " + uri + " as " + client_id(*current) + " (MQTT " +
+                            (m.protocol_version == 5 ? "5" : "3.1.1") + ", session " +
+                            (session_present ? "resumed" : "new") + ")");
+    const auto wanted = topic_filters(*current);
+    if (!session_present) {
+      // A new session has no subscriptions (first start, or the broker lost
+      // it): subscribe and wait; nothing is queued ahead of the SUBACK.
+      subscribed_.clear();
+      if (!subscribe(wanted)) throw std::runtime_error("subscription failed");
+      subscribed_this_process_ = true;
+    } else if (!subscribed_this_process_ || wanted != subscribed_) {
+      // A resumed session may hold another config's filters (changed while we
+      // were away): subscribe once per process, without waiting — the SUBACK
+      // queues behind the backlog the broker is already sending us.
+      subscribe_async(wanted);
+      subscribed_this_process_ = true;
+    }
+    metrics_.mqtt_connected = true;
+    backoff_ = 0ms;
+    publish_status(true, false);
+  } catch (const std::exception& e) {
+    ++metrics_.connect_failures;
+    metrics_.mqtt_connected = false;
+    logger_.error(kMqtt, "cannot connect to " + uri + ": " + e.what());
+    try {
+      if (client_->is_connected()) client_->disconnect()->wait_for(2s);
+    } catch (const std::exception&) {
+    }
+    schedule_reconnect();
+  }
+}
+
+bool Daemon::subscribe(const std::set<std::string>& filters) {
+  if (filters.empty()) return true;
+  auto topics = std::make_shared<mqtt::string_collection>();
+  std::vector<int> qos;
+  for (const auto& filter : filters) {
+    topics->push_back(filter);
+    qos.push_back(1);
+  }
+  auto token = client_->subscribe(topics, qos);
+  if (!token->wait_for(kSubscribeTimeout)) {
+    logger_.error(kMqtt, "no SUBACK within " + std::to_string(kSubscribeTimeout.count()) + " s");
+    return false;
+  }
+  const auto& response = token->get_subscribe_response();
+  const auto codes = response.get_reason_codes();
+  bool all = true;
+  std::size_t index = 0;
+  for (const auto& filter : filters) {
+    const int code = index < codes.size() ? static_cast<int>(codes[index]) : 0;
+    ++index;
+    if (code >= 0x80) {
+      all = false;
+      logger_.error(kMqtt, "the broker refused the subscription to '" + filter + "' (code " +
+                               std::to_string(code) + ")");
+    } else {
+      subscribed_.insert(filter);
+      logger_.info(kMqtt, "subscribed to '" + filter + "' (QoS " + std::to_string(code) + ")");
+    }
+  }
+  return all;
+}
+
+void Daemon::subscribe_async(const std::set<std::string>& filters) {
+  if (filters.empty()) return;
+  auto topics = std::make_shared<mqtt::string_collection>();
+  std::vector<int> qos;
+  for (const auto& filter : filters) {
+    topics->push_back(filter);
+    qos.push_back(1);
+  }
+  pending_subscribe_ = client_->subscribe(topics, qos);
+  pending_filters_ = filters;
+}
+
+void Daemon::check_pending_subscription() {
+  if (!pending_subscribe_ || !pending_subscribe_->is_complete()) return;
+  auto token = std::move(pending_subscribe_);
+  pending_subscribe_.reset();
+  try {
+    token->wait();  // completed: throws if it failed
+    const auto codes = token->get_subscribe_response().get_reason_codes();
+    std::size_t index = 0;
+    bool all = true;
+    for (const auto& filter : pending_filters_) {
+      const int code = index < codes.size() ? static_cast<int>(codes[index]) : 0;
+      ++index;
+      if (code >= 0x80) {
+        all = false;
+        logger_.error(kMqtt, "the broker refused the subscription to '" + filter + "' (code " +
+                                 std::to_string(code) + ")");
+      } else {
+        subscribed_.insert(filter);
+        logger_.info(kMqtt, "subscribed to '" + filter + "' (QoS " + std::to_string(code) + ")");
+      }
+    }
+    if (!all) reconnect_pending_ = true;
+  } catch (const std::exception& e) {
+    logger_.error(kMqtt, std::string("subscription failed, reconnecting: ") + e.what());
+    reconnect_pending_ = true;
+  }
+}
+
+void Daemon::unsubscribe(const std::set<std::string>& filters) {
+  auto topics = std::make_shared<mqtt::string_collection>();
+  for (const auto& filter : filters) topics->push_back(filter);
+  try {
+    // Not waited for: the UNSUBACK may queue behind a backlog of messages.
+    client_->unsubscribe(topics);
+    for (const auto& filter : filters) {
+      subscribed_.erase(filter);
+      logger_.info(kMqtt, "unsubscribed from '" + filter + "'");
+    }
+  } catch (const std::exception& e) {
+    logger_.warning(kMqtt, std::string("unsubscribe failed: ") + e.what());
+  }
+}
+
+void Daemon::publish_status(bool online, bool wait) {
+  std::string payload = "{\"status\":\"";
+  payload += online ? "online" : "offline";
+  payload += "\",\"version\":\"";
+  payload += kVersion;
+  payload += "\"";
+  if (online) {
+    const auto status = metrics_.buffer_status();
+    const std::int64_t last =
+        std::max(metrics_.last_appended_seq.load(), status ? status->last_seq : std::int64_t{0});
+    payload += ",\"pending_normalization\":" +
+               std::to_string(
+                   status ? std::max<std::int64_t>(0, last - status->normalized_through_seq) : 0);
+    payload += ",\"unsynced\":" + std::to_string(status ? status->unsynced : 0);
+  }
+  payload += "}";
+  try {
+    // Never waited for while connecting: the PUBACK is read by the thread that
+    // may be busy in the message callback.
+    auto token = client_->publish(status_topic(), payload.data(), payload.size(), 1, true);
+    if (wait) token->wait_for(2s);
+  } catch (const std::exception& e) {
+    logger_.warning(kMqtt, std::string("cannot publish the status: ") + e.what());
+  }
+}
+
+// ---- reload ----------------------------------------------------------------
+
+void Daemon::reload() {
+  const auto current = config();
+  const std::string path = current->source;
+  auto fresh = load_config(path);
+  if (!fresh) {
+    logger_.error(kConfig,
+                  "reload refused, keeping the running configuration: " + fresh.error().message);
+    return;
+  }
+  if (options_.buffer_path) fresh->buffer.path = *options_.buffer_path;
+  const std::string new_text = read_text(path);
+  const auto changed = changed_keys(config_text_, new_text);
+  if (fresh->buffer.path != current->buffer.path) {
+    logger_.warning(kConfig,
+                    "buffer.path changes only on restart; still using " + current->buffer.path);
+    fresh->buffer.path = current->buffer.path;
+  }
+  std::string list;
+  for (const auto& key : changed) list += (list.empty() ? "" : ", ") + key;
+  logger_.info(kConfig,
+               "reloaded " + path + (list.empty() ? ": nothing changed" : ": changed " + list));
+  const bool reconnect = connection_identity(*fresh) != connection_identity(*current);
+  const bool resubscribe = topic_filters(*fresh) != topic_filters(*current);
+  const bool http_changed = fresh->http.listen != current->http.listen;
+  {
+    std::lock_guard lock(config_mutex_);
+    config_ = std::make_shared<const Config>(std::move(*fresh));
+  }
+  config_text_ = new_text;
+  logger_.configure(config()->log);
+  if (reconnect) {
+    reconnect_pending_ = true;
+  } else if (resubscribe && metrics_.mqtt_connected) {
+    const auto wanted = topic_filters(*config());
+    std::set<std::string> stale;
+    std::set<std::string> added;
+    for (const auto& filter : subscribed_) {
+      if (!wanted.count(filter)) stale.insert(filter);
+    }
+    for (const auto& filter : wanted) {
+      if (!subscribed_.count(filter)) added.insert(filter);
+    }
+    if (!stale.empty()) unsubscribe(stale);
+    if (!added.empty()) subscribe_async(added);
+  }
+  if (http_changed) start_http();
+}
+
+void Daemon::start_http() {
+  http_.reset();
+  const auto current = config();
+  http_listen_ = current->http.listen;
+  if (http_listen_.empty()) return;
+  auto server = HttpServer::start(http_listen_, [this](const std::string& path) {
+    if (path == "/healthz") {
+      const bool healthy = metrics_.mqtt_connected && !metrics_.append_blocked;
+      return HttpResponse{
+          healthy ? 200 : 503, "text/plain; charset=utf-8",
+          std::string(metrics_.mqtt_connected ? "mqtt connected" : "mqtt disconnected") +
+              (metrics_.append_blocked ? ", buffer NOT accepting writes\n" : ", buffer ok\n")};
+    }
+    if (path == "/metrics") {
+      return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                          metrics_.render_prometheus(now_ms())};
+    }
+    return HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
+  });
+  if (!server) {
+    logger_.error(kHttp, server.error().message);
+    return;
+  }
+  http_ = std::move(*server);
+  logger_.info(kHttp, "serving /healthz and /metrics on " + http_listen_ + " (port " +
+                          std::to_string(http_->port()) + ")");
+}
+
+// ---- the main loop ---------------------------------------------------------
+
+int Daemon::run(const std::function<void()>& poll) {
+  const auto current = config();
+  logger_.info(kAgent, std::string("meter-agent ") + kVersion + " starting, gateway " +
+                           current->gateway_id + ", buffer " + current->buffer.path);
+  for (auto* slot : {&append_buffer_, &normalize_buffer_}) {
+    auto opened = Buffer::open(current->buffer);
+    if (!opened) {
+      logger_.error(kBuffer, opened.error().message);
+      return kExitFailure;
+    }
+    *slot = std::move(*opened);
+  }
+  if (auto set = append_buffer_->set_wal_autocheckpoint(0); !set) {
+    logger_.warning(kBuffer, set.error().message);
+  }
+  refresh_status(*normalize_buffer_);
+  normalizer_ = std::thread([this] { normalizer_loop(); });
+  wake_normalizer();  // whatever a previous run left pending
+  start_http();
+  create_client();
+  next_connect_at_ = std::chrono::steady_clock::now();
+
+  while (!stop_) {
+    if (poll) poll();
+    if (stop_) break;
+    if (reload_.exchange(false)) reload();
+    check_pending_subscription();
+    if (reconnect_pending_ && !metrics_.append_blocked) {
+      reconnect_pending_ = false;
+      logger_.info(kMqtt, "the connection settings changed: reconnecting");
+      pending_subscribe_.reset();
+      destroy_client();
+      subscribed_.clear();
+      subscribed_this_process_ = false;
+      create_client();
+      backoff_ = 0ms;
+      next_connect_at_ = std::chrono::steady_clock::now();
+    }
+    if (connection_lost_.exchange(false) && metrics_.mqtt_connected) {
+      metrics_.mqtt_connected = false;
+      ++metrics_.connections_lost;
+      logger_.warning(kMqtt, "connection lost; reconnecting");
+      backoff_ = 0ms;
+      schedule_reconnect();
+    }
+    if (!metrics_.mqtt_connected && std::chrono::steady_clock::now() >= next_connect_at_) {
+      try_connect();
+    }
+    std::unique_lock lock(loop_mutex_);
+    loop_wake_.wait_for(lock, 100ms,
+                        [&] { return stop_.load() || reload_.load() || connection_lost_.load(); });
+  }
+  shutdown();
+  return kExitOk;
+}
+
+void Daemon::shutdown() {
+  stopping_ = true;
+  logger_.info(kAgent, "stopping: no new messages; finishing the batch in hand");
+  const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_bound;
+  if (client_) {
+    try {
+      if (client_->is_connected()) {
+        publish_status(false, true);
+        client_->disconnect()->wait_for(3s);
+      }
+    } catch (const std::exception& e) {
+      logger_.warning(kMqtt, std::string("disconnect: ") + e.what());
+    }
+    metrics_.mqtt_connected = false;
+  }
+  // A callback still retrying a failed commit cannot return (that would
+  // acknowledge); wait for it within the bound, then leave it behind.
+  while (in_callback_ && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  if (in_callback_) {
+    abandon_ = true;
+    logger_.error(kAgent,
+                  "a message could not be stored before shutdown; it is NOT acknowledged "
+                  "and the broker will redeliver it");
+  } else {
+    client_.reset();
+  }
+  normalizer_stop_ = true;
+  work_ready_.notify_all();
+  if (normalizer_.joinable()) normalizer_.join();
+  if (normalize_buffer_) {
+    if (auto checkpointed = normalize_buffer_->checkpoint(); !checkpointed) {
+      logger_.warning(kBuffer, checkpointed.error().message);
+    }
+  }
+  http_.reset();
+  logger_.info(kAgent, "stopped");
+}
+
+// ---- the command -----------------------------------------------------------
+
+namespace {
+volatile std::sig_atomic_t stop_signal = 0;
+volatile std::sig_atomic_t reload_signal = 0;
+
+extern "C" void on_stop_signal(int) { stop_signal = 1; }
+extern "C" void on_reload_signal(int) { reload_signal = 1; }
+}  // namespace
+
+int run_daemon_command(const std::string& config_path,
+                       const std::optional<std::string>& buffer_path) {
+  Logger logger(std::cerr, Logger::stderr_is_journal());
+  auto config = load_config(config_path);
+  if (!config) {
+    logger.error(kConfig, config.error().message);
+    return kExitConfig;
+  }
+  logger.configure(config->log);
+  struct sigaction action {};
+  sigemptyset(&action.sa_mask);
+  action.sa_handler = on_stop_signal;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+  action.sa_handler = on_reload_signal;
+  sigaction(SIGHUP, &action, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  DaemonOptions options;
+  options.buffer_path = buffer_path;
+  Daemon daemon(std::move(*config), options, logger);
+  const int code = daemon.run([&] {
+    if (stop_signal) daemon.request_stop();
+    if (reload_signal) {
+      reload_signal = 0;
+      daemon.request_reload();
+    }
+  });
+  if (daemon.must_abandon()) {
+    std::cerr.flush();
+    std::_Exit(code);
+  }
+  return code;
+}
+
+}  // namespace meter::agent

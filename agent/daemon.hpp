@@ -1,0 +1,132 @@
+// The daemon (`meter-agent run`): MQTT source → raw log (committed before the
+// acknowledgement) → normalizer thread, plus the connection supervisor, the
+// retained status topic, reloads and the local HTTP endpoint.
+//
+// Threads: the caller's (main loop: connection, reload, shutdown), Paho's
+// (the message callback: the acknowledge path), the normalizer, and the HTTP
+// server. Signals never reach this class: the command line's handlers set
+// flags that its `poll` hook turns into request_stop()/request_reload().
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "agent/http_server.hpp"
+#include "agent/log.hpp"
+#include "agent/metrics.hpp"
+#include "common/buffer.hpp"
+#include "common/config.hpp"
+
+namespace mqtt {
+class async_client;
+class message;
+class token;
+}  // namespace mqtt
+
+namespace meter::agent {
+
+struct DaemonOptions {
+  std::optional<std::string> buffer_path;  // overrides buffer.path (also on reload)
+  // How long shutdown may take before giving up on a blocked acknowledge path.
+  std::chrono::milliseconds shutdown_bound{10000};
+};
+
+class Daemon {
+ public:
+  Daemon(Config config, DaemonOptions options, Logger& logger);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Runs until request_stop(); returns an exit code. `poll` runs on this
+  // thread about every 100 ms (the command line checks its signal flags).
+  int run(const std::function<void()>& poll = {});
+  void request_stop();
+  void request_reload();
+
+  // True after run() if shutdown found the acknowledge path still retrying a
+  // failed commit: that message is not acknowledged (the broker keeps it), and
+  // the process must exit without destroying the client (std::_Exit).
+  bool must_abandon() const { return abandon_; }
+
+  const Metrics& metrics() const { return metrics_; }
+  int http_port() const;
+  // Test seam: caps the database (SQLite max_page_count) on both connections
+  // to simulate a full disk; 0 lifts the cap. Applied before the next write.
+  void set_max_page_count(std::int64_t pages) { max_page_count_ = pages; }
+
+ private:
+  std::shared_ptr<const Config> config() const;
+  void on_message(const std::shared_ptr<const mqtt::message>& message);
+  void normalizer_loop();
+  void wake_normalizer();
+  void refresh_status(Buffer& buffer);
+
+  void create_client();
+  void destroy_client();
+  void try_connect();
+  bool subscribe(const std::set<std::string>& filters);
+  void subscribe_async(const std::set<std::string>& filters);
+  void check_pending_subscription();
+  void unsubscribe(const std::set<std::string>& filters);
+  void publish_status(bool online, bool wait);
+  void schedule_reconnect();
+  void reload();
+  void start_http();
+  void shutdown();
+  std::string status_topic() const;
+
+  DaemonOptions options_;
+  Logger& logger_;
+  Metrics metrics_;
+  mutable std::mutex config_mutex_;
+  std::shared_ptr<const Config> config_;
+  std::string config_text_;  // the file as loaded, to report what a reload changes
+
+  std::unique_ptr<Buffer> append_buffer_;  // used only by the message callback
+  std::unique_ptr<Buffer> normalize_buffer_;
+  std::thread normalizer_;
+  std::mutex work_mutex_;
+  std::condition_variable work_ready_;
+  bool work_pending_ = false;
+  std::atomic<bool> normalizer_stop_{false};
+  std::atomic<std::int64_t> max_page_count_{0};
+
+  std::unique_ptr<mqtt::async_client> client_;
+  std::shared_ptr<mqtt::token> pending_subscribe_;  // a SUBSCRIBE not waited for
+  std::set<std::string> pending_filters_;
+  std::set<std::string> subscribed_;  // filters the broker's session has (as far as we know)
+  bool subscribed_this_process_ = false;
+  bool reconnect_pending_ =
+      false;  // a reload changed the connection while the callback was blocked
+  std::chrono::milliseconds backoff_{0};
+  std::chrono::steady_clock::time_point next_connect_at_{};
+  std::mt19937_64 random_;
+  std::atomic<bool> connection_lost_{false};
+  std::atomic<bool> in_callback_{false};
+
+  std::unique_ptr<HttpServer> http_;
+  std::string http_listen_;
+
+  std::mutex loop_mutex_;
+  std::condition_variable loop_wake_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> reload_{false};
+  std::atomic<bool> stopping_{false};
+  bool abandon_ = false;
+};
+
+int run_daemon_command(const std::string& config_path,
+                       const std::optional<std::string>& buffer_path);
+
+}  // namespace meter::agent
