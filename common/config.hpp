@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/decimal.hpp"
+#include "common/json_pointer.hpp"
 #include "common/result.hpp"
 #include "common/timestamp.hpp"
 
@@ -37,18 +38,64 @@ struct BufferConfig {
   Durability durability = Durability::power_loss;
 };
 
-enum class PayloadFormat { seed_json };
+// How a mapping reads a payload (config/presets/README.md has the details).
+enum class PayloadFormat {
+  seed_json,  // the seed's own JSON: device_id, timestamp, metric_type, value, unit members
+  json,       // any JSON document; the mapping's JSON pointers say where each field is
+  plain,      // the payload is one number (e.g. "1234.5"); everything else from the topic
+};
 
 struct TimestampConfig {
   TimestampFormat format = TimestampFormat::rfc3339;
   std::string zone_name;                  // empty: no zone (offset required)
   const date::time_zone* zone = nullptr;  // resolved from zone_name
+  // format json: where the timestamp is in the payload; none: the receive
+  // time is used (flag gateway_timestamp). Unused by seed_json and plain.
+  std::optional<JsonPointer> path;
+};
+
+// Where a text field of a reading (device_id, metric_type, unit) comes from.
+struct TextSource {
+  enum class Kind {
+    constant,             // `constant`
+    json_path,            // the value at `path` (a string, or a number's text)
+    topic_level,          // one topic level: `topic_level` from 0, negative from the end (-1: last)
+    topic_levels_from,    // the levels from `topic_level` (>= 0) on, joined by '/'
+    per_metric_constant,  // units only: `per_metric[metric_type]`
+  };
+  Kind kind = Kind::constant;
+  std::string constant;
+  JsonPointer path;
+  int topic_level = 0;
+  std::map<std::string, std::string, std::less<>> per_metric;
+};
+
+// What a reading's JSON value may be when it is an array (Tasmota's
+// multi-channel "Power": [12, 0]).
+enum class ArrayValues {
+  error,     // an array is a decode error (default: the mapping expected one number)
+  channels,  // one reading per element; element i gets device_id "<device_id>/ch<i+1>"
+};
+
+struct ReadingMapping {
+  TextSource metric_type;
+  std::optional<JsonPointer> value;  // format json: where the value is; plain: none (the payload)
+  TextSource unit;
+  ArrayValues arrays = ArrayValues::error;
+  // false: a value that is absent, null or a non-reading word ("nan") yields
+  // no reading from this message (the others in it still count). true: that
+  // is a decode error.
+  bool required = false;
 };
 
 struct MappingConfig {
   std::string topic;  // MQTT topic filter, '+' and '#' wildcards
   PayloadFormat format = PayloadFormat::seed_json;
   TimestampConfig timestamp;
+  std::string preset;  // the preset this mapping was made from; empty: none
+  // format json and plain (seed_json carries its own in every reading):
+  TextSource device_id;
+  std::vector<ReadingMapping> readings;  // at least one
 };
 
 struct NormalizeConfig {
@@ -101,7 +148,10 @@ struct Config {
   std::string gateway_id;  // names this gateway to the central side
   BufferConfig buffer;
   std::map<std::string, MetricConfig, std::less<>> metrics;
-  std::vector<MappingConfig> mappings;  // first match wins
+  std::vector<MappingConfig> mappings;  // first match wins, presets already expanded
+  // Where `- preset: NAME` mappings are looked up: `presets_dir` when given;
+  // otherwise presets/ beside the config file, then kInstalledPresetsDir.
+  std::string presets_dir;
   NormalizeConfig normalize;
   MqttConfig mqtt;
   HttpConfig http;
@@ -111,6 +161,9 @@ struct Config {
   // The first mapping whose filter matches `topic`, or nullptr.
   const MappingConfig* mapping_for(std::string_view topic) const;
 };
+
+// Where packages install the shipped presets (config/presets/ in the source tree).
+inline constexpr std::string_view kInstalledPresetsDir = "/usr/share/meter-agent/presets";
 
 // Reads and validates a YAML file. Error messages start with "FILE:LINE:COLUMN: ".
 Result<Config> load_config(const std::string& path);

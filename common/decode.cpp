@@ -33,20 +33,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool is_non_reading_word(std::string_view word) {
-  for (std::string_view known : kNonReadingWords) {
-    if (known.size() != word.size()) continue;
-    bool same = true;
-    for (std::size_t i = 0; i < word.size() && same; ++i) {
-      char c = word[i];
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-      same = c == known[i];
-    }
-    if (same) return true;
-  }
-  return false;
-}
-
 // How a value is named in an error: literals as themselves, numbers with
 // their text (cut short: it is payload content), the rest by kind.
 std::string describe(const JsonValue& value) {
@@ -187,6 +173,21 @@ Result<Decoded> decode(std::string_view payload) {
 }
 
 }  // namespace
+
+bool is_non_reading_word(std::string_view word) {
+  word = trim(word);
+  for (std::string_view known : kNonReadingWords) {
+    if (known.size() != word.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < word.size() && same; ++i) {
+      char c = word[i];
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      same = c == known[i];
+    }
+    if (same) return true;
+  }
+  return false;
+}
 
 Result<Decoded> decode_seed_json(std::string_view payload) {
   try {

@@ -28,6 +28,12 @@ struct Decoded {
   std::optional<std::string> ignored_reason;
 };
 
+// Whether `word` (surrounding whitespace aside) is one of the plain words
+// devices publish on the topics their readings share instead of a value:
+// "online", "offline", "on", "off", "true", "false", "null", "nan",
+// "unavailable", "unknown" (case-insensitive).
+bool is_non_reading_word(std::string_view word);
+
 // The seed's JSON format: one object
 //   {"device_id": "m1", "timestamp": "2024-01-01T10:00:00Z",
 //    "metric_type": "energy", "value": 1234.5, "unit": "kWh"}

@@ -91,9 +91,17 @@ TEST_CASE("the shipped example config parses to the documented values", "[config
   CHECK(power->unit == "kW");
   CHECK_FALSE(power->jump_threshold.has_value());
 
-  REQUIRE(config.mappings.size() == 2);
+  REQUIRE(config.mappings.size() == 5);
   CHECK(config.mappings[1].topic == "import");  // JSON lines given to `meter-agent import`
   CHECK(config.mappings[1].timestamp.zone == nullptr);
+  // The presets, found in config/presets/ beside the example.
+  CHECK(config.presets_dir.empty());
+  CHECK(config.mappings[2].preset == "tasmota");
+  CHECK(config.mappings[2].topic == "tele/+/SENSOR");
+  CHECK(config.mappings[3].preset == "shelly_em");
+  CHECK(config.mappings[3].topic == "+/status/+");
+  CHECK(config.mappings[4].preset == "zigbee2mqtt");
+  CHECK(config.mappings[4].topic == "zigbee2mqtt/#");
   const meter::MappingConfig& mapping = config.mappings[0];
   CHECK(mapping.topic == "meters/#");
   CHECK(mapping.format == meter::PayloadFormat::seed_json);
@@ -188,17 +196,18 @@ TEST_CASE("metric() and mapping_for() look things up", "[config]") {
 TEST_CASE("unknown keys are errors at every level", "[config]") {
   CHECK(error_of(kMinimal + "mapings: []\n") ==
         "t.yaml:6:1: unknown key 'mapings' in top level; expected one of gateway_id, buffer, "
-        "metrics, mappings, normalize, mqtt, http, log");
+        "metrics, mappings, presets_dir, normalize, mqtt, http, log");
   CHECK(error_of("buffer:\n  path: x.db\n  durabilty: normal\n") ==
         "t.yaml:3:3: unknown key 'durabilty' in buffer; expected one of path, durability");
   CHECK(error_of("metrics:\n  energy:\n    kind: counter\n    units: kWh\n") ==
         "t.yaml:4:5: unknown key 'units' in metrics.energy; expected one of kind, unit, "
         "jump_threshold");
   CHECK(error_of("mappings:\n  - topic: a\n  - topic: b\n    fromat: seed_json\n") ==
-        "t.yaml:4:5: unknown key 'fromat' in mappings[1]; expected one of topic, format, "
-        "timestamp");
+        "t.yaml:4:5: unknown key 'fromat' in mappings[1]; expected one of preset, topic, format, "
+        "timestamp, device_id, readings");
   CHECK(error_of("mappings:\n  - topic: a\n    timestamp: {format: rfc3339, tz: UTC}\n") ==
-        "t.yaml:3:34: unknown key 'tz' in mappings[0].timestamp; expected one of format, zone");
+        "t.yaml:3:34: unknown key 'tz' in mappings[0].timestamp; expected one of path, format, "
+        "zone");
   CHECK(error_of("normalize:\n  batch: 10\n") ==
         "t.yaml:2:3: unknown key 'batch' in normalize; expected one of future_tolerance, "
         "batch_size");
@@ -224,8 +233,8 @@ TEST_CASE("enum values outside their set are errors", "[config]") {
         "t.yaml:3:11: metrics.energy.kind: expected one of counter, gauge, got 'Counter'");
   CHECK(error_of("buffer:\n  durability: fast\n") ==
         "t.yaml:2:15: buffer.durability: expected one of power_loss, normal, got 'fast'");
-  CHECK(error_of("mappings:\n  - topic: a\n    format: json\n") ==
-        "t.yaml:3:13: mappings[0].format: expected one of seed_json, got 'json'");
+  CHECK(error_of("mappings:\n  - topic: a\n    format: jsn\n") ==
+        "t.yaml:3:13: mappings[0].format: expected one of seed_json, json, plain, got 'jsn'");
   CHECK(error_of("mappings:\n  - topic: a\n    timestamp:\n      format: iso\n") ==
         "t.yaml:4:15: mappings[0].timestamp.format: expected one of rfc3339, epoch_seconds, "
         "epoch_milliseconds, got 'iso'");
@@ -660,4 +669,281 @@ TEST_CASE("a section with every key commented out takes its defaults", "[config]
   const meter::Config config = parse_ok(kMinimal + "http:\n  # listen: 127.0.0.1:9108\nmqtt:\n");
   CHECK(config.http.listen.empty());
   CHECK(config.mqtt.host == "localhost");
+}
+
+// --- Mappings beyond seed_json, and presets ----------------------------------
+
+namespace {
+
+const std::string kPresetsDir = std::string(METER_SOURCE_DIR) + "/config/presets";
+
+// kMinimal's metrics, a presets_dir, and `mappings` (line 6 on).
+std::string with_mappings(const std::string& mappings) {
+  return "gateway_id: gw\n"                        // 1
+         "metrics:\n"                              // 2
+         "  energy: {kind: counter, unit: kWh}\n"  // 3
+         "  power: {kind: gauge, unit: W}\n"       // 4
+         "presets_dir: " +
+         kPresetsDir +
+         "\n"             // 5
+         "mappings:\n" +  // 6
+         mappings;
+}
+
+}  // namespace
+
+TEST_CASE("a json mapping reads every source form", "[config][mapping]") {
+  const meter::Config config = parse_ok(with_mappings(R"(
+  - topic: "site/+/data"
+    format: json
+    device_id: {topic_level: 1}
+    timestamp: {path: /ts, format: epoch_milliseconds}
+    readings:
+      - metric_type: energy
+        value: {path: "/emdata:0/total_act"}
+        unit: {path: /unit}
+        arrays: channels
+        required: true
+      - metric_type: power
+        value: {path: /a~1b/0}
+        unit: {constant: kW}
+  - topic: "x/#"
+    format: json
+    device_id: {topic_levels_from: 1}
+    readings: [{metric_type: {topic_level: -1}, value: {path: ""}, unit: {per_metric: {energy: Wh}}}]
+  - topic: "y/#"
+    format: plain
+    device_id: meter-1
+    readings: [{metric_type: power, unit: W}]
+)"));
+  REQUIRE(config.mappings.size() == 3);
+  const meter::MappingConfig& json = config.mappings[0];
+  CHECK(json.format == meter::PayloadFormat::json);
+  CHECK(json.device_id.kind == meter::TextSource::Kind::topic_level);
+  CHECK(json.device_id.topic_level == 1);
+  REQUIRE(json.timestamp.path.has_value());
+  CHECK(json.timestamp.path->text == "/ts");
+  CHECK(json.timestamp.format == meter::TimestampFormat::epoch_milliseconds);
+  REQUIRE(json.readings.size() == 2);
+  CHECK(json.readings[0].metric_type.constant == "energy");
+  REQUIRE(json.readings[0].value.has_value());
+  CHECK(json.readings[0].value->tokens == std::vector<std::string>{"emdata:0", "total_act"});
+  CHECK(json.readings[0].unit.kind == meter::TextSource::Kind::json_path);
+  CHECK(json.readings[0].arrays == meter::ArrayValues::channels);
+  CHECK(json.readings[0].required);
+  CHECK(json.readings[1].value->tokens == std::vector<std::string>{"a/b", "0"});
+  CHECK(json.readings[1].unit.constant == "kW");
+  CHECK(json.readings[1].arrays == meter::ArrayValues::error);
+  CHECK_FALSE(json.readings[1].required);
+
+  const meter::MappingConfig& rest = config.mappings[1];
+  CHECK(rest.device_id.kind == meter::TextSource::Kind::topic_levels_from);
+  CHECK(rest.readings[0].metric_type.kind == meter::TextSource::Kind::topic_level);
+  CHECK(rest.readings[0].metric_type.topic_level == -1);
+  CHECK(rest.readings[0].value->tokens.empty());  // the whole document
+  CHECK(rest.readings[0].unit.per_metric.at("energy") == "Wh");
+
+  const meter::MappingConfig& plain = config.mappings[2];
+  CHECK(plain.format == meter::PayloadFormat::plain);
+  CHECK(plain.device_id.constant == "meter-1");
+  CHECK_FALSE(plain.readings[0].value.has_value());
+}
+
+TEST_CASE("mapping combinations that cannot work are errors", "[config][mapping]") {
+  CHECK(error_of(with_mappings("  - topic: a\n    format: json\n    readings: "
+                               "[{metric_type: power, value: {path: /p}, unit: W}]\n")) ==
+        "t.yaml:7:5: mappings[0]: missing required key 'device_id'");
+  CHECK(error_of(with_mappings("  - topic: a\n    format: json\n    device_id: d\n")) ==
+        "t.yaml:7:5: mappings[0]: missing required key 'readings'");
+  CHECK(error_of(with_mappings("  - topic: a\n    format: json\n    device_id: d\n    readings: "
+                               "[{metric_type: power, unit: W}]\n")) ==
+        "t.yaml:7:5: mappings[0]: readings[0]: missing required key 'value' (format json)");
+  CHECK(error_of(with_mappings("  - topic: a\n    device_id: d\n")) ==
+        "t.yaml:7:5: mappings[0]: device_id and readings are for format json or plain; "
+        "seed_json reads them from each payload");
+  CHECK(error_of(with_mappings("  - topic: a\n    timestamp: {path: /t}\n")) ==
+        "t.yaml:7:5: mappings[0]: timestamp.path is for format json; seed_json reads the "
+        "member 'timestamp'");
+  CHECK_THAT(error_of(with_mappings("  - topic: a\n    format: plain\n    device_id: d\n"
+                                    "    readings: [{metric_type: power, value: {path: /v}, "
+                                    "unit: W}]\n")),
+             Catch::StartsWith("t.yaml:7:5: mappings[0]: format plain has no JSON to point into"));
+  CHECK(error_of(with_mappings("  - topic: a\n    format: plain\n    device_id: d\n"
+                               "    readings: [{metric_type: power, unit: W}, "
+                               "{metric_type: energy, unit: kWh}]\n")) ==
+        "t.yaml:7:5: mappings[0]: format plain takes exactly one reading: the payload is one "
+        "number");
+  CHECK(error_of(with_mappings("  - topic: a\n    format: plain\n    device_id: d\n"
+                               "    readings: [{metric_type: power, unit: {per_metric: "
+                               "{energy: kWh}}}]\n")) ==
+        "t.yaml:7:5: mappings[0]: readings[0]: unit.per_metric has no unit for its metric_type "
+        "'power'");
+  // A metric the config does not declare, even when `metrics` comes later.
+  CHECK(error_of("gateway_id: gw\nmappings:\n  - topic: a\n    format: plain\n    device_id: d\n"
+                 "    readings: [{metric_type: voltage, unit: V}]\n"
+                 "metrics:\n  energy: {kind: counter, unit: kWh}\n") ==
+        "t.yaml:3:5: mappings[0]: a reading has metric_type 'voltage', which is not declared "
+        "under metrics; declare it or remove the reading");
+}
+
+TEST_CASE("mapping sources are validated where they are written", "[config][mapping]") {
+  const std::string head = "  - topic: a\n    format: json\n";  // lines 7-8
+  CHECK(error_of(with_mappings(head + "    device_id: {topic_level: 1, path: /d}\n")) ==
+        "t.yaml:9:16: mappings[0].device_id: expected exactly one of constant, path, "
+        "topic_level, topic_levels_from, got 2");
+  CHECK(error_of(with_mappings(head + "    device_id: {per_metric: {energy: kWh}}\n")) ==
+        "t.yaml:9:17: unknown key 'per_metric' in mappings[0].device_id; expected one of "
+        "constant, path, topic_level, topic_levels_from");
+  CHECK(error_of(with_mappings(head + "    device_id: {topic_levels_from: -1}\n")) ==
+        "t.yaml:9:36: mappings[0].device_id.topic_levels_from: expected a topic level index "
+        "from 0 (the first level), got '-1'");
+  CHECK(error_of(with_mappings(head + "    device_id: {topic_level: x}\n")) ==
+        "t.yaml:9:30: mappings[0].device_id.topic_level: expected a topic level index: 0 for "
+        "the first, -1 for the last, got 'x'");
+  CHECK(error_of(with_mappings(head + "    device_id: {path: ENERGY.Total}\n")) ==
+        "t.yaml:9:23: mappings[0].device_id.path: a JSON pointer must start with '/' (RFC "
+        "6901), e.g. /ENERGY/Total, got 'ENERGY.Total'");
+  CHECK(error_of(with_mappings(head + "    device_id: {path: /a~2}\n")) ==
+        "t.yaml:9:23: mappings[0].device_id.path: '~' in a JSON pointer must be followed by 0 "
+        "(for '~') or 1 (for '/'), got '/a~2'");
+  CHECK(error_of(with_mappings(head + "    device_id: [a]\n")) ==
+        "t.yaml:9:16: mappings[0].device_id: expected a constant or a map with one of constant, "
+        "path, topic_level, topic_levels_from, got a list");
+  const std::string with_device = head + "    device_id: d\n    readings:\n";  // 9, 10
+  CHECK(error_of(with_mappings(with_device + "      - metric_type: {path: /m}\n")) ==
+        "t.yaml:11:23: unknown key 'path' in mappings[0].readings[0].metric_type; expected one "
+        "of constant, topic_level, topic_levels_from");
+  CHECK(error_of(with_mappings(with_device + "      - metric_type: Energy\n")) ==
+        "t.yaml:11:22: mappings[0].readings[0].metric_type: expected a metric name (1 to 64 "
+        "characters of a-z, 0-9, '_'), got 'Energy'");
+  CHECK(
+      error_of(with_mappings(with_device + "      - {metric_type: power, value: /p, unit: W}\n")) ==
+      "t.yaml:11:37: mappings[0].readings[0].value: expected a map {path: JSON_POINTER}, e.g. "
+      "{path: /ENERGY/Total}, got '/p'");
+  CHECK(error_of(with_mappings(with_device +
+                               "      - {metric_type: power, value: {path: /p}, unit: k W}\n")) ==
+        "t.yaml:11:55: mappings[0].readings[0].unit: expected a unit without whitespace or '|', "
+        "got 'k W'");
+  CHECK(error_of(with_mappings(with_device + "      - {metric_type: power, value: {path: /p}, "
+                                             "unit: W, arrays: split}\n")) ==
+        "t.yaml:11:66: mappings[0].readings[0].arrays: expected one of error, channels, got "
+        "'split'");
+  CHECK(error_of(with_mappings(with_device + "      - {metric_type: power, value: {path: /p}, "
+                                             "unit: W, channel: 1}\n")) ==
+        "t.yaml:11:58: unknown key 'channel' in mappings[0].readings[0]; expected one of "
+        "metric_type, value, unit, arrays, required");
+  CHECK(
+      error_of(with_mappings(with_device + "      - {metric_type: power, value: {path: /p}}\n")) ==
+      "t.yaml:11:9: mappings[0].readings[0]: missing required key 'unit'");
+  CHECK(error_of(with_mappings(head + "    device_id: d\n    readings: []\n")) ==
+        "t.yaml:10:15: mappings[0].readings: at least one reading is required");
+}
+
+TEST_CASE("presets expand into mappings, and keys beside them replace the preset's",
+          "[config][mapping]") {
+  const meter::Config config = parse_ok(with_mappings(R"(
+  - preset: tasmota
+  - preset: tasmota
+    topic: "tasmota/tele/+/SENSOR"
+    timestamp: {path: /Time, format: rfc3339, zone: Europe/Berlin}
+  - preset: zigbee2mqtt
+    readings:
+      - {metric_type: power, value: {path: /power}, unit: W}
+)"));
+  REQUIRE(config.mappings.size() == 3);
+  const meter::MappingConfig& tasmota = config.mappings[0];
+  CHECK(tasmota.preset == "tasmota");
+  CHECK(tasmota.topic == "tele/+/SENSOR");
+  CHECK(tasmota.format == meter::PayloadFormat::json);
+  CHECK(tasmota.device_id.topic_level == -2);
+  CHECK_FALSE(tasmota.timestamp.path.has_value());  // the receive time
+  REQUIRE(tasmota.readings.size() == 2);
+  CHECK(tasmota.readings[0].value->text == "/ENERGY/Total");
+  CHECK(tasmota.readings[0].unit.constant == "kWh");
+
+  const meter::MappingConfig& clock = config.mappings[1];
+  CHECK(clock.topic == "tasmota/tele/+/SENSOR");
+  REQUIRE(clock.timestamp.path.has_value());
+  CHECK(clock.timestamp.path->text == "/Time");
+  CHECK(clock.timestamp.zone_name == "Europe/Berlin");
+  CHECK(clock.readings.size() == 2);  // kept from the preset
+
+  REQUIRE(config.mappings[2].readings.size() == 1);
+  CHECK(config.mappings[2].readings[0].metric_type.constant == "power");
+}
+
+TEST_CASE("every shipped preset parses", "[config][mapping]") {
+  for (const char* name : {"seed", "tasmota", "shelly_em", "zigbee2mqtt", "plain"}) {
+    INFO(name);
+    const meter::Config config = parse_ok(with_mappings(std::string("  - preset: ") + name + "\n"));
+    REQUIRE(config.mappings.size() == 1);
+    CHECK(config.mappings[0].preset == name);
+  }
+}
+
+TEST_CASE("preset errors name the preset and what is available", "[config][mapping]") {
+  CHECK(error_of(with_mappings("  - preset: tasmotta\n")) ==
+        "t.yaml:7:13: mappings[0].preset: unknown preset 'tasmotta'; available: plain, seed, "
+        "shelly_em, tasmota, zigbee2mqtt (searched " +
+            kPresetsDir + "; set presets_dir to change)");
+  CHECK(error_of(with_mappings("  - preset: Tasmota\n")) ==
+        "t.yaml:7:13: mappings[0].preset: expected a preset name (a-z, 0-9, '_'), got 'Tasmota'");
+  // The same filter twice, once through a preset.
+  CHECK(error_of(with_mappings("  - preset: tasmota\n  - topic: \"tele/+/SENSOR\"\n")) ==
+        "t.yaml:8:12: mappings[1].topic: same filter as mappings[0] (line 7), so it would never "
+        "match");
+  // A preset's metric must be declared too; the hint says how to do without it.
+  CHECK(error_of("gateway_id: gw\nmetrics:\n  energy: {kind: counter, unit: kWh}\npresets_dir: " +
+                 kPresetsDir + "\nmappings:\n  - preset: tasmota\n") ==
+        "t.yaml:6:5: mappings[0] (preset 'tasmota'): a reading has metric_type 'power', which is "
+        "not declared under metrics; declare it or give this mapping its own readings");
+  // An override that breaks the preset is blamed on the mapping.
+  CHECK(error_of(with_mappings("  - preset: zigbee2mqtt\n    format: plain\n")) ==
+        "t.yaml:7:5: mappings[0]: format plain (preset 'zigbee2mqtt') takes exactly one "
+        "reading: the payload is one number");
+}
+
+TEST_CASE("presets come from presets_dir or from presets/ beside the config", "[config][mapping]") {
+  TempDir dir;
+  fs::create_directories(dir.path() / "presets");
+  dir.write("presets/mine.yaml",
+            "description: my meters\n"
+            "mapping:\n"
+            "  topic: \"mine/+\"\n"
+            "  format: plain\n"
+            "  device_id: {topic_level: 1}\n"
+            "  readings: [{metric_type: energy, unit: Wh}]\n");
+  dir.write("presets/broken.yaml",
+            "description: broken\n"
+            "mapping:\n"
+            "  topic: \"b/+\"\n"
+            "  format: plain\n"
+            "  device_id: {topic_level: 1}\n"
+            "  readings: [{metric_type: energy, unit: Wh, colour: red}]\n");
+  dir.write("presets/nested.yaml", "description: nested\nmapping:\n  preset: mine\n");
+  const std::string head = "gateway_id: gw\nmetrics:\n  energy: {kind: counter, unit: kWh}\n";
+  auto found = meter::load_config(dir.write("a.yaml", head + "mappings:\n  - preset: mine\n"));
+  if (!found) FAIL(found.error().message);
+  CHECK(found->mappings[0].topic == "mine/+");
+
+  const std::string broken_path = (dir.path() / "presets" / "broken.yaml").string();
+  auto broken = meter::load_config(dir.write("b.yaml", head + "mappings:\n  - preset: broken\n"));
+  REQUIRE_FALSE(broken.ok());
+  CHECK(broken.error().message ==
+        (dir.path() / "b.yaml").string() +
+            ":5:13: mappings[0].preset: preset 'broken': " + broken_path +
+            ":6:46: unknown key 'colour' in mapping.readings[0]; expected one of metric_type, "
+            "value, unit, arrays, required");
+  auto nested = meter::load_config(dir.write("c.yaml", head + "mappings:\n  - preset: nested\n"));
+  REQUIRE_FALSE(nested.ok());
+  CHECK_THAT(nested.error().message, Catch::Contains("unknown key 'preset' in mapping;"));
+
+  // presets_dir, relative to the config file, replaces the search.
+  fs::create_directories(dir.path() / "other");
+  auto elsewhere = meter::load_config(
+      dir.write("d.yaml", head + "presets_dir: other\nmappings:\n  - preset: mine\n"));
+  REQUIRE_FALSE(elsewhere.ok());
+  CHECK_THAT(elsewhere.error().message,
+             Catch::Contains("unknown preset 'mine'; available: none found (searched " +
+                             (dir.path() / "other").string()));
 }
