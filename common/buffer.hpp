@@ -16,6 +16,7 @@
 #include "common/config.hpp"
 #include "common/flags.hpp"
 #include "common/normalize.hpp"
+#include "common/redelivery.hpp"
 #include "common/result.hpp"
 
 namespace meter {
@@ -25,6 +26,11 @@ class Database;
 }
 
 inline constexpr int kSchemaVersion = 1;
+
+// How many raw messages before a redelivery (MQTT DUP) are searched for its
+// original. Redeliveries follow a reconnect within the broker's in-flight
+// window, which is far smaller.
+inline constexpr std::int64_t kRedeliveryWindow = 50000;
 
 // A message exactly as received.
 struct RawMessage {
@@ -159,11 +165,15 @@ class Buffer {
   NormalizeStats normalize_batch(const Config& config, std::size_t max_messages);
   NormalizeStats normalize_batch_in_transaction(const Config& config, std::size_t max_messages);
   void normalize_message(const Config& config, std::int64_t seq, const RawMessage& message,
-                         NormalizeStats& stats);
+                         std::int64_t received_ms, NormalizeStats& stats);
   bool store_reading(const MetricConfig& metric, const Reading& reading, std::int64_t raw_seq,
                      std::int64_t future_tolerance_ms, NormalizeStats& stats);
   SeriesState& series_state(const Reading& reading);
   void record_outcome(std::int64_t seq, const char* kind, const std::string& reason);
+  // The receive time a raw message's readings take: its own, or for a
+  // redelivery the original's. Adds the message to the redelivery index.
+  std::int64_t effective_received_ms(std::int64_t seq, const RawMessage& message);
+  void load_redelivery_index(std::int64_t through_seq);
   // Inside a write transaction: clears the series cache if another connection
   // changed the series since it was built.
   void check_series_cache();
@@ -178,6 +188,7 @@ class Buffer {
   // kBumpGeneration); another connection's commit makes it stale.
   std::int64_t cache_generation_ = -1;
   bool tuned_for_normalization_ = false;
+  RedeliveryIndex redeliveries_{kRedeliveryWindow};
 };
 
 }  // namespace meter

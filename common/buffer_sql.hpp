@@ -98,21 +98,13 @@ inline constexpr const char* kAppendRaw =
 inline constexpr const char* kRawAfter =
     "SELECT seq, received_ms, topic, payload, qos, retained, dup FROM raw_messages "
     "WHERE seq > ?1 ORDER BY seq LIMIT ?2";
-// The original of an MQTT redelivery: the newest earlier non-DUP copy of the
-// same message within a bounded window of the raw log's tail; if there is
-// none, the earliest earlier DUP copy — a message whose first delivery was not
-// stored (the agent died before its commit) arrives as DUP every time, and a
-// kill between a DUP copy's commit and its acknowledgement stores it twice:
-// both copies must take the first one's receive time (the daemon's kill test
-// found such doubles). No index: the window keeps the scan bounded, and the
-// common case (a stored non-DUP original) stops at the first match.
-inline constexpr const char* kFindRedeliveryOriginal =
-    "SELECT received_ms FROM (SELECT COALESCE("
-    "(SELECT received_ms FROM raw_messages WHERE seq < ?1 AND seq >= ?2 AND dup = 0 "
-    "AND topic = ?3 AND payload = ?4 AND qos = ?5 ORDER BY seq DESC LIMIT 1), "
-    "(SELECT received_ms FROM raw_messages WHERE seq < ?1 AND seq >= ?2 AND dup = 1 "
-    "AND topic = ?3 AND payload = ?4 AND qos = ?5 ORDER BY seq LIMIT 1)) AS received_ms) "
-    "WHERE received_ms IS NOT NULL";
+// The redelivery index (common/redelivery.hpp) is loaded from the raw log's
+// tail and confirms a candidate's content by seq.
+inline constexpr const char* kRawContentRange =
+    "SELECT seq, received_ms, topic, payload, qos, dup FROM raw_messages "
+    "WHERE seq > ?1 AND seq <= ?2 ORDER BY seq";
+inline constexpr const char* kRawContent =
+    "SELECT topic, payload, qos FROM raw_messages WHERE seq = ?1";
 inline constexpr const char* kRecordOutcome =
     "INSERT OR REPLACE INTO raw_outcomes (seq, kind, reason) VALUES (?1, ?2, ?3)";
 

@@ -16,7 +16,8 @@ struct Buffer::Statements {
   explicit Statements(sqlite::Database& db)
       : append_raw(db, sql::kAppendRaw),
         raw_after(db, sql::kRawAfter),
-        find_redelivery_original(db, sql::kFindRedeliveryOriginal),
+        raw_content_range(db, sql::kRawContentRange),
+        raw_content(db, sql::kRawContent),
         record_outcome(db, sql::kRecordOutcome),
         get_counter(db, sql::kGetCounter),
         add_counter(db, sql::kAddCounter),
@@ -34,7 +35,8 @@ struct Buffer::Statements {
 
   sqlite::Statement append_raw;
   sqlite::Statement raw_after;
-  sqlite::Statement find_redelivery_original;
+  sqlite::Statement raw_content_range;
+  sqlite::Statement raw_content;
   sqlite::Statement record_outcome;
   sqlite::Statement get_counter;
   sqlite::Statement add_counter;

@@ -8,13 +8,11 @@
 #include "common/buffer.hpp"
 #include "common/buffer_state.hpp"
 #include "common/decode.hpp"
+#include "common/mapping.hpp"
 #include "common/normalize.hpp"
 
 namespace meter {
 namespace {
-
-// How far back the raw log is searched for the original of an MQTT redelivery.
-constexpr std::int64_t kRedeliveryWindow = 100000;
 
 template <class F>
 auto guarded(F&& body) -> decltype(body()) {
@@ -162,9 +160,10 @@ NormalizeStats Buffer::normalize_batch_in_transaction(const Config& config,
   }
   s.raw_after.reset();
 
+  if (redeliveries_.through_seq() != progress) load_redelivery_index(progress);
   NormalizeStats stats;
   for (const auto& [seq, message] : batch) {
-    normalize_message(config, seq, message, stats);
+    normalize_message(config, seq, message, effective_received_ms(seq, message), stats);
     ++stats.messages;
   }
   if (!batch.empty()) {
@@ -184,8 +183,51 @@ void Buffer::record_outcome(std::int64_t seq, const char* kind, const std::strin
       .run();
 }
 
+void Buffer::load_redelivery_index(std::int64_t through_seq) {
+  redeliveries_.clear();
+  auto& range = statements_->raw_content_range;
+  range.bind(1, through_seq - redeliveries_.window()).bind(2, through_seq);
+  while (range.step()) {
+    const std::string topic = range.column_text(2);
+    const std::string payload = range.column_blob(3);
+    const auto qos = static_cast<int>(range.column_int(4));
+    redeliveries_.add(range.column_int(0), RedeliveryIndex::content_hash(topic, payload, qos),
+                      range.column_int(1), range.column_int(5) != 0);
+  }
+  range.reset();
+}
+
+std::int64_t Buffer::effective_received_ms(std::int64_t seq, const RawMessage& message) {
+  const auto hash = RedeliveryIndex::content_hash(message.topic, message.payload, message.qos);
+  std::int64_t received_ms = message.received_ms;
+  if (message.dup) {
+    // The newest earlier copy that was a first delivery; failing that, the
+    // earliest earlier DUP copy (the first delivery never reached the log:
+    // the agent died before committing it, so every copy arrives as DUP).
+    std::optional<std::int64_t> earliest_dup;
+    auto& content = statements_->raw_content;
+    for (const auto& copy : redeliveries_.candidates(hash, seq)) {
+      content.bind(1, copy.seq);
+      const bool same = content.step() && content.column_text(0) == message.topic &&
+                        content.column_blob(1) == message.payload &&
+                        content.column_int(2) == message.qos;
+      content.reset();
+      if (!same) continue;
+      if (!copy.dup) {
+        earliest_dup.reset();
+        received_ms = copy.received_ms;
+        break;
+      }
+      earliest_dup = copy.received_ms;  // candidates come newest first
+    }
+    if (earliest_dup) received_ms = *earliest_dup;
+  }
+  redeliveries_.add(seq, hash, message.received_ms, message.dup);
+  return received_ms;
+}
+
 void Buffer::normalize_message(const Config& config, std::int64_t seq, const RawMessage& message,
-                               NormalizeStats& stats) {
+                               std::int64_t received_ms, NormalizeStats& stats) {
   const MappingConfig* mapping = config.mapping_for(message.topic);
   if (mapping == nullptr) {
     record_outcome(seq, "decode_error", "no mapping matches topic '" + message.topic + "'");
@@ -193,12 +235,7 @@ void Buffer::normalize_message(const Config& config, std::int64_t seq, const Raw
     return;
   }
 
-  Result<Decoded> decoded = Error{"unsupported payload format"};
-  switch (mapping->format) {
-    case PayloadFormat::seed_json:
-      decoded = decode_seed_json(message.payload);
-      break;
-  }
+  Result<Decoded> decoded = decode_message(*mapping, message.topic, message.payload);
   if (!decoded) {
     record_outcome(seq, "decode_error", decoded.error().message);
     ++stats.decode_errors;
@@ -208,20 +245,6 @@ void Buffer::normalize_message(const Config& config, std::int64_t seq, const Raw
     record_outcome(seq, "ignored", *decoded->ignored_reason);
     ++stats.ignored;
     return;
-  }
-
-  // A redelivery (DUP) of a message already in the raw log is the same reading:
-  // it takes the original's receive time, so a reading stamped with the
-  // receive time does not become a second event.
-  std::int64_t received_ms = message.received_ms;
-  if (message.dup) {
-    auto& find = statements_->find_redelivery_original;
-    find.bind(1, seq)
-        .bind(2, seq - kRedeliveryWindow)
-        .bind(3, std::string_view(message.topic))
-        .bind_blob(4, message.payload.data(), message.payload.size())
-        .bind(5, message.qos);
-    if (auto original = optional_int(find)) received_ms = *original;
   }
 
   std::string reasons;

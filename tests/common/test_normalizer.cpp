@@ -457,3 +457,48 @@ TEST_CASE("two connections normalizing the same buffer keep each other's series 
   CHECK_FALSE(has_flag(f.at("m1", "energy", "2024-01-01T11:00:00.000Z").flags,
                        Flag::out_of_order));
 }
+
+TEST_CASE("redeliveries whose first delivery never reached the log are one reading",
+          "[normalizer]") {
+  BufferFixture f;
+  const auto payload = seed_payload("m1", std::nullopt, "energy", "5", "kWh");
+  // The agent died before committing the first delivery: every copy is DUP.
+  // A kill between a copy's commit and its acknowledgement stores it twice.
+  f.append(payload, 1704103200000, /*dup=*/true);
+  f.append(payload, 1704103260000, /*dup=*/true);
+  f.append(payload, 1704103320000, /*dup=*/true);
+  auto stats = f.normalize();
+  CHECK(stats.new_measurements == 1);
+  CHECK(stats.duplicates == 2);
+  CHECK(f.measurements().at(0).timestamp_ms == 1704103200000);  // the earliest copy's time
+
+  // A first delivery stored before wins over earlier DUP copies of the same message.
+  const auto other = seed_payload("m2", std::nullopt, "energy", "7", "kWh");
+  f.append(other, 1704103400000, true);
+  f.append(other, 1704103500000, false);
+  f.append(other, 1704103600000, true);  // the redelivery of the 1704103500000 delivery
+  stats = f.normalize();
+  CHECK(stats.new_measurements == 2);
+  CHECK(stats.duplicates == 1);
+
+  // renormalize, cold, reproduces the same events.
+  const auto before = f.measurements();
+  f.reopen();
+  REQUIRE(f.buffer().renormalize(f.config()));
+  const auto after = f.measurements();
+  REQUIRE(after.size() == before.size());
+  for (std::size_t i = 0; i < after.size(); ++i) CHECK(after[i].event_id == before[i].event_id);
+}
+
+TEST_CASE("a redelivery is found across batches and after reopening", "[normalizer]") {
+  BufferFixture f;
+  const auto payload = seed_payload("m1", std::nullopt, "energy", "5", "kWh");
+  f.append(payload, 1704103200000);
+  for (int i = 0; i < 50; ++i) f.append("online");
+  REQUIRE(f.buffer().normalize_pending(f.config(), 10));
+  f.reopen();  // the index is rebuilt from the raw log's tail
+  f.append(payload, 1704103900000, /*dup=*/true);
+  auto stats = f.normalize();
+  CHECK(stats.duplicates == 1);
+  CHECK(f.measurements().size() == 1);
+}
