@@ -256,9 +256,13 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
             ",\"series\":" + std::to_string(s.series) +
             ",\"measurements\":" + std::to_string(s.measurements) +
             ",\"unsynced\":" + std::to_string(s.unsynced) + ",\"oldest_unsynced_received_at\":";
-    json += s.oldest_unsynced_received_ms
-                ? "\"" + format_timestamp(*s.oldest_unsynced_received_ms) + "\""
-                : std::string("null");
+    if (s.oldest_unsynced_received_ms) {
+      json += '"';
+      json += format_timestamp(*s.oldest_unsynced_received_ms);
+      json += '"';
+    } else {
+      json += "null";
+    }
     json += ",\"flags\":{";
     bool first = true;
     for (const auto& [name, count] : s.flag_counts) {
