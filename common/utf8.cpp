@@ -32,6 +32,10 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
 
 std::size_t first_invalid_utf8(std::string_view s) {
   for (std::size_t i = 0; i < s.size();) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {  // ASCII, by far the common case
+      ++i;
+      continue;
+    }
     const std::size_t length = utf8_sequence_length(s, i);
     if (length == 0) return i;
     i += length;
