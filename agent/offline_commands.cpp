@@ -296,17 +296,12 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
       << " bytes WAL\n";
   if (s.decode_errors > 0) {
     out << "\nlatest decode errors:\n";
-    std::vector<RawOutcome> latest;
-    auto listed = buffer->for_each_raw_outcome([&](const RawOutcome& outcome) {
-      if (outcome.kind != "decode_error") return;
-      latest.push_back(outcome);
-      if (latest.size() > 10) latest.erase(latest.begin());
-    });
-    if (!listed) {
-      err << "meter-agent: " << listed.error().message << "\n";
+    auto latest = buffer->latest_raw_outcomes("decode_error", 10);
+    if (!latest) {
+      err << "meter-agent: " << latest.error().message << "\n";
       return kExitFailure;
     }
-    for (const auto& outcome : latest)
+    for (const auto& outcome : *latest)
       out << "  seq " << outcome.seq << ": " << outcome.reason << "\n";
   }
   return kExitOk;

@@ -250,6 +250,20 @@ Status Buffer::for_each_raw_outcome(const std::function<void(const RawOutcome&)>
   });
 }
 
+Result<std::vector<RawOutcome>> Buffer::latest_raw_outcomes(const std::string& kind, int limit) {
+  return guarded([&]() -> Result<std::vector<RawOutcome>> {
+    auto statement = db_->prepare(sql::kLatestRawOutcomes);
+    statement.bind(1, std::string_view(kind)).bind(2, limit);
+    std::vector<RawOutcome> outcomes;
+    while (statement.step()) {
+      outcomes.push_back(
+          RawOutcome{statement.column_int(0), statement.column_text(1), statement.column_text(2)});
+    }
+    std::reverse(outcomes.begin(), outcomes.end());
+    return outcomes;
+  });
+}
+
 Result<BufferStatus> Buffer::status() {
   return guarded([&]() -> Result<BufferStatus> {
     BufferStatus status;

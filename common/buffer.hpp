@@ -133,6 +133,8 @@ class Buffer {
   // Every measurement in export order: device_id, metric_type, timestamp, value.
   Status for_each_measurement(const std::function<void(const Measurement&)>& visit);
   Status for_each_raw_outcome(const std::function<void(const RawOutcome&)>& visit);
+  // The newest `limit` outcomes of one kind, oldest first.
+  Result<std::vector<RawOutcome>> latest_raw_outcomes(const std::string& kind, int limit);
   Result<BufferStatus> status();
 
   // Records that the central side confirmed `revision` of a measurement.

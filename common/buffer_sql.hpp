@@ -136,6 +136,8 @@ inline constexpr const char* kExportMeasurements =
     "ORDER BY s.device_id, s.metric_type, m.timestamp_ms";
 inline constexpr const char* kRawOutcomes =
     "SELECT seq, kind, reason FROM raw_outcomes ORDER BY seq";
+inline constexpr const char* kLatestRawOutcomes =
+    "SELECT seq, kind, reason FROM raw_outcomes WHERE kind = ?1 ORDER BY seq DESC LIMIT ?2";
 
 inline constexpr const char* kMarkSynced =
     "UPDATE measurements SET synced_revision = max(synced_revision, ?2) "
