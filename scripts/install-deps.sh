@@ -12,7 +12,7 @@ packages=(
   libyaml-cpp-dev zlib1g-dev nlohmann-json3-dev libhowardhinnant-date-dev tzdata
   # tests, fuzzing, tools
   catch2 sqlite3 clang-14 libclang-rt-14-dev clang-format python3 ca-certificates
-  mosquitto mosquitto-clients postgresql
+  mosquitto mosquitto-clients postgresql python3-paho-mqtt
 )
 if [ -f "$source_dir/central/debian-packages.txt" ]; then
   while read -r package; do

@@ -1,0 +1,532 @@
+// bench_mqtt: live QoS 1 throughput with a local mosquitto (issue 3), in one
+// run: a do-nothing Paho C++ subscriber (acknowledges as it receives), the
+// agent (`meter-agent run`) and the naive baseline (naive_subscriber.py:
+// Python paho-mqtt, JSON parse + sha256 + one SQLite WAL commit per message at
+// the same synchronous level), for durability normal and power_loss.
+//
+// Two measurements per subscriber, each with a fresh broker:
+// - drain: the subscriber's persistent session is created, the subscriber goes
+//   offline, N messages are published into the broker's queue, then the
+//   subscriber starts and the drain is timed: no publisher in the measurement.
+// - live: the subscriber is connected while the publisher sends N messages.
+// Every rate is counted from the first to the last message the subscriber
+// took (the agent's from its /metrics counter, polled). The publisher is a
+// small raw-socket client writing pre-encoded PUBLISH packets (a Paho
+// publisher peaks near 17k/s, ../shared/PLATFORM.md); its standalone rate
+// (no subscriber) is reported beside.
+//
+//   bench_mqtt [--messages N] [--devices D] [--modes drain,live]
+//              [--durability normal,power_loss]
+#include <arpa/inet.h>
+#include <mqtt/async_client.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/timestamp.hpp"
+#include "support/agent_process.hpp"
+#include "support/mosquitto.hpp"
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace meter;
+using namespace meter::test;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// A broker tuned for measuring: no per-message logging, unlimited queues.
+class BenchBroker {
+ public:
+  BenchBroker() : port_(free_port()) {
+    const std::string config = "listener " + std::to_string(port_) +
+                               " 127.0.0.1\n"
+                               "allow_anonymous true\n"
+                               "persistence false\n"
+                               "max_queued_messages 0\n"
+                               "max_queued_bytes 0\n"
+                               "max_inflight_messages 100\n"
+                               "log_dest stderr\n"
+                               "log_type error\n"
+                               "log_type warning\n" +
+                               std::string(::geteuid() == 0 ? "user root\n" : "");
+    write_text_file(dir_.file("mosquitto.conf"), config);
+    process_ = ChildProcess({"/usr/sbin/mosquitto", "-c", dir_.file("mosquitto.conf")},
+                            dir_.file("mosquitto.log"));
+    if (!wait_until([&] { return port_accepts(port_); }, 10s)) {
+      throw std::runtime_error("mosquitto did not start: " +
+                               read_text_file(dir_.file("mosquitto.log")));
+    }
+  }
+  ~BenchBroker() { process_.kill_and_reap(); }
+  int port() const { return port_; }
+
+ private:
+  TempDir dir_;
+  int port_;
+  ChildProcess process_;
+};
+
+void put_u16(std::string& out, std::size_t value) {
+  out.push_back(static_cast<char>((value >> 8) & 0xff));
+  out.push_back(static_cast<char>(value & 0xff));
+}
+
+void put_length(std::string& out, std::size_t length) {
+  do {
+    auto byte = static_cast<unsigned char>(length % 128);
+    length /= 128;
+    if (length > 0) byte = static_cast<unsigned char>(byte | 0x80);
+    out.push_back(static_cast<char>(byte));
+  } while (length > 0);
+}
+
+std::string publish_packet(const std::string& topic, const std::string& payload,
+                           std::size_t packet_id) {
+  std::string body;
+  put_u16(body, topic.size());
+  body += topic;
+  put_u16(body, packet_id);
+  body += payload;
+  std::string packet(1, static_cast<char>(0x32));  // PUBLISH, QoS 1
+  put_length(packet, body.size());
+  return packet + body;
+}
+
+struct Workload {
+  std::vector<std::string> packets;  // pre-encoded PUBLISH packets
+};
+
+Workload make_workload(long messages, long devices) {
+  Workload workload;
+  workload.packets.reserve(static_cast<std::size_t>(messages));
+  for (long i = 0; i < messages; ++i) {
+    std::string device = "d";
+    device += std::to_string(i % devices);
+    std::string payload = "{\"device_id\":\"";
+    payload += device;
+    payload += "\",\"timestamp\":\"";
+    payload += format_timestamp(1767225600000LL + (i / devices) * 1000);
+    payload += "\",\"metric_type\":\"energy\",\"value\":";
+    payload += std::to_string(i / devices);
+    payload += ",\"unit\":\"kWh\"}";
+    std::string topic = "meters/";
+    topic += device;
+    workload.packets.push_back(
+        publish_packet(topic, payload, static_cast<std::size_t>(i % 65535) + 1));
+  }
+  return workload;
+}
+
+// A raw-socket MQTT 3.1.1 publisher: writes the pre-encoded packets with at
+// most `window` unacknowledged, counts PUBACKs on a reader thread.
+// Returns messages per second from the first write to the last PUBACK.
+double raw_publish(int port, const Workload& workload, std::size_t window = 10000) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    ::close(fd);
+    throw std::runtime_error("publisher: connect failed");
+  }
+  std::string connect_packet;
+  {
+    std::string body;
+    put_u16(body, 4);
+    body += "MQTT";
+    body.push_back(4);     // 3.1.1
+    body.push_back(0x02);  // clean session
+    put_u16(body, 0);      // no keepalive
+    const std::string client_id = "bench-raw-publisher";
+    put_u16(body, client_id.size());
+    body += client_id;
+    connect_packet.push_back(0x10);
+    put_length(connect_packet, body.size());
+    connect_packet += body;
+  }
+  auto write_all = [&](const char* data, std::size_t size) {
+    while (size > 0) {
+      const ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+      if (n <= 0) throw std::runtime_error("publisher: send failed");
+      data += n;
+      size -= static_cast<std::size_t>(n);
+    }
+  };
+  write_all(connect_packet.data(), connect_packet.size());
+  char connack[4];
+  std::size_t got = 0;
+  while (got < 4) {
+    const ssize_t n = ::recv(fd, connack + got, 4 - got, 0);
+    if (n <= 0) {
+      ::close(fd);
+      throw std::runtime_error("publisher: no CONNACK");
+    }
+    got += static_cast<std::size_t>(n);
+  }
+
+  const std::size_t total = workload.packets.size();
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::size_t acked = 0;
+  Clock::time_point last_ack;
+  std::thread reader([&] {
+    char buffer[65536];
+    std::size_t bytes = 0;
+    while (true) {
+      const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+      if (n <= 0) break;
+      bytes += static_cast<std::size_t>(n);
+      const std::lock_guard lock(mutex);
+      acked = bytes / 4;  // only PUBACKs (4 bytes) arrive
+      last_ack = Clock::now();
+      changed.notify_all();
+      if (acked >= total) break;
+    }
+    const std::lock_guard lock(mutex);
+    changed.notify_all();
+  });
+
+  const auto start = Clock::now();
+  std::string batch;
+  std::size_t sent = 0;
+  try {
+    while (sent < total) {
+      {
+        std::unique_lock lock(mutex);
+        changed.wait(lock, [&] { return sent - acked < window; });
+      }
+      batch.clear();
+      const std::size_t end = std::min(total, sent + 64);
+      for (std::size_t i = sent; i < end; ++i) batch += workload.packets[i];
+      write_all(batch.data(), batch.size());
+      sent = end;
+    }
+  } catch (...) {
+    ::shutdown(fd, SHUT_RDWR);
+    reader.join();
+    ::close(fd);
+    throw;
+  }
+  bool complete = false;
+  {
+    std::unique_lock lock(mutex);
+    complete = changed.wait_for(lock, 120s, [&] { return acked >= total; });
+  }
+  const char disconnect[2] = {static_cast<char>(0xe0), 0};
+  ::send(fd, disconnect, 2, MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_RDWR);
+  reader.join();
+  ::close(fd);
+  if (!complete) throw std::runtime_error("publisher: PUBACKs missing");
+  return static_cast<double>(total) / seconds_between(start, last_ack);
+}
+
+// Messages per second a subscriber took, and the publisher's rate in live runs.
+struct Rate {
+  double subscriber = 0;
+  double publisher = 0;
+};
+
+// The do-nothing Paho C++ subscriber: persistent session, message callback
+// that only counts (PUBACK as it returns).
+class NullSubscriber {
+ public:
+  NullSubscriber(int port, long expected)
+      : client_("tcp://127.0.0.1:" + std::to_string(port), "bench-null-subscriber",
+                dir_.path().string()),
+        expected_(expected) {
+    client_.set_message_callback([this](mqtt::const_message_ptr) {
+      const auto now = Clock::now();
+      const std::lock_guard lock(mutex_);
+      if (received_ == 0) first_ = now;
+      ++received_;
+      last_ = now;
+      if (received_ >= expected_) done_.notify_all();
+    });
+  }
+  ~NullSubscriber() { disconnect(); }
+  void connect_and_subscribe() {
+    mqtt::connect_options options;
+    options.set_clean_session(false);
+    options.set_keep_alive_interval(60);
+    client_.connect(options)->wait();
+    client_.subscribe("meters/#", 1)->wait();
+  }
+  void connect() {
+    mqtt::connect_options options;
+    options.set_clean_session(false);
+    options.set_keep_alive_interval(60);
+    client_.connect(options)->wait();
+  }
+  void disconnect() {
+    try {
+      if (client_.is_connected()) client_.disconnect()->wait_for(5s);
+    } catch (const std::exception&) {
+    }
+  }
+  double wait_rate(std::chrono::seconds timeout) {
+    std::unique_lock lock(mutex_);
+    if (!done_.wait_for(lock, timeout, [&] { return received_ >= expected_; })) {
+      throw std::runtime_error("do-nothing subscriber: only " + std::to_string(received_) +
+                               " messages");
+    }
+    return static_cast<double>(received_ - 1) / seconds_between(first_, last_);
+  }
+
+ private:
+  TempDir dir_;
+  mqtt::async_client client_;
+  long expected_;
+  std::mutex mutex_;
+  std::condition_variable done_;
+  long received_ = 0;
+  Clock::time_point first_, last_;
+};
+
+Rate run_null(const Workload& workload, bool drain) {
+  BenchBroker broker;
+  const auto n = static_cast<long>(workload.packets.size());
+  NullSubscriber subscriber(broker.port(), n);
+  subscriber.connect_and_subscribe();
+  Rate rate;
+  if (drain) {
+    subscriber.disconnect();
+    raw_publish(broker.port(), workload);
+    subscriber.connect();
+    rate.subscriber = subscriber.wait_rate(120s);
+  } else {
+    rate.publisher = raw_publish(broker.port(), workload);
+    rate.subscriber = subscriber.wait_rate(120s);
+  }
+  subscriber.disconnect();
+  return rate;
+}
+
+std::string agent_mappings() {
+  return "metrics:\n"
+         "  energy: {kind: counter, unit: kWh}\n"
+         "  power: {kind: gauge, unit: kW}\n"
+         "mappings:\n"
+         "  - topic: \"meters/#\"\n";
+}
+
+// Waits (polling /metrics) until the agent appended `expected` messages; the
+// rate from the first to the last receive time in its raw log (received_ms,
+// stamped in the message callback), so polling does not skew it.
+double agent_rate(const AgentProcess& agent, long expected, std::chrono::seconds timeout) {
+  if (!wait_until([&] { return agent.metric("meter_agent_messages_appended_total") >= expected; },
+                  timeout, 5ms)) {
+    throw std::runtime_error("agent: messages did not arrive; log:\n" + agent.log());
+  }
+  sqlite3* db = nullptr;
+  double rate = 0;
+  if (sqlite3_open_v2(agent.buffer_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
+      SQLITE_OK) {
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*), min(received_ms), max(received_ms) FROM raw_messages",
+                           -1, &statement, nullptr) == SQLITE_OK &&
+        sqlite3_step(statement) == SQLITE_ROW) {
+      const auto count = sqlite3_column_int64(statement, 0);
+      const auto span_ms = sqlite3_column_int64(statement, 2) - sqlite3_column_int64(statement, 1);
+      if (span_ms > 0)
+        rate = static_cast<double>(count - 1) * 1000.0 / static_cast<double>(span_ms);
+    }
+    sqlite3_finalize(statement);
+  }
+  sqlite3_close(db);
+  if (rate <= 0) throw std::runtime_error("agent: cannot read its raw log");
+  return rate;
+}
+
+Rate run_agent(const Workload& workload, bool drain, const std::string& durability) {
+  BenchBroker broker;
+  const auto n = static_cast<long>(workload.packets.size());
+  AgentProcess agent(broker.port(), "", agent_mappings(), "bench-gw");
+  // AgentProcess writes durability normal; switch to the requested level.
+  std::string config = agent.config_text();
+  const std::string from = "durability: normal";
+  config.replace(config.find(from), from.size(), "durability: " + durability);
+  write_text_file(agent.config_path(), config);
+  agent.start();
+  if (!agent.wait_connected()) throw std::runtime_error("agent did not connect:\n" + agent.log());
+  Rate rate;
+  if (drain) {
+    if (agent.stop() != 0) throw std::runtime_error("agent did not stop cleanly");
+    raw_publish(broker.port(), workload);
+    agent.start();
+    rate.subscriber = agent_rate(agent, n, 300s);
+  } else {
+    rate.publisher = raw_publish(broker.port(), workload);
+    rate.subscriber = agent_rate(agent, n, 300s);
+  }
+  agent.stop();
+  return rate;
+}
+
+std::string sqlite_sync(const std::string& durability) {
+  return durability == "power_loss" ? "FULL" : "NORMAL";
+}
+
+double naive_seconds(const std::string& output) {
+  const std::string key = "seconds_from_first_message ";
+  const auto at = output.find(key);
+  if (at == std::string::npos) throw std::runtime_error("naive subscriber: " + output);
+  return std::stod(output.substr(at + key.size()));
+}
+
+Rate run_naive(const Workload& workload, bool drain, const std::string& durability) {
+  BenchBroker broker;
+  TempDir dir;
+  const auto n = static_cast<long>(workload.packets.size());
+  const std::string script = std::string(METER_SOURCE_DIR) + "/tests/bench/naive_subscriber.py";
+  std::vector<std::string> argv = {"/usr/bin/python3",
+                                   script,
+                                   "--port",
+                                   std::to_string(broker.port()),
+                                   "--db",
+                                   dir.file("naive.db"),
+                                   "--count",
+                                   std::to_string(n),
+                                   "--synchronous",
+                                   sqlite_sync(durability)};
+  auto session_argv = argv;
+  session_argv.push_back("--session-only");
+  {
+    ChildProcess session(session_argv, dir.file("session.out"));
+    if (session.wait_exit(30s) != 0) {
+      throw std::runtime_error("naive subscriber: " + read_text_file(dir.file("session.out")));
+    }
+  }
+  Rate rate;
+  const std::string out = dir.file("naive.out");
+  if (drain) {
+    raw_publish(broker.port(), workload);
+    ChildProcess naive(argv, out);
+    if (naive.wait_exit(600s) != 0) throw std::runtime_error("naive: " + read_text_file(out));
+  } else {
+    ChildProcess naive(argv, out);
+    if (!wait_until([&] { return read_text_file(out).find("ready") != std::string::npos; }, 30s)) {
+      throw std::runtime_error("naive subscriber not ready: " + read_text_file(out));
+    }
+    rate.publisher = raw_publish(broker.port(), workload);
+    if (naive.wait_exit(600s) != 0) throw std::runtime_error("naive: " + read_text_file(out));
+  }
+  rate.subscriber = static_cast<double>(n - 1) / naive_seconds(read_text_file(out));
+  return rate;
+}
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream stream(text);
+  std::string part;
+  while (std::getline(stream, part, ',')) parts.push_back(part);
+  return parts;
+}
+
+std::string rate_text(double rate) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.0f", rate);
+  return text;
+}
+
+std::string ratio_text(double a, double b) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f×", a / b);
+  return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  long messages = 50000;
+  long devices = 1000;
+  std::string modes = "drain,live";
+  std::string durabilities = "normal,power_loss";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i];
+    const std::string value = argv[i + 1];
+    if (key == "--messages") {
+      messages = std::stol(value);
+    } else if (key == "--devices") {
+      devices = std::stol(value);
+    } else if (key == "--modes") {
+      modes = value;
+    } else if (key == "--durability") {
+      durabilities = value;
+    } else {
+      std::cerr << "unknown option " << key << "\n";
+      return 2;
+    }
+  }
+  if (argc % 2 == 0) {
+    std::cerr << "usage: bench_mqtt [--messages N] [--devices D] [--modes drain,live] "
+                 "[--durability normal,power_loss]\n";
+    return 2;
+  }
+  try {
+    const Workload workload = make_workload(messages, devices);
+    double standalone = 0;
+    {
+      BenchBroker broker;  // no subscriber: the publisher alone
+      standalone = raw_publish(broker.port(), workload);
+    }
+    std::cerr << "publisher standalone: " << rate_text(standalone) << " msgs/s\n";
+
+    std::ostringstream table;
+    table << "| run | durability | do-nothing msgs/s | agent msgs/s | naive msgs/s | agent / "
+             "do-nothing | agent / naive | publisher msgs/s (in run) |\n"
+             "|---|---|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& mode : split(modes)) {
+      const bool drain = mode == "drain";
+      const Rate null_rate = run_null(workload, drain);  // durability does not apply
+      std::cerr << mode << " do-nothing: " << rate_text(null_rate.subscriber) << "\n";
+      for (const auto& durability : split(durabilities)) {
+        const Rate agent = run_agent(workload, drain, durability);
+        std::cerr << mode << " " << durability << " agent: " << rate_text(agent.subscriber) << "\n";
+        const Rate naive = run_naive(workload, drain, durability);
+        std::cerr << mode << " " << durability << " naive: " << rate_text(naive.subscriber) << "\n";
+        table << "| " << (drain ? "backlog drain" : "live") << " | " << durability << " | "
+              << rate_text(null_rate.subscriber) << " | " << rate_text(agent.subscriber) << " | "
+              << rate_text(naive.subscriber) << " | "
+              << ratio_text(agent.subscriber, null_rate.subscriber) << " | "
+              << ratio_text(agent.subscriber, naive.subscriber) << " | "
+              << (drain ? std::string("– (queued before)")
+                        : rate_text(null_rate.publisher) + " / " + rate_text(agent.publisher) +
+                              " / " + rate_text(naive.publisher))
+              << " |\n";
+      }
+    }
+    std::cout << "\n"
+              << messages << " QoS 1 messages, " << devices
+              << " devices; publisher standalone (raw socket, no subscriber): "
+              << rate_text(standalone) << " msgs/s\n\n"
+              << table.str();
+  } catch (const std::exception& error) {
+    std::cerr << "bench_mqtt: " << error.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
