@@ -100,7 +100,8 @@ struct MappingConfig {
 
 struct NormalizeConfig {
   std::int64_t future_tolerance_ms = 5 * 60 * 1000;  // readings further ahead get future_timestamp
-  std::size_t batch_size = 5000;                     // raw messages per normalization transaction
+  std::size_t batch_size =
+      20000;  // raw messages per normalization transaction (docs/BENCHMARKS.md)
 };
 
 // The MQTT connection (the daemon, agent/).

@@ -110,7 +110,7 @@ TEST_CASE("the shipped example config parses to the documented values", "[config
   CHECK(mapping.timestamp.zone != nullptr);
 
   CHECK(config.normalize.future_tolerance_ms == 5 * 60 * 1000);
-  CHECK(config.normalize.batch_size == 5000);
+  CHECK(config.normalize.batch_size == 20000);
 }
 
 TEST_CASE("optional keys take their defaults", "[config]") {
@@ -127,7 +127,7 @@ TEST_CASE("optional keys take their defaults", "[config]") {
   CHECK(config.mappings[0].timestamp.zone_name.empty());
   CHECK(config.mappings[0].timestamp.zone == nullptr);
   CHECK(config.normalize.future_tolerance_ms == 300000);
-  CHECK(config.normalize.batch_size == 5000);
+  CHECK(config.normalize.batch_size == 20000);
 }
 
 TEST_CASE("every setting is read", "[config]") {
