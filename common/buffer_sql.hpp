@@ -90,7 +90,8 @@ inline constexpr const char* kSetCounter = "UPDATE counters SET value = ?2 WHERE
 // Every transaction that changes measurements or series bumps the generation,
 // so a connection can tell whether its in-memory series cache is still true.
 inline constexpr const char* kBumpGeneration =
-    "UPDATE counters SET value = value + 1 WHERE name = 'generation' RETURNING value";
+    "INSERT INTO counters (name, value) VALUES ('generation', 1) "
+    "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value";
 
 inline constexpr const char* kAppendRaw =
     "INSERT INTO raw_messages (received_ms, topic, payload, qos, retained, dup) "

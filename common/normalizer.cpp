@@ -83,6 +83,11 @@ Result<NormalizeStats> Buffer::normalize_pending(const Config& config, std::size
       db_->exec(sql::kTuneForNormalization);
       tuned_for_normalization_ = true;
     }
+    // Build the redelivery index before taking the write lock: it reads only
+    // the append-only raw log, and a cold load reads up to a window of rows.
+    statements_->get_counter.bind(1, std::string_view("normalized_through_seq"));
+    const std::int64_t progress = optional_int(statements_->get_counter).value_or(0);
+    if (redeliveries_.through_seq() != progress) load_redelivery_index(progress);
     return normalize_batch(config, max_messages);
   });
   if (!result) series_.clear();  // the cache may hold rows of the rolled-back batch
