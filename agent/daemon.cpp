@@ -403,8 +403,11 @@ void Daemon::try_connect() {
     if (!m.tls.key_file.empty()) ssl.set_private_key(m.tls.key_file);
     ssl.set_enable_server_cert_auth(m.tls.verify);
     ssl.set_verify(m.tls.verify);  // host name check
-    ssl.set_error_handler(
-        [this](const std::string& text) { logger_.error(kMqtt, "TLS: " + text); });
+    // No ssl.set_error_handler(): Paho C++ 1.2 registers the address of this
+    // local ssl_options as the handler's context, which is gone (moved from,
+    // then out of scope) when the connect thread reports an error —
+    // AddressSanitizer caught the stack-use-after-scope. The connect failure
+    // below carries OpenSSL's reason anyway.
     options.set_ssl(std::move(ssl));
   }
   const auto uri = server_uri(m);

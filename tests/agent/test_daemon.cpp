@@ -244,7 +244,9 @@ TEST_CASE("daemon: TLS with server verification and a client certificate", "[dae
                            "\n    cert_file: " + pki.file("client.pem") +
                            "\n    key_file: " + pki.file("client.key") + "\n");
     agent.start();
-    REQUIRE(agent.wait_log("cannot connect to ssl://"));
+    const bool refused = agent.wait_log("cannot connect to ssl://");
+    INFO("agent log:\n" << agent.log());
+    REQUIRE(refused);
     REQUIRE(wait_until([&] { return agent.metric("meter_agent_mqtt_connect_failures_total") >= 2; },
                        20s));
     CHECK(agent.metric("meter_agent_mqtt_connected") == 0);
