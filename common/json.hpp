@@ -1,6 +1,6 @@
 // A small JSON document model that keeps every number as the exact text it
-// was sent as (nlohmann's parser does the lexing; its SAX interface hands us
-// the number's text before any conversion to double).
+// was sent as, and its parser (common/json.cpp: strict RFC 8259, no double
+// anywhere).
 #pragma once
 
 #include <cstddef>
