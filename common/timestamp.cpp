@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "common/decimal.hpp"
+#include "common/quote.hpp"
 
 namespace meter {
 
@@ -19,33 +20,6 @@ namespace {
 
 constexpr std::int64_t kSecondsPerDay = 86'400;
 constexpr std::int64_t kMsPerDay = kSecondsPerDay * 1000;
-
-// Input texts can be anything a meter sends (megabytes, binary): error
-// messages show at most this many bytes of them, with unprintable bytes
-// escaped, so that a log line or a JSON error report stays small and valid.
-constexpr std::size_t kMaxQuotedBytes = 64;
-
-std::string quoted(std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "'";
-  const std::size_t shown = std::min(text.size(), kMaxQuotedBytes);
-  for (std::size_t i = 0; i < shown; ++i) {
-    const auto byte = static_cast<unsigned char>(text[i]);
-    if (byte < 0x20 || byte >= 0x7f || byte == '\\') {
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 0xf];
-    } else {
-      out += static_cast<char>(byte);
-    }
-  }
-  if (shown < text.size()) {
-    out += "...' (" + std::to_string(text.size()) + " bytes)";
-  } else {
-    out += "'";
-  }
-  return out;
-}
 
 // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
 // days_from_civil), in int64 so that no input can overflow it.

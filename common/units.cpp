@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/quote.hpp"
+
 namespace meter {
 
 namespace {
@@ -25,31 +27,6 @@ constexpr std::array<Family, 2> kFamilies = {{
     {"energy", {{{"Wh", 0}, {"kWh", 3}, {"MWh", 6}, {"GWh", 9}}}},
     {"power", {{{"W", 0}, {"kW", 3}, {"MW", 6}, {"GW", 9}}}},
 }};
-
-// Unit names come from meters: keep messages short and printable whatever
-// bytes they carry.
-std::string quoted(std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  constexpr std::size_t kMaxQuotedBytes = 64;
-  std::string out = "'";
-  const std::size_t shown = std::min(text.size(), kMaxQuotedBytes);
-  for (std::size_t i = 0; i < shown; ++i) {
-    const auto byte = static_cast<unsigned char>(text[i]);
-    if (byte < 0x20 || byte >= 0x7f || byte == '\\') {
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 0xf];
-    } else {
-      out += static_cast<char>(byte);
-    }
-  }
-  if (shown < text.size()) {
-    out += "...' (" + std::to_string(text.size()) + " bytes)";
-  } else {
-    out += "'";
-  }
-  return out;
-}
 
 std::optional<int> power_in(const Family& family, std::string_view unit) {
   for (const UnitPower& u : family.units) {
