@@ -1,4 +1,4 @@
-"""Read side: gateways, devices, measurements (viewer tokens only) and /healthz.
+"""Read side: gateways, devices, measurements, one raw event (viewer tokens only) and /healthz.
 
 Responses are rendered with central.jsonout so value/delta stay exact JSON numbers in canonical
 text, the same spelling the gateways uploaded.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import uuid
 from typing import Any, Optional
 
 import sqlalchemy as sa
@@ -21,6 +22,8 @@ from central.jsonout import RawNumber, dumps
 
 router = APIRouter()
 UTC = dt.timezone.utc
+# A series is overdue ("gone silent") after this many of its usual intervals without a reading.
+SILENT_AFTER_INTERVALS = 3
 
 
 def _viewer(request: Request, authorization: Optional[str]) -> None:
@@ -60,7 +63,8 @@ def list_gateways(request: Request, authorization: Optional[str] = Header(None))
     with request.app.state.engine.connect() as conn:
         rows = conn.execute(sa.text(
             "SELECT name, created_at, revoked_at, last_contact_at, last_sent_at, clock_skew_ms, "
-            "backlog_records, backlog_oldest_received_at FROM gateways ORDER BY name")).mappings().all()
+            "backlog_records, backlog_oldest_received_at, rejected_records, last_rejected_at, "
+            "last_rejection_reason FROM gateways ORDER BY name")).mappings().all()
     items = []
     for r in rows:
         lag = None
@@ -77,6 +81,9 @@ def list_gateways(request: Request, authorization: Optional[str] = Header(None))
             "backlog_records": r["backlog_records"],
             "backlog_oldest_received_at": _ts(r["backlog_oldest_received_at"]),
             "backlog_lag_seconds": _seconds(lag),
+            "rejected_records": r["rejected_records"],
+            "last_rejected_at": _ts(r["last_rejected_at"]),
+            "last_rejection_reason": r["last_rejection_reason"],
         })
     return _json({"items": items})
 
@@ -118,19 +125,38 @@ def list_devices(request: Request, authorization: Optional[str] = Header(None),
         params["d"], params["m"] = _decode_cursor(cursor, 2)
         where = "WHERE (device_id, metric_type) > (:d, :m)"
     now = dt.datetime.now(UTC)
+    # The usual interval is the median gap between the series' last 11 readings (10 gaps), each
+    # found through the (device_id, metric_type, timestamp) index.
     with request.app.state.engine.connect() as conn:
         rows = conn.execute(sa.text(f"""
-            SELECT DISTINCT ON (device_id, metric_type)
-                   device_id, metric_type, "timestamp", value, unit, ingested_at, g.name AS gateway
-              FROM normalized_measurements m JOIN gateways g ON g.id = m.gateway_id
-             {where}
-             ORDER BY device_id, metric_type, "timestamp" DESC
-             LIMIT :limit"""), params).mappings().all()
+            WITH latest AS (
+              SELECT DISTINCT ON (device_id, metric_type)
+                     device_id, metric_type, "timestamp", value, unit, ingested_at,
+                     g.name AS gateway
+                FROM normalized_measurements m JOIN gateways g ON g.id = m.gateway_id
+               {where}
+               ORDER BY device_id, metric_type, "timestamp" DESC
+               LIMIT :limit)
+            SELECT latest.*, usual.seconds AS usual_interval
+              FROM latest LEFT JOIN LATERAL (
+                SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS seconds
+                  FROM (SELECT extract(epoch FROM t - lag(t) OVER (ORDER BY t)) AS gap
+                          FROM (SELECT n."timestamp" AS t FROM normalized_measurements n
+                                 WHERE n.device_id = latest.device_id
+                                   AND n.metric_type = latest.metric_type
+                                 ORDER BY n."timestamp" DESC LIMIT 11) recent) gaps
+                 WHERE gap > 0) usual ON true
+             ORDER BY device_id, metric_type"""), params).mappings().all()
     items = [{
         "device_id": r["device_id"], "metric_type": r["metric_type"],
         "last_timestamp": _ts(r["timestamp"]), "last_value": _num(r["value"]), "unit": r["unit"],
         "last_ingested_at": _ts(r["ingested_at"]), "gateway_id": r["gateway"],
         "silent_seconds": _seconds(now - r["timestamp"]),
+        "usual_interval_seconds": (None if r["usual_interval"] is None
+                                   else round(float(r["usual_interval"]), 3)),
+        "overdue": (r["usual_interval"] is not None and
+                    (now - r["timestamp"]).total_seconds() > SILENT_AFTER_INTERVALS
+                    * float(r["usual_interval"])),
     } for r in rows]
     next_cursor = (_encode_cursor(rows[-1]["device_id"], rows[-1]["metric_type"])
                    if len(rows) == limit else None)
@@ -145,6 +171,9 @@ def list_measurements(request: Request, authorization: Optional[str] = Header(No
                                                    description="inclusive, RFC 3339"),
                       to: Optional[str] = Query(None, description="exclusive, RFC 3339"),
                       flag: Optional[str] = Query(None, description="only measurements with this flag"),
+                      flagged: bool = Query(False, description="only measurements with any flag"),
+                      gateway_id: Optional[str] = Query(None,
+                                                        description="the gateway that delivered it first"),
                       limit: int = Query(1000, ge=1, le=10000),
                       cursor: Optional[str] = Query(None)) -> Response:
     _viewer(request, authorization)
@@ -162,6 +191,11 @@ def list_measurements(request: Request, authorization: Optional[str] = Header(No
     if end is not None:
         clauses.append('m."timestamp" < :end')
         params["end"] = end
+    if gateway_id is not None:
+        clauses.append("g.name = :gateway_id")
+        params["gateway_id"] = gateway_id
+    if flagged:
+        clauses.append("cardinality(m.flags) > 0")
     if flag is not None:
         if flag not in FLAGS:
             raise ApiError(422, "invalid_query", f"unknown flag {flag[:64]!r}")
@@ -193,3 +227,43 @@ def list_measurements(request: Request, authorization: Optional[str] = Header(No
         last = rows[-1]
         next_cursor = _encode_cursor(last["timestamp"].isoformat(), last["event_id"])
     return _json({"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/api/v1/raw_event", tags=["read"],
+            summary="One raw event by its identity (gateway_id, buffer_id, seq)")
+def get_raw_event(request: Request, authorization: Optional[str] = Header(None),
+                  gateway_id: str = Query(..., description="the gateway that uploaded it"),
+                  buffer_id: str = Query(..., description="the gateway buffer's UUID"),
+                  seq: int = Query(..., ge=1, le=2**63 - 1)) -> Response:
+    """The audit trail behind a measurement: a measurement's `gateway_id` and `raw`
+    (`buffer_id`, `seq`) name the raw MQTT message it was decoded from. The payload comes back
+    exactly as received (base64), and as text when it is UTF-8."""
+    _viewer(request, authorization)
+    try:
+        buffer = str(uuid.UUID(buffer_id))
+    except ValueError:
+        raise ApiError(422, "invalid_query", "buffer_id must be a UUID") from None
+    with request.app.state.engine.connect() as conn:
+        row = conn.execute(sa.text("""
+            SELECT g.name AS gateway, r.buffer_id::text AS buffer_id, r.seq, r.topic, r.payload,
+                   r.payload_json IS NOT NULL AS is_json, r.qos, r.retained, r.dup,
+                   r.received_at, r.decode_error, r.ingested_at
+              FROM raw_events r JOIN gateways g ON g.id = r.gateway_id
+             WHERE g.name = :gateway AND r.buffer_id = CAST(:buffer AS uuid) AND r.seq = :seq"""),
+            {"gateway": gateway_id, "buffer": buffer, "seq": seq}).mappings().first()
+    if row is None:
+        raise ApiError(404, "not_found",
+                       f"no raw event ({gateway_id[:128]!r}, {buffer}, {seq}) was uploaded: the "
+                       "gateway may not have sent it yet, or the central rejected it")
+    payload = bytes(row["payload"])
+    try:
+        text: Optional[str] = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return _json({
+        "gateway_id": row["gateway"], "buffer_id": row["buffer_id"], "seq": row["seq"],
+        "topic": row["topic"], "payload_base64": base64.b64encode(payload).decode("ascii"),
+        "payload_text": text, "payload_is_json": row["is_json"], "qos": row["qos"],
+        "retained": row["retained"], "dup": row["dup"], "received_at": _ts(row["received_at"]),
+        "decode_error": row["decode_error"], "ingested_at": _ts(row["ingested_at"]),
+    })

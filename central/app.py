@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from central import PROTOCOL_VERSION
 from central.api_ingest import router as ingest_router
 from central.api_read import router as read_router
+from central.api_series import router as series_router
 from central.db import make_engine
 from central.errors import ApiError, api_error_handler
 from central.settings import Settings, get_settings
@@ -32,6 +33,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.add_exception_handler(ApiError, api_error_handler)
     app.include_router(ingest_router)
     app.include_router(read_router)
+    app.include_router(series_router)
 
     @app.on_event("shutdown")
     def _dispose() -> None:

@@ -74,7 +74,10 @@ SELECT event_id, revision, delta, flags FROM normalized_measurements
 _GATEWAY_STATUS = """
 UPDATE gateways
    SET last_contact_at = %(now)s, last_sent_at = %(sent_at)s, clock_skew_ms = %(skew)s,
-       backlog_records = %(backlog_records)s, backlog_oldest_received_at = %(backlog_oldest)s
+       backlog_records = %(backlog_records)s, backlog_oldest_received_at = %(backlog_oldest)s,
+       rejected_records = rejected_records + %(rejected)s,
+       last_rejected_at = CASE WHEN %(rejected)s > 0 THEN %(now)s ELSE last_rejected_at END,
+       last_rejection_reason = COALESCE(%(last_reason)s, last_rejection_reason)
  WHERE id = %(gw)s
 """
 
@@ -222,10 +225,13 @@ def _store(conn, batch: Batch, gateway_pk: int) -> dict:
             m_out[m.index] = _outcome_m(m.index, m.event_id, m.revision, outcome)
 
         backlog = batch.backlog
+        rejections = ([reason for _, _, reason, _ in batch.rejected_raw]
+                      + [reason for _, _, _, reason, _ in batch.rejected_measurements])
         cur.execute(_GATEWAY_STATUS, {
             "gw": gateway_pk, "now": now, "sent_at": batch.sent_at,
             "skew": _ms(batch.sent_at - now),
             "backlog_records": backlog.records if backlog else None,
             "backlog_oldest": backlog.oldest_received_at if backlog else None,
+            "rejected": len(rejections), "last_reason": rejections[-1] if rejections else None,
         })
     return {"raw_events": raw_out, "measurements": m_out}

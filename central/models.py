@@ -25,6 +25,10 @@ gateways = sa.Table(
     sa.Column("clock_skew_ms", sa.BigInteger),
     sa.Column("backlog_records", sa.BigInteger),
     sa.Column("backlog_oldest_received_at", sa.DateTime(timezone=True)),
+    # Records answered `rejected` (migration 0002), counted per answer.
+    sa.Column("rejected_records", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_rejected_at", sa.DateTime(timezone=True)),
+    sa.Column("last_rejection_reason", sa.Text),
 )
 
 viewers = sa.Table(

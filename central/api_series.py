@@ -1,0 +1,225 @@
+"""Read side over time: consumption per bucket and flag counts per bucket (viewer tokens).
+
+Why the buckets are made this way:
+* Buckets are generated in SQL (generate_series) with the session time zone set to the requested
+  IANA zone for the one transaction, so `+ interval '1 day'` moves from local midnight to local
+  midnight (a DST day is 23 or 25 hours long) and `+ interval '1 hour'` is one real hour (the
+  repeated hour of a fall-back night is two buckets, not one).
+* Readings are joined to buckets by time range, not by truncating each reading's timestamp:
+  every reading lands in exactly one bucket, and empty buckets (gaps) come back with zero
+  readings, so a chart can show them.
+* A delta belongs to the bucket of the reading that ends its interval (the reading it is stored
+  on). `consumption` is the exact NUMERIC sum of the non-null deltas; suspicious jumps are
+  included in it (the agent keeps those deltas: flag, don't fix) and their part is shown apart
+  as `suspicious_jump_delta`, so `consumption - suspicious_jump_delta` is the total without them.
+  `null_deltas` counts readings whose interval could not be measured (first reading, counter
+  reset, beyond retention): a bucket with null deltas may be missing consumption.
+* The table holds one row per event_id, the highest revision received, so every sum uses the
+  current revision of each measurement only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import zoneinfo
+from typing import Any, Optional
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
+
+from central.api_read import _json, _num, _parse_time, _ts, _viewer
+from central.errors import ApiError
+
+router = APIRouter()
+
+BUCKETS = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1)}
+MAX_BUCKETS = 10_000
+
+
+class BucketPlan:
+    """Validated query window: bucket size, zone, and [start, end) before widening."""
+
+    def __init__(self, from_: Optional[str], to: Optional[str], bucket: str, tz: str):
+        if bucket not in BUCKETS:
+            raise ApiError(422, "invalid_query", "bucket must be 'hour' or 'day'")
+        self.tz = time_zone(tz)
+        start, end = _parse_time(from_, "from"), _parse_time(to, "to")
+        if start is None or end is None:
+            raise ApiError(422, "invalid_query", "from and to are required (RFC 3339 with offset)")
+        if end <= start:
+            raise ApiError(422, "invalid_query", "to must be later than from")
+        if (end - start) / BUCKETS[bucket] > MAX_BUCKETS:
+            raise ApiError(422, "invalid_query",
+                           f"at most {MAX_BUCKETS} buckets per query: use bucket=day or a "
+                           "shorter range")
+        self.bucket, self.start, self.end = bucket, start, end
+        self.step = "1 hour" if bucket == "hour" else "1 day"
+
+    def params(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "start": self.start, "end": self.end, "step": self.step}
+
+
+def time_zone(name: str) -> str:
+    """An IANA zone name the tz database knows, or 400 saying what is accepted."""
+    message = (f"tz {name[:64]!r} is not an IANA time zone name; use a name such as "
+               "'UTC' or 'Europe/Berlin' (fixed offsets like '+01:00' are not accepted)")
+    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        raise ApiError(400, "invalid_time_zone", message)
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ApiError(400, "invalid_time_zone", message) from None
+    return name
+
+
+# Bucket starts from the bucket that holds `start` up to the one that holds the last instant
+# before `end`; evaluated with the session TimeZone set to the requested zone.
+_BUCKETS_CTE = """
+buckets AS (
+  SELECT s AS start, s + CAST(:step AS interval) AS "end"
+    FROM generate_series(date_trunc(:bucket, CAST(:start AS timestamptz)),
+                         CAST(:end AS timestamptz) - interval '1 microsecond',
+                         CAST(:step AS interval)) AS s
+)"""
+
+_CONSUMPTION = sa.text(f"""
+WITH {_BUCKETS_CTE}
+SELECT b.start, b."end",
+       count(m.event_id) AS readings,
+       sum(m.delta) AS consumption,
+       count(m.event_id) FILTER (WHERE m.delta IS NULL) AS null_deltas,
+       count(m.event_id) FILTER (WHERE cardinality(m.flags) > 0) AS flagged,
+       count(m.event_id) FILTER (WHERE 'first_reading' = ANY(m.flags)) AS first_readings,
+       count(m.event_id) FILTER (WHERE 'counter_reset' = ANY(m.flags)) AS counter_resets,
+       count(m.event_id) FILTER (WHERE 'suspicious_jump' = ANY(m.flags)) AS suspicious_jumps,
+       sum(m.delta) FILTER (WHERE 'suspicious_jump' = ANY(m.flags)) AS suspicious_jump_delta
+  FROM buckets b
+  LEFT JOIN normalized_measurements m
+         ON m.device_id = :device_id AND m.metric_type = :metric_type
+        AND m."timestamp" >= b.start AND m."timestamp" < b."end"
+ GROUP BY b.start, b."end"
+ ORDER BY b.start
+""")
+
+
+def _in_zone(conn, tz: str) -> None:
+    # set_config(..., true) = SET LOCAL: only for this transaction, so pooled connections keep UTC.
+    conn.execute(sa.text("SELECT set_config('TimeZone', :tz, true)"), {"tz": tz})
+
+
+@router.get("/api/v1/consumption", tags=["read"],
+            summary="Consumption per hour or day from the stored deltas, with quality counts")
+def consumption(request: Request, authorization: Optional[str] = Header(None),
+                device_id: str = Query(...),
+                metric_type: str = Query("energy"),
+                from_: Optional[str] = Query(None, alias="from",
+                                             description="RFC 3339; widened to its bucket's start"),
+                to: Optional[str] = Query(None, description="RFC 3339, exclusive; widened to a "
+                                                            "bucket end"),
+                bucket: str = Query("day", description="hour or day"),
+                tz: str = Query("UTC", description="IANA zone the buckets follow")) -> Response:
+    _viewer(request, authorization)
+    plan = BucketPlan(from_, to, bucket, tz)
+    with request.app.state.engine.begin() as conn:
+        _in_zone(conn, plan.tz)
+        rows = conn.execute(_CONSUMPTION, {**plan.params(), "device_id": device_id,
+                                           "metric_type": metric_type}).mappings().all()
+    buckets, totals = [], {"readings": 0, "null_deltas": 0, "flagged": 0, "counter_resets": 0,
+                           "suspicious_jumps": 0}
+    total = jump_total = None
+    for r in rows:
+        if r["consumption"] is not None:
+            total = (total or decimal.Decimal(0)) + r["consumption"]
+        if r["suspicious_jump_delta"] is not None:
+            jump_total = (jump_total or decimal.Decimal(0)) + r["suspicious_jump_delta"]
+        for key in totals:
+            totals[key] += r[key]
+        buckets.append({
+            "start": _ts(r["start"]), "end": _ts(r["end"]), "readings": r["readings"],
+            "consumption": _num(r["consumption"]), "null_deltas": r["null_deltas"],
+            "flagged": r["flagged"], "first_readings": r["first_readings"],
+            "counter_resets": r["counter_resets"], "suspicious_jumps": r["suspicious_jumps"],
+            "suspicious_jump_delta": _num(r["suspicious_jump_delta"]),
+        })
+    return _json({
+        "device_id": device_id, "metric_type": metric_type, "bucket": plan.bucket, "tz": plan.tz,
+        "from": buckets[0]["start"] if buckets else _ts(plan.start),
+        "to": buckets[-1]["end"] if buckets else _ts(plan.end),
+        "suspicious_jumps_included": True,
+        "total": {"consumption": _num(total), "suspicious_jump_delta": _num(jump_total), **totals},
+        "buckets": buckets,
+    })
+
+
+# Both queries join each bucket to its readings by range, which the (timestamp) index answers
+# with one range scan per bucket.
+_FLAG_READINGS = """
+WITH {buckets}
+SELECT b.start, b."end", count(m.event_id) AS readings,
+       count(m.event_id) FILTER (WHERE cardinality(m.flags) > 0) AS flagged
+  FROM buckets b
+  LEFT JOIN (normalized_measurements m JOIN gateways g ON g.id = m.gateway_id)
+         ON m."timestamp" >= b.start AND m."timestamp" < b."end" {filters}
+ GROUP BY b.start, b."end"
+ ORDER BY b.start
+"""
+_FLAG_COUNTS = """
+WITH {buckets}
+SELECT b.start, flag, count(*) AS n
+  FROM buckets b
+  JOIN normalized_measurements m ON m."timestamp" >= b.start AND m."timestamp" < b."end"
+  JOIN gateways g ON g.id = m.gateway_id
+  CROSS JOIN LATERAL unnest(m.flags) AS flag
+ WHERE true {filters}
+ GROUP BY b.start, flag
+"""
+
+
+@router.get("/api/v1/flag_counts", tags=["read"],
+            summary="Readings and flag counts per hour or day, fleet-wide or per gateway/device")
+def flag_counts(request: Request, authorization: Optional[str] = Header(None),
+                from_: Optional[str] = Query(None, alias="from"),
+                to: Optional[str] = Query(None),
+                bucket: str = Query("day", description="hour or day"),
+                tz: str = Query("UTC", description="IANA zone the buckets follow"),
+                gateway_id: Optional[str] = Query(None,
+                                                  description="the gateway that delivered first"),
+                device_id: Optional[str] = Query(None),
+                metric_type: Optional[str] = Query(None)) -> Response:
+    _viewer(request, authorization)
+    plan = BucketPlan(from_, to, bucket, tz)
+    filters, params = [], plan.params()
+    for column, name, value in (("g.name", "gateway_id", gateway_id),
+                                ("m.device_id", "device_id", device_id),
+                                ("m.metric_type", "metric_type", metric_type)):
+        if value is not None:
+            filters.append(f"AND {column} = :{name}")
+            params[name] = value
+    where = " ".join(filters)
+    with request.app.state.engine.begin() as conn:
+        _in_zone(conn, plan.tz)
+        rows = conn.execute(sa.text(_FLAG_READINGS.format(buckets=_BUCKETS_CTE, filters=where)),
+                            params).mappings().all()
+        per_flag: dict[dt.datetime, dict[str, int]] = {}
+        for start, flag, n in conn.execute(
+                sa.text(_FLAG_COUNTS.format(buckets=_BUCKETS_CTE, filters=where)), params):
+            per_flag.setdefault(start, {})[flag] = n
+    totals: dict[str, int] = {}
+    buckets = []
+    for r in rows:
+        flags = dict(sorted(per_flag.get(r["start"], {}).items()))
+        for name, n in flags.items():
+            totals[name] = totals.get(name, 0) + n
+        buckets.append({"start": _ts(r["start"]), "end": _ts(r["end"]), "readings": r["readings"],
+                        "flagged": r["flagged"], "flags": flags})
+    return _json({
+        "bucket": plan.bucket, "tz": plan.tz, "gateway_id": gateway_id, "device_id": device_id,
+        "metric_type": metric_type,
+        "from": buckets[0]["start"] if buckets else _ts(plan.start),
+        "to": buckets[-1]["end"] if buckets else _ts(plan.end),
+        "total": {"readings": sum(b["readings"] for b in buckets),
+                  "flagged": sum(b["flagged"] for b in buckets), "flags": dict(sorted(totals.items()))},
+        "buckets": buckets,
+    })
