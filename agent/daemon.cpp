@@ -272,6 +272,7 @@ void Daemon::normalizer_loop() {
     }
     bool did_work = false;
     while (!normalizer_stop_) {
+      normalizer_heartbeat_.beat();
       const auto cap = max_page_count_.load();
       if (cap != applied_cap) {
         (void)buffer.set_max_page_count(cap != 0 ? cap : 4294967294LL);
@@ -668,11 +669,17 @@ int Daemon::run(const std::function<void()>& poll) {
   start_http();
   create_client();
   next_connect_at_ = std::chrono::steady_clock::now();
+  notifier_.ready();  // the buffer is open; connecting is the loop's job
 
   while (!stop_) {
     if (poll) poll();
     if (stop_) break;
-    if (reload_.exchange(false)) reload();
+    notifier_.watchdog(normalizer_heartbeat_);
+    if (reload_.exchange(false)) {
+      notifier_.reloading();
+      reload();
+      notifier_.ready();
+    }
     check_pending_subscription();
     if (reconnect_pending_ && !metrics_.append_blocked) {
       reconnect_pending_ = false;
@@ -705,6 +712,7 @@ int Daemon::run(const std::function<void()>& poll) {
 
 void Daemon::shutdown() {
   stopping_ = true;
+  notifier_.stopping();
   logger_.info(kAgent, "stopping: no new messages; finishing the batch in hand");
   const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_bound;
   if (client_) {

@@ -24,6 +24,7 @@
 #include "agent/http_server.hpp"
 #include "agent/log.hpp"
 #include "agent/metrics.hpp"
+#include "agent/service_notify.hpp"
 #include "common/buffer.hpp"
 #include "common/config.hpp"
 
@@ -101,6 +102,8 @@ class Daemon {
   bool work_pending_ = false;
   std::atomic<bool> normalizer_stop_{false};
   std::atomic<std::int64_t> max_page_count_{0};
+  Heartbeat normalizer_heartbeat_;  // the watchdog pings only while it beats
+  ServiceNotifier notifier_;        // systemd (sd_notify); a no-op without it
 
   std::unique_ptr<mqtt::async_client> client_;
   std::shared_ptr<mqtt::token> pending_subscribe_;  // a SUBSCRIBE not waited for
