@@ -13,6 +13,15 @@ packages=(
   # tests, fuzzing, tools
   catch2 sqlite3 clang-14 libclang-rt-14-dev clang-format python3 ca-certificates
   mosquitto mosquitto-clients postgresql python3-paho-mqtt
+  # the agent under systemd (sd_notify), packaging and its checks
+  libsystemd-dev file dpkg-dev systemd init-system-helpers
+  # the arm64 cross build and its emulated tests (scripts/package-test.sh). Not
+  # libyaml-cpp-dev:arm64: it cannot be installed beside the amd64 one, so
+  # toolchains/sysroot.sh unpacks it into the build directory instead.
+  crossbuild-essential-arm64 qemu-user-static
+  libpaho-mqttpp-dev:arm64 libpaho-mqtt-dev:arm64 libsqlite3-dev:arm64 libcurl4-openssl-dev:arm64
+  libssl-dev:arm64 zlib1g-dev:arm64 libhowardhinnant-date-dev:arm64 libsystemd-dev:arm64
+  libyaml-cpp0.7:arm64
 )
 if [ -f "$source_dir/central/debian-packages.txt" ]; then
   while read -r package; do
@@ -21,9 +30,16 @@ if [ -f "$source_dir/central/debian-packages.txt" ]; then
 fi
 
 missing=()
+native=$(dpkg --print-architecture)
 for package in "${packages[@]}"; do
-  status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
-  [ "$status" = "install ok installed" ] || missing+=("$package")
+  # An unqualified name means the native (or arch: all) package; with arm64
+  # added, dpkg-query lists both architectures of a Multi-Arch library.
+  case $package in
+  *:*) wanted="install ok installed ${package#*:}" ;;
+  *) wanted="install ok installed ($native|all)" ;;
+  esac
+  dpkg-query -W -f='${Status} ${Architecture}\n' "$package" 2>/dev/null | grep -Eqx "$wanted" ||
+    missing+=("$package")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -35,6 +51,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Adding arm64 makes apt upgrade the amd64 twins of the :arm64 libraries to the
+# same version (Multi-Arch: same), about 30 packages on a machine that was behind.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+fi
 apt-get update -qq
 # Services are started by the tests themselves on free ports; keep the
 # packages' own instances from starting where there is no systemd.
