@@ -7,6 +7,7 @@ builds one from the environment; nothing connects to a database at import time.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Optional
 
 from fastapi import FastAPI
@@ -18,6 +19,7 @@ from central.api_series import router as series_router
 from central.db import make_engine
 from central.errors import ApiError, api_error_handler
 from central.settings import Settings, get_settings
+from central.web_static import DEFAULT_DIST, mount_dashboard
 
 
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
@@ -34,6 +36,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.include_router(ingest_router)
     app.include_router(read_router)
     app.include_router(series_router)
+    mount_dashboard(app, Path(settings.web_dist) if settings.web_dist else DEFAULT_DIST)
 
     @app.on_event("shutdown")
     def _dispose() -> None:

@@ -8,6 +8,7 @@ password, is a SecretStr so it never shows up in a repr, a log line or an error 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Optional
 
 from pydantic import BaseSettings, Field, SecretStr
 
@@ -20,6 +21,8 @@ class Settings(BaseSettings):
     port: int = 8080
     log_level: str = "info"
     db_pool_size: int = 5
+    # The dashboard's built files (central/web/dist when unset); see central/web_static.py.
+    web_dist: Optional[str] = None
 
     # Request limits (413 when exceeded). The compressed limit applies to the bytes on the wire,
     # the decompressed one to what gzip expands to, so a small gzip bomb is refused too.
