@@ -13,6 +13,9 @@ packages=(
   # tests, fuzzing, tools
   catch2 sqlite3 clang-14 libclang-rt-14-dev clang-format python3 ca-certificates
   mosquitto mosquitto-clients postgresql python3-paho-mqtt
+  # the central dashboard's browser tests (central/web/run-tests.sh); node and npm are the
+  # machine's own (Debian's npm conflicts with them)
+  chromium
   # the agent under systemd (sd_notify), packaging and its checks
   libsystemd-dev file dpkg-dev systemd init-system-helpers
   # the arm64 cross build and its emulated tests (scripts/package-test.sh). Not

@@ -51,6 +51,9 @@ fi
 if [ -x "$source_dir/central/tests/run.sh" ]; then
   suite "central (pytest, real PostgreSQL)" "$source_dir/central/tests/run.sh"
 fi
+if [ -x "$source_dir/central/web/run-tests.sh" ]; then
+  suite "central dashboard (vitest, build, e2e in headless Chromium)" "$source_dir/central/web/run-tests.sh"
+fi
 
 echo
 echo "suites: $passed passed, $failed failed"
