@@ -2,7 +2,8 @@
 
 Why here and not behind a separate web server: one service runs the whole central side. The
 dashboard is a single-page app whose pages are paths (/device?device_id=...), so each page path
-answers index.html; hashed files under /assets never change and may be cached for a year. When
+answers index.html; hashed files under /assets never change and may be cached for a year, and
+go out gzipped to browsers that accept it. When
 the bundle has not been built, the page paths say how to build it and the API is unaffected.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
 
 DEFAULT_DIST = Path(__file__).resolve().parent / "web" / "dist"
@@ -36,7 +38,9 @@ def mount_dashboard(app: FastAPI, dist: Path) -> None:
     """Add the dashboard's routes; call after the API routers so API paths always win."""
     index = dist / "index.html"
     if (dist / "assets").is_dir():
-        app.mount("/assets", _ImmutableAssets(directory=dist / "assets"), name="dashboard-assets")
+        # gzip for the bundle only (the API's responses are left as they are): ~3.5x fewer bytes
+        app.mount("/assets", GZipMiddleware(_ImmutableAssets(directory=dist / "assets"), minimum_size=1024),
+                  name="dashboard-assets")
 
     def page() -> Response:
         if not index.is_file():

@@ -26,6 +26,7 @@ def test_built_dashboard_is_served(app_with, tmp_path):
     (tmp_path / "assets").mkdir()
     (tmp_path / "index.html").write_text("<!doctype html><div id=root></div>")
     (tmp_path / "assets" / "index-abc123.js").write_text("console.log(1)")
+    (tmp_path / "assets" / "big-abc123.js").write_text("console.log('a fairly repetitive bundle');\n" * 500)
     client = app_with(tmp_path)
     for path in ("/", "/device?device_id=m1", "/quality", "/raw?seq=1"):
         r = client.get(path)
@@ -35,6 +36,9 @@ def test_built_dashboard_is_served(app_with, tmp_path):
     assert asset.status_code == 200 and asset.text == "console.log(1)"
     assert "immutable" in asset.headers["cache-control"]
     assert client.get("/assets/missing.js").status_code == 404
+    big = client.get("/assets/big-abc123.js", headers={"Accept-Encoding": "gzip"})
+    assert big.headers["content-encoding"] == "gzip" and big.text.count("repetitive") == 500
+    assert int(big.headers["content-length"]) < 2000 and "immutable" in big.headers["cache-control"]
     # API routes are untouched by the dashboard's
     assert client.get("/api/v1/gateways").status_code == 401
     assert client.get("/healthz").json()["status"] == "ok"
