@@ -51,6 +51,7 @@ fi
 if [ -x "$source_dir/central/tests/run.sh" ]; then
   suite "central (pytest, real PostgreSQL)" "$source_dir/central/tests/run.sh"
 fi
+suite "gateway packages (arm64 under qemu, .debs, install, smoke test, purge)" "$source_dir/scripts/package-test.sh"
 if [ -x "$source_dir/central/web/run-tests.sh" ]; then
   suite "central dashboard (vitest, build, e2e in headless Chromium)" "$source_dir/central/web/run-tests.sh"
 fi

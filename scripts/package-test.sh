@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# The gateway packages, checked end to end (issue #6; scripts/test.sh runs it):
+#  1. arm64: cross build (Release) of the agent and the unit tests, the unit
+#     tests (ctest label "unit") under qemu-aarch64-static, the arm64 .deb;
+#  2. amd64: Release build of the agent, the amd64 .deb and meter-central (all);
+#  3. the units: systemd-analyze verify and security (exposure <= 1.5);
+#  4. dpkg -i, check-config against the installed conffile, the installed agent
+#     run as its own unprivileged user against a local mosquitto (a reading
+#     published, then found by status and export; reload; stop), the central
+#     package's command as its user, dpkg --remove and --purge, and nothing left
+#     behind: files, directories, users, enablement links, masks.
+# Needs root (dpkg). Build directories: build-arm64 and build-pkg (Release, no
+# sanitizers), kept between runs for speed.
+set -euo pipefail
+source_dir=$(cd "$(dirname "$0")/.." && pwd)
+pkg_dir=${METER_PKG_BUILD_DIR:-$source_dir/build-pkg}
+arm_dir=${METER_ARM64_BUILD_DIR:-$source_dir/build-arm64}
+jobs=$(nproc)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "package-test: needs root (dpkg -i, runs the agent as its own user)" >&2
+  exit 1
+fi
+"$source_dir/scripts/install-deps.sh"
+
+step() { printf '\n-- %s (%ds)\n' "$*" "$SECONDS"; }
+fail() {
+  echo "package-test: FAILED: $*" >&2
+  exit 1
+}
+
+work=$(mktemp -d /tmp/meter-package-test.XXXXXX)
+chmod 755 "$work"
+pids=()
+installed=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  done
+  # A failed run must not leave the packages on the machine.
+  if [ ${#installed[@]} -gt 0 ]; then
+    dpkg --purge "${installed[@]}" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+for package in meter-agent meter-central; do
+  if dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q installed; then
+    fail "$package is already installed on this machine; remove it first"
+  fi
+done
+
+# ---- 1. arm64 ---------------------------------------------------------------
+step "arm64: cross build"
+"$source_dir/toolchains/sysroot.sh" "$arm_dir/sysroot" arm64
+# CMAKE_SKIP_INSTALL_ALL_DEPENDENCY: cpack installs what was built, instead of
+# building every test and benchmark first.
+cmake -S "$source_dir" -B "$arm_dir" -G Ninja \
+  -DCMAKE_TOOLCHAIN_FILE="$source_dir/toolchains/aarch64-linux-gnu.cmake" \
+  -DCMAKE_PREFIX_PATH="$arm_dir/sysroot/usr" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON >/dev/null
+cmake --build "$arm_dir" -j "$jobs" --target meter-agent meter_tests
+file "$arm_dir/agent/meter-agent" | grep -q 'ARM aarch64' || fail "not an arm64 binary"
+
+step "arm64: unit tests under qemu-aarch64-static"
+# Label "unit": the "process" tests start the arm64 agent binary and a broker
+# themselves, which the host cannot do without binfmt_misc (tests/CMakeLists.txt).
+ctest --test-dir "$arm_dir" -L unit -j "$jobs" --output-on-failure --timeout 600 |
+  tail -n 4
+
+step "arm64: .deb"
+(cd "$arm_dir" && rm -f ./*.deb && DEB_HOST_ARCH=arm64 cpack -G DEB >/dev/null)
+arm_deb=$(ls "$arm_dir"/meter-agent_*_arm64.deb)
+
+# ---- 2. amd64 ---------------------------------------------------------------
+step "amd64: Release build and .debs"
+cmake -S "$source_dir" -B "$pkg_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMETER_TESTS=OFF \
+  -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON >/dev/null
+cmake --build "$pkg_dir" -j "$jobs" --target meter-agent
+(cd "$pkg_dir" && rm -f ./*.deb && cpack -G DEB >/dev/null)
+agent_deb=$(ls "$pkg_dir"/meter-agent_*_amd64.deb)
+central_deb=$(ls "$pkg_dir"/meter-central_*_all.deb)
+
+size_of() { dpkg-deb --fsys-tarfile "$1" | tar -xO ./usr/bin/meter-agent | wc -c; }
+for deb in "$agent_deb" "$arm_deb" "$central_deb"; do
+  dpkg-deb -f "$deb" Package Architecture Installed-Size Depends | sed 's/^/  /'
+done
+dpkg-deb --fsys-tarfile "$arm_deb" | tar -xO ./usr/bin/meter-agent >"$work/meter-agent.arm64"
+file "$work/meter-agent.arm64" | grep -q 'ARM aarch64.*stripped' || fail "arm64 binary not stripped"
+file "$work/meter-agent.arm64" | grep -q 'not stripped' && fail "arm64 binary not stripped"
+echo "  stripped meter-agent: amd64 $(size_of "$agent_deb") bytes, arm64 $(size_of "$arm_deb") bytes"
+dpkg-deb -f "$arm_deb" Depends | grep -q 'libyaml-cpp0.7' || fail "arm64 Depends lack shlibdeps"
+
+# ---- 3 and 4. install, check, smoke test, purge ------------------------------
+step "install"
+# Everything of the packages' on this machine before installing, to compare after the purge.
+snapshot() {
+  {
+    getent passwd meter-agent meter-central || true
+    getent group meter-agent meter-central || true
+    find /etc /lib/systemd /usr/lib/systemd /usr/lib/sysusers.d /usr/lib/tmpfiles.d /var/lib \
+      /usr/share/doc /usr/share/meter-agent /usr/lib/meter-central /usr/bin \
+      -path /var/lib/dpkg -prune -o -path /var/lib/apt -prune -o -path /var/lib/postgresql -prune -o \
+      -name '*meter-*' -print 2>/dev/null || true
+  } | sort
+}
+snapshot >"$work/before"
+installed=(meter-agent meter-central)
+dpkg -i "$agent_deb" "$central_deb" >/dev/null
+getent passwd meter-agent | grep -q ':/var/lib/meter-agent:' || fail "no meter-agent user"
+[ "$(stat -c %U:%a /var/lib/meter-agent)" = meter-agent:750 ] || fail "/var/lib/meter-agent"
+[ -L /etc/systemd/system/multi-user.target.wants/meter-agent.service ] ||
+  fail "meter-agent.service not enabled"
+[ ! -e /etc/systemd/system/multi-user.target.wants/meter-central.service ] ||
+  fail "meter-central.service enabled before its database is configured"
+[ "$(stat -c %G:%a /etc/meter-central/central.env)" = meter-central:640 ] ||
+  fail "central.env must be readable by root and meter-central only"
+dpkg-query --control-show meter-agent conffiles | grep -qx '/etc/meter-agent/agent.yaml' ||
+  fail "agent.yaml is not a conffile"
+
+step "units: systemd-analyze verify and security"
+for unit in meter-agent meter-central; do
+  systemd-analyze verify "/lib/systemd/system/$unit.service"
+  exposure=$(systemd-analyze security --offline=true "/lib/systemd/system/$unit.service" 2>&1 |
+    sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
+  echo "  $unit.service exposure $exposure"
+  awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 1.5) }' || fail "$unit exposure $exposure > 1.5"
+done
+
+step "check-config against the installed conffile"
+setpriv --reuid meter-agent --regid meter-agent --init-groups --no-new-privs -- \
+  /usr/bin/meter-agent check-config --config /etc/meter-agent/agent.yaml
+
+step "smoke test: the installed agent as meter-agent against a local mosquitto"
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+mkdir -p "$work/mosquitto.d" "$work/mosquitto-data"
+chown mosquitto "$work/mosquitto-data"
+# The package's broker snippet, the way README.md tells to use it.
+cp /usr/share/meter-agent/mosquitto/gateway.conf "$work/mosquitto.d/"
+cat >"$work/mosquitto.conf" <<CONF
+listener $port 127.0.0.1
+allow_anonymous true
+persistence_location $work/mosquitto-data/
+log_dest stderr
+include_dir $work/mosquitto.d
+CONF
+mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
+pids+=($!)
+for _ in $(seq 50); do
+  mosquitto_pub -p "$port" -t probe -m x 2>/dev/null && break
+  sleep 0.1
+done
+# The installed configuration with only the broker's port changed: its buffer
+# is /var/lib/meter-agent/buffer.db, its presets /usr/share/meter-agent/presets.
+sed "s/^  # port: 1883\$/  port: $port/" /etc/meter-agent/agent.yaml >"$work/agent.yaml"
+grep -q "^  port: $port\$" "$work/agent.yaml" || fail "could not set the port in the config copy"
+as_agent() { setpriv --reuid meter-agent --regid meter-agent --init-groups --no-new-privs -- "$@"; }
+gateway=$(sed -n 's/^gateway_id: *//p' "$work/agent.yaml")
+mosquitto_sub -p "$port" -t "meter-agent/$gateway/status" -C 1 -W 30 >"$work/status" &
+watcher=$!
+pids+=($watcher)
+as_agent /usr/bin/meter-agent run --config "$work/agent.yaml" 2>"$work/agent.log" &
+agent_pid=$!
+pids+=($agent_pid)
+wait "$watcher" || {
+  cat "$work/agent.log"
+  fail "the agent did not come online"
+}
+grep -q '"status":"online"' "$work/status" || fail "status: $(cat "$work/status")"
+mosquitto_pub -p "$port" -q 1 -t meters/smoke-1 \
+  -m '{"device_id":"smoke-1","timestamp":"2026-01-01T00:00:00Z","metric_type":"energy","value":1234.5,"unit":"kWh"}'
+found=""
+for _ in $(seq 100); do
+  if as_agent /usr/bin/meter-agent export --config "$work/agent.yaml" 2>/dev/null |
+    grep '"device_id":"smoke-1"' | grep -q '1234.5'; then
+    found=yes
+    break
+  fi
+  sleep 0.1
+done
+[ -n "$found" ] || {
+  cat "$work/agent.log"
+  fail "the published reading is not in the export"
+}
+as_agent /usr/bin/meter-agent status --config "$work/agent.yaml" | sed 's/^/  /' | head -n 12
+kill -HUP "$agent_pid"
+for _ in $(seq 50); do grep -q 'reloaded' "$work/agent.log" && break; sleep 0.1; done
+grep -q 'reloaded' "$work/agent.log" || fail "SIGHUP did not reload"
+kill -TERM "$agent_pid"
+wait "$agent_pid" || fail "the agent exited with $? on SIGTERM"
+grep -q 'stopped' "$work/agent.log" || fail "no clean stop in the log"
+[ "$(stat -c %U /var/lib/meter-agent/buffer.db)" = meter-agent ] || fail "buffer owner"
+
+step "the central package's command as meter-central"
+setpriv --reuid meter-central --regid meter-central --init-groups --no-new-privs -- \
+  /usr/bin/meter-central --help >/dev/null || fail "meter-central --help"
+
+step "upgrade (reinstall), remove, purge"
+dpkg -i "$agent_deb" >/dev/null
+[ -L /etc/systemd/system/multi-user.target.wants/meter-agent.service ] ||
+  fail "the upgrade lost the enablement"
+dpkg --remove meter-agent meter-central >/dev/null
+[ "$(readlink /etc/systemd/system/meter-agent.service)" = /dev/null ] ||
+  fail "remove did not mask the unit (as debhelper does)"
+[ -f /etc/meter-agent/agent.yaml ] || fail "remove must keep the conffile"
+dpkg --purge meter-agent meter-central >/dev/null
+installed=()
+snapshot >"$work/after"
+if ! diff -u "$work/before" "$work/after"; then
+  fail "the purge left the above behind"
+fi
+echo "  nothing left behind"
+printf '\npackage-test: passed in %ds\n' "$SECONDS"
