@@ -38,8 +38,10 @@ endif()
 if(meter_package_central)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/central/ DESTINATION lib/meter-central/central
     COMPONENT central
-    PATTERN tests EXCLUDE PATTERN __pycache__ EXCLUDE PATTERN node_modules EXCLUDE PATTERN "*.pyc" EXCLUDE
-    PATTERN run.sh EXCLUDE PATTERN debian-packages.txt EXCLUDE PATTERN README.md EXCLUDE)
+    PATTERN tests EXCLUDE PATTERN __pycache__ EXCLUDE PATTERN "*.pyc" EXCLUDE
+    PATTERN run.sh EXCLUDE PATTERN debian-packages.txt EXCLUDE PATTERN README.md EXCLUDE
+    # The dashboard ships as its build (web/dist, made by npm before packaging), not its sources.
+    REGEX "/web/(src|e2e|node_modules|[^/]*\\.(json|mjs|ts|sh|html))$" EXCLUDE)
   install(PROGRAMS ${meter_deb}/meter-central/meter-central DESTINATION bin COMPONENT central)
   install(FILES ${PROJECT_SOURCE_DIR}/central/README.md DESTINATION share/doc/meter-central
     COMPONENT central)
