@@ -162,7 +162,10 @@ gateway=$(sed -n 's/^gateway_id: *//p' "$work/agent.yaml")
 mosquitto_sub -p "$port" -t "meter-agent/$gateway/status" -C 1 -W 30 >"$work/status" &
 watcher=$!
 pids+=($watcher)
-as_agent /usr/bin/meter-agent run --config "$work/agent.yaml" 2>"$work/agent.log" &
+# setpriv itself, not the as_agent function: $! must be the agent (setpriv
+# execs it), not a subshell that SIGHUP would kill.
+setpriv --reuid meter-agent --regid meter-agent --init-groups --no-new-privs -- \
+  /usr/bin/meter-agent run --config "$work/agent.yaml" 2>"$work/agent.log" &
 agent_pid=$!
 pids+=($agent_pid)
 wait "$watcher" || {
