@@ -162,11 +162,21 @@ gateway=$(sed -n 's/^gateway_id: *//p' "$work/agent.yaml")
 mosquitto_sub -p "$port" -t "meter-agent/$gateway/status" -C 1 -W 30 >"$work/status" &
 watcher=$!
 pids+=($watcher)
-# setpriv itself, not the as_agent function: $! must be the agent (setpriv
-# execs it), not a subshell that SIGHUP would kill.
-setpriv --reuid meter-agent --regid meter-agent --init-groups --no-new-privs -- \
+# Under strace, to check afterwards that every system call the agent made is one
+# the unit's SystemCallFilter allows (CI has no systemd to apply the filter).
+# The agent is strace's child: setpriv execs it, so signals go to it directly.
+strace -f -qq -o "$work/agent.strace" \
+  setpriv --reuid meter-agent --regid meter-agent --init-groups --no-new-privs -- \
   /usr/bin/meter-agent run --config "$work/agent.yaml" 2>"$work/agent.log" &
-agent_pid=$!
+strace_pid=$!
+pids+=($strace_pid)
+agent_pid=""
+for _ in $(seq 50); do
+  agent_pid=$(pgrep -P "$strace_pid" || true)
+  [ -n "$agent_pid" ] && break
+  sleep 0.1
+done
+[ -n "$agent_pid" ] || fail "the agent did not start"
 pids+=($agent_pid)
 wait "$watcher" || {
   cat "$work/agent.log"
@@ -193,13 +203,62 @@ kill -HUP "$agent_pid"
 for _ in $(seq 50); do grep -q 'reloaded' "$work/agent.log" && break; sleep 0.1; done
 grep -q 'reloaded' "$work/agent.log" || fail "SIGHUP did not reload"
 kill -TERM "$agent_pid"
-wait "$agent_pid" || fail "the agent exited with $? on SIGTERM"
+wait "$strace_pid" || fail "the agent exited with $? on SIGTERM"
 grep -q 'stopped' "$work/agent.log" || fail "no clean stop in the log"
+# The system calls after the exec of meter-agent, against @system-service minus
+# @privileged and @resources (systemd/meter-agent.service).
+/usr/bin/python3 - "$work/agent.strace" <<'PY' || fail "the agent made system calls its unit forbids"
+import re, subprocess, sys
+
+def expand(group, seen=None):
+    seen = set() if seen is None else seen
+    if group in seen:
+        return set()
+    seen.add(group)
+    out = subprocess.run(["systemd-analyze", "syscall-filter", group], capture_output=True,
+                         text=True, check=True).stdout
+    calls = set()
+    for line in out.splitlines()[1:]:
+        item = line.strip()
+        if not item or item.startswith("#"):
+            continue
+        calls |= expand(item, seen) if item.startswith("@") else {item}
+    return calls
+
+allowed = (expand("@system-service") | expand("@default")) - expand("@privileged") - expand("@resources")
+made, started = set(), False
+for line in open(sys.argv[1]):
+    if 'execve("/usr/bin/meter-agent"' in line:
+        started = True
+        continue
+    match = re.match(r"\d+ +([a-z0-9_]+)\(", line)
+    if started and match:
+        made.add(match.group(1))
+forbidden = sorted(made - allowed)
+print(f"  {len(made)} distinct system calls, all allowed by the unit" if not forbidden
+      else f"  forbidden by the unit: {' '.join(forbidden)}")
+sys.exit(1 if forbidden or not made else 0)
+PY
 [ "$(stat -c %U /var/lib/meter-agent/buffer.db)" = meter-agent ] || fail "buffer owner"
 
-step "the central package's command as meter-central"
-setpriv --reuid meter-central --regid meter-central --init-groups --no-new-privs -- \
-  /usr/bin/meter-central --help >/dev/null || fail "meter-central --help"
+step "the central package as meter-central: migrate, serve, /healthz (throwaway PostgreSQL)"
+# DATABASE_URL comes from with_postgres.sh; the service is stopped by PID in the trap.
+"$source_dir/central/tests/with_postgres.sh" env CENTRAL_PORT="$(free_port)" bash -c '
+  set -euo pipefail
+  as_central() { setpriv --reuid meter-central --regid meter-central --init-groups --no-new-privs -- "$@"; }
+  as_central /usr/bin/meter-central migrate 2>/dev/null
+  as_central /usr/bin/meter-central serve --no-migrate 2>"'"$work"'/central.log" &
+  serve=$!
+  trap "kill $serve 2>/dev/null; wait $serve 2>/dev/null || true" EXIT
+  for _ in $(seq 100); do
+    if /usr/bin/python3 -c "import urllib.request as u; u.urlopen(\"http://127.0.0.1:$CENTRAL_PORT/healthz\", timeout=1)" 2>/dev/null; then
+      echo "  /healthz answers 200"
+      exit 0
+    fi
+    sleep 0.1
+  done
+  cat "'"$work"'/central.log"
+  exit 1' || fail "meter-central did not serve"
 
 step "upgrade (reinstall), remove, purge"
 dpkg -i "$agent_deb" >/dev/null
