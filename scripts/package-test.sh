@@ -242,12 +242,14 @@ PY
 [ "$(stat -c %U /var/lib/meter-agent/buffer.db)" = meter-agent ] || fail "buffer owner"
 
 step "the central package as meter-central: migrate, serve, /healthz (throwaway PostgreSQL)"
-# DATABASE_URL comes from with_postgres.sh; the service is stopped by PID in the trap.
+# DATABASE_URL comes from with_postgres.sh; the service is stopped by PID in the
+# trap (setpriv, then the wrapper, exec into python: $! is the server).
 "$source_dir/central/tests/with_postgres.sh" env CENTRAL_PORT="$(free_port)" bash -c '
   set -euo pipefail
   as_central() { setpriv --reuid meter-central --regid meter-central --init-groups --no-new-privs -- "$@"; }
   as_central /usr/bin/meter-central migrate 2>/dev/null
-  as_central /usr/bin/meter-central serve --no-migrate 2>"'"$work"'/central.log" &
+  setpriv --reuid meter-central --regid meter-central --init-groups --no-new-privs -- \
+    /usr/bin/meter-central serve --no-migrate 2>"'"$work"'/central.log" &
   serve=$!
   trap "kill $serve 2>/dev/null; wait $serve 2>/dev/null || true" EXIT
   for _ in $(seq 100); do
