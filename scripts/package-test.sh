@@ -94,6 +94,46 @@ echo "  stripped meter-agent: amd64 $(size_of "$agent_deb") bytes, arm64 $(size_
 dpkg-deb -f "$arm_deb" Depends | grep -q 'libyaml-cpp0.7' || fail "arm64 Depends lack shlibdeps"
 
 # ---- 3 and 4. install, check, smoke test, purge ------------------------------
+# Every system call a traced run made after exec'ing $2, against the units'
+# filter: @system-service minus @privileged and @resources, and no W+X memory
+# (MemoryDenyWriteExecute=yes). CI has no systemd to apply the filter itself.
+cat >"$work/check_syscalls.py" <<'PY'
+import re, subprocess, sys
+
+def expand(group, seen):
+    if group in seen:
+        return set()
+    seen.add(group)
+    out = subprocess.run(["systemd-analyze", "syscall-filter", group], capture_output=True,
+                         text=True, check=True).stdout
+    calls = set()
+    for line in out.splitlines()[1:]:
+        item = line.strip()
+        if item and not item.startswith("#"):
+            calls |= expand(item, seen) if item.startswith("@") else {item}
+    return calls
+
+allowed = ((expand("@system-service", set()) | expand("@default", set()))
+           - expand("@privileged", set()) - expand("@resources", set()))
+made, write_exec, started = set(), [], False
+for line in open(sys.argv[1]):
+    if f'execve("{sys.argv[2]}"' in line:
+        started = True
+        continue
+    match = re.match(r"\d+ +([a-z0-9_]+)\(", line)
+    if started and match:
+        made.add(match.group(1))
+        if (match.group(1) in ("mprotect", "pkey_mprotect") and "PROT_EXEC" in line) or (
+                match.group(1) == "mmap" and "PROT_WRITE|PROT_EXEC" in line):
+            write_exec.append(line.strip())
+forbidden = sorted(made - allowed)
+print(f"  {sys.argv[2]}: {len(made)} distinct system calls"
+      + (f"; forbidden by the unit: {' '.join(forbidden)}" if forbidden else ", all allowed by the unit")
+      + "".join(f"\n  W+X memory: {line}" for line in write_exec[:5]))
+sys.exit(1 if forbidden or write_exec or not made else 0)
+PY
+check_syscalls() { /usr/bin/python3 "$work/check_syscalls.py" "$@"; }
+
 step "install"
 # Everything of the packages' on this machine before installing, to compare after the purge.
 snapshot() {
@@ -205,54 +245,31 @@ grep -q 'reloaded' "$work/agent.log" || fail "SIGHUP did not reload"
 kill -TERM "$agent_pid"
 wait "$strace_pid" || fail "the agent exited with $? on SIGTERM"
 grep -q 'stopped' "$work/agent.log" || fail "no clean stop in the log"
-# The system calls after the exec of meter-agent, against @system-service minus
-# @privileged and @resources (systemd/meter-agent.service).
-/usr/bin/python3 - "$work/agent.strace" <<'PY' || fail "the agent made system calls its unit forbids"
-import re, subprocess, sys
-
-def expand(group, seen=None):
-    seen = set() if seen is None else seen
-    if group in seen:
-        return set()
-    seen.add(group)
-    out = subprocess.run(["systemd-analyze", "syscall-filter", group], capture_output=True,
-                         text=True, check=True).stdout
-    calls = set()
-    for line in out.splitlines()[1:]:
-        item = line.strip()
-        if not item or item.startswith("#"):
-            continue
-        calls |= expand(item, seen) if item.startswith("@") else {item}
-    return calls
-
-allowed = (expand("@system-service") | expand("@default")) - expand("@privileged") - expand("@resources")
-made, started = set(), False
-for line in open(sys.argv[1]):
-    if 'execve("/usr/bin/meter-agent"' in line:
-        started = True
-        continue
-    match = re.match(r"\d+ +([a-z0-9_]+)\(", line)
-    if started and match:
-        made.add(match.group(1))
-forbidden = sorted(made - allowed)
-print(f"  {len(made)} distinct system calls, all allowed by the unit" if not forbidden
-      else f"  forbidden by the unit: {' '.join(forbidden)}")
-sys.exit(1 if forbidden or not made else 0)
-PY
+check_syscalls "$work/agent.strace" /usr/bin/meter-agent ||
+  fail "the agent made system calls its unit forbids"
 [ "$(stat -c %U /var/lib/meter-agent/buffer.db)" = meter-agent ] || fail "buffer owner"
 
 step "the central package as meter-central: migrate, serve, /healthz (throwaway PostgreSQL)"
-# DATABASE_URL comes from with_postgres.sh; the service is stopped by PID in the
-# trap (setpriv, then the wrapper, exec into python: $! is the server).
+# DATABASE_URL comes from with_postgres.sh. Under strace like the agent; the
+# server is strace's only child (setpriv, then the wrapper, exec into python):
+# the trap stops it by its PID, then strace.
 "$source_dir/central/tests/with_postgres.sh" env CENTRAL_PORT="$(free_port)" bash -c '
   set -euo pipefail
   as_central() { setpriv --reuid meter-central --regid meter-central --init-groups --no-new-privs -- "$@"; }
   as_central /usr/bin/meter-central migrate 2>/dev/null
-  setpriv --reuid meter-central --regid meter-central --init-groups --no-new-privs -- \
+  strace -f -qq -o "'"$work"'/central.strace" \
+    setpriv --reuid meter-central --regid meter-central --init-groups --no-new-privs -- \
     /usr/bin/meter-central serve --no-migrate 2>"'"$work"'/central.log" &
-  serve=$!
-  trap "kill $serve 2>/dev/null; wait $serve 2>/dev/null || true" EXIT
-  for _ in $(seq 100); do
+  tracer=$!
+  stop_server() {
+    local server
+    server=$(pgrep -P "$tracer" || true)
+    if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
+    kill "$tracer" 2>/dev/null || true
+    wait "$tracer" 2>/dev/null || true
+  }
+  trap stop_server EXIT
+  for _ in $(seq 150); do
     if /usr/bin/python3 -c "import urllib.request as u; u.urlopen(\"http://127.0.0.1:$CENTRAL_PORT/healthz\", timeout=1)" 2>/dev/null; then
       echo "  /healthz answers 200"
       exit 0
@@ -261,6 +278,8 @@ step "the central package as meter-central: migrate, serve, /healthz (throwaway 
   done
   cat "'"$work"'/central.log"
   exit 1' || fail "meter-central did not serve"
+check_syscalls "$work/central.strace" /usr/bin/python3 ||
+  fail "meter-central made system calls its unit forbids"
 
 step "upgrade (reinstall), remove, purge"
 dpkg -i "$agent_deb" >/dev/null
