@@ -28,6 +28,16 @@ fail() {
   echo "package-test: FAILED: $*" >&2
   exit 1
 }
+# A build's output only when it fails (g++ 12 at -O3 floods it with -Wrestrict
+# false positives from <string>).
+build() {
+  local log=$1
+  shift
+  if ! cmake --build "$@" >"$log" 2>&1; then
+    grep -E -B2 -A8 'error|FAILED' "$log" | head -n 80
+    fail "build: cmake --build $*"
+  fi
+}
 
 work=$(mktemp -d /tmp/meter-package-test.XXXXXX)
 chmod 755 "$work"
@@ -61,7 +71,7 @@ cmake -S "$source_dir" -B "$arm_dir" -G Ninja \
   -DCMAKE_TOOLCHAIN_FILE="$source_dir/toolchains/aarch64-linux-gnu.cmake" \
   -DCMAKE_PREFIX_PATH="$arm_dir/sysroot/usr" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON >/dev/null
-cmake --build "$arm_dir" -j "$jobs" --target meter-agent meter_tests
+build "$work/build-arm64.log" "$arm_dir" -j "$jobs" --target meter-agent meter_tests
 file "$arm_dir/agent/meter-agent" | grep -q 'ARM aarch64' || fail "not an arm64 binary"
 
 step "arm64: unit tests under qemu-aarch64-static"
@@ -82,7 +92,7 @@ arm_deb=$(ls "$arm_dir"/meter-agent_*_arm64.deb)
 step "amd64: Release build and .debs"
 cmake -S "$source_dir" -B "$pkg_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMETER_TESTS=OFF \
   -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON >/dev/null
-cmake --build "$pkg_dir" -j "$jobs" --target meter-agent
+build "$work/build-pkg.log" "$pkg_dir" -j "$jobs" --target meter-agent
 (cd "$pkg_dir" && rm -f ./*.deb && cpack -G DEB >/dev/null)
 agent_deb=$(ls "$pkg_dir"/meter-agent_*_amd64.deb)
 central_deb=$(ls "$pkg_dir"/meter-central_*_all.deb)
