@@ -20,7 +20,9 @@ Commands:
   export              write every measurement, ordered by device_id, metric_type,
                       timestamp (--format jsonl|csv, --output FILE)
   renormalize         rebuild measurements from the raw log under the current config
-  status              counts by state and flag, oldest unsynced (--json)
+  status              counts by state and flag, oldest unsynced, the uplink (--json)
+  requeue             send the records the central rejected (quarantined) again,
+                      after a fix (--reason CODE: only those rejected for CODE)
   check-config        validate the configuration and exit
   version             print the version
 
@@ -32,11 +34,13 @@ Options:
   --topic TOPIC       import: topic given to JSON lines (default "import")
   --received-at TS    import: receive time (RFC 3339) instead of the clock
   --json              status: machine-readable output
+  --reason CODE       requeue: only records rejected for CODE (e.g. wrong_unit)
 )";
 
 bool takes_value(std::string_view option) {
   return option == "--config" || option == "--buffer" || option == "--format" ||
-         option == "--output" || option == "--topic" || option == "--received-at";
+         option == "--output" || option == "--topic" || option == "--received-at" ||
+         option == "--reason";
 }
 
 }  // namespace
@@ -78,6 +82,7 @@ int agent_main(int argc, char* argv[]) {
       if (option == "--output") command_line.output_path = *value;
       if (option == "--topic") command_line.import_topic = *value;
       if (option == "--received-at") command_line.received_at = *value;
+      if (option == "--reason") command_line.reason = *value;
       continue;
     }
     if (command_line.command.empty()) {
@@ -102,6 +107,7 @@ int agent_main(int argc, char* argv[]) {
   if (command == "export") return run_export(command_line, std::cout, std::cerr);
   if (command == "renormalize") return run_renormalize(command_line, std::cout, std::cerr);
   if (command == "status") return run_status(command_line, std::cout, std::cerr);
+  if (command == "requeue") return run_requeue(command_line, std::cout, std::cerr);
   if (command == "check-config") return run_check_config(command_line, std::cout, std::cerr);
   std::cerr << "meter-agent: unknown command '" << command << "'\n" << kUsage;
   return kExitUsage;

@@ -30,6 +30,7 @@ struct CommandLine {
   std::string import_topic = "import";     // import: topic for JSONL lines
   std::optional<std::string> received_at;  // import: receive time instead of now
   bool json = false;                       // status
+  std::optional<std::string> reason;       // requeue: only records rejected for this reason
 };
 
 int agent_main(int argc, char* argv[]);
@@ -40,6 +41,7 @@ int run_import(const CommandLine& command_line, std::ostream& out, std::ostream&
 int run_export(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 int run_renormalize(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 int run_status(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+int run_requeue(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 int run_check_config(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 
 }  // namespace meter::agent

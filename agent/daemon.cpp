@@ -616,6 +616,7 @@ void Daemon::reload() {
     if (!added.empty()) subscribe_async(added);
   }
   if (http_changed) start_http();
+  if (uplink_) uplink_->reloaded();  // new token or settings: tried at once
 }
 
 void Daemon::start_http() {
@@ -633,7 +634,8 @@ void Daemon::start_http() {
     }
     if (path == "/metrics") {
       return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8",
-                          metrics_.render_prometheus(now_ms())};
+                          metrics_.render_prometheus(now_ms()) +
+                              (uplink_ ? uplink_->metrics().render_prometheus(now_ms()) : "")};
     }
     return HttpResponse{404, "text/plain; charset=utf-8", "not found\n"};
   });
@@ -666,6 +668,11 @@ int Daemon::run(const std::function<void()>& poll) {
   refresh_status(*normalize_buffer_);
   normalizer_ = std::thread([this] { normalizer_loop(); });
   wake_normalizer();  // whatever a previous run left pending
+  uplink_ = std::make_unique<Uplink>([this] { return config(); }, logger_);
+  if (auto started = uplink_->start(current->buffer); !started) {
+    logger_.error(kBuffer, started.error().message);
+    uplink_.reset();
+  }
   start_http();
   create_client();
   next_connect_at_ = std::chrono::steady_clock::now();
@@ -739,6 +746,7 @@ void Daemon::shutdown() {
   } else {
     client_.reset();
   }
+  if (uplink_) uplink_->stop();  // ends a request in flight; the central side dedups a resend
   normalizer_stop_ = true;
   work_ready_.notify_all();
   if (normalizer_.joinable()) normalizer_.join();

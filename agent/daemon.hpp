@@ -24,6 +24,7 @@
 #include "agent/http_server.hpp"
 #include "agent/log.hpp"
 #include "agent/metrics.hpp"
+#include "agent/uplink.hpp"
 #include "agent/service_notify.hpp"
 #include "common/buffer.hpp"
 #include "common/config.hpp"
@@ -118,6 +119,7 @@ class Daemon {
   std::atomic<bool> connection_lost_{false};
   std::atomic<bool> in_callback_{false};
 
+  std::unique_ptr<Uplink> uplink_;  // agent/uplink.hpp: buffer → central, its own thread
   std::unique_ptr<HttpServer> http_;
   std::string http_listen_;
 

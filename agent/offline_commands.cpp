@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "agent/cli.hpp"
+#include "agent/uplink_commands.hpp"
 #include "common/buffer.hpp"
 #include "common/config.hpp"
 #include "common/json.hpp"
@@ -271,7 +272,9 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
       json += "\"" + name + "\":" + std::to_string(count);
     }
     json += "},\"database_bytes\":" + std::to_string(s.database_bytes) +
-            ",\"wal_bytes\":" + std::to_string(s.wal_bytes) + "}\n";
+            ",\"wal_bytes\":" + std::to_string(s.wal_bytes) + ",\"uplink\":";
+    if (!append_uplink_status(*buffer, *config, true, json, err)) return kExitFailure;
+    json += "}\n";
     out << json;
     return kExitOk;
   }
@@ -294,6 +297,11 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
   out << "\n";
   out << "disk            " << s.database_bytes << " bytes database, " << s.wal_bytes
       << " bytes WAL\n";
+  {
+    std::string uplink;
+    if (!append_uplink_status(*buffer, *config, false, uplink, err)) return kExitFailure;
+    out << uplink;
+  }
   if (s.decode_errors > 0) {
     out << "\nlatest decode errors:\n";
     auto latest = buffer->latest_raw_outcomes("decode_error", 10);

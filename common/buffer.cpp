@@ -150,6 +150,11 @@ Status Buffer::migrate() {
     version = 1;
   }
   // Later schema versions add their forward migrations here, one step each.
+  if (version == 1) {  // the uplink's sync state (buffer_sql.hpp, kMigrateV2)
+    db.exec(sql::kMigrateV2);
+    db.exec("PRAGMA user_version = 2");
+    version = 2;
+  }
   transaction.commit();
   return load_identity();
 }

@@ -25,7 +25,7 @@ namespace sqlite {
 class Database;
 }
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;  // 2: the uplink's sync state
 
 // How many raw messages before a redelivery (MQTT DUP) are searched for its
 // original. Redeliveries follow a reconnect within the broker's in-flight
@@ -99,6 +99,50 @@ struct BufferStatus {
 
 struct PruneStats {
   std::int64_t measurements_deleted = 0;
+  std::int64_t raw_deleted = 0;  // prune_synced only
+};
+
+// ---- The uplink's view (common/buffer_sync.cpp) ----
+struct UplinkBatch;     // common/uplink_batch.hpp
+struct IngestResponse;  // common/uplink_batch.hpp
+
+// How big one upload may get. Each array is bounded by `max_records`; the
+// bytes (uncompressed JSON, estimated) are shared, half reserved for each.
+struct SyncLimits {
+  std::size_t max_records = 1000;
+  std::size_t max_bytes = 4 * 1024 * 1024;
+};
+
+// What applying one response did.
+struct SyncResult {
+  std::int64_t raw_confirmed = 0;
+  std::int64_t raw_rejected = 0;
+  std::int64_t measurements_confirmed = 0;
+  std::int64_t measurements_rejected = 0;
+  std::int64_t missing = 0;  // no matching outcome: sent again later
+};
+
+// A record the central refused, with its reason.
+struct Rejection {
+  std::string kind;  // "raw" | "measurement"
+  std::int64_t ref = 0;  // raw seq, or the measurement's row id
+  std::int64_t revision = 0;
+  std::string reason;
+  std::string detail;
+  std::int64_t rejected_ms = 0;
+  bool requeued = false;  // released by `requeue`, waiting to be sent again
+};
+
+struct SyncStatus {
+  std::int64_t raw_synced_through_seq = 0;
+  std::int64_t raw_waiting = 0;           // normalized raw messages not yet confirmed
+  std::int64_t measurements_waiting = 0;  // unsynced revisions, quarantined ones excluded
+  std::optional<std::int64_t> oldest_waiting_received_ms;
+  std::int64_t quarantined = 0;  // records refused by the central and not requeued
+  std::int64_t requeued = 0;     // released by `requeue`, not yet confirmed
+  std::map<std::string, std::int64_t> quarantined_by_reason;
+
+  std::int64_t waiting() const { return raw_waiting + measurements_waiting; }
 };
 
 class Buffer {
@@ -146,6 +190,41 @@ class Buffer {
   // exact; a reading at or before the anchor gets beyond_retention.
   Result<PruneStats> prune_measurements(std::int64_t cutoff_ms);
 
+  // ---- The uplink (common/buffer_sync.cpp) ----
+  // The next upload: normalized raw messages after the watermark (and the ones
+  // `requeue` released), and measurements whose current revision is neither
+  // confirmed nor quarantined, within `limits`.
+  Result<UplinkBatch> select_unsynced(const SyncLimits& limits);
+  // Records, in one transaction, exactly what a 200 response confirmed (per
+  // record and revision) and what it rejected (quarantined with the reason).
+  Result<SyncResult> apply_ingest_response(const UplinkBatch& batch,
+                                           const IngestResponse& response, std::int64_t now_ms);
+  Result<SyncStatus> sync_status();
+  // The newest `limit` rejections, newest first.
+  Result<std::vector<Rejection>> latest_rejections(int limit);
+  // Releases quarantined records (all, or those rejected for `reason`) to be
+  // sent again; returns how many.
+  Result<std::int64_t> requeue(const std::optional<std::string>& reason);
+  // prune_measurements, then raw messages that are confirmed, normalized, not
+  // quarantined, received before `cutoff_ms`, older than every raw message an
+  // unsynced measurement came from, outside the redelivery window, and not the
+  // newest. `keep_newest_raw`: raw messages kept whatever their state (the
+  // redelivery window; smaller in tests).
+  Result<PruneStats> prune_synced(std::int64_t cutoff_ms,
+                                  std::int64_t keep_newest_raw = kRedeliveryWindow);
+  // Bytes the database and its WAL take on disk now.
+  std::int64_t size_on_disk() const;
+  // Clock trust: records whether the gateway clock is known to be
+  // synchronized. A reading later normalized with a receive time between
+  // `since_ms` (the last time it was known good) and the time it was seen
+  // synchronized again gets clock_unsynced.
+  Status record_clock_state(bool synchronized, std::int64_t since_ms, std::int64_t now_ms);
+
+  // The uplink's last success, error and the like, kept for `status` (meta
+  // keys "uplink.<name>"), written in one transaction.
+  Status put_uplink_state(const std::map<std::string, std::string>& values);
+  Result<std::map<std::string, std::string>> uplink_state();
+
   Status checkpoint();
 
   // Connection settings for the daemon. The acknowledging connection turns
@@ -191,6 +270,8 @@ class Buffer {
   std::int64_t cache_generation_ = -1;
   bool tuned_for_normalization_ = false;
   RedeliveryIndex redeliveries_{kRedeliveryWindow};
+  // Clock-unsynced periods (from, to], loaded for each normalization batch.
+  std::vector<std::pair<std::int64_t, std::int64_t>> clock_unsynced_;
 };
 
 }  // namespace meter

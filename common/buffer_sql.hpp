@@ -193,3 +193,124 @@ inline constexpr const char* kUnsyncedSummary =
     "SELECT count(*), min(first_received_ms) FROM measurements WHERE synced_revision < revision";
 
 }  // namespace meter::sql
+
+// ---- The uplink's sync state (common/buffer_sync.cpp) ----------------------
+namespace meter::sql {
+
+// Schema version 2: what the central side confirmed and refused.
+//
+// Raw messages stay append-only: the uplink sends them in seq order, so their
+// sync state is one watermark, counters.raw_synced_through_seq (every seq at
+// or below it was confirmed or quarantined). measurements.quarantined_revision
+// is the highest revision the central rejected; a rejected record is not sent
+// again until `requeue` (or a new revision). rejections keeps the central's
+// reason for every quarantined record (kind 'raw': ref is the seq; kind
+// 'measurement': ref is measurements.id).
+inline constexpr const char* kMigrateV2 = R"sql(
+ALTER TABLE measurements ADD COLUMN quarantined_revision INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE rejections (
+  kind        TEXT NOT NULL,
+  ref         INTEGER NOT NULL,
+  revision    INTEGER NOT NULL,
+  reason      TEXT NOT NULL,
+  detail      TEXT NOT NULL,
+  rejected_ms INTEGER NOT NULL,
+  requeued    INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (kind, ref)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO counters (name, value) VALUES ('raw_synced_through_seq', 0);
+CREATE TABLE clock_unsynced (
+  from_ms INTEGER NOT NULL,
+  to_ms   INTEGER
+);
+)sql";
+
+// Clock trust: periods (gateway clock, ms) during which the gateway clock was
+// not known to be synchronized; to_ms NULL while it still is not. A reading
+// stamped with the receive time inside one gets clock_unsynced.
+inline constexpr const char* kClockOpenPeriods =
+    "SELECT count(*) FROM clock_unsynced WHERE to_ms IS NULL";
+inline constexpr const char* kClockOpenPeriod =
+    "INSERT INTO clock_unsynced (from_ms, to_ms) VALUES (?1, NULL)";
+inline constexpr const char* kClockClosePeriod =
+    "UPDATE clock_unsynced SET to_ms = max(from_ms, ?1) WHERE to_ms IS NULL";
+inline constexpr const char* kClockPeriods =
+    "SELECT from_ms, coalesce(to_ms, 9223372036854775807) FROM clock_unsynced";
+
+// Raw messages after the watermark that the normalizer has finished with (so
+// their decode outcome is known), in seq order.
+inline constexpr const char* kSyncRawAfter =
+    "SELECT r.seq, r.received_ms, r.topic, r.payload, r.qos, r.retained, r.dup, o.kind, o.reason "
+    "FROM raw_messages r LEFT JOIN raw_outcomes o ON o.seq = r.seq "
+    "WHERE r.seq > ?1 AND r.seq <= ?2 ORDER BY r.seq LIMIT ?3";
+// Quarantined raw messages that `requeue` released.
+inline constexpr const char* kSyncRawRequeued =
+    "SELECT r.seq, r.received_ms, r.topic, r.payload, r.qos, r.retained, r.dup, o.kind, o.reason "
+    "FROM rejections q JOIN raw_messages r ON r.seq = q.ref "
+    "LEFT JOIN raw_outcomes o ON o.seq = r.seq "
+    "WHERE q.kind = 'raw' AND q.requeued = 1 ORDER BY r.seq LIMIT ?1";
+// Measurements whose current revision is neither confirmed nor refused (the
+// partial index measurements_unsynced serves this: its condition is part of
+// the WHERE).
+inline constexpr const char* kSyncMeasurements =
+    "SELECT m.id, s.device_id, s.metric_type, s.unit, m.timestamp_ms, m.value, m.event_id, "
+    "m.delta, m.flags, m.revision, m.raw_seq, m.first_received_ms "
+    "FROM measurements m JOIN series s ON s.id = m.series_id "
+    "WHERE m.synced_revision < m.revision AND m.quarantined_revision < m.revision "
+    "ORDER BY m.id LIMIT ?1";
+// Only upward, and never beyond the revision the row has (a revision raised
+// while the batch was in flight stays unsynced).
+inline constexpr const char* kSyncMarkMeasurement =
+    "UPDATE measurements SET synced_revision = max(synced_revision, ?2) "
+    "WHERE id = ?1 AND ?2 <= revision";
+inline constexpr const char* kSyncQuarantineMeasurement =
+    "UPDATE measurements SET quarantined_revision = max(quarantined_revision, ?2) "
+    "WHERE id = ?1 AND ?2 <= revision";
+inline constexpr const char* kSyncRecordRejection =
+    "INSERT OR REPLACE INTO rejections (kind, ref, revision, reason, detail, rejected_ms, requeued) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)";
+inline constexpr const char* kSyncClearRejection =
+    "DELETE FROM rejections WHERE kind = ?1 AND ref = ?2";
+inline constexpr const char* kSyncSetRawWatermark =
+    "UPDATE counters SET value = max(value, ?1) WHERE name = 'raw_synced_through_seq'";
+
+// Status: what waits, what is quarantined.
+inline constexpr const char* kSyncRawWaiting =
+    "SELECT count(*) FROM raw_messages WHERE seq > ?1 AND seq <= ?2";
+inline constexpr const char* kSyncOldestRawWaiting =
+    "SELECT received_ms FROM raw_messages WHERE seq > ?1 ORDER BY seq LIMIT 1";
+inline constexpr const char* kSyncMeasurementsWaiting =
+    "SELECT count(*), min(first_received_ms) FROM measurements "
+    "WHERE synced_revision < revision AND quarantined_revision < revision";
+inline constexpr const char* kSyncRejectionCounts =
+    "SELECT kind, reason, requeued, count(*) FROM rejections GROUP BY kind, reason, requeued";
+inline constexpr const char* kSyncLatestRejections =
+    "SELECT kind, ref, revision, reason, detail, rejected_ms, requeued FROM rejections "
+    "ORDER BY rejected_ms DESC, kind, ref LIMIT ?1";
+
+// requeue: release quarantined records (all, or those with one reason).
+inline constexpr const char* kRequeueMeasurements =
+    "UPDATE measurements SET quarantined_revision = 0 WHERE id IN "
+    "(SELECT ref FROM rejections WHERE kind = 'measurement' AND requeued = 0 "
+    "AND (?1 IS NULL OR reason = ?1))";
+inline constexpr const char* kRequeueRejections =
+    "UPDATE rejections SET requeued = 1 WHERE requeued = 0 AND (?1 IS NULL OR reason = ?1)";
+
+// Pruning raw messages: confirmed (at or below the watermark), normalized, not
+// quarantined, older than the cutoff, below the first raw message an unsynced
+// measurement came from (so renormalize can still rebuild every unsynced
+// measurement), and never the newest row (seq must not be reused).
+inline constexpr const char* kSyncMinUnsyncedRawSeq =
+    "SELECT min(raw_seq) FROM measurements WHERE synced_revision < revision";
+inline constexpr const char* kSyncPruneRaw = R"sql(
+DELETE FROM raw_messages
+WHERE seq <= ?1 AND received_ms < ?2
+  AND seq < (SELECT max(seq) FROM raw_messages)
+  AND seq NOT IN (SELECT ref FROM rejections WHERE kind = 'raw')
+)sql";
+inline constexpr const char* kUplinkState =
+    "SELECT key, value FROM meta WHERE key >= 'uplink.' AND key < 'uplink/'";
+inline constexpr const char* kSyncPruneRawOutcomes =
+    "DELETE FROM raw_outcomes WHERE seq <= ?1 AND seq NOT IN (SELECT seq FROM raw_messages)";
+
+}  // namespace meter::sql

@@ -196,7 +196,7 @@ class Parser {
     std::vector<Entry> entries;
     if (!read_map(top,
                   KeyList{"gateway_id", "buffer", "metrics", "mappings", "presets_dir", "normalize",
-                          "mqtt", "http", "log"},
+                          "mqtt", "http", "uplink", "log"},
                   entries)) {
       return false;
     }
@@ -223,6 +223,8 @@ class Parser {
         ok = parse_mqtt(entry.value, config.mqtt);
       } else if (entry.key == "http") {
         ok = parse_http(entry.value, config.http);
+      } else if (entry.key == "uplink") {
+        ok = parse_uplink(entry.value, config.uplink);
       } else if (entry.key == "log") {
         ok = parse_log(entry.value, config.log);
       }
@@ -866,10 +868,14 @@ class Parser {
 
   bool parse_normalize(const Value& value, NormalizeConfig& out) {
     std::vector<Entry> entries;
-    if (!read_map(value, KeyList{"future_tolerance", "batch_size"}, entries)) return false;
+    if (!read_map(value, KeyList{"future_tolerance", "batch_size", "clock"}, entries)) return false;
     for (const Entry& entry : entries) {
       bool ok = true;
-      if (entry.key == "future_tolerance") {
+      if (entry.key == "clock") {
+        ok = one_of(entry.value,
+                    {{"auto", ClockTrust::automatic}, {"synchronized", ClockTrust::synchronized}},
+                    out.clock);
+      } else if (entry.key == "future_tolerance") {
         ok = parse_duration(entry.value, out.future_tolerance_ms);
       } else if (entry.key == "batch_size") {
         ok = parse_batch_size(entry.value, out.batch_size);
@@ -1034,6 +1040,112 @@ class Parser {
     return true;
   }
 
+  bool parse_uplink(const Value& value, UplinkConfig& out) {
+    std::vector<Entry> entries;
+    if (!read_map(value,
+                  KeyList{"url", "token_file", "token_env", "ca_file", "cert_file", "key_file",
+                          "verify", "timeout", "connect_timeout", "batch_max_records",
+                          "batch_max_bytes", "gzip_level", "retry", "auth_retry", "interval",
+                          "retention", "prune_interval"},
+                  entries)) {
+      return false;
+    }
+    for (const Entry& entry : entries) {
+      bool ok = true;
+      const Value& v = entry.value;
+      int number = 0;
+      if (entry.key == "url") {
+        ok = parse_uplink_url(v, out.url);
+      } else if (entry.key == "token_file") {
+        ok = parse_path(v, out.token_file);
+      } else if (entry.key == "token_env") {
+        ok = non_empty_text(v, "an environment variable name", out.token_env);
+      } else if (entry.key == "ca_file") {
+        ok = parse_path(v, out.ca_file);
+      } else if (entry.key == "cert_file") {
+        ok = parse_path(v, out.cert_file);
+      } else if (entry.key == "key_file") {
+        ok = parse_path(v, out.key_file);
+      } else if (entry.key == "verify") {
+        ok = boolean(v, out.verify);
+      } else if (entry.key == "timeout") {
+        ok = parse_duration(v, out.timeout_ms);
+        if (ok && out.timeout_ms < 100) ok = fail(v, "must be at least 100ms");
+      } else if (entry.key == "connect_timeout") {
+        ok = parse_duration(v, out.connect_timeout_ms);
+        if (ok && out.connect_timeout_ms < 100) ok = fail(v, "must be at least 100ms");
+      } else if (entry.key == "batch_max_records") {
+        ok = whole_number(v, 1, 10000, number);
+        out.batch_max_records = static_cast<std::size_t>(number);
+      } else if (entry.key == "batch_max_bytes") {
+        ok = whole_number(v, 4096, 16 * 1024 * 1024, number);
+        out.batch_max_bytes = static_cast<std::size_t>(number);
+      } else if (entry.key == "gzip_level") {
+        ok = whole_number(v, 0, 9, out.gzip_level);
+      } else if (entry.key == "retry") {
+        std::vector<Entry> retry;
+        ok = read_map(v, KeyList{"min", "max"}, retry);
+        for (const Entry& bound : retry) {
+          if (!ok) break;
+          ok = parse_duration(bound.value,
+                              bound.key == "min" ? out.retry_min_ms : out.retry_max_ms);
+        }
+        if (ok && out.retry_min_ms < 10) ok = fail(v, "retry.min must be at least 10ms");
+        if (ok && out.retry_max_ms < out.retry_min_ms) {
+          ok = fail(v, "retry.max must not be below retry.min");
+        }
+      } else if (entry.key == "auth_retry") {
+        ok = parse_duration(v, out.auth_retry_ms);
+        if (ok && out.auth_retry_ms < 10) ok = fail(v, "must be at least 10ms");
+      } else if (entry.key == "interval") {
+        ok = parse_duration(v, out.interval_ms);
+        if (ok && out.interval_ms < 10) ok = fail(v, "must be at least 10ms");
+      } else if (entry.key == "retention") {
+        ok = parse_duration(v, out.retention_ms);
+      } else if (entry.key == "prune_interval") {
+        ok = parse_duration(v, out.prune_interval_ms);
+        if (ok && out.prune_interval_ms < 10) ok = fail(v, "must be at least 10ms");
+      }
+      if (!ok) return false;
+    }
+    if (!out.token_file.empty() && !out.token_env.empty()) {
+      return fail(value, "give token_file or token_env, not both");
+    }
+    if (!out.url.empty() && out.token_file.empty() && out.token_env.empty()) {
+      return fail(value, "the uplink needs the gateway's token: give token_file or token_env");
+    }
+    if (out.cert_file.empty() != out.key_file.empty()) {
+      return fail(value, "cert_file and key_file go together (a client certificate needs its key)");
+    }
+    return true;
+  }
+
+  // https:// anywhere; plain http:// only to this host (a TLS-terminating proxy
+  // beside the agent, or tests): the token is a bearer secret.
+  bool parse_uplink_url(const Value& value, std::string& out) {
+    constexpr std::string_view kExpected =
+        "an https:// URL (http:// only to localhost), e.g. https://central.example.com";
+    std::string text;
+    if (!non_empty_text(value, kExpected, text)) return false;
+    while (!text.empty() && text.back() == '/') text.pop_back();
+    const bool https = text.rfind("https://", 0) == 0 && text.size() > 8;
+    const bool http = text.rfind("http://", 0) == 0;
+    if (!https && !http) return fail_expected(value, kExpected);
+    if (http) {
+      const std::string rest = text.substr(7);
+      const std::string host = rest.substr(0, rest.find_first_of(":/"));
+      const bool loopback = host == "localhost" || host.rfind("127.", 0) == 0 ||
+                            rest.rfind("[::1]", 0) == 0;
+      if (!loopback) {
+        return fail(value, "plain http:// would send the token in the clear; use https:// (http:// "
+                           "is accepted for localhost only), got " + quote(text));
+      }
+    }
+    if (text.find_first_of(" \t\r\n?#") != std::string::npos) return fail_expected(value, kExpected);
+    out = text;
+    return true;
+  }
+
   bool parse_log(const Value& value, LogConfig& out) {
     std::vector<Entry> entries;
     if (!read_map(value, KeyList{"level", "components"}, entries)) return false;
@@ -1043,7 +1155,7 @@ class Parser {
         continue;
       }
       std::vector<Entry> components;
-      if (!read_map(entry.value, KeyList{"mqtt", "buffer", "normalize", "http", "config", "agent"},
+      if (!read_map(entry.value, KeyList{"mqtt", "buffer", "normalize", "http", "uplink", "config", "agent"},
                     components)) {
         return false;
       }
@@ -1179,6 +1291,8 @@ std::string_view next_level(std::string_view text, std::size_t& pos, bool& done)
 }
 
 }  // namespace
+
+std::string UplinkConfig::ingest_url() const { return url + "/api/v1/ingest"; }
 
 const MetricConfig* Config::metric(std::string_view name) const {
   const auto it = metrics.find(name);

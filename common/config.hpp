@@ -98,7 +98,14 @@ struct MappingConfig {
   std::vector<ReadingMapping> readings;  // at least one
 };
 
+// Whether the gateway clock may be trusted (clock_unsynced, agent/clock_sync.hpp).
+enum class ClockTrust {
+  automatic,     // `auto`: ask the system (systemd-timesyncd's flag file, else the kernel)
+  synchronized,  // the operator vouches for the clock (nothing to probe): never flagged
+};
+
 struct NormalizeConfig {
+  ClockTrust clock = ClockTrust::automatic;
   std::int64_t future_tolerance_ms = 5 * 60 * 1000;  // readings further ahead get future_timestamp
   std::size_t batch_size =
       20000;  // raw messages per normalization transaction (docs/BENCHMARKS.md)
@@ -137,6 +144,32 @@ struct HttpConfig {
   std::string listen;  // "127.0.0.1:9108"; loopback addresses only; empty: off
 };
 
+// The upload to the central service (agent/uplink.cpp, docs/PROTOCOL.md). Off
+// unless `url` is set.
+struct UplinkConfig {
+  std::string url;  // base URL, e.g. https://central.example.com; /api/v1/ingest is appended
+  std::string token_file;  // the gateway's bearer token is read from this file (mode 0600), or
+  std::string token_env;   // from this environment variable; never logged
+  std::string ca_file;     // empty: the system's CA certificates
+  std::string cert_file;   // client certificate (mTLS), with key_file
+  std::string key_file;
+  bool verify = true;  // false turns off server certificate verification: never in production
+  std::int64_t timeout_ms = 30 * 1000;  // a whole request, connect included
+  std::int64_t connect_timeout_ms = 10 * 1000;
+  std::size_t batch_max_records = 1000;  // per array (raw events, measurements)
+  std::size_t batch_max_bytes = 4 * 1024 * 1024;  // uncompressed JSON per request
+  int gzip_level = 1;  // 0: no compression; 1 (fastest) .. 9 (docs/BENCHMARKS.md)
+  std::int64_t retry_min_ms = 1000;  // backoff after a failed request, doubling, with jitter
+  std::int64_t retry_max_ms = 5 * 60 * 1000;
+  std::int64_t auth_retry_ms = 10 * 60 * 1000;  // after 401/403 (a reload retries at once)
+  std::int64_t interval_ms = 1000;  // how often to look for new records when idle
+  std::int64_t retention_ms = 0;    // prune synced records older than this; 0: keep them
+  std::int64_t prune_interval_ms = 60 * 60 * 1000;
+
+  bool enabled() const { return !url.empty(); }
+  std::string ingest_url() const;
+};
+
 enum class LogLevel { error, warning, info, debug };
 
 struct LogConfig {
@@ -156,6 +189,7 @@ struct Config {
   NormalizeConfig normalize;
   MqttConfig mqtt;
   HttpConfig http;
+  UplinkConfig uplink;
   LogConfig log;
 
   const MetricConfig* metric(std::string_view name) const;

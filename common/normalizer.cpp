@@ -166,6 +166,11 @@ NormalizeStats Buffer::normalize_batch_in_transaction(const Config& config,
   s.raw_after.reset();
 
   if (redeliveries_.through_seq() != progress) load_redelivery_index(progress);
+  clock_unsynced_.clear();
+  if (!batch.empty()) {
+    auto periods = db_->prepare(sql::kClockPeriods);
+    while (periods.step()) clock_unsynced_.emplace_back(periods.column_int(0), periods.column_int(1));
+  }
   NormalizeStats stats;
   for (const auto& [seq, message] : batch) {
     normalize_message(config, seq, message, effective_received_ms(seq, message), stats);
@@ -275,6 +280,15 @@ void Buffer::normalize_message(const Config& config, std::int64_t seq, const Raw
       note(reading.error().message);
       ++failed;
       continue;
+    }
+    if (has_flag(reading->flags, Flag::gateway_timestamp)) {
+      // Stamped with the gateway clock: is that clock trusted at that time?
+      for (const auto& [from_ms, to_ms] : clock_unsynced_) {
+        if (received_ms >= from_ms && received_ms <= to_ms) {
+          reading->flags |= flag_bit(Flag::clock_unsynced);
+          break;
+        }
+      }
     }
     const MetricConfig& metric = *config.metric(reading->metric_type);
     if (!store_reading(metric, *reading, seq, config.normalize.future_tolerance_ms, stats)) {

@@ -83,6 +83,10 @@ class AgentProcess {
            "\n"
            "  durability: normal\n" +
            mappings_ +
+           // Tests compare flags exactly; whether this machine's clock is
+           // synchronized must not change them (tests/uplink covers clock trust).
+           "normalize:\n"
+           "  clock: synchronized\n"
            "mqtt:\n"
            "  host: 127.0.0.1\n"
            "  port: " +

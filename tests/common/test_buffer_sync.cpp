@@ -1,0 +1,284 @@
+// The buffer's sync state (common/buffer_sync.cpp): what is selected for
+// upload, what a response confirms or quarantines, requeue, pruning.
+#include <catch2/catch.hpp>
+
+#include "common/buffer_sql.hpp"
+#include "common/sqlite.hpp"
+#include "common/uplink_batch.hpp"
+#include "support/buffer_fixture.hpp"
+
+using namespace meter;
+using namespace meter::test;
+
+namespace {
+
+std::string reading(const std::string& ts, const std::string& value,
+                    const std::string& device = "m1") {
+  return seed_payload(device, ts, "energy", value, "kWh");
+}
+
+// A response that answers every record with `outcome`.
+IngestResponse answer_all(const UplinkBatch& batch, RecordOutcome outcome) {
+  IngestResponse response;
+  response.raw_events.assign(batch.raw_events.size(), RecordResult{outcome, "", ""});
+  response.measurements.assign(batch.measurements.size(), RecordResult{outcome, "", ""});
+  return response;
+}
+
+UplinkBatch select(Buffer& buffer, SyncLimits limits = {}) {
+  auto batch = buffer.select_unsynced(limits);
+  REQUIRE(batch);
+  return std::move(*batch);
+}
+
+SyncStatus sync_status(Buffer& buffer) {
+  auto status = buffer.sync_status();
+  REQUIRE(status);
+  return *status;
+}
+
+}  // namespace
+
+TEST_CASE("an old buffer migrates to the sync schema and keeps its rows", "[buffer_sync]") {
+  TempDir dir;
+  const auto path = dir.file("v1.db");
+  {
+    sqlite::Database db(path);
+    db.exec(sql::kCreatePragmas);
+    db.exec(sql::kSchemaV1);
+    db.exec("INSERT INTO meta VALUES ('buffer_id', '6f1c2a4e-3b7d-4c1e-9a55-0d2f8e7b1c90')");
+    db.exec("INSERT INTO raw_messages (received_ms, topic, payload, qos, retained, dup) "
+            "VALUES (1, 't', x'00', 1, 0, 0)");
+    db.exec("PRAGMA user_version = 1");
+  }
+  BufferConfig config;
+  config.path = path;
+  auto buffer = Buffer::open(config);
+  REQUIRE(buffer);
+  auto status = (*buffer)->sync_status();
+  REQUIRE(status);
+  CHECK(status->raw_synced_through_seq == 0);
+  CHECK((*buffer)->status()->raw_messages == 1);
+  CHECK((*buffer)->buffer_id() == "6f1c2a4e-3b7d-4c1e-9a55-0d2f8e7b1c90");
+}
+
+TEST_CASE("only normalized raw messages and unsynced revisions are selected, within the limits",
+          "[buffer_sync]") {
+  BufferFixture f;
+  for (int i = 0; i < 10; ++i) {
+    f.append(reading("2024-01-01T0" + std::to_string(i) + ":00:00Z", std::to_string(i + 1)));
+  }
+  CHECK(select(f.buffer()).empty());  // nothing normalized yet
+  f.normalize();
+  auto batch = select(f.buffer(), SyncLimits{4, 1 << 20});
+  CHECK(batch.raw_events.size() == 4);
+  CHECK(batch.measurements.size() == 4);
+  CHECK(batch.raw_events.front().seq == 1);
+  CHECK(batch.measurements.front().measurement.revision == 1);
+  // A byte bound smaller than one record still lets one through.
+  auto tiny = select(f.buffer(), SyncLimits{100, 10});
+  CHECK(tiny.raw_events.size() == 1);
+  CHECK(tiny.measurements.size() == 1);
+  auto all = select(f.buffer());
+  CHECK(all.raw_events.size() == 10);
+  CHECK(all.measurements.size() == 10);
+  CHECK(sync_status(f.buffer()).waiting() == 20);
+}
+
+TEST_CASE("a response marks exactly the records and revisions it confirms", "[buffer_sync]") {
+  BufferFixture f;
+  f.append(reading("2024-01-01T01:00:00Z", "1"));
+  f.append(reading("2024-01-01T03:00:00Z", "3"));
+  f.normalize();
+  auto batch = select(f.buffer());
+  REQUIRE(batch.raw_events.size() == 2);
+  REQUIRE(batch.measurements.size() == 2);
+  // Raw 1 confirmed, raw 2 missing; measurement 0 confirmed, 1 missing.
+  IngestResponse response = answer_all(batch, RecordOutcome::missing);
+  response.raw_events[0].outcome = RecordOutcome::confirmed;
+  response.measurements[0].outcome = RecordOutcome::confirmed;
+  // Meanwhile an out-of-order reading raises the revision of the later one.
+  f.append(reading("2024-01-01T02:00:00Z", "2"));
+  f.normalize();
+  auto applied = f.buffer().apply_ingest_response(batch, response, 1000);
+  REQUIRE(applied);
+  CHECK(applied->raw_confirmed == 1);
+  CHECK(applied->measurements_confirmed == 1);
+  CHECK(applied->missing == 2);
+  auto status = sync_status(f.buffer());
+  CHECK(status.raw_synced_through_seq == 1);
+  CHECK(status.raw_waiting == 2);            // seq 2 (missing) and 3 (new)
+  CHECK(status.measurements_waiting == 2);  // 03:00 (missing and revised) and 02:00 (new)
+  auto next = select(f.buffer());
+  CHECK(next.raw_events.front().seq == 2);
+  bool revised_sent = false;
+  for (const auto& m : next.measurements) {
+    if (m.measurement.value == "3") {
+      CHECK(m.measurement.revision == 2);  // the revision after the out-of-order arrival
+      revised_sent = true;
+    }
+  }
+  CHECK(revised_sent);
+  // Confirming an older revision than the row has leaves it unsynced.
+  UplinkBatch stale = batch;  // revision 1 of "3"
+  IngestResponse stale_ok = answer_all(stale, RecordOutcome::confirmed);
+  REQUIRE(f.buffer().apply_ingest_response(stale, stale_ok, 2000));
+  CHECK(f.at("m1", "energy", "2024-01-01T03:00:00.000Z").synced_revision == 1);
+  CHECK(f.at("m1", "energy", "2024-01-01T03:00:00.000Z").revision == 2);
+  REQUIRE(f.buffer().apply_ingest_response(next, answer_all(next, RecordOutcome::confirmed), 3000));
+  CHECK(sync_status(f.buffer()).waiting() == 0);
+  CHECK(select(f.buffer()).empty());
+}
+
+TEST_CASE("rejected records are quarantined with their reason, never block the rest, and requeue "
+          "releases them",
+          "[buffer_sync]") {
+  BufferFixture f;
+  for (int i = 1; i <= 3; ++i) {
+    f.append(reading("2024-01-01T0" + std::to_string(i) + ":00:00Z", std::to_string(i)));
+  }
+  f.normalize();
+  auto batch = select(f.buffer());
+  IngestResponse response = answer_all(batch, RecordOutcome::confirmed);
+  response.raw_events[1] = RecordResult{RecordOutcome::rejected, "too_long", "topic too long"};
+  response.measurements[2] = RecordResult{RecordOutcome::rejected, "wrong_unit", "kWh only"};
+  auto applied = f.buffer().apply_ingest_response(batch, response, 5000);
+  REQUIRE(applied);
+  CHECK(applied->raw_rejected == 1);
+  CHECK(applied->measurements_rejected == 1);
+  auto status = sync_status(f.buffer());
+  CHECK(status.raw_synced_through_seq == 3);  // the rejected one does not hold the rest back
+  CHECK(status.waiting() == 0);
+  CHECK(status.quarantined == 2);
+  CHECK(status.quarantined_by_reason["too_long"] == 1);
+  CHECK(status.quarantined_by_reason["wrong_unit"] == 1);
+  CHECK(select(f.buffer()).empty());  // never retried blindly
+  auto latest = f.buffer().latest_rejections(10);
+  REQUIRE(latest);
+  REQUIRE(latest->size() == 2);
+  CHECK(latest->at(0).rejected_ms == 5000);
+
+  // requeue by reason releases only those.
+  auto released = f.buffer().requeue(std::string("wrong_unit"));
+  REQUIRE(released);
+  CHECK(*released == 1);
+  auto again = select(f.buffer());
+  CHECK(again.raw_events.empty());
+  REQUIRE(again.measurements.size() == 1);
+  CHECK(again.measurements[0].measurement.value == "3");
+  CHECK(sync_status(f.buffer()).requeued == 1);
+  REQUIRE(f.buffer().apply_ingest_response(again, answer_all(again, RecordOutcome::confirmed), 6000));
+  CHECK(sync_status(f.buffer()).quarantined == 1);
+  CHECK(sync_status(f.buffer()).requeued == 0);
+
+  // requeue of everything releases the raw one; rejected again, it is quarantined again.
+  CHECK(*f.buffer().requeue(std::nullopt) == 1);
+  auto raw_again = select(f.buffer());
+  REQUIRE(raw_again.raw_events.size() == 1);
+  CHECK(raw_again.raw_events[0].seq == 2);
+  CHECK(sync_status(f.buffer()).raw_waiting == 1);
+  REQUIRE(f.buffer().apply_ingest_response(raw_again,
+                                           answer_all(raw_again, RecordOutcome::rejected), 7000));
+  CHECK(sync_status(f.buffer()).quarantined == 1);
+  CHECK(select(f.buffer()).empty());
+}
+
+TEST_CASE("pruning deletes only confirmed records, keeps each series' newest, and deltas stay "
+          "exact",
+          "[buffer_sync]") {
+  BufferFixture f;
+  const std::int64_t day = 86400000;
+  const std::int64_t received = 1704067200000;  // 2024-01-01
+  f.append(reading("2024-01-01T00:00:00Z", "10"), received);
+  f.append(reading("2024-01-02T00:00:00Z", "15"), received + day);
+  f.append(reading("2024-01-03T00:00:00Z", "20", "m2"), received + 2 * day);
+  f.append(reading("2024-01-04T00:00:00Z", "30"), received + 3 * day);
+  f.normalize();
+  // Confirm everything except the newest m1 reading.
+  auto batch = select(f.buffer());
+  IngestResponse response = answer_all(batch, RecordOutcome::confirmed);
+  for (std::size_t i = 0; i < batch.measurements.size(); ++i) {
+    if (batch.measurements[i].measurement.value == "15") {
+      response.measurements[i].outcome = RecordOutcome::missing;  // stays unsynced
+    }
+  }
+  REQUIRE(f.buffer().apply_ingest_response(batch, response, 0));
+  auto pruned = f.buffer().prune_synced(received + 10 * day);
+  REQUIRE(pruned);
+  // m1@01 (synced) goes; m1@02 is unsynced; m1@04 is the newest of m1; m2@03 the newest of m2.
+  CHECK(pruned->measurements_deleted == 1);
+  CHECK(pruned->raw_deleted == 0);  // the redelivery window keeps recent raw messages
+  auto all = f.measurements();
+  REQUIRE(all.size() == 3);
+  // An out-of-order reading before the pruned one is flagged beyond_retention.
+  f.append(reading("2023-12-31T00:00:00Z", "5"), received + 4 * day);
+  f.normalize();
+  CHECK(has_flag(f.at("m1", "energy", "2023-12-31T00:00:00.000Z").flags, Flag::beyond_retention));
+  CHECK(f.at("m1", "energy", "2024-01-02T00:00:00.000Z").delta == std::optional<std::string>("5"));
+}
+
+TEST_CASE("pruning raw messages keeps unconfirmed, quarantined, recent and still-needed ones",
+          "[buffer_sync]") {
+  BufferFixture f;
+  const std::int64_t received = 1704067200000;
+  for (int i = 1; i <= 6; ++i) {
+    f.append(reading("2024-01-0" + std::to_string(i) + "T00:00:00Z", std::to_string(i * 10)),
+             received + i);
+  }
+  f.normalize();
+  auto batch = select(f.buffer());
+  IngestResponse response = answer_all(batch, RecordOutcome::confirmed);
+  response.raw_events[1] = RecordResult{RecordOutcome::rejected, "too_long", ""};  // seq 2
+  response.raw_events[4] = RecordResult{RecordOutcome::missing, "", ""};          // seq 5
+  response.measurements[2].outcome = RecordOutcome::missing;  // from raw seq 3: still unsynced
+  REQUIRE(f.buffer().apply_ingest_response(batch, response, 0));
+  // Watermark 4 (seq 5 unanswered); the unsynced measurement from seq 3 keeps
+  // raw 3 and later; seq 2 is quarantined: only seq 1 may go.
+  auto pruned = f.buffer().prune_synced(received + 1000, 1);
+  REQUIRE(pruned);
+  CHECK(pruned->raw_deleted == 1);
+  CHECK(f.buffer().status()->raw_messages == 5);
+  // Nothing newer than the cutoff goes.
+  REQUIRE(f.buffer().apply_ingest_response(select(f.buffer()),
+                                           answer_all(select(f.buffer()), RecordOutcome::confirmed),
+                                           0));
+  CHECK(f.buffer().prune_synced(received, 1)->raw_deleted == 0);
+  // Once everything is confirmed: all but the quarantined one and the newest.
+  CHECK(f.buffer().prune_synced(received + 1000, 1)->raw_deleted == 3);
+  CHECK(f.buffer().status()->raw_messages == 2);
+}
+
+TEST_CASE("readings stamped with the gateway clock while it was not synchronized get "
+          "clock_unsynced",
+          "[buffer_sync]") {
+  BufferFixture f;
+  const std::int64_t t0 = 1735689600000;
+  REQUIRE(f.buffer().record_clock_state(false, t0 + 1000, t0 + 1000));
+  REQUIRE(f.buffer().record_clock_state(false, t0 + 1500, t0 + 1500));  // still: no new period
+  REQUIRE(f.buffer().record_clock_state(true, 0, t0 + 5000));
+  const auto no_ts = [](const std::string& device) {
+    return seed_payload(device, std::nullopt, "energy", "1", "kWh");
+  };
+  f.append(no_ts("before"), t0);        // before the period
+  f.append(no_ts("during"), t0 + 3000);  // inside it
+  f.append(no_ts("after"), t0 + 6000);   // after it
+  f.append(reading("2025-01-01T00:00:03Z", "1", "own-clock"), t0 + 3000);  // the meter's own time
+  f.normalize();
+  auto flags_of = [&](const std::string& device) {
+    for (const auto& m : f.measurements()) {
+      if (m.device_id == device) return m.flags;
+    }
+    FAIL("no measurement of " << device);
+    return FlagSet{0};
+  };
+  CHECK_FALSE(has_flag(flags_of("before"), Flag::clock_unsynced));
+  CHECK(has_flag(flags_of("during"), Flag::clock_unsynced));
+  CHECK(has_flag(flags_of("during"), Flag::gateway_timestamp));
+  CHECK_FALSE(has_flag(flags_of("after"), Flag::clock_unsynced));
+  CHECK_FALSE(has_flag(flags_of("own-clock"), Flag::clock_unsynced));
+  // An open period (not synchronized since) covers everything after it.
+  REQUIRE(f.buffer().record_clock_state(false, t0 + 7000, t0 + 7000));
+  f.append(no_ts("later"), t0 + 9000);
+  f.normalize();
+  CHECK(has_flag(flags_of("later"), Flag::clock_unsynced));
+}

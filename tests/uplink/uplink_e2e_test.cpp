@@ -1,0 +1,397 @@
+// The uplink end to end, every component real: mosquitto, `meter-agent run`,
+// the central service under uvicorn, PostgreSQL (central/tests/with_postgres.sh
+// starts it and exports DATABASE_URL), with our fault-injecting proxy
+// (tests/support/fault_proxy.hpp) between the agent and the central.
+//
+// Every case ends with the same check: PostgreSQL holds every published
+// reading exactly once, with the same values, deltas, flags and revisions as
+// the agent's export, and every raw message once.
+//
+// ctest runs shortened outages and a few kills; the full run (docs/BENCHMARKS.md):
+//   METER_UPLINK_FULL=1 central/tests/with_postgres.sh build/tests/uplink/uplink_e2e_test
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <set>
+#include <sys/stat.h>
+#include <thread>
+
+#include "common/flags.hpp"
+#include "common/timestamp.hpp"
+#include "support/agent_process.hpp"
+#include "support/central.hpp"
+#include "support/fault_proxy.hpp"
+#include "support/mqtt_client.hpp"
+
+using namespace meter;
+using namespace meter::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool full_run() { return std::getenv("METER_UPLINK_FULL") != nullptr; }
+
+int env_int(const char* name, int fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::atoi(value) : fallback;
+}
+
+std::string reading(const std::string& device, std::int64_t ts_ms, std::int64_t value) {
+  return "{\"device_id\":\"" + device + "\",\"timestamp\":\"" + format_timestamp(ts_ms) +
+         "\",\"metric_type\":\"energy\",\"value\":" + std::to_string(value) +
+         ",\"unit\":\"Wh\"}";
+}
+
+// Everything of one test: broker, central, proxy, agent.
+struct Rig {
+  Mosquitto broker;
+  CentralService central;
+  FaultProxy proxy{central.port()};
+  AgentProcess agent{broker.port()};
+  std::string uplink_extra;
+
+  explicit Rig(std::string extra = "", bool through_proxy = true) : uplink_extra(std::move(extra)) {
+    central.start();
+    write_token(central.token());
+    write_config(through_proxy ? "http://127.0.0.1:" + std::to_string(proxy.port())
+                               : "http://127.0.0.1:" + std::to_string(central.port()));
+  }
+  std::string token_path() const { return agent.dir().file("token"); }
+  void write_token(const std::string& token) const {
+    write_text_file(token_path(), token + "\n");
+    ::chmod(token_path().c_str(), 0600);
+  }
+  void write_config(const std::string& url, const std::string& more = "") const {
+    write_text_file(agent.config_path(),
+                    agent.config_text() + "uplink:\n  url: " + url + "\n  token_file: " +
+                        token_path() +
+                        "\n  timeout: 2s\n  connect_timeout: 1s\n  retry: {min: 50ms, max: 500ms}\n"
+                        "  interval: 50ms\n  batch_max_records: 200\n" +
+                        uplink_extra + more);
+  }
+  void start_agent() {
+    agent.start();
+    REQUIRE(agent.wait_connected());
+  }
+
+  // Waits until the agent has nothing left to upload and the central holds
+  // `readings` measurements; then compares the two sides row by row.
+  void check_exactly_once(std::int64_t readings, std::chrono::seconds timeout = 120s) {
+    const bool drained = wait_until(
+        [&] {
+          auto buffer = agent.open_buffer();
+          auto status = buffer->status();
+          auto sync = buffer->sync_status();
+          if (!status || !sync) return false;
+          return status->last_seq == status->normalized_through_seq && sync->waiting() == 0 &&
+                 status->measurements >= readings;
+        },
+        timeout, 100ms);
+    INFO("agent log:\n" << agent.log().substr(agent.log().size() > 6000 ? agent.log().size() - 6000 : 0));
+    REQUIRE(drained);
+    std::set<std::string> exported;
+    std::int64_t raw_messages = 0;
+    {
+      auto buffer = agent.open_buffer();
+      REQUIRE(buffer->for_each_measurement([&](const Measurement& m) {
+        exported.insert(m.event_id + "|" + m.device_id + "|" + m.metric_type + "|" +
+                        format_timestamp(m.timestamp_ms) + "|" + m.value + "|" + m.unit + "|" +
+                        (m.delta ? *m.delta : "null") + "|" + join_flags(m.flags, ';') + "|" +
+                        std::to_string(m.revision));
+      }));
+      raw_messages = buffer->status()->raw_messages;
+    }
+    const auto rows = central.query(
+        "SELECT event_id, device_id, metric_type, "
+        "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), value::text, "
+        "unit, coalesce(delta::text, 'null'), array_to_string(flags, ';'), revision "
+        "FROM normalized_measurements");
+    const std::set<std::string> stored(rows.begin(), rows.end());
+    CHECK(rows.size() == stored.size());
+    CHECK(static_cast<std::int64_t>(stored.size()) == readings);
+    CHECK(exported == stored);
+    if (exported != stored) {
+      int shown = 0;
+      for (const auto& row : exported) {
+        if (!stored.count(row) && shown++ < 5) UNSCOPED_INFO("agent only: " << row);
+      }
+      for (const auto& row : stored) {
+        if (!exported.count(row) && shown++ < 10) UNSCOPED_INFO("central only: " << row);
+      }
+    }
+    CHECK(central.count("SELECT count(*) FROM raw_events") == raw_messages);
+  }
+};
+
+// Publishes `count` readings of `devices` meters, counters rising, one minute apart.
+void publish_readings(int broker_port, int count, int devices, std::int64_t start_ms,
+                      const std::string& client_id, int offset = 0) {
+  TestPublisher publisher(broker_port, client_id);
+  for (int i = offset; i < offset + count; ++i) {
+    const auto device = "m" + std::to_string(i % devices);
+    const auto step = i / devices;
+    publisher.publish("meters/" + device, reading(device, start_ms + step * 60000, 1000 + step * 250));
+  }
+  publisher.flush();
+}
+
+constexpr std::int64_t kStart = 1735689600000;  // 2025-01-01T00:00:00Z
+
+FaultRule fault(Fault kind, int status = 503, std::chrono::milliseconds delay = 0ms,
+                std::string retry_after = "") {
+  FaultRule rule;
+  rule.fault = kind;
+  rule.status = status;
+  rule.delay = delay;
+  rule.retry_after = std::move(retry_after);
+  return rule;
+}
+
+}  // namespace
+
+TEST_CASE("an outage, 500/503 bursts, lost and late responses and a killed central lose and "
+          "double nothing",
+          "[uplink_e2e]") {
+  Rig rig;
+  rig.start_agent();
+  const int per_phase = full_run() ? 5000 : 600;
+  int published = 0;
+  auto publish = [&](int count) {
+    publish_readings(rig.broker.port(), count, 10, kStart, "pub-" + std::to_string(published),
+                     published);
+    published += count;
+  };
+
+  {
+    // 1. Outage: every request fails; the buffer holds everything.
+    rig.proxy.set_default(fault(Fault::refuse));
+    publish(per_phase);
+    const auto outage = full_run() ? std::chrono::milliseconds(180000) : 3000ms;
+    const auto outage_end = std::chrono::steady_clock::now() + outage;
+    REQUIRE(wait_until([&] { return rig.agent.metric("meter_agent_uplink_request_failures_total") >= 3; },
+                       30s));
+    CHECK(rig.central.count("SELECT count(*) FROM normalized_measurements") == 0);
+    while (std::chrono::steady_clock::now() < outage_end) {
+      // Still nothing confirmed and nothing lost while the central is away.
+      CHECK(rig.agent.metric("meter_agent_uplink_measurements_confirmed_total") == 0);
+      std::this_thread::sleep_for(500ms);
+    }
+    rig.proxy.set_default(fault(Fault::pass));
+    rig.check_exactly_once(published);
+  }
+  {
+    // 2. Bursts of 500 and 503 (with Retry-After), 3. responses dropped after
+    // the central committed, 4. responses held past the agent's timeout.
+    rig.proxy.push(fault(Fault::status, 500), 4);
+    rig.proxy.push(fault(Fault::status, 503, 0ms, "1"), 3);
+    rig.proxy.push(fault(Fault::drop_response), 4);
+    rig.proxy.push(fault(Fault::delay_response, 200, 3000ms), 2);
+    publish(per_phase);
+    rig.check_exactly_once(published);
+    CHECK(rig.proxy.queued() == 0);
+    // The dropped responses were committed centrally and answered `duplicate` on resend.
+    CHECK(rig.agent.metric("meter_agent_uplink_request_failures_total") >= 13);
+  }
+  {
+    // 5. The central SIGKILLed in the middle of uploads, then restarted.
+    std::thread publisher([&] { publish(per_phase); });
+    std::mt19937 random(42);
+    for (int kill = 0; kill < (full_run() ? 10 : 2); ++kill) {
+      const auto before = rig.proxy.forwarded();
+      wait_until([&] { return rig.proxy.forwarded() > before; }, 10s, 1ms);
+      std::this_thread::sleep_for(std::chrono::milliseconds(random() % 30));
+      rig.central.kill();
+      std::this_thread::sleep_for(300ms);
+      rig.central.start();
+    }
+    publisher.join();
+    rig.check_exactly_once(published);
+  }
+  {
+    // 6. Out-of-order arrivals update measurements the central already has:
+    // a reading between two synced ones changes the later one's delta.
+    TestPublisher publisher(rig.broker.port(), "late");
+    // m0's steps 0 and 1 are at kStart and kStart+60s with values 1000, 1250 Wh.
+    publisher.publish("meters/m0", reading("m0", kStart + 30000, 1100));
+    publisher.flush();
+    ++published;
+    rig.check_exactly_once(published);
+    const auto rows = rig.central.query(
+        "SELECT delta::text, revision, array_to_string(flags, ';') FROM normalized_measurements "
+        "WHERE device_id = 'm0' AND timestamp = '2025-01-01T00:01:00Z'");
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0] == "0.15|2|");
+  }
+}
+
+TEST_CASE("SIGKILL of the agent at random moments during uploads, while meters keep publishing",
+          "[uplink_e2e]") {
+  Rig rig;
+  rig.start_agent();
+  const int kills = env_int("METER_UPLINK_KILLS", full_run() ? 25 : 5);
+  const int readings = full_run() ? 20000 : 3000;
+  std::atomic<bool> done{false};
+  std::thread publisher([&] {
+    publish_readings(rig.broker.port(), readings, 20, kStart, "kill-pub");
+    done = true;
+  });
+  std::mt19937 random(std::random_device{}());
+  int made = 0;
+  for (; made < kills; ++made) {
+    // Wait for an upload to be under way, then kill at a random moment.
+    const auto before = rig.proxy.requests();
+    wait_until([&] { return rig.proxy.requests() > before; }, 10s, 1ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(random() % 200));
+    rig.agent.kill();
+    rig.start_agent();
+  }
+  publisher.join();
+  REQUIRE(done);
+  rig.check_exactly_once(readings, 180s);
+  CHECK(made == kills);
+}
+
+TEST_CASE("TLS to the central: a verified server is used, an unverifiable one refused",
+          "[uplink_e2e]") {
+  TempDir certs;
+  const auto ca_key = certs.file("ca.key");
+  const auto ca_cert = certs.file("ca.pem");
+  const auto key = certs.file("server.key");
+  const auto csr = certs.file("server.csr");
+  const auto cert = certs.file("server.pem");
+  const auto ext = certs.file("ext.cnf");
+  write_text_file(ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+  auto run = [&](std::vector<std::string> argv) {
+    auto [code, output] = run_command(argv, certs.file("openssl.out"));
+    INFO(output);
+    REQUIRE(code == 0);
+  };
+  run({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key,
+       "-out", ca_cert, "-days", "2", "-subj", "/CN=meter-agent test CA"});
+  run({"/usr/bin/openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+       "-subj", "/CN=localhost"});
+  run({"/usr/bin/openssl", "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key,
+       "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext});
+
+  Rig rig;
+  rig.central.kill();
+  rig.central.start({}, CentralService::Tls{cert, key});
+  const auto url = "https://localhost:" + std::to_string(rig.central.port());
+  // Without the test CA the server cannot be verified: refused, nothing confirmed.
+  rig.write_config(url);
+  rig.start_agent();
+  publish_readings(rig.broker.port(), 50, 5, kStart, "tls-pub");
+  REQUIRE(rig.agent.wait_log("could not be verified", 30s));
+  CHECK(rig.agent.metric("meter_agent_uplink_measurements_confirmed_total") == 0);
+  CHECK(rig.central.count("SELECT count(*) FROM raw_events") == 0);
+  // With it (a reload), the upload goes through.
+  rig.write_config(url, "  ca_file: " + ca_cert + "\n");
+  rig.agent.signal(SIGHUP);
+  rig.check_exactly_once(50);
+}
+
+TEST_CASE("a revoked token stops uploads without losing anything; a reload with the new one "
+          "resumes at once",
+          "[uplink_e2e]") {
+  Rig rig("  auth_retry: 10m\n");
+  rig.start_agent();
+  publish_readings(rig.broker.port(), 100, 5, kStart, "tok-pub-1");
+  rig.check_exactly_once(100);
+  const auto fresh = rig.central.rotate_token();  // the agent's token is revoked
+  publish_readings(rig.broker.port(), 100, 5, kStart, "tok-pub-2", 100);
+  REQUIRE(wait_until([&] { return rig.agent.metric("meter_agent_uplink_auth_failed") == 1; }, 30s));
+  REQUIRE(rig.agent.wait_log("uploads STOPPED"));
+  {
+    auto [code, output] = run_command({METER_AGENT_BINARY, "status", "--config",
+                                       rig.agent.config_path()},
+                                      rig.agent.dir().file("status.out"));
+    CHECK(code == 0);
+    CHECK(output.find("UPLOADS STOPPED") != std::string::npos);
+    CHECK(output.find(rig.central.token()) == std::string::npos);
+  }
+  CHECK(rig.agent.log().find(fresh) == std::string::npos);
+  CHECK(rig.central.count("SELECT count(*) FROM normalized_measurements") == 100);
+  rig.write_token(fresh);
+  const auto reloaded_at = std::chrono::steady_clock::now();
+  rig.agent.signal(SIGHUP);
+  rig.check_exactly_once(200);
+  CHECK(std::chrono::steady_clock::now() - reloaded_at < 60s);  // not the 10-minute auth retry
+  CHECK(rig.agent.metric("meter_agent_uplink_auth_failed") == 0);
+}
+
+TEST_CASE("a record the central rejects is quarantined with its reason and resent by requeue",
+          "[uplink_e2e]") {
+  Rig rig;
+  rig.start_agent();
+  TestPublisher publisher(rig.broker.port(), "rej-pub");
+  const std::string long_topic = "meters/" + std::string(1100, 'x');
+  publisher.publish("meters/m1", reading("m1", kStart, 1000));
+  publisher.publish(long_topic, reading("m1", kStart + 60000, 2000));
+  publisher.publish("meters/m1", reading("m1", kStart + 120000, 3000));
+  publisher.flush();
+  REQUIRE(wait_until([&] { return rig.agent.metric("meter_agent_uplink_quarantined_records") == 1; },
+                     30s));
+  REQUIRE(rig.agent.wait_log("too_long"));
+  // The rest went through.
+  REQUIRE(wait_until([&] { return rig.central.count("SELECT count(*) FROM raw_events") == 2; }, 30s));
+  CHECK(rig.central.count("SELECT count(*) FROM normalized_measurements") == 3);
+  auto [code, status] = run_command({METER_AGENT_BINARY, "status", "--config",
+                                     rig.agent.config_path()},
+                                    rig.agent.dir().file("status.out"));
+  CHECK(code == 0);
+  CHECK(status.find("quarantined     1 too_long=1") != std::string::npos);
+  // The fix: a central that accepts longer topics. Then requeue.
+  rig.central.kill();
+  rig.central.start({{"CENTRAL_MAX_TOPIC_CHARS", "4096"}});
+  auto [requeue_code, requeued] = run_command({METER_AGENT_BINARY, "requeue", "--config",
+                                               rig.agent.config_path()},
+                                              rig.agent.dir().file("requeue.out"));
+  CHECK(requeue_code == 0);
+  CHECK(requeued.find("requeued 1 ") != std::string::npos);
+  rig.check_exactly_once(3);
+  CHECK(wait_until([&] { return rig.agent.metric("meter_agent_uplink_quarantined_records") == 0; },
+                   10s));
+}
+
+TEST_CASE("pruning by age deletes only confirmed records and keeps what deltas need",
+          "[uplink_e2e]") {
+  Rig rig("  retention: 1d\n  prune_interval: 100ms\n");
+  rig.start_agent();
+  // Readings from 2025: far older than a day, so pruned as soon as confirmed.
+  publish_readings(rig.broker.port(), 300, 3, kStart, "prune-pub");
+  // The central ends up with every reading, exact, although the agent prunes
+  // while it uploads: nothing was pruned before it was confirmed.
+  REQUIRE(wait_until(
+      [&] { return rig.central.count("SELECT count(*) FROM normalized_measurements") == 300; },
+      60s, 100ms));
+  CHECK(rig.central.count("SELECT count(*) FROM raw_events") == 300);
+  CHECK(rig.central.count("SELECT count(*) FROM normalized_measurements WHERE "
+                          "(delta = 0.25 AND flags = '{}') OR "
+                          "(delta IS NULL AND flags = '{first_reading}' AND value = 1)") == 300);
+  // Every series keeps only its newest measurement.
+  REQUIRE(wait_until([&] { return rig.agent.measurements() == 3; }, 30s));
+  CHECK(wait_until(
+      [&] { return rig.agent.metric("meter_agent_uplink_pruned_measurements_total") == 297; }, 10s));
+  // A newer reading still gets its exact delta from the kept one.
+  TestPublisher publisher(rig.broker.port(), "prune-late");
+  publisher.publish("meters/m0", reading("m0", kStart + 100 * 60000, 1000 + 100 * 250 + 500));
+  publisher.flush();
+  REQUIRE(wait_until(
+      [&] { return rig.central.count("SELECT count(*) FROM normalized_measurements") == 301; },
+      30s));
+  const auto rows = rig.central.query(
+      "SELECT delta::text FROM normalized_measurements WHERE device_id = 'm0' "
+      "ORDER BY timestamp DESC LIMIT 1");
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0] == "0.75");  // 26.5 kWh - 25.75 kWh
+  // And an old reading arriving after its neighbours were pruned is flagged, not mis-computed.
+  publisher.publish("meters/m1", reading("m1", kStart + 30000, 1100));
+  publisher.flush();
+  REQUIRE(wait_until(
+      [&] { return rig.central.count("SELECT count(*) FROM normalized_measurements") == 302; },
+      30s));
+  CHECK(rig.central.count("SELECT count(*) FROM normalized_measurements WHERE device_id = 'm1' "
+                          "AND 'beyond_retention' = ANY(flags) AND delta IS NULL") == 1);
+}
