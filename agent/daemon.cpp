@@ -28,6 +28,11 @@ constexpr auto kConnectTimeout = 10s;
 constexpr auto kSubscribeTimeout = 10s;
 constexpr auto kAppendRetryMax = 5000ms;
 constexpr auto kStatusRefresh = 2s;
+// The normalizer gathers messages this long after a pass before the next one
+// (the normalization lag this adds at low rates), and checkpoints at most this
+// often when no automatic checkpoint did.
+constexpr auto kNormalizeGather = 100ms;
+constexpr auto kCheckpointInterval = 10s;
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -192,15 +197,9 @@ void Daemon::on_message(const std::shared_ptr<const mqtt::message>& message) {
         raw.dup = message->is_duplicate();
         raw.received_ms = now_ms();
       }
-      const auto cap = max_page_count_.load();
-      if (cap != 0 || failures > 0) {
-        // Test seam (set_max_page_count); a no-op in production (cap 0 = SQLite's default).
-        (void)append_buffer_->set_max_page_count(cap != 0 ? cap : 4294967294LL);
-      }
-      auto seq = append_buffer_->append_raw(raw);
-      if (seq) {
+      auto appended = append_to_inbox(raw);
+      if (appended) {
         ++metrics_.appended;
-        metrics_.last_appended_seq = *seq;
         if (failures > 0) {
           metrics_.append_blocked = false;
           logger_.warning(kBuffer, "the buffer accepts writes again after " +
@@ -217,7 +216,7 @@ void Daemon::on_message(const std::shared_ptr<const mqtt::message>& message) {
       logger_.error(kBuffer, "cannot store a message (topic '" + raw.topic +
                                  "'), NOT acknowledging it; the broker keeps it and will "
                                  "redeliver: " +
-                                 seq.error().message);
+                                 appended.error().message);
     } catch (const std::exception& e) {
       ++failures;
       ++metrics_.append_failures;
@@ -234,6 +233,25 @@ void Daemon::on_message(const std::shared_ptr<const mqtt::message>& message) {
   }
 }
 
+// The commit of the acknowledge path: one record in the inbox (common/inbox.hpp),
+// which the normalizer moves into the raw log. Refused while the inbox holds
+// more than kInboxMaxBytes the normalizer has not moved: then the database
+// itself is failing, and the broker should keep what we cannot store.
+Status Daemon::append_to_inbox(const RawMessage& raw) {
+  const bool full_disk = max_page_count_.load() != 0;  // the test seam
+  inbox_->set_space_limit(full_disk ? std::optional<std::int64_t>(0) : std::nullopt);
+  const auto written = inbox_->position();
+  const InboxPosition absorbed{inbox_absorbed_segment_.load(), inbox_absorbed_offset_.load()};
+  const std::int64_t backlog =
+      (written.segment - absorbed.segment) * kInboxSegmentBytes + written.offset - absorbed.offset;
+  if (backlog > kInboxMaxBytes) {
+    return Error{"the inbox holds " + std::to_string(backlog / (1024 * 1024)) +
+                 " MiB of messages the buffer database has not taken in (see the normalizer's "
+                 "errors)"};
+  }
+  return inbox_->append(raw);
+}
+
 // ---- the normalizer --------------------------------------------------------
 
 void Daemon::wake_normalizer() {
@@ -243,6 +261,21 @@ void Daemon::wake_normalizer() {
     work_pending_ = true;
   }
   work_ready_.notify_one();
+}
+
+void Daemon::note_absorbed(const AbsorbStats& absorbed) {
+  inbox_absorbed_segment_ = absorbed.position.segment;
+  inbox_absorbed_offset_ = absorbed.position.offset;
+  metrics_.raw_logged += absorbed.messages;
+  if (absorbed.last_seq != 0) metrics_.last_appended_seq = absorbed.last_seq;
+  for (const auto& damaged : absorbed.damaged) {
+    logger_.error(kBuffer,
+                  "an inbox segment ends in a record that does not read (a crash or "
+                  "power loss while it was written; that message was never "
+                  "acknowledged): " +
+                      damaged);
+  }
+  for (const auto& problem : absorbed.problems) logger_.warning(kBuffer, problem);
 }
 
 void Daemon::refresh_status(Buffer& buffer) {
@@ -261,13 +294,23 @@ void Daemon::normalizer_loop() {
   std::chrono::milliseconds failure_delay = 100ms;
   bool failing = false;
   bool status_stale = true;
+  auto last_pass_end = std::chrono::steady_clock::time_point{};
+  auto last_checkpoint = std::chrono::steady_clock::now();
+  bool checkpoint_due = false;
   while (!normalizer_stop_) {
     {
       std::unique_lock lock(work_mutex_);
       const std::chrono::milliseconds timeout = failing        ? failure_delay
-                                                : status_stale ? 200ms
-                                                               : 1000ms;
+                                                : status_stale ? 1000ms
+                                                               : 2000ms;
       work_ready_.wait_for(lock, timeout, [&] { return work_pending_ || normalizer_stop_.load(); });
+      // At a gateway's pace (a reading every few ms or slower) every message
+      // would wake a pass of two transactions: gather them for a moment
+      // instead. Under load the passes below run back to back anyway.
+      if (work_pending_) {
+        work_ready_.wait_until(lock, last_pass_end + kNormalizeGather,
+                               [&] { return normalizer_stop_.load(); });
+      }
       work_pending_ = false;
     }
     bool did_work = false;
@@ -279,6 +322,18 @@ void Daemon::normalizer_loop() {
         applied_cap = cap;
       }
       const auto current = config();
+      auto absorbed = buffer.absorb_inbox(current->normalize.batch_size, true);
+      if (!absorbed) {
+        ++metrics_.normalize_failures;
+        logger_.error(kBuffer,
+                      "cannot move acknowledged messages from the inbox into the raw "
+                      "log, will retry: " +
+                          absorbed.error().message);
+        failing = true;
+        failure_delay = std::min<std::chrono::milliseconds>(failure_delay * 2, 5000ms);
+        break;
+      }
+      note_absorbed(*absorbed);
       auto stats = buffer.normalize_pending(*current, current->normalize.batch_size);
       if (!stats) {
         ++metrics_.normalize_failures;
@@ -291,26 +346,31 @@ void Daemon::normalizer_loop() {
       failing = false;
       failure_delay = 100ms;
       metrics_.add(*stats);
-      if (stats->messages == 0) break;
+      if (stats->messages == 0 && absorbed->messages == 0) break;
       did_work = true;
       logger_.debug(kNormalize, "normalized " + std::to_string(stats->messages) +
                                     " messages: " + std::to_string(stats->new_measurements) +
                                     " new, " + std::to_string(stats->duplicates) + " duplicates");
     }
-    if (did_work) {
-      // Checkpoints run here, never on the acknowledge path (its connection has
-      // wal_autocheckpoint=0; see ../shared/PLATFORM.md).
+    const auto now = std::chrono::steady_clock::now();
+    last_pass_end = now;
+    checkpoint_due = checkpoint_due || did_work;
+    if (checkpoint_due && now - last_checkpoint >= kCheckpointInterval) {
+      // Only this connection writes the database (the acknowledge path writes
+      // the inbox), and its automatic checkpoints follow a busy stretch; this
+      // one keeps the WAL short after a quiet one.
       if (auto checkpointed = buffer.checkpoint(); checkpointed) {
         ++metrics_.checkpoints;
       } else {
         logger_.warning(kBuffer, "checkpoint failed: " + checkpointed.error().message);
       }
+      last_checkpoint = now;
+      checkpoint_due = false;
     }
-    // The status (for /metrics) costs a few queries: at most every 200 ms while
-    // busy, and once more when the work is done.
-    const auto now = std::chrono::steady_clock::now();
+    // The status (for /metrics) costs a few cheap queries (counts kept by
+    // triggers): at most every second while busy, and once more when done.
     status_stale = status_stale || did_work;
-    if ((status_stale && now - last_refresh >= 200ms) || now - last_refresh >= kStatusRefresh) {
+    if ((status_stale && now - last_refresh >= 1s) || now - last_refresh >= kStatusRefresh) {
       refresh_status(buffer);
       last_refresh = now;
       status_stale = false;
@@ -654,17 +714,27 @@ int Daemon::run(const std::function<void()>& poll) {
   const auto current = config();
   logger_.info(kAgent, std::string("meter-agent ") + kVersion + " starting, gateway " +
                            current->gateway_id + ", buffer " + current->buffer.path);
-  for (auto* slot : {&append_buffer_, &normalize_buffer_}) {
-    auto opened = Buffer::open(current->buffer);
-    if (!opened) {
-      logger_.error(kBuffer, opened.error().message);
-      return kExitFailure;
-    }
-    *slot = std::move(*opened);
+  auto opened = Buffer::open(current->buffer);
+  if (!opened) {
+    logger_.error(kBuffer, opened.error().message);
+    return kExitFailure;
   }
-  if (auto set = append_buffer_->set_wal_autocheckpoint(0); !set) {
-    logger_.warning(kBuffer, set.error().message);
+  normalize_buffer_ = std::move(*opened);
+  auto absorbed_to = normalize_buffer_->inbox_position();
+  if (!absorbed_to) {
+    logger_.error(kBuffer, absorbed_to.error().message);
+    return kExitFailure;
   }
+  inbox_absorbed_segment_ = absorbed_to->segment;
+  inbox_absorbed_offset_ = absorbed_to->offset;
+  auto inbox =
+      InboxWriter::open(current->buffer.path, current->buffer.durability == Durability::power_loss,
+                        absorbed_to->segment);
+  if (!inbox) {
+    logger_.error(kBuffer, inbox.error().message);
+    return kExitFailure;
+  }
+  inbox_ = std::move(*inbox);
   refresh_status(*normalize_buffer_);
   normalizer_ = std::thread([this] { normalizer_loop(); });
   wake_normalizer();  // whatever a previous run left pending
@@ -751,6 +821,16 @@ void Daemon::shutdown() {
   work_ready_.notify_all();
   if (normalizer_.joinable()) normalizer_.join();
   if (normalize_buffer_) {
+    // Everything acknowledged into the raw log, so offline commands see it.
+    for (;;) {
+      auto absorbed = normalize_buffer_->absorb_inbox(50000, true);
+      if (!absorbed) {
+        logger_.warning(kBuffer, "the inbox stays for the next start: " + absorbed.error().message);
+        break;
+      }
+      note_absorbed(*absorbed);
+      if (absorbed->messages == 0) break;
+    }
     if (auto checkpointed = normalize_buffer_->checkpoint(); !checkpointed) {
       logger_.warning(kBuffer, checkpointed.error().message);
     }

@@ -24,10 +24,11 @@
 #include "agent/http_server.hpp"
 #include "agent/log.hpp"
 #include "agent/metrics.hpp"
-#include "agent/uplink.hpp"
 #include "agent/service_notify.hpp"
+#include "agent/uplink.hpp"
 #include "common/buffer.hpp"
 #include "common/config.hpp"
+#include "common/inbox.hpp"
 
 namespace mqtt {
 class async_client;
@@ -36,6 +37,10 @@ class token;
 }  // namespace mqtt
 
 namespace meter::agent {
+
+// Acknowledged messages the inbox may hold that the buffer has not taken in;
+// beyond it the acknowledge path refuses (the database is failing).
+inline constexpr std::int64_t kInboxMaxBytes = 64 * 1024 * 1024;
 
 struct DaemonOptions {
   std::optional<std::string> buffer_path;  // overrides buffer.path (also on reload)
@@ -63,13 +68,15 @@ class Daemon {
 
   const Metrics& metrics() const { return metrics_; }
   int http_port() const;
-  // Test seam: caps the database (SQLite max_page_count) on both connections
-  // to simulate a full disk; 0 lifts the cap. Applied before the next write.
+  // Test seam: a full disk. Caps the database (SQLite max_page_count) and lets
+  // the inbox take nothing more; 0 lifts both. Applied before the next write.
   void set_max_page_count(std::int64_t pages) { max_page_count_ = pages; }
 
  private:
   std::shared_ptr<const Config> config() const;
   void on_message(const std::shared_ptr<const mqtt::message>& message);
+  Status append_to_inbox(const RawMessage& raw);
+  void note_absorbed(const AbsorbStats& absorbed);
   void normalizer_loop();
   void wake_normalizer();
   void refresh_status(Buffer& buffer);
@@ -95,7 +102,11 @@ class Daemon {
   std::shared_ptr<const Config> config_;
   std::string config_text_;  // the file as loaded, to report what a reload changes
 
-  std::unique_ptr<Buffer> append_buffer_;  // used only by the message callback
+  // The acknowledge path's commit (used only by the message callback); the
+  // normalizer moves its records into the buffer and publishes how far.
+  std::unique_ptr<InboxWriter> inbox_;
+  std::atomic<std::int64_t> inbox_absorbed_segment_{0};
+  std::atomic<std::int64_t> inbox_absorbed_offset_{0};
   std::unique_ptr<Buffer> normalize_buffer_;
   std::thread normalizer_;
   std::mutex work_mutex_;

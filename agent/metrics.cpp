@@ -47,8 +47,11 @@ std::string Metrics::render_prometheus(std::int64_t now_ms) const {
   metric(out, "meter_agent_messages_received_total", "counter",
          "MQTT messages handed to the agent since it started", received.load());
   metric(out, "meter_agent_messages_appended_total", "counter",
-         "MQTT messages committed to the raw log (and then acknowledged) since start",
+         "MQTT messages committed to the inbox (and then acknowledged) since start",
          appended.load());
+  metric(out, "meter_agent_messages_raw_logged_total", "counter",
+         "acknowledged messages moved from the inbox into the raw log since start",
+         raw_logged.load());
   metric(out, "meter_agent_append_failures_total", "counter",
          "failed raw log commits (disk full, I/O error); the message is not acknowledged",
          append_failures.load());
@@ -104,6 +107,8 @@ std::string Metrics::render_prometheus(std::int64_t now_ms) const {
     metric(out, "meter_agent_buffer_database_bytes", "gauge", "size of the database file",
            status->database_bytes);
     metric(out, "meter_agent_buffer_wal_bytes", "gauge", "size of the WAL file", status->wal_bytes);
+    metric(out, "meter_agent_buffer_inbox_bytes", "gauge",
+           "acknowledged messages not yet moved into the raw log, in bytes", status->inbox_bytes);
     out +=
         "# HELP meter_agent_buffer_flagged_measurements measurements carrying a flag\n"
         "# TYPE meter_agent_buffer_flagged_measurements gauge\n";

@@ -8,6 +8,7 @@
 #include "agent/uplink_commands.hpp"
 #include "common/buffer.hpp"
 #include "common/config.hpp"
+#include "common/inbox.hpp"
 #include "common/json.hpp"
 #include "common/timestamp.hpp"
 
@@ -39,6 +40,29 @@ std::unique_ptr<Buffer> open_buffer(const Config& config, std::ostream& err) {
     return nullptr;
   }
   return std::move(*buffer);
+}
+
+// Moves what a stopped (or killed) daemon acknowledged but had not yet moved
+// into the raw log. A running daemon holds the inbox lock and does it itself.
+bool absorb_leftovers(Buffer& buffer, std::ostream& err) {
+  auto lock = InboxLock::acquire(buffer.path());
+  if (!lock) return true;
+  for (;;) {
+    auto absorbed = buffer.absorb_inbox(50000, false);
+    if (!absorbed) {
+      err << "meter-agent: " << absorbed.error().message << "\n";
+      return false;
+    }
+    for (const auto& damaged : absorbed->damaged)
+      err << "meter-agent: warning: " << damaged << "\n";
+    if (absorbed->messages == 0) return true;
+  }
+}
+
+std::unique_ptr<Buffer> open_buffer_absorbed(const Config& config, std::ostream& err) {
+  auto buffer = open_buffer(config, err);
+  if (buffer && !absorb_leftovers(*buffer, err)) return nullptr;
+  return buffer;
 }
 
 void print_stats(const NormalizeStats& stats, std::ostream& err) {
@@ -159,7 +183,7 @@ int run_export(const CommandLine& command_line, std::ostream& out, std::ostream&
   }
   auto config = load(command_line, err);
   if (!config) return kExitConfig;
-  auto buffer = open_buffer(*config, err);
+  auto buffer = open_buffer_absorbed(*config, err);
   if (!buffer) return kExitFailure;
 
   std::ofstream file_stream;
@@ -219,7 +243,7 @@ int run_export(const CommandLine& command_line, std::ostream& out, std::ostream&
 int run_renormalize(const CommandLine& command_line, std::ostream& out, std::ostream& err) {
   auto config = load(command_line, err);
   if (!config) return kExitConfig;
-  auto buffer = open_buffer(*config, err);
+  auto buffer = open_buffer_absorbed(*config, err);
   if (!buffer) return kExitFailure;
   auto stats = buffer->renormalize(*config);
   if (!stats) {
@@ -272,7 +296,8 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
       json += "\"" + name + "\":" + std::to_string(count);
     }
     json += "},\"database_bytes\":" + std::to_string(s.database_bytes) +
-            ",\"wal_bytes\":" + std::to_string(s.wal_bytes) + ",\"uplink\":";
+            ",\"wal_bytes\":" + std::to_string(s.wal_bytes) +
+            ",\"inbox_bytes\":" + std::to_string(s.inbox_bytes) + ",\"uplink\":";
     if (!append_uplink_status(*buffer, *config, true, json, err)) return kExitFailure;
     json += "}\n";
     out << json;
@@ -297,6 +322,7 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
   out << "\n";
   out << "disk            " << s.database_bytes << " bytes database, " << s.wal_bytes
       << " bytes WAL\n";
+  out << "inbox           " << s.inbox_bytes << " bytes acknowledged, not yet in the raw log\n";
   {
     std::string uplink;
     if (!append_uplink_status(*buffer, *config, false, uplink, err)) return kExitFailure;

@@ -9,6 +9,7 @@
 
 #include "common/buffer_sql.hpp"
 #include "common/buffer_state.hpp"
+#include "common/inbox.hpp"
 #include "common/sqlite.hpp"
 #include "common/timestamp.hpp"
 
@@ -154,6 +155,11 @@ Status Buffer::migrate() {
     db.exec(sql::kMigrateV2);
     db.exec("PRAGMA user_version = 2");
     version = 2;
+  }
+  if (version == 2) {  // counts for status kept by triggers (buffer_sql.hpp, kMigrateV3)
+    db.exec(sql::kMigrateV3);
+    db.exec("PRAGMA user_version = 3");
+    version = 3;
   }
   transaction.commit();
   return load_identity();
@@ -307,6 +313,14 @@ Result<BufferStatus> Buffer::status() {
     if (!unsynced.column_is_null(1)) status.oldest_unsynced_received_ms = unsynced.column_int(1);
     status.database_bytes = file_size(db_->path());
     status.wal_bytes = file_size(db_->path() + "-wal");
+    counter.reset();
+    counter.bind(1, std::string_view("inbox_segment"));
+    InboxPosition inbox;
+    if (counter.step()) inbox.segment = counter.column_int(0);
+    counter.reset();
+    counter.bind(1, std::string_view("inbox_offset"));
+    if (counter.step()) inbox.offset = counter.column_int(0);
+    status.inbox_bytes = inbox_pending_bytes(db_->path(), inbox);
     return status;
   });
 }

@@ -25,7 +25,7 @@ namespace sqlite {
 class Database;
 }
 
-inline constexpr int kSchemaVersion = 2;  // 2: the uplink's sync state
+inline constexpr int kSchemaVersion = 3;  // 2: the uplink's sync state; 3: status counts
 
 // How many raw messages before a redelivery (MQTT DUP) are searched for its
 // original. Redeliveries follow a reconnect within the broker's in-flight
@@ -40,6 +40,14 @@ struct RawMessage {
   bool retained = false;
   bool dup = false;              // MQTT DUP: a redelivery of a message the broker sent before
   std::int64_t received_ms = 0;  // gateway clock, UTC
+};
+
+// How far the raw log has absorbed the inbox (common/inbox.hpp).
+struct InboxPosition {
+  std::int64_t segment = 0;  // 0: before the first segment
+  std::int64_t offset = 0;   // bytes into that segment
+
+  friend bool operator==(const InboxPosition&, const InboxPosition&) = default;
 };
 
 // What one normalization pass did.
@@ -95,6 +103,18 @@ struct BufferStatus {
   std::map<std::string, std::int64_t> flag_counts;  // flag name -> measurements carrying it
   std::int64_t database_bytes = 0;
   std::int64_t wal_bytes = 0;
+  // Acknowledged messages still in the inbox, not yet in the raw log (bytes).
+  std::int64_t inbox_bytes = 0;
+};
+
+// What one move from the inbox into the raw log did.
+struct AbsorbStats {
+  std::int64_t messages = 0;
+  std::int64_t bytes = 0;
+  std::int64_t last_seq = 0;          // the raw log's newest seq after the move (0: none moved)
+  InboxPosition position;             // how far the raw log has absorbed the inbox now
+  std::vector<std::string> damaged;   // segments kept as `.damaged`, and why
+  std::vector<std::string> problems;  // segments that could not be retired
 };
 
 struct PruneStats {
@@ -124,7 +144,7 @@ struct SyncResult {
 
 // A record the central refused, with its reason.
 struct Rejection {
-  std::string kind;  // "raw" | "measurement"
+  std::string kind;      // "raw" | "measurement"
   std::int64_t ref = 0;  // raw seq, or the measurement's row id
   std::int64_t revision = 0;
   std::string reason;
@@ -162,6 +182,14 @@ class Buffer {
   // Appends many in one transaction (offline import); all or nothing.
   Result<std::int64_t> append_raw_batch(const std::vector<RawMessage>& messages);
 
+  // Moves up to `max_messages` acknowledged messages from the inbox
+  // (common/inbox.hpp) into the raw log, in one transaction that also stores
+  // how far it got; then retires the segments read to their end. With
+  // `writer_active` the newest segment may still grow (the daemon's writer).
+  Result<AbsorbStats> absorb_inbox(std::size_t max_messages, bool writer_active);
+  // How far the raw log has absorbed the inbox.
+  Result<InboxPosition> inbox_position();
+
   // Normalizes up to `max_messages` raw messages not yet normalized, in one
   // transaction that also stores the progress.
   Result<NormalizeStats> normalize_pending(const Config& config, std::size_t max_messages);
@@ -197,8 +225,8 @@ class Buffer {
   Result<UplinkBatch> select_unsynced(const SyncLimits& limits);
   // Records, in one transaction, exactly what a 200 response confirmed (per
   // record and revision) and what it rejected (quarantined with the reason).
-  Result<SyncResult> apply_ingest_response(const UplinkBatch& batch,
-                                           const IngestResponse& response, std::int64_t now_ms);
+  Result<SyncResult> apply_ingest_response(const UplinkBatch& batch, const IngestResponse& response,
+                                           std::int64_t now_ms);
   Result<SyncStatus> sync_status();
   // The newest `limit` rejections, newest first.
   Result<std::vector<Rejection>> latest_rejections(int limit);

@@ -87,6 +87,11 @@ inline constexpr const char* kPutMeta = "INSERT OR REPLACE INTO meta (key, value
 inline constexpr const char* kGetCounter = "SELECT value FROM counters WHERE name = ?1";
 inline constexpr const char* kAddCounter = "UPDATE counters SET value = value + ?2 WHERE name = ?1";
 inline constexpr const char* kSetCounter = "UPDATE counters SET value = ?2 WHERE name = ?1";
+// Counters added after schema version 1 (inbox_segment, inbox_offset: how far
+// the raw log has absorbed the inbox) are created on first write.
+inline constexpr const char* kPutCounter =
+    "INSERT INTO counters (name, value) VALUES (?1, ?2) "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 // Every transaction that changes measurements or series bumps the generation,
 // so a connection can tell whether its in-memory series cache is still true.
 inline constexpr const char* kBumpGeneration =
@@ -183,14 +188,64 @@ inline constexpr const char* kGetAnchor =
 inline constexpr const char* kSetAnchor =
     "UPDATE series SET anchor_ts = ?2, anchor_value = ?3 WHERE id = ?1";
 
-inline constexpr const char* kCountRaw = "SELECT count(*), coalesce(max(seq), 0) FROM raw_messages";
+// Status reads counts the triggers of schema version 3 keep (kMigrateV3): a
+// status must not scan tables of millions of rows (the daemon refreshes it for
+// /metrics while it works).
+inline constexpr const char* kCountRaw =
+    "SELECT coalesce((SELECT value FROM counters WHERE name = 'raw_messages'), 0), "
+    "coalesce((SELECT max(seq) FROM raw_messages), 0)";
 inline constexpr const char* kCountOutcomes =
     "SELECT kind, count(*) FROM raw_outcomes GROUP BY kind";
 inline constexpr const char* kCountSeries = "SELECT count(*) FROM series";
 inline constexpr const char* kCountByFlags =
-    "SELECT flags, count(*) FROM measurements GROUP BY flags";
+    "SELECT flags, measurements FROM flag_counts WHERE measurements > 0";
+// The count, and the receive time of the unsynced measurement stored first
+// (through the partial index: no scan).
 inline constexpr const char* kUnsyncedSummary =
-    "SELECT count(*), min(first_received_ms) FROM measurements WHERE synced_revision < revision";
+    "SELECT coalesce((SELECT value FROM counters WHERE name = 'unsynced'), 0), "
+    "(SELECT first_received_ms FROM measurements WHERE synced_revision < revision "
+    "ORDER BY id LIMIT 1)";
+
+// Schema version 3: the counts a status shows, kept by triggers in the same
+// transaction as every change (whichever code path makes it), filled once
+// from the tables here.
+inline constexpr const char* kMigrateV3 = R"sql(
+CREATE TABLE flag_counts (
+  flags        INTEGER PRIMARY KEY,
+  measurements INTEGER NOT NULL
+);
+INSERT INTO flag_counts (flags, measurements) SELECT flags, count(*) FROM measurements GROUP BY flags;
+INSERT OR REPLACE INTO counters (name, value) SELECT 'raw_messages', count(*) FROM raw_messages;
+INSERT OR REPLACE INTO counters (name, value)
+  SELECT 'unsynced', count(*) FROM measurements WHERE synced_revision < revision;
+CREATE TRIGGER raw_messages_counted_in AFTER INSERT ON raw_messages BEGIN
+  UPDATE counters SET value = value + 1 WHERE name = 'raw_messages';
+END;
+CREATE TRIGGER raw_messages_counted_out AFTER DELETE ON raw_messages BEGIN
+  UPDATE counters SET value = value - 1 WHERE name = 'raw_messages';
+END;
+CREATE TRIGGER measurements_counted_in AFTER INSERT ON measurements BEGIN
+  INSERT OR IGNORE INTO flag_counts (flags, measurements) VALUES (new.flags, 0);
+  UPDATE flag_counts SET measurements = measurements + 1 WHERE flags = new.flags;
+  UPDATE counters SET value = value + (new.synced_revision < new.revision) WHERE name = 'unsynced';
+END;
+CREATE TRIGGER measurements_counted_out AFTER DELETE ON measurements BEGIN
+  UPDATE flag_counts SET measurements = measurements - 1 WHERE flags = old.flags;
+  UPDATE counters SET value = value - (old.synced_revision < old.revision) WHERE name = 'unsynced';
+END;
+CREATE TRIGGER measurements_flags_counted AFTER UPDATE OF flags ON measurements
+WHEN old.flags <> new.flags BEGIN
+  UPDATE flag_counts SET measurements = measurements - 1 WHERE flags = old.flags;
+  INSERT OR IGNORE INTO flag_counts (flags, measurements) VALUES (new.flags, 0);
+  UPDATE flag_counts SET measurements = measurements + 1 WHERE flags = new.flags;
+END;
+CREATE TRIGGER measurements_sync_counted AFTER UPDATE OF revision, synced_revision ON measurements
+WHEN (old.synced_revision < old.revision) <> (new.synced_revision < new.revision) BEGIN
+  UPDATE counters
+     SET value = value + (new.synced_revision < new.revision) - (old.synced_revision < old.revision)
+   WHERE name = 'unsynced';
+END;
+)sql";
 
 }  // namespace meter::sql
 

@@ -26,10 +26,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -38,6 +41,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/buffer.hpp"
+#include "common/config.hpp"
 #include "common/timestamp.hpp"
 #include "support/agent_process.hpp"
 #include "support/mosquitto.hpp"
@@ -247,6 +252,8 @@ double raw_publish(int port, const Workload& workload, std::size_t window = 1000
 struct Rate {
   double subscriber = 0;
   double publisher = 0;
+  long max_lag = 0;             // live: most messages acknowledged but not yet normalized
+  double catch_up_seconds = 0;  // live: from the last acknowledgement to all normalized
 };
 
 // The do-nothing Paho C++ subscriber: persistent session, message callback
@@ -332,11 +339,12 @@ std::string agent_mappings() {
          "  - topic: \"meters/#\"\n";
 }
 
-// Waits (polling /metrics) until the agent appended `expected` messages; the
-// rate from the first to the last receive time in its raw log (received_ms,
-// stamped in the message callback), so polling does not skew it.
+// Waits (polling /metrics) until the agent moved `expected` acknowledged
+// messages into its raw log; the rate from the first to the last receive time
+// there (received_ms, stamped in the message callback just before the commit
+// that acknowledges), so polling does not skew it.
 double agent_rate(const AgentProcess& agent, long expected, std::chrono::seconds timeout) {
-  if (!wait_until([&] { return agent.metric("meter_agent_messages_appended_total") >= expected; },
+  if (!wait_until([&] { return agent.metric("meter_agent_messages_raw_logged_total") >= expected; },
                   timeout, 5ms)) {
     throw std::runtime_error("agent: messages did not arrive; log:\n" + agent.log());
   }
@@ -361,6 +369,35 @@ double agent_rate(const AgentProcess& agent, long expected, std::chrono::seconds
   return rate;
 }
 
+// Normalization lag while an agent takes messages: acknowledged minus
+// normalized, sampled from /metrics every 50 ms on a thread of its own.
+class LagSampler {
+ public:
+  explicit LagSampler(const AgentProcess& agent)
+      : thread_([this, &agent] {
+          while (!stop_) {
+            const auto text = agent.metrics();
+            const auto appended = metric_value(text, "meter_agent_messages_appended_total");
+            const auto normalized = metric_value(text, "meter_agent_messages_normalized_total");
+            if (appended >= 0 && normalized >= 0) {
+              max_lag_ = std::max<long>(max_lag_, static_cast<long>(appended - normalized));
+            }
+            std::this_thread::sleep_for(50ms);  // a sampling period, not a synchronization
+          }
+        }) {}
+  ~LagSampler() { stop(); }
+  long stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return max_lag_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  long max_lag_ = 0;
+  std::thread thread_;
+};
+
 Rate run_agent(const Workload& workload, bool drain, const std::string& durability) {
   BenchBroker broker;
   const auto n = static_cast<long>(workload.packets.size());
@@ -379,8 +416,16 @@ Rate run_agent(const Workload& workload, bool drain, const std::string& durabili
     agent.start();
     rate.subscriber = agent_rate(agent, n, 300s);
   } else {
+    LagSampler lag(agent);
     rate.publisher = raw_publish(broker.port(), workload);
     rate.subscriber = agent_rate(agent, n, 300s);
+    const auto acked_at = Clock::now();
+    if (!wait_until([&] { return agent.metric("meter_agent_messages_normalized_total") >= n; },
+                    300s, 5ms)) {
+      throw std::runtime_error("agent: normalization did not finish:\n" + agent.log());
+    }
+    rate.catch_up_seconds = seconds_between(acked_at, Clock::now());
+    rate.max_lag = lag.stop();
   }
   agent.stop();
   return rate;
@@ -438,6 +483,109 @@ Rate run_naive(const Workload& workload, bool drain, const std::string& durabili
   return rate;
 }
 
+// ---- resources: a gateway's steady state ---------------------------------------
+
+std::int64_t proc_status_kb(pid_t pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) return std::stoll(line.substr(key.size() + 1));
+  }
+  return -1;
+}
+
+double proc_cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the command (which may hold spaces) start after the last ')'.
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int index = 3; fields >> field; ++index) {
+    if (index == 14 || index == 15) ticks += std::stod(field);  // utime, stime
+    if (index == 15) break;
+  }
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+std::string seed_payload(long device, long step) {
+  return "{\"device_id\":\"d" + std::to_string(device) + "\",\"timestamp\":\"" +
+         format_timestamp(1767225600000LL + step * 1000) +
+         "\",\"metric_type\":\"energy\",\"value\":" + std::to_string(step) + ",\"unit\":\"kWh\"}";
+}
+
+struct Resources {
+  std::int64_t stored = 0;
+  double cpu_percent = 0;  // of one core, while taking readings at the given rate
+  std::int64_t rss_kb = 0;
+  std::int64_t peak_rss_kb = 0;
+};
+
+// The agent on a buffer already holding `stored` measurements takes `rate`
+// QoS 1 readings per second for `seconds`: its CPU share of one core over
+// that window (from /proc/PID/stat) and its resident memory at the end.
+Resources run_resources(long stored, long devices, double rate, double seconds) {
+  BenchBroker broker;
+  AgentProcess agent(broker.port(), "", agent_mappings(), "bench-gw");
+  Resources result;
+  {
+    auto config = parse_config(agent.config_text(), "<bench>");
+    if (!config) throw std::runtime_error(config.error().message);
+    auto opened = Buffer::open(config->buffer);
+    if (!opened) throw std::runtime_error(opened.error().message);
+    auto& buffer = **opened;
+    std::vector<RawMessage> chunk;
+    for (long i = 0; i < stored; ++i) {
+      RawMessage m;
+      m.topic = "meters/d" + std::to_string(i % devices);
+      m.payload = seed_payload(i % devices, i / devices);
+      m.received_ms = 1767225600000LL + (i / devices) * 1000;
+      chunk.push_back(std::move(m));
+      if (chunk.size() == 50000 || i + 1 == stored) {
+        if (auto appended = buffer.append_raw_batch(chunk); !appended) {
+          throw std::runtime_error(appended.error().message);
+        }
+        chunk.clear();
+        if (auto normalized = buffer.normalize_all(*config); !normalized) {
+          throw std::runtime_error(normalized.error().message);
+        }
+      }
+    }
+    (void)buffer.checkpoint();
+    auto status = buffer.status();
+    if (!status) throw std::runtime_error(status.error().message);
+    result.stored = status->measurements;
+  }
+  agent.start();
+  if (!agent.wait_connected()) throw std::runtime_error("agent did not connect:\n" + agent.log());
+  mqtt::async_client publisher("tcp://127.0.0.1:" + std::to_string(broker.port()),
+                               "bench-steady-publisher");
+  publisher.connect()->wait();
+  const long steps = static_cast<long>(rate * seconds);
+  const long first_step = stored / devices + 1;
+  const double cpu_before = proc_cpu_seconds(agent.pid());
+  const auto start = Clock::now();
+  for (long i = 0; i < steps; ++i) {
+    // Paced by the clock: reading i is due at start + i / rate.
+    std::this_thread::sleep_until(
+        start + std::chrono::microseconds(static_cast<long>(1e6 * static_cast<double>(i) / rate)));
+    const long device = i % devices;
+    publisher.publish("meters/d" + std::to_string(device),
+                      seed_payload(device, first_step + i / devices), 1, false);
+  }
+  if (!wait_until([&] { return agent.metric("meter_agent_messages_normalized_total") >= steps; },
+                  60s, 20ms)) {
+    throw std::runtime_error("agent: readings did not arrive:\n" + agent.log());
+  }
+  const double wall = seconds_between(start, Clock::now());
+  result.cpu_percent = 100.0 * (proc_cpu_seconds(agent.pid()) - cpu_before) / wall;
+  result.rss_kb = proc_status_kb(agent.pid(), "VmRSS");
+  result.peak_rss_kb = proc_status_kb(agent.pid(), "VmHWM");
+  publisher.disconnect()->wait();
+  agent.stop();
+  return result;
+}
+
 std::vector<std::string> split(const std::string& text) {
   std::vector<std::string> parts;
   std::stringstream stream(text);
@@ -449,6 +597,12 @@ std::vector<std::string> split(const std::string& text) {
 std::string rate_text(double rate) {
   char text[32];
   std::snprintf(text, sizeof text, "%.0f", rate);
+  return text;
+}
+
+std::string seconds_text(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", seconds);
   return text;
 }
 
@@ -465,6 +619,9 @@ int main(int argc, char** argv) {
   long devices = 1000;
   std::string modes = "drain,live";
   std::string durabilities = "normal,power_loss";
+  long stored = 1000000;
+  double steady_rate = 100;
+  double steady_seconds = 60;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i];
     const std::string value = argv[i + 1];
@@ -476,17 +633,34 @@ int main(int argc, char** argv) {
       modes = value;
     } else if (key == "--durability") {
       durabilities = value;
+    } else if (key == "--stored") {
+      stored = std::stol(value);
+    } else if (key == "--steady-rate") {
+      steady_rate = std::stod(value);
+    } else if (key == "--steady-seconds") {
+      steady_seconds = std::stod(value);
     } else {
       std::cerr << "unknown option " << key << "\n";
       return 2;
     }
   }
   if (argc % 2 == 0) {
-    std::cerr << "usage: bench_mqtt [--messages N] [--devices D] [--modes drain,live] "
-                 "[--durability normal,power_loss]\n";
+    std::cerr << "usage: bench_mqtt [--messages N] [--devices D] [--modes drain,live,resources] "
+                 "[--durability normal,power_loss] [--stored N] [--steady-rate R] "
+                 "[--steady-seconds S]\n";
     return 2;
   }
   try {
+    if (modes == "resources") {
+      const Resources r = run_resources(stored, devices, steady_rate, steady_seconds);
+      std::cout << "\n| measurements stored | readings/s | seconds | agent CPU (% of one core) | "
+                   "RSS MiB | peak RSS MiB |\n|--:|--:|--:|--:|--:|--:|\n| "
+                << r.stored << " | " << steady_rate << " | " << steady_seconds << " | "
+                << std::fixed << std::setprecision(2) << r.cpu_percent << " | "
+                << static_cast<double>(r.rss_kb) / 1024 << " | "
+                << static_cast<double>(r.peak_rss_kb) / 1024 << " |\n";
+      return 0;
+    }
     const Workload workload = make_workload(messages, devices);
     double standalone = 0;
     {
@@ -497,8 +671,9 @@ int main(int argc, char** argv) {
 
     std::ostringstream table;
     table << "| run | durability | do-nothing msgs/s | agent msgs/s | naive msgs/s | agent / "
-             "do-nothing | agent / naive | publisher msgs/s (in run) |\n"
-             "|---|---|---:|---:|---:|---:|---:|---:|\n";
+             "do-nothing | agent / naive | publisher msgs/s (in run) | agent: most pending "
+             "normalization | agent: s to normalize the rest |\n"
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& mode : split(modes)) {
       const bool drain = mode == "drain";
       const Rate null_rate = run_null(workload, drain);  // durability does not apply
@@ -516,7 +691,8 @@ int main(int argc, char** argv) {
               << (drain ? std::string("– (queued before)")
                         : rate_text(null_rate.publisher) + " / " + rate_text(agent.publisher) +
                               " / " + rate_text(naive.publisher))
-              << " |\n";
+              << " | " << (drain ? std::string("–") : std::to_string(agent.max_lag)) << " | "
+              << (drain ? std::string("–") : seconds_text(agent.catch_up_seconds)) << " |\n";
       }
     }
     std::cout << "\n"

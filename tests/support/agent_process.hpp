@@ -107,6 +107,7 @@ class AgentProcess {
   }
   void kill() { process_.kill_and_reap(); }
   void signal(int number) { process_.signal(number); }
+  pid_t pid() const { return process_.pid(); }
 
   std::string metrics() const { return http_get(http_port_, "/metrics"); }
   std::int64_t metric(const std::string& name) const { return metric_value(metrics(), name); }
