@@ -1,6 +1,8 @@
 #include "agent/daemon.hpp"
 
 #include <mqtt/async_client.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <csignal>
@@ -32,6 +34,10 @@ constexpr auto kStatusRefresh = 2s;
 // (the normalization lag this adds at low rates), and checkpoints at most this
 // often when no automatic checkpoint did.
 constexpr auto kNormalizeGather = 100ms;
+constexpr int kNormalizerNice = 5;
+// How long the acknowledge path waits for the normalizer to take in a full
+// inbox before it counts as a failed commit (logged, retried with backoff).
+constexpr auto kInboxFullWait = 2s;
 constexpr auto kCheckpointInterval = 10s;
 
 std::int64_t now_ms() {
@@ -240,14 +246,24 @@ void Daemon::on_message(const std::shared_ptr<const mqtt::message>& message) {
 Status Daemon::append_to_inbox(const RawMessage& raw) {
   const bool full_disk = max_page_count_.load() != 0;  // the test seam
   inbox_->set_space_limit(full_disk ? std::optional<std::int64_t>(0) : std::nullopt);
-  const auto written = inbox_->position();
-  const InboxPosition absorbed{inbox_absorbed_segment_.load(), inbox_absorbed_offset_.load()};
-  const std::int64_t backlog =
-      (written.segment - absorbed.segment) * kInboxSegmentBytes + written.offset - absorbed.offset;
-  if (backlog > kInboxMaxBytes) {
-    return Error{"the inbox holds " + std::to_string(backlog / (1024 * 1024)) +
-                 " MiB of messages the buffer database has not taken in (see the normalizer's "
-                 "errors)"};
+  const auto backlog = [&] {
+    const auto written = inbox_->position();
+    return (written.segment - inbox_absorbed_segment_.load()) * kInboxSegmentBytes +
+           written.offset - inbox_absorbed_offset_.load();
+  };
+  if (backlog() > options_.inbox_max_bytes) {
+    // Usually the normalizer is only behind (a burst on a busy CPU): wait for
+    // it. Holding the acknowledgement back is the flow control MQTT expects.
+    ++metrics_.inbox_full_waits;
+    wake_normalizer();
+    std::unique_lock lock(absorbed_mutex_);
+    absorbed_changed_.wait_for(lock, kInboxFullWait,
+                               [&] { return backlog() <= options_.inbox_max_bytes; });
+    if (backlog() > options_.inbox_max_bytes) {
+      return Error{"the inbox holds " + std::to_string(backlog() / 1024) +
+                   " KiB of messages the buffer database has not taken in (see the "
+                   "normalizer's errors)"};
+    }
   }
   return inbox_->append(raw);
 }
@@ -264,8 +280,12 @@ void Daemon::wake_normalizer() {
 }
 
 void Daemon::note_absorbed(const AbsorbStats& absorbed) {
-  inbox_absorbed_segment_ = absorbed.position.segment;
-  inbox_absorbed_offset_ = absorbed.position.offset;
+  {
+    std::lock_guard lock(absorbed_mutex_);
+    inbox_absorbed_segment_ = absorbed.position.segment;
+    inbox_absorbed_offset_ = absorbed.position.offset;
+  }
+  absorbed_changed_.notify_all();
   metrics_.raw_logged += absorbed.messages;
   if (absorbed.last_seq != 0) metrics_.last_appended_seq = absorbed.last_seq;
   for (const auto& damaged : absorbed.damaged) {
@@ -288,6 +308,12 @@ void Daemon::refresh_status(Buffer& buffer) {
 }
 
 void Daemon::normalizer_loop() {
+  // Behind the acknowledge path and the broker when the CPU is short: a
+  // backlog here only delays normalization, a slow acknowledgement delays
+  // every meter. (Lowering one's own priority needs no privilege.)
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNormalizerNice) != 0) {
+    logger_.debug(kNormalize, "cannot lower the normalizer's priority");
+  }
   Buffer& buffer = *normalize_buffer_;
   std::int64_t applied_cap = 0;
   auto last_refresh = std::chrono::steady_clock::time_point{};

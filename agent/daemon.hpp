@@ -39,13 +39,17 @@ class token;
 namespace meter::agent {
 
 // Acknowledged messages the inbox may hold that the buffer has not taken in;
-// beyond it the acknowledge path refuses (the database is failing).
+// beyond it the acknowledge path waits for the normalizer, and refuses if
+// that does not help (the database is failing).
 inline constexpr std::int64_t kInboxMaxBytes = 64 * 1024 * 1024;
 
 struct DaemonOptions {
   std::optional<std::string> buffer_path;  // overrides buffer.path (also on reload)
   // How long shutdown may take before giving up on a blocked acknowledge path.
   std::chrono::milliseconds shutdown_bound{10000};
+  // Acknowledged bytes the inbox may hold that the buffer has not taken in
+  // before the acknowledge path waits (kInboxMaxBytes; smaller in tests).
+  std::int64_t inbox_max_bytes = kInboxMaxBytes;
 };
 
 class Daemon {
@@ -107,6 +111,8 @@ class Daemon {
   std::unique_ptr<InboxWriter> inbox_;
   std::atomic<std::int64_t> inbox_absorbed_segment_{0};
   std::atomic<std::int64_t> inbox_absorbed_offset_{0};
+  std::mutex absorbed_mutex_;  // with absorbed_changed_: the acknowledge path waits on a full inbox
+  std::condition_variable absorbed_changed_;
   std::unique_ptr<Buffer> normalize_buffer_;
   std::thread normalizer_;
   std::mutex work_mutex_;

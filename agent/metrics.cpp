@@ -52,6 +52,9 @@ std::string Metrics::render_prometheus(std::int64_t now_ms) const {
   metric(out, "meter_agent_messages_raw_logged_total", "counter",
          "acknowledged messages moved from the inbox into the raw log since start",
          raw_logged.load());
+  metric(out, "meter_agent_inbox_full_waits_total", "counter",
+         "acknowledgements held back until the normalizer took in a full inbox",
+         inbox_full_waits.load());
   metric(out, "meter_agent_append_failures_total", "counter",
          "failed raw log commits (disk full, I/O error); the message is not acknowledged",
          append_failures.load());
