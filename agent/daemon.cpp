@@ -1,5 +1,6 @@
 #include "agent/daemon.hpp"
 
+#include <malloc.h>
 #include <mqtt/async_client.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -35,6 +36,12 @@ constexpr auto kStatusRefresh = 2s;
 // often when no automatic checkpoint did.
 constexpr auto kNormalizeGather = 100ms;
 constexpr int kNormalizerNice = 5;
+// The normalizing connection's page cache: large while working through a
+// backlog (batches touch a page per series), small at a gateway's pace, so
+// the agent stays small (docs/BENCHMARKS.md: RSS with 1M measurements).
+constexpr std::int64_t kLargePass = 1000;
+constexpr std::int64_t kLargeCacheKib = 16384;
+constexpr std::int64_t kSmallCacheKib = 2048;
 // How long the acknowledge path waits for the normalizer to take in a full
 // inbox before it counts as a failed commit (logged, retried with backoff).
 constexpr auto kInboxFullWait = 2s;
@@ -323,6 +330,7 @@ void Daemon::normalizer_loop() {
   auto last_pass_end = std::chrono::steady_clock::time_point{};
   auto last_checkpoint = std::chrono::steady_clock::now();
   bool checkpoint_due = false;
+  bool large_cache = true;  // normalize_pending tunes a fresh connection for batches
   while (!normalizer_stop_) {
     {
       std::unique_lock lock(work_mutex_);
@@ -360,6 +368,10 @@ void Daemon::normalizer_loop() {
         break;
       }
       note_absorbed(*absorbed);
+      if (absorbed->messages >= kLargePass && !large_cache) {
+        (void)buffer.set_cache_kib(kLargeCacheKib);
+        large_cache = true;
+      }
       auto stats = buffer.normalize_pending(*current, current->normalize.batch_size);
       if (!stats) {
         ++metrics_.normalize_failures;
@@ -377,6 +389,13 @@ void Daemon::normalizer_loop() {
       logger_.debug(kNormalize, "normalized " + std::to_string(stats->messages) +
                                     " messages: " + std::to_string(stats->new_measurements) +
                                     " new, " + std::to_string(stats->duplicates) + " duplicates");
+    }
+    if (large_cache && did_work) {
+      // Caught up after a backlog: a gateway's steady pace needs a small
+      // cache; give the memory back (glibc keeps freed small blocks).
+      (void)buffer.set_cache_kib(kSmallCacheKib);
+      ::malloc_trim(0);
+      large_cache = false;
     }
     const auto now = std::chrono::steady_clock::now();
     last_pass_end = now;

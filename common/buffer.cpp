@@ -397,6 +397,17 @@ Status Buffer::checkpoint() {
   });
 }
 
+Status Buffer::set_cache_kib(std::int64_t kib) {
+  return guarded([&]() -> Status {
+    if (!tuned_for_normalization_) {
+      db_->exec(sql::kTuneForNormalization);
+      tuned_for_normalization_ = true;
+    }
+    db_->exec(std::string(sql::kSetCacheKib) + std::to_string(kib));
+    return Ok{};
+  });
+}
+
 Status Buffer::set_wal_autocheckpoint(int pages) {
   return guarded([&]() -> Status {
     db_->exec(std::string(sql::kSetWalAutocheckpoint) + std::to_string(pages));

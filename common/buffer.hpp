@@ -261,6 +261,9 @@ class Buffer {
   // simulate a full disk: a write beyond it fails with SQLITE_FULL).
   Status set_wal_autocheckpoint(int pages);
   Status set_max_page_count(std::int64_t pages);
+  // The page cache's size. Normalization sets 16 MiB for its batches; the
+  // daemon shrinks it when idle (SQLite frees the pages above it).
+  Status set_cache_kib(std::int64_t kib);
   // The database's size in pages (to compute a max_page_count from).
   Result<std::int64_t> page_count();
 

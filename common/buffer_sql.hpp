@@ -15,6 +15,8 @@ inline constexpr const char* kCreatePragmas = "PRAGMA page_size = 1024; PRAGMA j
 inline constexpr const char* kSetWalAutocheckpoint = "PRAGMA wal_autocheckpoint = ";
 inline constexpr const char* kSetMaxPageCount = "PRAGMA max_page_count = ";
 inline constexpr const char* kPageCount = "PRAGMA page_count";
+// Buffer::set_cache_kib: the page cache's size in KiB (negative: KiB, not pages).
+inline constexpr const char* kSetCacheKib = "PRAGMA cache_size = -";
 
 // The connection that normalizes: a 16 MiB page cache (a batch touches about
 // one index leaf per series) and checkpoints every 10,000 pages.
