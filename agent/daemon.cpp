@@ -34,7 +34,7 @@ constexpr auto kStatusRefresh = 2s;
 // The normalizer gathers messages this long after a pass before the next one
 // (the normalization lag this adds at low rates), and checkpoints at most this
 // often when no automatic checkpoint did.
-constexpr auto kNormalizeGather = 100ms;
+constexpr auto kNormalizeGather = 250ms;
 constexpr int kNormalizerNice = 5;
 // The normalizing connection's page cache: large while working through a
 // backlog (batches touch a page per series), small at a gateway's pace, so
