@@ -316,13 +316,14 @@ inline constexpr const char* kSyncMeasurements =
     "WHERE m.synced_revision < m.revision AND m.quarantined_revision < m.revision "
     "ORDER BY m.id LIMIT ?1";
 // Only upward, and never beyond the revision the row has (a revision raised
-// while the batch was in flight stays unsynced).
+// while the batch was in flight stays unsynced). The event_id guards against a
+// row id that renormalize gave to another measurement meanwhile.
 inline constexpr const char* kSyncMarkMeasurement =
     "UPDATE measurements SET synced_revision = max(synced_revision, ?2) "
-    "WHERE id = ?1 AND ?2 <= revision";
+    "WHERE id = ?1 AND ?2 <= revision AND event_id = ?3";
 inline constexpr const char* kSyncQuarantineMeasurement =
     "UPDATE measurements SET quarantined_revision = max(quarantined_revision, ?2) "
-    "WHERE id = ?1 AND ?2 <= revision";
+    "WHERE id = ?1 AND ?2 <= revision AND event_id = ?3";
 inline constexpr const char* kSyncRecordRejection =
     "INSERT OR REPLACE INTO rejections (kind, ref, revision, reason, detail, rejected_ms, requeued) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)";

@@ -29,6 +29,23 @@ std::string hex_of_blob(const std::string& blob) {
   return to_hex(id);
 }
 
+// The 32 bytes the measurements table stores for a lowercase hex event_id
+// (empty if it is not one: then it matches no row).
+std::string blob_of_hex(const std::string& hex) {
+  auto nibble = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  std::string blob;
+  if (hex.size() != 64) return blob;
+  for (std::size_t i = 0; i < 64; i += 2) {
+    const int high = nibble(hex[i]);
+    const int low = nibble(hex[i + 1]);
+    if (high < 0 || low < 0) return std::string();
+    blob += static_cast<char>(high * 16 + low);
+  }
+  return blob;
+}
+
 std::int64_t counter_value(sqlite::Database& db, std::string_view name) {
   auto statement = db.prepare(sql::kGetCounter);
   statement.bind(1, name);
@@ -195,12 +212,24 @@ Result<SyncResult> Buffer::apply_ingest_response(const UplinkBatch& batch,
       switch (outcome.outcome) {
         case RecordOutcome::confirmed:
           ++result.measurements_confirmed;
-          mark.bind(1, sent.row_id).bind(2, sent.measurement.revision).run();
+          {
+            const auto id = blob_of_hex(sent.measurement.event_id);
+            mark.bind(1, sent.row_id)
+                .bind(2, sent.measurement.revision)
+                .bind_blob(3, id.data(), id.size())
+                .run();
+          }
           clear_rejection.bind(1, std::string_view("measurement")).bind(2, sent.row_id).run();
           break;
         case RecordOutcome::rejected:
           ++result.measurements_rejected;
-          quarantine.bind(1, sent.row_id).bind(2, sent.measurement.revision).run();
+          {
+            const auto id = blob_of_hex(sent.measurement.event_id);
+            quarantine.bind(1, sent.row_id)
+                .bind(2, sent.measurement.revision)
+                .bind_blob(3, id.data(), id.size())
+                .run();
+          }
           reject("measurement", sent.row_id, sent.measurement.revision, outcome);
           break;
         case RecordOutcome::missing:

@@ -282,3 +282,17 @@ TEST_CASE("readings stamped with the gateway clock while it was not synchronized
   f.normalize();
   CHECK(has_flag(flags_of("later"), Flag::clock_unsynced));
 }
+
+TEST_CASE("a confirmation for a row id that now holds another measurement marks nothing",
+          "[buffer_sync]") {
+  BufferFixture f;
+  f.append(reading("2024-01-01T01:00:00Z", "1"));
+  f.normalize();
+  auto batch = select(f.buffer());
+  REQUIRE(batch.measurements.size() == 1);
+  // As if renormalize had given this row id to another event.
+  batch.measurements[0].measurement.event_id = std::string(64, 'a');
+  REQUIRE(f.buffer().apply_ingest_response(batch, answer_all(batch, RecordOutcome::confirmed), 0));
+  CHECK(sync_status(f.buffer()).measurements_waiting == 1);
+  CHECK(f.measurements().at(0).synced_revision == 0);
+}
