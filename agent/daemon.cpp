@@ -251,6 +251,13 @@ void Daemon::on_message(const std::shared_ptr<const mqtt::message>& message) {
 // more than kInboxMaxBytes the normalizer has not moved: then the database
 // itself is failing, and the broker should keep what we cannot store.
 Status Daemon::append_to_inbox(const RawMessage& raw) {
+  if (over_budget_) {
+    return Error{"the buffer has used its disk budget (buffer.max_size_mib, " +
+                 std::to_string(disk_budget_.load() / (1024 * 1024)) +
+                 " MiB); nothing unconfirmed is deleted to make room: acknowledging again once "
+                 "the central side has confirmed records and pruning (uplink.retention) freed "
+                 "space"};
+  }
   const bool full_disk = max_page_count_.load() != 0;  // the test seam
   inbox_->set_space_limit(full_disk ? std::optional<std::int64_t>(0) : std::nullopt);
   const auto backlog = [&] {
@@ -303,6 +310,39 @@ void Daemon::note_absorbed(const AbsorbStats& absorbed) {
                       damaged);
   }
   for (const auto& problem : absorbed.problems) logger_.warning(kBuffer, problem);
+}
+
+// The disk budget: the database's pages in use, its WAL and the inbox not
+// yet absorbed. Checked by the normalizer after every pass and when idle.
+void Daemon::check_disk_budget(Buffer& buffer) {
+  const std::int64_t budget = disk_budget_.load();
+  bool over = false;
+  std::int64_t used = 0;
+  if (budget != 0) {
+    auto database = buffer.used_bytes();
+    if (!database) {
+      logger_.warning(kBuffer,
+                      "cannot measure the buffer for its disk budget: " + database.error().message);
+      return;
+    }
+    used = *database + inbox_pending_bytes(buffer.path(), {inbox_absorbed_segment_.load(),
+                                                           inbox_absorbed_offset_.load()});
+    over = used > budget;
+  }
+  metrics_.buffer_used_bytes = used;
+  if (over != over_budget_.exchange(over)) {
+    if (over) {
+      logger_.error(kBuffer, "the buffer reached its disk budget (" + std::to_string(used) +
+                                 " of " + std::to_string(budget) +
+                                 " bytes): NOT acknowledging MQTT messages; the broker keeps "
+                                 "them. Nothing unconfirmed is deleted.");
+    } else {
+      logger_.warning(kBuffer, "the buffer is below its disk budget again (" +
+                                   std::to_string(used) + " of " + std::to_string(budget) +
+                                   " bytes): acknowledging again");
+    }
+  }
+  metrics_.over_budget = over;
 }
 
 void Daemon::refresh_status(Buffer& buffer) {
@@ -412,6 +452,7 @@ void Daemon::normalizer_loop() {
       last_checkpoint = now;
       checkpoint_due = false;
     }
+    check_disk_budget(buffer);
     // The status (for /metrics) costs a few cheap queries (counts kept by
     // triggers): at most every second while busy, and once more when done.
     status_stale = status_stale || did_work;
@@ -705,6 +746,7 @@ void Daemon::reload() {
   }
   config_text_ = new_text;
   logger_.configure(config()->log);
+  disk_budget_ = config()->buffer.max_size_bytes;  // the normalizer applies it on its next pass
   if (reconnect) {
     reconnect_pending_ = true;
   } else if (resubscribe && metrics_.mqtt_connected) {
@@ -780,6 +822,8 @@ int Daemon::run(const std::function<void()>& poll) {
     return kExitFailure;
   }
   inbox_ = std::move(*inbox);
+  disk_budget_ = current->buffer.max_size_bytes;
+  check_disk_budget(*normalize_buffer_);
   refresh_status(*normalize_buffer_);
   normalizer_ = std::thread([this] { normalizer_loop(); });
   wake_normalizer();  // whatever a previous run left pending

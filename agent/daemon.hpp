@@ -75,12 +75,15 @@ class Daemon {
   // Test seam: a full disk. Caps the database (SQLite max_page_count) and lets
   // the inbox take nothing more; 0 lifts both. Applied before the next write.
   void set_max_page_count(std::int64_t pages) { max_page_count_ = pages; }
+  // Test seam: the disk budget in bytes (buffer.max_size_mib otherwise; 0: none).
+  void set_disk_budget(std::int64_t bytes) { disk_budget_ = bytes; }
 
  private:
   std::shared_ptr<const Config> config() const;
   void on_message(const std::shared_ptr<const mqtt::message>& message);
   Status append_to_inbox(const RawMessage& raw);
   void note_absorbed(const AbsorbStats& absorbed);
+  void check_disk_budget(Buffer& buffer);
   void normalizer_loop();
   void wake_normalizer();
   void refresh_status(Buffer& buffer);
@@ -120,8 +123,10 @@ class Daemon {
   bool work_pending_ = false;
   std::atomic<bool> normalizer_stop_{false};
   std::atomic<std::int64_t> max_page_count_{0};
-  Heartbeat normalizer_heartbeat_;  // the watchdog pings only while it beats
-  ServiceNotifier notifier_;        // systemd (sd_notify); a no-op without it
+  std::atomic<std::int64_t> disk_budget_{0};  // bytes; 0: none
+  std::atomic<bool> over_budget_{false};      // set by the normalizer, read by the callback
+  Heartbeat normalizer_heartbeat_;            // the watchdog pings only while it beats
+  ServiceNotifier notifier_;                  // systemd (sd_notify); a no-op without it
 
   std::unique_ptr<mqtt::async_client> client_;
   std::shared_ptr<mqtt::token> pending_subscribe_;  // a SUBSCRIBE not waited for

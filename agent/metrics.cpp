@@ -52,6 +52,12 @@ std::string Metrics::render_prometheus(std::int64_t now_ms) const {
   metric(out, "meter_agent_messages_raw_logged_total", "counter",
          "acknowledged messages moved from the inbox into the raw log since start",
          raw_logged.load());
+  metric(out, "meter_agent_buffer_over_budget", "gauge",
+         "1 while the buffer has used its disk budget (buffer.max_size_mib): not acknowledging",
+         over_budget.load() ? 1 : 0);
+  metric(out, "meter_agent_buffer_used_bytes", "gauge",
+         "database pages in use + WAL + inbox, as the disk budget counts them (0: no budget)",
+         buffer_used_bytes.load());
   metric(out, "meter_agent_inbox_full_waits_total", "counter",
          "acknowledgements held back until the normalizer took in a full inbox",
          inbox_full_waits.load());

@@ -15,11 +15,13 @@ namespace meter::agent {
 class Metrics {
  public:
   // Acknowledge path.
-  std::atomic<std::int64_t> received{0};          // messages handed to the callback
-  std::atomic<std::int64_t> appended{0};          // committed to the inbox (then acknowledged)
-  std::atomic<std::int64_t> raw_logged{0};        // moved from the inbox into the raw log
-  std::atomic<std::int64_t> inbox_full_waits{0};  // acknowledgements held back for a full inbox
-  std::atomic<std::int64_t> append_failures{0};   // failed commits (disk full, I/O): not acked
+  std::atomic<std::int64_t> received{0};           // messages handed to the callback
+  std::atomic<std::int64_t> appended{0};           // committed to the inbox (then acknowledged)
+  std::atomic<std::int64_t> raw_logged{0};         // moved from the inbox into the raw log
+  std::atomic<std::int64_t> inbox_full_waits{0};   // acknowledgements held back for a full inbox
+  std::atomic<std::int64_t> buffer_used_bytes{0};  // what the disk budget counts (0: no budget)
+  std::atomic<bool> over_budget{false};            // acknowledging stopped: disk budget reached
+  std::atomic<std::int64_t> append_failures{0};    // failed commits (disk full, I/O): not acked
   std::atomic<std::int64_t> last_appended_seq{0};
   std::atomic<bool> append_blocked{false};  // the callback is retrying a failed commit
   // Normalizer.

@@ -397,6 +397,14 @@ Status Buffer::checkpoint() {
   });
 }
 
+Result<std::int64_t> Buffer::used_bytes() {
+  return guarded([&]() -> Result<std::int64_t> {
+    auto statement = db_->prepare(sql::kUsedBytes);
+    statement.step();
+    return statement.column_int(0) * statement.column_int(1) + file_size(db_->path() + "-wal");
+  });
+}
+
 Status Buffer::set_cache_kib(std::int64_t kib) {
   return guarded([&]() -> Status {
     if (!tuned_for_normalization_) {

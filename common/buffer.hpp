@@ -242,6 +242,9 @@ class Buffer {
                                   std::int64_t keep_newest_raw = kRedeliveryWindow);
   // Bytes the database and its WAL take on disk now.
   std::int64_t size_on_disk() const;
+  // Bytes the data takes: pages in use plus the WAL (what the disk budget
+  // counts; pruning lowers it although the file keeps its size).
+  Result<std::int64_t> used_bytes();
   // Clock trust: records whether the gateway clock is known to be
   // synchronized. A reading later normalized with a receive time between
   // `since_ms` (the last time it was known good) and the time it was seen

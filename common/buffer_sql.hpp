@@ -15,6 +15,12 @@ inline constexpr const char* kCreatePragmas = "PRAGMA page_size = 1024; PRAGMA j
 inline constexpr const char* kSetWalAutocheckpoint = "PRAGMA wal_autocheckpoint = ";
 inline constexpr const char* kSetMaxPageCount = "PRAGMA max_page_count = ";
 inline constexpr const char* kPageCount = "PRAGMA page_count";
+// Buffer::used_bytes: pages in use (deleted rows free pages for reuse; the
+// file does not shrink).
+inline constexpr const char* kUsedBytes =
+    "SELECT (SELECT page_count FROM pragma_page_count()) - "
+    "(SELECT freelist_count FROM pragma_freelist_count()), "
+    "(SELECT page_size FROM pragma_page_size())";
 // Buffer::set_cache_kib: the page cache's size in KiB (negative: KiB, not pages).
 inline constexpr const char* kSetCacheKib = "PRAGMA cache_size = -";
 

@@ -336,7 +336,7 @@ class Parser {
 
   bool parse_buffer(const Value& value, BufferConfig& out) {
     std::vector<Entry> entries;
-    if (!read_map(value, KeyList{"path", "durability"}, entries)) return false;
+    if (!read_map(value, KeyList{"path", "durability", "max_size_mib"}, entries)) return false;
     for (const Entry& entry : entries) {
       bool ok = true;
       if (entry.key == "path") {
@@ -345,6 +345,14 @@ class Parser {
         ok = one_of(entry.value,
                     {{"power_loss", Durability::power_loss}, {"normal", Durability::normal}},
                     out.durability);
+      } else if (entry.key == "max_size_mib") {
+        int mib = 0;
+        ok = whole_number(entry.value, 0, 1024 * 1024, mib);
+        if (ok && mib != 0 && mib < 16) {
+          ok = fail(entry.value,
+                    "must be 0 (no budget) or at least 16 MiB, got " + std::to_string(mib));
+        }
+        out.max_size_bytes = static_cast<std::int64_t>(mib) * 1024 * 1024;
       }
       if (!ok) return false;
     }
@@ -1042,12 +1050,12 @@ class Parser {
 
   bool parse_uplink(const Value& value, UplinkConfig& out) {
     std::vector<Entry> entries;
-    if (!read_map(value,
-                  KeyList{"url", "token_file", "token_env", "ca_file", "cert_file", "key_file",
-                          "verify", "timeout", "connect_timeout", "batch_max_records",
-                          "batch_max_bytes", "gzip_level", "retry", "auth_retry", "interval",
-                          "retention", "prune_interval"},
-                  entries)) {
+    if (!read_map(
+            value,
+            KeyList{"url", "token_file", "token_env", "ca_file", "cert_file", "key_file", "verify",
+                    "timeout", "connect_timeout", "batch_max_records", "batch_max_bytes",
+                    "gzip_level", "retry", "auth_retry", "interval", "retention", "prune_interval"},
+            entries)) {
       return false;
     }
     for (const Entry& entry : entries) {
@@ -1087,8 +1095,8 @@ class Parser {
         ok = read_map(v, KeyList{"min", "max"}, retry);
         for (const Entry& bound : retry) {
           if (!ok) break;
-          ok = parse_duration(bound.value,
-                              bound.key == "min" ? out.retry_min_ms : out.retry_max_ms);
+          ok =
+              parse_duration(bound.value, bound.key == "min" ? out.retry_min_ms : out.retry_max_ms);
         }
         if (ok && out.retry_min_ms < 10) ok = fail(v, "retry.min must be at least 10ms");
         if (ok && out.retry_max_ms < out.retry_min_ms) {
@@ -1134,14 +1142,17 @@ class Parser {
     if (http) {
       const std::string rest = text.substr(7);
       const std::string host = rest.substr(0, rest.find_first_of(":/"));
-      const bool loopback = host == "localhost" || host.rfind("127.", 0) == 0 ||
-                            rest.rfind("[::1]", 0) == 0;
+      const bool loopback =
+          host == "localhost" || host.rfind("127.", 0) == 0 || rest.rfind("[::1]", 0) == 0;
       if (!loopback) {
-        return fail(value, "plain http:// would send the token in the clear; use https:// (http:// "
-                           "is accepted for localhost only), got " + quote(text));
+        return fail(value,
+                    "plain http:// would send the token in the clear; use https:// (http:// "
+                    "is accepted for localhost only), got " +
+                        quote(text));
       }
     }
-    if (text.find_first_of(" \t\r\n?#") != std::string::npos) return fail_expected(value, kExpected);
+    if (text.find_first_of(" \t\r\n?#") != std::string::npos)
+      return fail_expected(value, kExpected);
     out = text;
     return true;
   }
@@ -1155,7 +1166,8 @@ class Parser {
         continue;
       }
       std::vector<Entry> components;
-      if (!read_map(entry.value, KeyList{"mqtt", "buffer", "normalize", "http", "uplink", "config", "agent"},
+      if (!read_map(entry.value,
+                    KeyList{"mqtt", "buffer", "normalize", "http", "uplink", "config", "agent"},
                     components)) {
         return false;
       }

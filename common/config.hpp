@@ -36,6 +36,10 @@ enum class Durability {
 struct BufferConfig {
   std::string path = "/var/lib/meter-agent/buffer.db";
   Durability durability = Durability::power_loss;
+  // The disk budget (buffer.max_size_mib): past it the daemon stops
+  // acknowledging MQTT messages instead of deleting unsynced data. 0: none
+  // (the disk's own size is the limit).
+  std::int64_t max_size_bytes = 0;
 };
 
 // How a mapping reads a payload (config/presets/README.md has the details).
@@ -147,7 +151,7 @@ struct HttpConfig {
 // The upload to the central service (agent/uplink.cpp, docs/PROTOCOL.md). Off
 // unless `url` is set.
 struct UplinkConfig {
-  std::string url;  // base URL, e.g. https://central.example.com; /api/v1/ingest is appended
+  std::string url;         // base URL, e.g. https://central.example.com; /api/v1/ingest is appended
   std::string token_file;  // the gateway's bearer token is read from this file (mode 0600), or
   std::string token_env;   // from this environment variable; never logged
   std::string ca_file;     // empty: the system's CA certificates
@@ -156,14 +160,14 @@ struct UplinkConfig {
   bool verify = true;  // false turns off server certificate verification: never in production
   std::int64_t timeout_ms = 30 * 1000;  // a whole request, connect included
   std::int64_t connect_timeout_ms = 10 * 1000;
-  std::size_t batch_max_records = 1000;  // per array (raw events, measurements)
+  std::size_t batch_max_records = 1000;           // per array (raw events, measurements)
   std::size_t batch_max_bytes = 4 * 1024 * 1024;  // uncompressed JSON per request
-  int gzip_level = 1;  // 0: no compression; 1 (fastest) .. 9 (docs/BENCHMARKS.md)
+  int gzip_level = 1;                // 0: no compression; 1 (fastest) .. 9 (docs/BENCHMARKS.md)
   std::int64_t retry_min_ms = 1000;  // backoff after a failed request, doubling, with jitter
   std::int64_t retry_max_ms = 5 * 60 * 1000;
   std::int64_t auth_retry_ms = 10 * 60 * 1000;  // after 401/403 (a reload retries at once)
-  std::int64_t interval_ms = 1000;  // how often to look for new records when idle
-  std::int64_t retention_ms = 0;    // prune synced records older than this; 0: keep them
+  std::int64_t interval_ms = 1000;              // how often to look for new records when idle
+  std::int64_t retention_ms = 0;  // prune synced records older than this; 0: keep them
   std::int64_t prune_interval_ms = 60 * 60 * 1000;
 
   bool enabled() const { return !url.empty(); }

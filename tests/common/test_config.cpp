@@ -198,7 +198,7 @@ TEST_CASE("unknown keys are errors at every level", "[config]") {
         "t.yaml:6:1: unknown key 'mapings' in top level; expected one of gateway_id, buffer, "
         "metrics, mappings, presets_dir, normalize, mqtt, http, uplink, log");
   CHECK(error_of("buffer:\n  path: x.db\n  durabilty: normal\n") ==
-        "t.yaml:3:3: unknown key 'durabilty' in buffer; expected one of path, durability");
+        "t.yaml:3:3: unknown key 'durabilty' in buffer; expected one of path, durability, max_size_mib");
   CHECK(error_of("metrics:\n  energy:\n    kind: counter\n    units: kWh\n") ==
         "t.yaml:4:5: unknown key 'units' in metrics.energy; expected one of kind, unit, "
         "jump_threshold");
