@@ -371,22 +371,32 @@ void Daemon::normalizer_loop() {
   auto last_checkpoint = std::chrono::steady_clock::now();
   bool checkpoint_due = false;
   bool large_cache = true;  // normalize_pending tunes a fresh connection for batches
+  // The systemd watchdog pings only while this loop beats within half its
+  // interval (60 s in the unit; far shorter in tests): no wait may be longer
+  // than a quarter of it.
+  const auto watchdog =
+      std::chrono::duration_cast<std::chrono::milliseconds>(notifier_.watchdog_interval());
+  const auto within_watchdog = [&](std::chrono::milliseconds wait) {
+    return watchdog.count() > 0 ? std::min(wait, std::max(watchdog / 4, 10ms)) : wait;
+  };
   while (!normalizer_stop_) {
     {
       std::unique_lock lock(work_mutex_);
       const std::chrono::milliseconds timeout = failing        ? failure_delay
                                                 : status_stale ? 1000ms
                                                                : 2000ms;
-      work_ready_.wait_for(lock, timeout, [&] { return work_pending_ || normalizer_stop_.load(); });
+      work_ready_.wait_for(lock, within_watchdog(timeout),
+                           [&] { return work_pending_ || normalizer_stop_.load(); });
       // At a gateway's pace (a reading every few ms or slower) every message
       // would wake a pass of two transactions: gather them for a moment
       // instead. Under load the passes below run back to back anyway.
       if (work_pending_) {
-        work_ready_.wait_until(lock, last_pass_end + kNormalizeGather,
+        work_ready_.wait_until(lock, last_pass_end + within_watchdog(kNormalizeGather),
                                [&] { return normalizer_stop_.load(); });
       }
       work_pending_ = false;
     }
+    normalizer_heartbeat_.beat();  // waiting is not being stuck
     bool did_work = false;
     while (!normalizer_stop_) {
       normalizer_heartbeat_.beat();
