@@ -13,6 +13,10 @@ Why it is shaped this way:
   through two gateways is one row, owned by whichever delivered it first.
 * Rows are inserted in key order so concurrent batches with overlapping keys lock in the same
   order and cannot deadlock; a deadlock or serialization failure is retried anyway.
+* The gateway's status row is updated last, so two batches of one gateway in flight at once
+  (the agent keeps two) wait for each other only for the first one's commit. Their commits may
+  land in either order: the status fields follow the batch with the later `sent_at`, whatever
+  the commit order (see _GATEWAY_STATUS).
 """
 
 from __future__ import annotations
@@ -87,15 +91,30 @@ SELECT m.event_id, m.revision, m.delta, m.flags
                       WHERE event_id = i.event_id LIMIT 1) AS m
 """
 
+# Status fields follow the batch with the later sent_at: with two batches in flight the one
+# built first may commit last, and must not put back its older backlog and skew. A sent_at
+# older than the stored one by more than _CLOCK_STEP is not such a batch (the agent gives up on
+# a request after 30 s by default) but the gateway's clock stepped back, and wins too;
+# otherwise a clock corrected backwards would freeze the status until it caught up again.
+# Counters add up; last_contact_at only moves forward.
+_CLOCK_STEP = dt.timedelta(minutes=5)
 _GATEWAY_STATUS = """
 UPDATE gateways
-   SET last_contact_at = %(now)s, last_sent_at = %(sent_at)s, clock_skew_ms = %(skew)s,
-       backlog_records = %(backlog_records)s, backlog_oldest_received_at = %(backlog_oldest)s,
+   SET last_contact_at = GREATEST(last_contact_at, %(now)s),
+       last_sent_at = CASE WHEN {later} THEN %(sent_at)s ELSE last_sent_at END,
+       clock_skew_ms = CASE WHEN {later} THEN %(skew)s ELSE clock_skew_ms END,
+       backlog_records = CASE WHEN {later} THEN %(backlog_records)s ELSE backlog_records END,
+       backlog_oldest_received_at = CASE WHEN {later} THEN %(backlog_oldest)s
+                                         ELSE backlog_oldest_received_at END,
        rejected_records = rejected_records + %(rejected)s,
-       last_rejected_at = CASE WHEN %(rejected)s > 0 THEN %(now)s ELSE last_rejected_at END,
-       last_rejection_reason = COALESCE(%(last_reason)s, last_rejection_reason)
+       last_rejection_reason = CASE WHEN %(rejected)s > 0 AND (last_rejected_at IS NULL
+                                                              OR last_rejected_at <= %(now)s)
+                                    THEN %(last_reason)s ELSE last_rejection_reason END,
+       last_rejected_at = CASE WHEN %(rejected)s > 0 THEN GREATEST(last_rejected_at, %(now)s)
+                               ELSE last_rejected_at END
  WHERE id = %(gw)s
-"""
+""".format(later="(last_sent_at IS NULL OR last_sent_at <= %(sent_at)s "
+                 "OR last_sent_at > %(sent_at)s + %(clock_step)s)")
 
 
 # --- array literals ------------------------------------------------------------------------
@@ -328,7 +347,7 @@ def _store(conn, batch: Batch, gateway_pk: int) -> Outcomes:
                       + [reason for _, _, _, reason, _ in batch.rejected_measurements])
         cur.execute(_GATEWAY_STATUS, {
             "gw": gateway_pk, "now": now, "sent_at": batch.sent_at,
-            "skew": _ms(batch.sent_at - now),
+            "skew": _ms(batch.sent_at - now), "clock_step": _CLOCK_STEP,
             "backlog_records": backlog.records if backlog else None,
             "backlog_oldest": backlog.oldest_received_at if backlog else None,
             "rejected": len(rejections), "last_reason": rejections[-1] if rejections else None,

@@ -1,9 +1,11 @@
 """central/ingest_store.py: two batches of one gateway in flight at once (the agent keeps two),
-the array encodings and the rendered outcomes."""
+the gateway status under commits in either order, the array encodings and the rendered outcomes.
+"""
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import random
 import threading
@@ -20,6 +22,18 @@ from central.tests.helpers import (batch, body, data_rows, headers, measurement,
 
 def post(client, token, env):
     return client.post("/api/v1/ingest", content=body(env), headers=headers(token))
+
+
+def gateway_status(engine, name="gw1"):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT last_contact_at, last_sent_at, clock_skew_ms, backlog_records, "
+            "backlog_oldest_received_at, rejected_records, last_rejection_reason "
+            "FROM gateways WHERE name = :n"), {"n": name}).mappings().one()
+
+
+def ts(minute: int, second: int = 0) -> str:
+    return f"2024-03-01T10:{minute:02d}:{second:02d}.000Z"
 
 
 # --- two batches of one gateway in flight --------------------------------------------------
@@ -61,7 +75,8 @@ def _post_at_once(url, token, envs):
         try:
             with httpx.Client(timeout=60) as c:
                 barrier.wait(10)
-                results[i] = c.post(url + "/api/v1/ingest", content=body(env), headers=headers(token))
+                results[i] = c.post(url + "/api/v1/ingest", content=body(env),
+                                    headers=headers(token))
         except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
 
@@ -118,6 +133,47 @@ def test_overlapping_batches_in_flight_give_the_rows_of_sending_them_one_by_one(
     for _ in range(3):
         assert [r.status_code for r in _post_at_once(live.url, gw, envs)] == [200, 200]
     assert data_rows(engine) == one_by_one
+
+
+# --- gateway status: the later sent_at wins, whatever the commit order ----------------------
+
+def test_status_follows_the_later_sent_at_not_the_later_commit(client, gw, engine):
+    later = batch(sent_at=ts(30), backlog={"records": 0, "oldest_received_at": None})
+    earlier = batch(sent_at=ts(29, 50),
+                    backlog={"records": 1000, "oldest_received_at": ts(20)},
+                    ms=[dict(measurement(), unit="Wh")])  # one rejected record
+    assert post(client, gw, later).status_code == 200
+    first = gateway_status(engine)
+    assert post(client, gw, earlier).status_code == 200  # built first, committed last
+    status = gateway_status(engine)
+    assert status["last_sent_at"] == dt.datetime(2024, 3, 1, 10, 30, tzinfo=dt.timezone.utc)
+    assert status["backlog_records"] == 0 and status["backlog_oldest_received_at"] is None
+    assert status["clock_skew_ms"] == first["clock_skew_ms"]
+    assert status["last_contact_at"] >= first["last_contact_at"]
+    # what the earlier batch says about itself still counts
+    assert status["rejected_records"] == 1 and status["last_rejection_reason"] == "wrong_unit"
+
+
+def heartbeat(sent_at: str, records: int) -> dict:
+    return batch(sent_at=sent_at, backlog={"records": records, "oldest_received_at": None})
+
+
+def test_status_takes_a_gateway_clock_stepped_back(client, gw, engine):
+    """A sent_at more than 5 minutes older than the stored one is a clock correction, not a
+    batch overtaken in flight: it wins, or the status would freeze until the clock caught up."""
+    assert post(client, gw, heartbeat(ts(40), 5)).status_code == 200
+    assert post(client, gw, heartbeat(ts(34, 59), 7)).status_code == 200
+    status = gateway_status(engine)
+    assert status["last_sent_at"] == dt.datetime(2024, 3, 1, 10, 34, 59, tzinfo=dt.timezone.utc)
+    assert status["backlog_records"] == 7
+    assert post(client, gw, heartbeat(ts(35), 3)).status_code == 200
+    assert gateway_status(engine)["backlog_records"] == 3
+
+
+def test_status_equal_sent_at_takes_the_later_commit(client, gw, engine):
+    for records in (4, 2):
+        assert post(client, gw, heartbeat(ts(50), records)).status_code == 200
+    assert gateway_status(engine)["backlog_records"] == 2
 
 
 # --- encodings -----------------------------------------------------------------------------
