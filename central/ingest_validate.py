@@ -400,7 +400,7 @@ def _flags(flags: Any) -> list[str]:
         raise RecordError("unknown_flag", f"unknown flag {unknown[0][:64]!r}")
     if any(a >= b for a, b in zip(flags, flags[1:])):
         raise RecordError("flags_not_sorted", "flags must be sorted and without duplicates")
-    _SORTED_FLAG_LISTS[tuple(flags)] = True  # only valid lists get here: a subset of FLAGS, in order
+    _SORTED_FLAG_LISTS[tuple(flags)] = True  # only valid lists: sorted subsets of FLAGS
     return flags
 
 

@@ -88,11 +88,13 @@ def test_event_id_check_and_collation(scratch_url):
         "'energy', now(), 1, 'kWh', 1, gen_random_uuid(), 1)")
     try:
         with engine.begin() as conn:
-            gw = conn.execute(sa.text("INSERT INTO gateways (name) VALUES ('g') RETURNING id")).scalar()
+            gw = conn.execute(sa.text(
+                "INSERT INTO gateways (name) VALUES ('g') RETURNING id")).scalar()
             conn.execute(insert, {"e": good, "g": gw})
             collation = conn.execute(sa.text(
                 "SELECT collation_name FROM information_schema.columns "
-                "WHERE table_name = 'normalized_measurements' AND column_name = 'event_id'")).scalar()
+                "WHERE table_name = 'normalized_measurements' "
+                "AND column_name = 'event_id'")).scalar()
         assert collation == "C"
         for text in bad:
             with pytest.raises(sa.exc.IntegrityError, match="ck_measurements_event_id"):
