@@ -63,17 +63,6 @@ std::optional<EventId> blob_of_hex(const std::string& hex) {
   return id;
 }
 
-template <class F>
-auto guarded(F&& body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const sqlite::SqliteError& e) {
-    return Error{e.what()};
-  } catch (const std::exception& e) {
-    return Error{e.what()};
-  }
-}
-
 }  // namespace
 
 NormalizeStats& NormalizeStats::operator+=(const NormalizeStats& other) {

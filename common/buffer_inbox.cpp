@@ -12,15 +12,6 @@ namespace meter {
 
 namespace {
 
-template <class F>
-auto guarded(F&& body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const std::exception& e) {
-    return Error{e.what()};
-  }
-}
-
 std::int64_t read_counter(sqlite::Database& db, std::string_view name) {
   auto statement = db.prepare(sql::kGetCounter);
   statement.bind(1, name);
