@@ -1,7 +1,7 @@
 // Showing input text inside an error message. Input can be anything a meter
-// sends (megabytes, binary): messages show at most 64 bytes of it, with
-// unprintable bytes and backslashes escaped as \xNN, so that a log line or a
-// JSON error report stays small and valid.
+// sends (megabytes, binary): messages show a short prefix of it with
+// unprintable bytes escaped as \xNN, so that a log line or a JSON error report
+// stays small and valid.
 #pragma once
 
 #include <cstddef>
@@ -10,10 +10,11 @@
 
 namespace meter {
 
-// 'text', or 'first 64 bytes...' (N bytes).
+// 'text', or 'first 64 bytes...' (N bytes); bytes outside printable ASCII and
+// backslashes escaped. For values in decimal, timestamp and unit messages.
 std::string quoted(std::string_view text);
 
-// Bytes above 0x7e in quoted_short: escaped, or kept (config text, read as
+// Bytes above 0x7f in quoted_short: escaped, or kept (config text, read as
 // UTF-8, shows its names as written).
 enum class NonAscii { escape, keep };
 
