@@ -36,11 +36,12 @@ MAX_FRACTION_DIGITS = 40  # step >= 10^-40
 # The field ranges are in the pattern (year 0001-9999, month 01-12, day 01-31, hour 00-23,
 # minute and second 00-59: second 60 is not canonical), so one match proves the form; only days
 # 29-31 still need the calendar.
-_TIMESTAMP_RE = re.compile(
-    r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
-    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z")
+TIMESTAMP_PATTERN = (r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+                     r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z")
+_TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
 # Plain notation, no leading zeros, no trailing fraction zeros, no '+'; "-0" handled separately.
-_DECIMAL_RE = re.compile(r"-?(0|[1-9][0-9]*)(?:\.([0-9]*[1-9]))?")
+DECIMAL_PATTERN = r"-?(0|[1-9][0-9]*)(?:\.([0-9]*[1-9]))?"
+_DECIMAL_RE = re.compile(DECIMAL_PATTERN)
 _EVENT_ID_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -56,7 +57,8 @@ class NotCanonical(ValueError):
 _VALID_DATES: dict[str, bool] = {}  # "YYYY-MM-DD" -> real Gregorian date? (batches repeat dates)
 
 
-def _real_date(text: str) -> bool:
+def real_date(text: str) -> bool:
+    """Is "YYYY-MM-DD" (digits already checked) a real Gregorian date?"""
     known = _VALID_DATES.get(text)
     if known is None:
         try:
@@ -76,7 +78,7 @@ def check_timestamp(text: str, field: str = "timestamp") -> str:
     The fast path for records (the database parses the text itself). Second 60 is not
     canonical: the agent stores a leap second as :59.999.
     """
-    if _TIMESTAMP_RE.fullmatch(text) is None or (text[8:10] > "28" and not _real_date(text[:10])):
+    if _TIMESTAMP_RE.fullmatch(text) is None or (text[8:10] > "28" and not real_date(text[:10])):
         raise NotCanonical(f"non_canonical_{field}",
                            f"{field} must be a real UTC time written YYYY-MM-DDTHH:MM:SS.sssZ "
                            "(3 fraction digits)")

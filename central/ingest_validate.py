@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from central import PROTOCOL_VERSION
-from central.canonical import (CANONICAL_UNITS, FLAGS, NULL_DELTA_FLAGS, NotCanonical,
+from central.canonical import (CANONICAL_UNITS, DECIMAL_PATTERN, FLAGS, MAX_SIGNIFICANT_DIGITS,
+                               NULL_DELTA_FLAGS, TIMESTAMP_PATTERN, NotCanonical,
                                check_decimal_text, check_timestamp, event_id, is_event_id_syntax,
-                               parse_timestamp)
+                               parse_timestamp, real_date)
 from central.errors import ApiError
 from central.ingest_body import IntNum, Num
 from central.settings import Settings
@@ -369,6 +370,10 @@ def _raw_record(index: int, obj: Any, settings: Settings, topics: _Seen) -> RawR
 
 
 def _validate_raw_events(batch: Batch, items: list, settings: Settings) -> None:
+    valid = _raw_events_if_all_valid(items, settings)
+    if valid is not None:
+        batch.raw_events = valid
+        return
     topics = _Seen()
     append = batch.raw_events.append
     for index, obj in enumerate(items):
@@ -452,6 +457,10 @@ def _measurement(index: int, obj: Any, settings: Settings, devices: _Seen) -> Me
 
 
 def _validate_measurements(batch: Batch, items: list, settings: Settings) -> None:
+    valid = _measurements_if_all_valid(items, settings)
+    if valid is not None:
+        batch.measurements = valid
+        return
     devices = _Seen()
     append = batch.measurements.append
     for index, obj in enumerate(items):
@@ -463,3 +472,138 @@ def _validate_measurements(batch: Batch, items: list, settings: Settings) -> Non
             rev = obj.get("revision") if isinstance(obj, dict) else None
             rev = int(rev) if isinstance(rev, IntNum) and len(rev) < 12 else None
             batch.rejected_measurements.append((index, eid, rev, exc.reason, exc.detail))
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole-batch fast path
+# ---------------------------------------------------------------------------------------------
+# Almost every batch is valid throughout. Checked a column at a time (the types of all values
+# as one set, all timestamps joined and matched by one regex, lengths by one map, ...) it costs
+# about a third less than record by record, because the per-record Python overhead goes. The
+# record functions above remain the definition of every rule: these only accept a batch all of
+# whose records those would accept, produce the same records, and otherwise return None so the
+# batch goes through them and each bad record gets its reason. A test compares the two paths
+# on fuzzed batches (central/tests/test_ingest_validate.py). Where a column check could be
+# fooled by joining (a value holding the separator), the separator count is checked too.
+
+_TIMESTAMPS_RE = re.compile(f"{TIMESTAMP_PATTERN}(?:,{TIMESTAMP_PATTERN})*")
+_DECIMALS_RE = re.compile(f"{DECIMAL_PATTERN}(?:,{DECIMAL_PATTERN})*")
+_LOWER_HEX_RE = re.compile(r"[0-9a-f]*")
+_METRIC_UNITS = frozenset(CANONICAL_UNITS.items())
+_NUMBER_TYPES = frozenset({Num, IntNum})
+
+
+def _all_strings(column: list, max_chars: int, allow_empty: bool = False) -> bool:
+    """Every value a JSON string within the length limits, without NUL or lone surrogates."""
+    if set(map(type, column)) != {str}:
+        return False
+    lengths = set(map(len, column))
+    if max(lengths) > max_chars or (not allow_empty and 0 in lengths):
+        return False
+    joined = "".join(column)
+    return ("\x00" not in joined) if joined.isascii() else not _BAD_CHARS_RE.search(joined)
+
+
+def _all_integers(column: list, low: int, high: int) -> Optional[list[int]]:
+    if set(map(type, column)) != {IntNum} or max(map(len, column)) > 20:
+        return None
+    numbers = list(map(int, column))
+    return numbers if low <= min(numbers) and max(numbers) <= high else None
+
+
+def _all_timestamps(column: list) -> bool:
+    if set(map(type, column)) != {str}:
+        return False
+    joined = ",".join(column)
+    if joined.count(",") != len(column) - 1 or _TIMESTAMPS_RE.fullmatch(joined) is None:
+        return False
+    return all(real_date(t[:10]) for t in column if t[8:10] > "28")
+
+
+def _all_decimals(column: list) -> bool:
+    """Canonical decimal texts short enough (40 characters) to be within the limits."""
+    if not column:
+        return True
+    if not set(map(type, column)) <= _NUMBER_TYPES or "-0" in column \
+            or max(map(len, column)) > MAX_SIGNIFICANT_DIGITS:
+        return False
+    joined = ",".join(column)
+    return joined.count(",") == len(column) - 1 and _DECIMALS_RE.fullmatch(joined) is not None
+
+
+def _raw_events_if_all_valid(items: list, settings: Settings) -> Optional[list[RawRecord]]:
+    if not items:
+        return []
+    if set(map(type, items)) != {dict}:
+        return None
+    try:
+        seqs = _all_integers([r["seq"] for r in items], 1, MAX_SEQ)
+        topics = [r["topic"] for r in items]
+        payloads = [r["payload"] for r in items]
+        qos = _all_integers([r["qos"] for r in items], 0, 2)
+        retained = [r["retained"] for r in items]
+        dup = [r["dup"] for r in items]
+        received_at = [r["received_at"] for r in items]
+        decode_errors = [r.get("decode_error") for r in items]
+        present_errors = [e for e in decode_errors if e is not None]
+        if (seqs is None or qos is None or not _all_strings(topics, settings.max_topic_chars)
+                or set(map(type, payloads)) != {str}
+                or max(map(len, payloads)) > (settings.max_payload_bytes + 2) // 3 * 4
+                or not set(map(type, retained)) == set(map(type, dup)) == {bool}
+                or not _all_timestamps(received_at)
+                or (present_errors and not _all_strings(
+                    present_errors, settings.max_decode_error_chars, allow_empty=True))):
+            return None
+        # What b64decode(validate=True) does for an ASCII str; ValueError for anything else.
+        decoded = [binascii.a2b_base64(p, strict_mode=True) for p in payloads]
+    except (KeyError, ValueError):  # binascii.Error is a ValueError
+        return None
+    return [RawRecord(i, *fields) for i, fields in enumerate(zip(
+        seqs, topics, decoded, payloads, [jsonb_text(b) is not None for b in decoded], qos,
+        retained, dup, received_at, decode_errors))]
+
+
+def _measurements_if_all_valid(items: list,
+                               settings: Settings) -> Optional[list[MeasurementRecord]]:
+    if not items:
+        return []
+    if set(map(type, items)) != {dict}:
+        return None
+    try:
+        event_ids = [m["event_id"] for m in items]
+        devices = [m["device_id"] for m in items]
+        metrics = [m["metric_type"] for m in items]
+        timestamps = [m["timestamp"] for m in items]
+        values = [m["value"] for m in items]
+        units = [m["unit"] for m in items]
+        flags = [m["flags"] for m in items]
+        deltas = [m["delta"] for m in items]
+        revisions = _all_integers([m["revision"] for m in items], 1, MAX_REVISION)
+        raws = [m["raw"] for m in items]
+        if set(map(type, raws)) != {dict}:
+            return None
+        buffers = [r["buffer_id"] for r in raws]
+        raw_seqs = _all_integers([r["seq"] for r in raws], 1, MAX_SEQ)
+        if (revisions is None or raw_seqs is None
+                or set(map(type, event_ids)) != {str} or set(map(len, event_ids)) != {64}
+                or _LOWER_HEX_RE.fullmatch("".join(event_ids)) is None
+                or not _all_strings(devices, settings.max_device_id_chars)
+                or not set(zip(metrics, units)) <= _METRIC_UNITS  # TypeError if unhashable
+                or not _all_timestamps(timestamps) or not _all_decimals(values)
+                or not _all_decimals([d for d in deltas if d is not None])):
+            return None
+        for record_flags, delta in zip(flags, deltas):
+            if type(record_flags) is not list:
+                return None
+            if record_flags:
+                _flags(record_flags)
+                if delta is not None and NULL_DELTA_FLAGS.intersection(record_flags):
+                    return None
+        normalized = {b: _uuid(b, "raw.buffer_id") for b in set(buffers)}
+        if event_ids != list(map(event_id, devices, timestamps, metrics, values)):
+            return None
+    except (KeyError, TypeError, RecordError):
+        return None
+    return [MeasurementRecord(i, *fields) for i, fields in enumerate(zip(
+        event_ids, devices, metrics, timestamps, values, units, deltas, flags, revisions,
+        [normalized[b] for b in buffers], raw_seqs))]
