@@ -251,7 +251,14 @@ void Daemon::on_message(const std::shared_ptr<const mqtt::message>& message) {
 // more than kInboxMaxBytes the normalizer has not moved: then the database
 // itself is failing, and the broker should keep what we cannot store.
 Status Daemon::append_to_inbox(const RawMessage& raw) {
-  if (over_budget_) {
+  // The normalizer checks the budget after each pass, which may take seconds
+  // while this path acknowledges thousands of messages: what was acknowledged
+  // since counts too.
+  const std::int64_t budget = disk_budget_.load();
+  if (over_budget_ ||
+      (budget != 0 && budget_used_at_check_.load() + acknowledged_bytes_.load() -
+                              acknowledged_bytes_at_check_.load() >
+                          budget)) {
     return Error{"the buffer has used its disk budget (buffer.max_size_mib, " +
                  std::to_string(disk_budget_.load() / (1024 * 1024)) +
                  " MiB); nothing unconfirmed is deleted to make room: acknowledging again once "
@@ -279,7 +286,11 @@ Status Daemon::append_to_inbox(const RawMessage& raw) {
                    "normalizer's errors)"};
     }
   }
-  return inbox_->append(raw);
+  auto appended = inbox_->append(raw);
+  if (appended) {
+    acknowledged_bytes_ += static_cast<std::int64_t>(raw.topic.size() + raw.payload.size());
+  }
+  return appended;
 }
 
 // ---- the normalizer --------------------------------------------------------
@@ -319,15 +330,20 @@ void Daemon::check_disk_budget(Buffer& buffer) {
   bool over = false;
   std::int64_t used = 0;
   if (budget != 0) {
+    // Taken before measuring: a message acknowledged meanwhile may count twice, never not at all.
+    const auto acknowledged = acknowledged_bytes_.load();
     auto database = buffer.used_bytes();
     if (!database) {
       logger_.warning(kBuffer,
                       "cannot measure the buffer for its disk budget: " + database.error().message);
       return;
     }
-    used = *database + inbox_pending_bytes(buffer.path(), {inbox_absorbed_segment_.load(),
-                                                           inbox_absorbed_offset_.load()});
+    const auto inbox = inbox_pending_bytes(
+        buffer.path(), {inbox_absorbed_segment_.load(), inbox_absorbed_offset_.load()});
+    used = *database + inbox;
     over = used > budget;
+    budget_used_at_check_ = used;
+    acknowledged_bytes_at_check_ = acknowledged;
   }
   metrics_.buffer_used_bytes = used;
   if (over != over_budget_.exchange(over)) {
@@ -434,6 +450,10 @@ void Daemon::normalizer_loop() {
       failing = false;
       failure_delay = 100ms;
       metrics_.add(*stats);
+      // After every pass, not only once caught up: under a steady inflow (a
+      // broker replaying its queue, a burst) this loop does not go idle, and
+      // the buffer would grow past its budget unchecked.
+      check_disk_budget(buffer);
       if (stats->messages == 0 && absorbed->messages == 0) break;
       did_work = true;
       logger_.debug(kNormalize, "normalized " + std::to_string(stats->messages) +

@@ -125,6 +125,11 @@ class Daemon {
   std::atomic<std::int64_t> max_page_count_{0};
   std::atomic<std::int64_t> disk_budget_{0};  // bytes; 0: none
   std::atomic<bool> over_budget_{false};      // set by the normalizer, read by the callback
+  // The acknowledge path's share of the budget between the normalizer's checks:
+  // what the last check counted, and bytes acknowledged (a running total) then.
+  std::atomic<std::int64_t> budget_used_at_check_{0};
+  std::atomic<std::int64_t> acknowledged_bytes_at_check_{0};
+  std::atomic<std::int64_t> acknowledged_bytes_{0};
   Heartbeat normalizer_heartbeat_;            // the watchdog pings only while it beats
   ServiceNotifier notifier_;                  // systemd (sd_notify); a no-op without it
 
