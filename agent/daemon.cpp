@@ -340,6 +340,22 @@ void Daemon::check_disk_budget(Buffer& buffer) {
     }
     const auto inbox = inbox_pending_bytes(
         buffer.path(), {inbox_absorbed_segment_.load(), inbox_absorbed_offset_.load()});
+    if (*database + inbox > budget) {
+      // The WAL file keeps the largest size it ever had (~10 MiB after a
+      // burst: automatic checkpoints every 10,000 pages) although a checkpoint
+      // has emptied it: before refusing messages, give that room back.
+      if (auto truncated = buffer.checkpoint_truncate(); !truncated) {
+        logger_.warning(kBuffer, "cannot truncate the WAL for the disk budget: " +
+                                     truncated.error().message);
+      } else if (*truncated) {
+        database = buffer.used_bytes();
+        if (!database) {
+          logger_.warning(kBuffer, "cannot measure the buffer for its disk budget: " +
+                                       database.error().message);
+          return;
+        }
+      }
+    }
     used = *database + inbox;
     over = used > budget;
     budget_used_at_check_ = used;

@@ -381,6 +381,14 @@ Status Buffer::checkpoint() {
   });
 }
 
+Result<bool> Buffer::checkpoint_truncate() {
+  return guarded([&]() -> Result<bool> {
+    auto statement = db_->prepare("PRAGMA wal_checkpoint(TRUNCATE)");
+    statement.step();
+    return statement.column_int(0) == 0;  // 1: blocked by another connection
+  });
+}
+
 Result<std::int64_t> Buffer::used_bytes() {
   return guarded([&]() -> Result<std::int64_t> {
     auto statement = db_->prepare(sql::kUsedBytes);

@@ -258,6 +258,11 @@ class Buffer {
   Result<std::map<std::string, std::string>> uplink_state();
 
   Status checkpoint();
+  // A checkpoint that also truncates the WAL file to nothing (after a plain
+  // one the file keeps its largest size, which the disk budget counts). Waits
+  // for readers and writers on other connections like a write does; false if
+  // they kept it from completing.
+  Result<bool> checkpoint_truncate();
 
   // Connection settings for the daemon. The acknowledging connection turns
   // automatic checkpoints off (0) so that only the background thread pays for
