@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <map>
 
 #include "common/buffer_sql.hpp"
@@ -165,4 +166,30 @@ TEST_CASE("buffer status: a version 1 database with data migrates with its count
   CHECK(status->unsynced == 2);
   CHECK(status->flag_counts == scanned.flags);
   CHECK(status->oldest_unsynced_received_ms == std::optional<std::int64_t>(1));
+}
+
+TEST_CASE("buffer: the disk budget counts the WAL file until a truncating checkpoint empties it",
+          "[buffer][status]") {
+  BufferFixture fixture;
+  for (int minute = 0; minute < 2000; ++minute) {
+    fixture.append(seed_payload("m1", format_timestamp(1717236000000LL + minute * 60000LL),
+                                "energy", std::to_string(100 + minute), "kWh"));
+  }
+  fixture.normalize();
+  const auto wal = fixture.dir().file("buffer.db") + "-wal";
+  const auto wal_bytes = static_cast<std::int64_t>(std::filesystem::file_size(wal));
+  REQUIRE(wal_bytes > 0);
+  auto before = fixture.buffer().used_bytes();
+  REQUIRE(before);
+  // A plain checkpoint empties the WAL for reuse but keeps the file's size.
+  REQUIRE(fixture.buffer().checkpoint());
+  CHECK(static_cast<std::int64_t>(std::filesystem::file_size(wal)) == wal_bytes);
+  auto truncated = fixture.buffer().checkpoint_truncate();
+  REQUIRE(truncated);
+  CHECK(*truncated);
+  CHECK(std::filesystem::file_size(wal) == 0);
+  auto after = fixture.buffer().used_bytes();
+  REQUIRE(after);
+  CHECK(*after == *before - wal_bytes);
+  CHECK(fixture.buffer().status()->measurements == 2000);
 }
