@@ -267,6 +267,19 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
   }
   const auto& s = *status;
   const auto pending = s.last_seq - s.normalized_through_seq;
+  // The disk budget, counted as the daemon counts it (Daemon::check_disk_budget):
+  // past it the daemon does not acknowledge MQTT messages.
+  const std::int64_t budget = config->buffer.max_size_bytes;
+  std::int64_t budget_used = 0;
+  if (budget != 0) {
+    auto used = buffer->used_bytes();
+    if (!used) {
+      err << "meter-agent: " << used.error().message << "\n";
+      return kExitFailure;
+    }
+    budget_used = *used + s.inbox_bytes;
+  }
+  const bool over_budget = budget != 0 && budget_used > budget;
   if (command_line.json) {
     std::string json = "{\"buffer\":";
     append_json_string(json, s.path);
@@ -297,7 +310,10 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
     }
     json += "},\"database_bytes\":" + std::to_string(s.database_bytes) +
             ",\"wal_bytes\":" + std::to_string(s.wal_bytes) +
-            ",\"inbox_bytes\":" + std::to_string(s.inbox_bytes) + ",\"uplink\":";
+            ",\"inbox_bytes\":" + std::to_string(s.inbox_bytes) +
+            ",\"disk_budget_bytes\":" + std::to_string(budget) +
+            ",\"budget_used_bytes\":" + std::to_string(budget_used) +
+            ",\"over_budget\":" + (over_budget ? "true" : "false") + ",\"uplink\":";
     if (!append_uplink_status(*buffer, *config, true, json, err)) return kExitFailure;
     json += "}\n";
     out << json;
@@ -323,6 +339,16 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
   out << "disk            " << s.database_bytes << " bytes database, " << s.wal_bytes
       << " bytes WAL\n";
   out << "inbox           " << s.inbox_bytes << " bytes acknowledged, not yet in the raw log\n";
+  if (budget == 0) {
+    out << "disk budget     none (buffer.max_size_mib)\n";
+  } else {
+    out << "disk budget     " << budget_used << " of " << budget
+        << " bytes used (database pages in use + WAL + inbox)\n";
+    if (over_budget) {
+      out << "                OVER BUDGET: MQTT messages are NOT acknowledged (the broker keeps "
+             "them) until the central confirms and pruning (uplink.retention) frees space\n";
+    }
+  }
   {
     std::string uplink;
     if (!append_uplink_status(*buffer, *config, false, uplink, err)) return kExitFailure;

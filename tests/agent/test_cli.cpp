@@ -120,11 +120,32 @@ TEST_CASE("status shows counts by state and flag and the latest decode errors", 
   CHECK_THAT(status.out, Catch::Contains("measurements    10 (10 unsynced)"));
   CHECK_THAT(status.out, Catch::Contains("first_reading=3"));
   CHECK_THAT(status.out, Catch::Contains("kVAh"));
+  CHECK_THAT(status.out, Catch::Contains("disk budget     none (buffer.max_size_mib)"));
   auto json = run(dir, "status --json " + config_args(dir));
   REQUIRE(json.exit_code == 0);
+  CHECK_THAT(json.out, Catch::Contains("\"over_budget\":false"));
   CHECK_THAT(json.out, Catch::Contains("\"decode_errors\":2"));
   CHECK_THAT(json.out, Catch::Contains("\"duplicates\":1"));
   CHECK_THAT(json.out, Catch::Contains("\"counter_reset\":1"));
+}
+
+TEST_CASE("status shows the disk budget as the daemon counts it", "[cli]") {
+  TempDir dir;
+  write_file(dir.file("agent.yaml"),
+             "gateway_id: gw\nbuffer:\n  max_size_mib: 16\nmetrics:\n  energy: {kind: counter, "
+             "unit: kWh}\n  power: {kind: gauge, unit: kW}\nmappings:\n  - topic: \"meters/#\"\n");
+  const auto args =
+      "--config " + quote(dir.file("agent.yaml")) + " --buffer " + quote(dir.file("buffer.db"));
+  REQUIRE(run(dir, "import " + quote(kSource + "/config/samples/seed-readings.jsonl") + " " + args)
+              .exit_code == 0);
+  auto status = run(dir, "status " + args);
+  REQUIRE(status.exit_code == 0);
+  CHECK_THAT(status.out, Catch::Contains(" of 16777216 bytes used (database pages in use + WAL + "
+                                         "inbox)"));
+  CHECK_THAT(status.out, !Catch::Contains("OVER BUDGET"));
+  auto json = run(dir, "status --json " + args);
+  CHECK_THAT(json.out, Catch::Contains("\"disk_budget_bytes\":16777216"));
+  CHECK_THAT(json.out, Catch::Contains("\"over_budget\":false"));
 }
 
 TEST_CASE("renormalize from the command line is idempotent", "[cli]") {
