@@ -23,6 +23,9 @@ constexpr std::string_view kUplink = "uplink";
 // batches. Every 2 s cost the agent half its CPU during a drain (docs/BENCHMARKS.md).
 constexpr auto kStatusRefresh = 10s;
 constexpr auto kStateSave = 5s;
+// Requests started behind one still in flight before the window must run empty
+// (and selection starts from the watermark again): ~100k events at the defaults.
+constexpr int kMaxBehind = 100;
 // Bodies smaller than this go uncompressed (gzip's header costs more than it saves).
 constexpr std::size_t kGzipThreshold = 2048;
 
@@ -461,8 +464,13 @@ Uplink::Next Uplink::send_once(const Config& config) {
   const std::size_t depth =
       split_records_ != 0 ? 1 : std::max<std::size_t>(1, uplink.max_in_flight);
   std::optional<Next> stopped;
-  while (window_.size() < depth && !abort_) {
+  if (window_.empty()) behind_ = 0;
+  // Every so often the window runs empty, so that the next batch starts from
+  // the watermark again: what a long drain passed by (a revision raised
+  // behind the cursor, a requeued record) does not wait for its end.
+  while (window_.size() < depth && behind_ < kMaxBehind && !abort_) {
     if (!window_.empty() && !window_.back().batch.limited) break;  // nothing more behind it
+    if (!window_.empty()) ++behind_;
     std::optional<SyncCursor> after;
     if (!window_.empty()) after = window_.back().batch.through;
     stopped = launch(config, after);
@@ -483,8 +491,13 @@ Uplink::Next Uplink::send_once(const Config& config) {
     return Next::idle;  // shutdown: whatever the central stored is resent next run
   }
   const auto splits = metrics_.splits.load();
+  const auto missing = metrics_.missing.load();
   const auto next = finish(config, front, outcome);
-  if (next == Next::retry || metrics_.splits != splits) drain_window();
+  // After a failure, a split or records left unanswered, the batches behind
+  // are answered and the next one starts from the watermark again.
+  if (next == Next::retry || metrics_.splits != splits || metrics_.missing != missing) {
+    drain_window();
+  }
   if (next == Next::idle && !window_.empty()) return Next::more;  // its answer is due
   return next;
 }

@@ -133,6 +133,7 @@ class Uplink {
   std::vector<std::unique_ptr<HttpTransport>> transports_;  // one per request in flight
   std::string transport_key_;    // the settings transports_ were built with
   std::deque<InFlight> window_;  // after transports_: its requests use them
+  int behind_ = 0;               // requests started behind another since the window was last empty
 
   std::thread thread_;
   std::mutex mutex_;
