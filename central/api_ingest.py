@@ -8,13 +8,10 @@ untouched. After that, every record gets an outcome in a 200 response.
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from central import PROTOCOL_VERSION
 from central.auth import Principal, require
 from central.errors import ApiError
 from central.ingest_body import decode_body, read_limited
@@ -30,9 +27,7 @@ def _process(request_state, raw: bytes, content_encoding: str | None, principal:
     body = decode_body(raw, content_encoding, settings.max_decompressed_bytes)
     check_protocol_version(body)
     batch = parse_envelope(body, settings, principal.name)
-    outcomes = store_batch(engine, batch, principal.gateway_pk)
-    response = {"protocol_version": PROTOCOL_VERSION, **outcomes}
-    return json.dumps(response, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return store_batch(engine, batch, principal.gateway_pk).response_json()
 
 
 @router.post("/api/v1/ingest", tags=["ingest"], summary="Upload one batch (gateway token)",

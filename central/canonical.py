@@ -33,8 +33,12 @@ MAX_SIGNIFICANT_DIGITS = 40
 MAX_INTEGER_DIGITS = 40   # |value| < 10^40
 MAX_FRACTION_DIGITS = 40  # step >= 10^-40
 
+# The field ranges are in the pattern (year 0001-9999, month 01-12, day 01-31, hour 00-23,
+# minute and second 00-59: second 60 is not canonical), so one match proves the form; only days
+# 29-31 still need the calendar.
 _TIMESTAMP_RE = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{3})Z")
+    r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z")
 # Plain notation, no leading zeros, no trailing fraction zeros, no '+'; "-0" handled separately.
 _DECIMAL_RE = re.compile(r"-?(0|[1-9][0-9]*)(?:\.([0-9]*[1-9]))?")
 _EVENT_ID_RE = re.compile(r"[0-9a-f]{64}")
@@ -72,9 +76,7 @@ def check_timestamp(text: str, field: str = "timestamp") -> str:
     The fast path for records (the database parses the text itself). Second 60 is not
     canonical: the agent stores a leap second as :59.999.
     """
-    m = _TIMESTAMP_RE.fullmatch(text)
-    if (not m or not _real_date(text[:10]) or m.group(1) == "0000" or m.group(4) > "23"
-            or m.group(5) > "59" or m.group(6) > "59"):
+    if _TIMESTAMP_RE.fullmatch(text) is None or (text[8:10] > "28" and not _real_date(text[:10])):
         raise NotCanonical(f"non_canonical_{field}",
                            f"{field} must be a real UTC time written YYYY-MM-DDTHH:MM:SS.sssZ "
                            "(3 fraction digits)")
@@ -100,7 +102,14 @@ def check_decimal(text: str, field: str = "value") -> decimal.Decimal:
 
     `text` must be the number's text exactly as it appeared in the JSON request.
     """
+    return decimal.Decimal(check_decimal_text(text, field))
+
+
+def check_decimal_text(text: str, field: str = "value") -> str:
+    """Like check_decimal, returning the text (what ingest stores; PostgreSQL parses it)."""
     m = _DECIMAL_RE.fullmatch(text)
+    if m and len(text) <= MAX_SIGNIFICANT_DIGITS and text != "-0":
+        return text  # 40 characters cannot hold more than 40 digits on either side of the point
     if not m or text == "-0":
         raise NotCanonical(f"non_canonical_{field}",
                            f"{field} {text[:60]!r} is not canonical decimal text "
@@ -111,7 +120,7 @@ def check_decimal(text: str, field: str = "value") -> decimal.Decimal:
             or len(fraction) > MAX_FRACTION_DIGITS):
         raise NotCanonical(f"{field}_out_of_range",
                            f"{field} exceeds 40 significant digits, 10^40 or a step of 10^-40")
-    return decimal.Decimal(text)
+    return text
 
 
 def decimal_text(value: decimal.Decimal) -> str:

@@ -5,6 +5,14 @@ changes nothing; a bad record becomes a `rejected` outcome with a reason code wh
 the batch proceeds. Every check a client could get wrong is here, before any SQL runs, so the
 database only ever sees values it can store (no NUL in text, no lone surrogates, sizes bounded,
 exact decimals) and a malformed record can never turn into a 500 that blocks its batch.
+
+This runs for every record of every batch (two per event), so each check is written to cost
+little in the common case without checking less: a JSON value's exact type instead of two
+isinstance calls (the decoder yields exactly str for strings, Num/IntNum for numbers), ASCII
+text searched for NUL with one `in` (no surrogate is ASCII), canonical timestamps proven by one
+regex with the field ranges in it, values kept as their checked text (PostgreSQL parses the
+NUMERIC), UUIDs and device/topic strings remembered once seen valid. The first failing check
+still decides the reason, in the order the contract's examples and the tests expect.
 """
 
 from __future__ import annotations
@@ -12,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import decimal
 import json
 import re
 import uuid
@@ -21,7 +28,7 @@ from typing import Any, Optional
 
 from central import PROTOCOL_VERSION
 from central.canonical import (CANONICAL_UNITS, FLAGS, NULL_DELTA_FLAGS, NotCanonical,
-                               check_decimal, check_timestamp, event_id, is_event_id_syntax,
+                               check_decimal_text, check_timestamp, event_id, is_event_id_syntax,
                                parse_timestamp)
 from central.errors import ApiError
 from central.ingest_body import IntNum, Num
@@ -45,13 +52,14 @@ class RecordError(ValueError):
         self.detail = detail
 
 
-@dataclass
+@dataclass(slots=True)
 class RawRecord:
     index: int
     seq: int
     topic: str
     payload: bytes
-    payload_json: Optional[str]  # the payload text when it is JSON that jsonb can store
+    payload_base64: str  # as sent (strictly validated), for the database to decode
+    payload_is_json: bool  # UTF-8 JSON that jsonb accepts: the database keeps a parsed copy
     qos: int
     retained: bool
     dup: bool
@@ -59,22 +67,20 @@ class RawRecord:
     decode_error: Optional[str]
 
 
-@dataclass
+@dataclass(slots=True)
 class MeasurementRecord:
     index: int
     event_id: str
     device_id: str
     metric_type: str
     timestamp: str  # canonical text; PostgreSQL parses it
-    value: decimal.Decimal
+    value_text: str  # canonical decimal text; PostgreSQL parses it into NUMERIC
     unit: str
-    delta: Optional[decimal.Decimal]
+    delta_text: Optional[str]
     flags: list[str]
     revision: int
     raw_buffer_id: str
     raw_seq: int
-    value_text: str = ""
-    delta_text: Optional[str] = None
 
 
 @dataclass
@@ -104,35 +110,68 @@ class Batch:
 # ---------------------------------------------------------------------------------------------
 
 def _get(obj: dict, name: str) -> Any:
-    if name not in obj:
-        raise RecordError("missing_field", f"{name} is required")
-    return obj[name]
+    try:
+        return obj[name]
+    except KeyError:
+        raise RecordError("missing_field", f"{name} is required") from None
+
+
+def _missing(exc: KeyError) -> RecordError:
+    """The record functions read required fields as obj[name], in the order they check them,
+    inside one try: the first absent field raises KeyError(name), reported as missing_field."""
+    return RecordError("missing_field", f"{exc.args[0]} is required")
 
 
 def _string(obj: dict, name: str, max_chars: int, *, allow_empty: bool = False) -> str:
-    value = _get(obj, name)
-    if not isinstance(value, str) or isinstance(value, Num):
+    return _string_value(_get(obj, name), name, max_chars, allow_empty)
+
+
+def _string_value(value: Any, name: str, max_chars: int, allow_empty: bool = False) -> str:
+    if type(value) is not str:  # a JSON string; Num (a number's text) is a str subclass
         raise RecordError("wrong_type", f"{name} must be a string")
     if not value and not allow_empty:
         raise RecordError("invalid_string", f"{name} must not be empty")
     if len(value) > max_chars:
         raise RecordError("too_long", f"{name} is longer than {max_chars} characters")
-    if _BAD_CHARS_RE.search(value):
+    if ("\x00" in value) if value.isascii() else (_BAD_CHARS_RE.search(value) is not None):
         raise RecordError("invalid_string", f"{name} contains NUL or an unpaired UTF-16 surrogate")
     return value
 
 
+class _Seen:
+    """Strings of one batch already found valid for a field (a batch repeats device ids and
+    topics); bounded, since a batch may also be all different ones."""
+
+    __slots__ = ("values",)
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self.values: set[str] = set()
+
+    def string(self, value: Any, name: str, max_chars: int) -> str:
+        if type(value) is str and value in self.values:
+            return value
+        value = _string_value(value, name, max_chars)
+        if len(self.values) < self.LIMIT:
+            self.values.add(value)
+        return value
+
+
 def _integer(obj: dict, name: str, low: int, high: int) -> int:
-    value = _get(obj, name)
-    if not isinstance(value, IntNum):  # 1.0, 1e0, "1", true are not integers
+    return _integer_value(_get(obj, name), name, low, high)
+
+
+def _integer_value(value: Any, name: str, low: int, high: int) -> int:
+    if type(value) is not IntNum:  # 1.0, 1e0, "1", true are not integers
         raise RecordError("wrong_type", f"{name} must be a JSON integer")
-    if len(value) > 20 or not low <= int(value) <= high:
-        raise RecordError("out_of_range", f"{name} must be between {low} and {high}")
-    return int(value)
+    if len(value) <= 20:
+        number = int(value)
+        if low <= number <= high:
+            return number
+    raise RecordError("out_of_range", f"{name} must be between {low} and {high}")
 
 
-def _boolean(obj: dict, name: str) -> bool:
-    value = _get(obj, name)
+def _boolean_value(value: Any, name: str) -> bool:
     if value is not True and value is not False:
         raise RecordError("wrong_type", f"{name} must be true or false")
     return value
@@ -140,7 +179,7 @@ def _boolean(obj: dict, name: str) -> bool:
 
 def _timestamp(obj: dict, name: str) -> dt.datetime:
     value = _get(obj, name)
-    if not isinstance(value, str) or isinstance(value, Num):
+    if type(value) is not str:
         raise RecordError("wrong_type", f"{name} must be a string")
     try:
         return parse_timestamp(value, name)
@@ -148,10 +187,9 @@ def _timestamp(obj: dict, name: str) -> dt.datetime:
         raise RecordError(exc.reason, exc.detail) from None
 
 
-def _timestamp_text(obj: dict, name: str) -> str:
+def _timestamp_text(value: Any, name: str) -> str:
     """Like _timestamp, for record fields the database parses itself (no datetime built)."""
-    value = _get(obj, name)
-    if not isinstance(value, str) or isinstance(value, Num):
+    if type(value) is not str:
         raise RecordError("wrong_type", f"{name} must be a string")
     try:
         return check_timestamp(value, name)
@@ -163,7 +201,7 @@ _UUIDS: dict[str, str] = {}  # text -> normalized; a batch names the same buffer
 
 
 def _uuid(value: Any, name: str) -> str:
-    if not isinstance(value, str) or isinstance(value, Num):
+    if type(value) is not str:
         raise RecordError("wrong_type", f"{name} must be a string")
     known = _UUIDS.get(value)
     if known is not None:
@@ -176,11 +214,11 @@ def _uuid(value: Any, name: str) -> str:
     return known
 
 
-def _decimal(value: Any, name: str) -> decimal.Decimal:
+def _decimal_text(value: Any, name: str) -> str:
     if not isinstance(value, Num):
         raise RecordError("wrong_type", f"{name} must be a JSON number")
     try:
-        return check_decimal(value, name)
+        return check_decimal_text(value, name)
     except NotCanonical as exc:
         raise RecordError(exc.reason, exc.detail) from None
 
@@ -262,6 +300,12 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder for every payload: json.loads with hooks would build a new one (and its scanner)
+# per call, which cost as much as parsing a small payload.
+_PAYLOAD_DECODER = json.JSONDecoder(parse_float=_jsonb_number, parse_int=_jsonb_number,
+                                    parse_constant=_no_constant)
+
+
 def jsonb_text(payload: bytes) -> Optional[str]:
     """The payload as text for a jsonb column, or None when it is not JSON jsonb accepts.
 
@@ -274,10 +318,8 @@ def jsonb_text(payload: bytes) -> Optional[str]:
         return None
     if "\x00" in text or "\\u0000" in text:
         return None
-
     try:
-        value = json.loads(text, parse_float=_jsonb_number, parse_int=_jsonb_number,
-                           parse_constant=_no_constant)
+        value = _PAYLOAD_DECODER.decode(text)
     except (ValueError, RecursionError):
         return None
     if _SURROGATE_ESCAPE_RE.search(text) and _has_surrogates(value):
@@ -295,98 +337,126 @@ def _has_surrogates(value: Any) -> bool:
     return False
 
 
-def _raw_record(index: int, obj: Any, settings: Settings) -> RawRecord:
-    if not isinstance(obj, dict):
+def _raw_record(index: int, obj: Any, settings: Settings, topics: _Seen) -> RawRecord:
+    if type(obj) is not dict:
         raise RecordError("wrong_type", "a raw event must be a JSON object")
-    seq = _integer(obj, "seq", 1, MAX_SEQ)
-    topic = _string(obj, "topic", settings.max_topic_chars)
-    payload_text = _get(obj, "payload")
-    if not isinstance(payload_text, str) or isinstance(payload_text, Num):
-        raise RecordError("wrong_type", "payload must be a base64 string")
-    if len(payload_text) > (settings.max_payload_bytes + 2) // 3 * 4:
-        raise RecordError("too_long", f"payload is larger than {settings.max_payload_bytes} bytes")
     try:
-        payload = base64.b64decode(payload_text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise RecordError("invalid_base64",
-                          "payload is not standard base64 with padding (RFC 4648 section 4)") from None
-    qos = _integer(obj, "qos", 0, 2)
-    retained = _boolean(obj, "retained")
-    dup = _boolean(obj, "dup")
-    received_at = _timestamp_text(obj, "received_at")
+        seq = _integer_value(obj["seq"], "seq", 1, MAX_SEQ)
+        topic = topics.string(obj["topic"], "topic", settings.max_topic_chars)
+        payload_text = obj["payload"]
+        if type(payload_text) is not str:
+            raise RecordError("wrong_type", "payload must be a base64 string")
+        if len(payload_text) > (settings.max_payload_bytes + 2) // 3 * 4:
+            raise RecordError("too_long",
+                              f"payload is larger than {settings.max_payload_bytes} bytes")
+        try:
+            payload = base64.b64decode(payload_text.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise RecordError("invalid_base64", "payload is not standard base64 with padding "
+                              "(RFC 4648 section 4)") from None
+        qos = _integer_value(obj["qos"], "qos", 0, 2)
+        retained = _boolean_value(obj["retained"], "retained")
+        dup = _boolean_value(obj["dup"], "dup")
+        received_at = _timestamp_text(obj["received_at"], "received_at")
+    except KeyError as exc:
+        raise _missing(exc) from None
     decode_error = obj.get("decode_error")
     if decode_error is not None:
-        decode_error = _string(obj, "decode_error", settings.max_decode_error_chars,
-                               allow_empty=True)
-    return RawRecord(index, seq, topic, payload, jsonb_text(payload), qos, retained, dup,
-                     received_at, decode_error)
+        decode_error = _string_value(decode_error, "decode_error",
+                                     settings.max_decode_error_chars, allow_empty=True)
+    return RawRecord(index, seq, topic, payload, payload_text, jsonb_text(payload) is not None,
+                     qos, retained, dup, received_at, decode_error)
 
 
 def _validate_raw_events(batch: Batch, items: list, settings: Settings) -> None:
+    topics = _Seen()
+    append = batch.raw_events.append
     for index, obj in enumerate(items):
         try:
-            batch.raw_events.append(_raw_record(index, obj, settings))
+            append(_raw_record(index, obj, settings, topics))
         except RecordError as exc:
             echo = obj.get("seq") if isinstance(obj, dict) else None
             echo = int(echo) if isinstance(echo, IntNum) and len(echo) < 21 else None
             batch.rejected_raw.append((index, echo, exc.reason, exc.detail))
 
 
-def _measurement(index: int, obj: Any, settings: Settings) -> MeasurementRecord:
-    if not isinstance(obj, dict):
-        raise RecordError("wrong_type", "a measurement must be a JSON object")
-    claimed = _get(obj, "event_id")
-    if not isinstance(claimed, str) or isinstance(claimed, Num):
-        raise RecordError("wrong_type", "event_id must be a string")
-    if not is_event_id_syntax(claimed):
-        raise RecordError("invalid_event_id", "event_id must be 64 lowercase hex characters")
-    device_id = _string(obj, "device_id", settings.max_device_id_chars)
-    metric_type = _string(obj, "metric_type", 64)
-    if metric_type not in CANONICAL_UNITS:
-        raise RecordError("unknown_metric_type",
-                          f"metric_type must be one of {sorted(CANONICAL_UNITS)}")
-    timestamp = _timestamp_text(obj, "timestamp")
-    value_text = _get(obj, "value")
-    value = _decimal(value_text, "value")
-    unit = _string(obj, "unit", 16)
-    if unit != CANONICAL_UNITS[metric_type]:
-        raise RecordError("wrong_unit",
-                          f"unit must be the canonical unit {CANONICAL_UNITS[metric_type]!r} "
-                          f"for {metric_type}")
-    flags = _get(obj, "flags")
-    if not isinstance(flags, list) or not all(isinstance(f, str) and not isinstance(f, Num)
-                                              for f in flags):
+_SORTED_FLAG_LISTS: dict[tuple, bool] = {}  # flags tuple -> known, sorted, unique (at most 2^13)
+
+
+def _flags(flags: Any) -> list[str]:
+    if type(flags) is not list:
+        raise RecordError("wrong_type", "flags must be an array of strings")
+    if not flags:
+        return flags
+    try:
+        if tuple(flags) in _SORTED_FLAG_LISTS:
+            return flags  # equal to a list of flag names, so strings (no number reads "dst_gap")
+    except TypeError:  # an unhashable element (object or array): refused just below
+        pass
+    if not all(type(f) is str for f in flags):
         raise RecordError("wrong_type", "flags must be an array of strings")
     unknown = [f for f in flags if f not in FLAGS]
     if unknown:
         raise RecordError("unknown_flag", f"unknown flag {unknown[0][:64]!r}")
     if any(a >= b for a, b in zip(flags, flags[1:])):
         raise RecordError("flags_not_sorted", "flags must be sorted and without duplicates")
-    delta_text = _get(obj, "delta")
-    delta = None if delta_text is None else _decimal(delta_text, "delta")
-    if delta is not None and NULL_DELTA_FLAGS.intersection(flags):
-        raise RecordError("delta_not_null",
-                          "delta must be null with first_reading, counter_reset or beyond_retention")
-    revision = _integer(obj, "revision", 1, MAX_REVISION)
-    raw = _get(obj, "raw")
-    if not isinstance(raw, dict):
-        raise RecordError("wrong_type", "raw must be an object {buffer_id, seq}")
-    raw_buffer_id = _uuid(_get(raw, "buffer_id"), "raw.buffer_id")
-    raw_seq = _integer(raw, "seq", 1, MAX_SEQ)
+    _SORTED_FLAG_LISTS[tuple(flags)] = True  # only valid lists: sorted subsets of FLAGS
+    return flags
+
+
+def _measurement(index: int, obj: Any, settings: Settings, devices: _Seen) -> MeasurementRecord:
+    if type(obj) is not dict:
+        raise RecordError("wrong_type", "a measurement must be a JSON object")
+    try:
+        claimed = obj["event_id"]
+        if type(claimed) is not str:
+            raise RecordError("wrong_type", "event_id must be a string")
+        if not is_event_id_syntax(claimed):
+            raise RecordError("invalid_event_id", "event_id must be 64 lowercase hex characters")
+        device_id = devices.string(obj["device_id"], "device_id", settings.max_device_id_chars)
+        metric_type = obj["metric_type"]
+        unit_wanted = CANONICAL_UNITS.get(metric_type) if type(metric_type) is str else None
+        if unit_wanted is None:
+            _string_value(metric_type, "metric_type", 64)
+            raise RecordError("unknown_metric_type",
+                              f"metric_type must be one of {sorted(CANONICAL_UNITS)}")
+        timestamp = _timestamp_text(obj["timestamp"], "timestamp")
+        value_text = _decimal_text(obj["value"], "value")
+        unit = obj["unit"]
+        if unit != unit_wanted or type(unit) is not str:
+            _string_value(unit, "unit", 16)
+            raise RecordError("wrong_unit", f"unit must be the canonical unit {unit_wanted!r} "
+                              f"for {metric_type}")
+        flags = _flags(obj["flags"])
+        delta_text = obj["delta"]
+        if delta_text is not None:
+            delta_text = _decimal_text(delta_text, "delta")
+            if NULL_DELTA_FLAGS.intersection(flags):
+                raise RecordError("delta_not_null", "delta must be null with first_reading, "
+                                  "counter_reset or beyond_retention")
+        revision = _integer_value(obj["revision"], "revision", 1, MAX_REVISION)
+        raw = obj["raw"]
+        if type(raw) is not dict:
+            raise RecordError("wrong_type", "raw must be an object {buffer_id, seq}")
+        raw_buffer_id = _uuid(raw["buffer_id"], "raw.buffer_id")
+        raw_seq = _integer_value(raw["seq"], "seq", 1, MAX_SEQ)
+    except KeyError as exc:
+        raise _missing(exc) from None
+    # Required by the contract for every record: the id must be the hash of these exact texts.
     expected = event_id(device_id, timestamp, metric_type, value_text)
     if expected != claimed:
         raise RecordError("event_id_mismatch",
                           f"event_id does not match the canonical fields (expected {expected})")
-    return MeasurementRecord(index, claimed, device_id, metric_type, timestamp, value, unit,
-                             delta, list(flags), revision, raw_buffer_id, raw_seq,
-                             str(value_text),
-                             None if delta_text is None else str(delta_text))
+    return MeasurementRecord(index, claimed, device_id, metric_type, timestamp, value_text, unit,
+                             delta_text, flags, revision, raw_buffer_id, raw_seq)
 
 
 def _validate_measurements(batch: Batch, items: list, settings: Settings) -> None:
+    devices = _Seen()
+    append = batch.measurements.append
     for index, obj in enumerate(items):
         try:
-            batch.measurements.append(_measurement(index, obj, settings))
+            append(_measurement(index, obj, settings, devices))
         except RecordError as exc:
             eid = obj.get("event_id") if isinstance(obj, dict) else None
             eid = eid if isinstance(eid, str) and is_event_id_syntax(eid) else None

@@ -69,7 +69,7 @@ raw_events = sa.Table(
 
 normalized_measurements = sa.Table(
     "normalized_measurements", metadata,
-    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("event_id", sa.Text(collation="C"), primary_key=True),  # bytes order (0003)
     sa.Column("gateway_id", sa.BigInteger, sa.ForeignKey("gateways.id"), nullable=False),
     sa.Column("device_id", sa.Text, nullable=False),
     sa.Column("metric_type", sa.Text, nullable=False),

@@ -207,7 +207,8 @@ class Buffer {
   // Rebuilds every measurement from the raw log under `config`, in one
   // transaction. A measurement whose delta or flags come out different gets a
   // higher revision (so the uplink sends it again); an unchanged one keeps its
-  // revision and sync state. Running it twice changes nothing the second time.
+  // revision and sync state, a quarantine and its rejection included. Running
+  // it twice changes nothing the second time.
   Result<NormalizeStats> renormalize(const Config& config);
 
   // Every measurement in export order: device_id, metric_type, timestamp, value.

@@ -158,28 +158,50 @@ inline constexpr const char* kMarkSynced =
     "WHERE event_id = ?1 AND ?2 <= revision";
 
 // Renormalize: keep the old rows aside, rebuild, then carry revisions and sync
-// state over by identity.
+// state over by identity. The rebuild numbers rows afresh, so the rejections of
+// measurements (ref = measurements.id) are kept aside with their row's identity
+// too.
 inline constexpr const char* kRenormalizeBegin = R"sql(
 CREATE TEMP TABLE previous_measurements AS
-  SELECT series_id, timestamp_ms, value, delta, flags, revision, synced_revision FROM measurements;
+  SELECT series_id, timestamp_ms, value, delta, flags, revision, synced_revision,
+         quarantined_revision FROM measurements;
 CREATE UNIQUE INDEX temp.previous_identity ON previous_measurements (series_id, timestamp_ms, value);
+CREATE TEMP TABLE previous_rejected AS
+  SELECT r.ref AS old_id, m.series_id, m.timestamp_ms, m.value
+  FROM rejections r JOIN measurements m ON m.id = r.ref WHERE r.kind = 'measurement';
 DELETE FROM measurements;
 DELETE FROM raw_outcomes;
 UPDATE series SET anchor_ts = NULL, anchor_value = NULL, unit = '';
 UPDATE counters SET value = 0 WHERE name IN ('normalized_through_seq', 'duplicates');
 )sql";
-// Unchanged content keeps its revision and sync state; changed content goes
-// one revision above what was there (so it is unsynced again).
+// Unchanged content keeps its revision and sync state (confirmed or
+// quarantined); changed content goes one revision above what was there (so it
+// is sent again, as a new revision is after a rejection).
+//
+// Each rejection of a measurement is moved to the row id its measurement has
+// now: first to the id negated, so that no two rejections share (kind, ref)
+// while some are moved and others not yet (row ids are positive); a rejection
+// whose measurement no longer exists (its value changed with the config) goes,
+// since nothing is left for it to hold back or for requeue to release.
 inline constexpr const char* kRenormalizeCarryOver = R"sql(
 UPDATE measurements SET
   revision = CASE
     WHEN p.delta IS measurements.delta AND p.flags = measurements.flags THEN p.revision
     ELSE p.revision + 1 END,
-  synced_revision = p.synced_revision
+  synced_revision = p.synced_revision,
+  quarantined_revision = p.quarantined_revision
 FROM previous_measurements AS p
 WHERE p.series_id = measurements.series_id AND p.timestamp_ms = measurements.timestamp_ms
   AND p.value = measurements.value;
+UPDATE rejections SET ref = -m.id
+FROM previous_rejected AS p
+  JOIN measurements AS m ON m.series_id = p.series_id AND m.timestamp_ms = p.timestamp_ms
+    AND m.value = p.value
+WHERE rejections.kind = 'measurement' AND rejections.ref = p.old_id;
+DELETE FROM rejections WHERE kind = 'measurement' AND ref > 0;
+UPDATE rejections SET ref = -ref WHERE kind = 'measurement';
 DROP TABLE temp.previous_measurements;
+DROP TABLE temp.previous_rejected;
 )sql";
 inline constexpr const char* kUpdateSeriesUnit = "UPDATE series SET unit = ?2 WHERE id = ?1";
 

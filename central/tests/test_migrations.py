@@ -72,3 +72,35 @@ def test_no_create_all_in_production_code():
     pkg = Path(__file__).resolve().parents[1]
     offenders = [p for p in pkg.glob("*.py") if "create_all" in p.read_text()]
     assert offenders == []
+
+
+def test_event_id_check_and_collation(scratch_url):
+    """Migration 0003 swapped the event_id CHECK for a cheaper one: it must accept exactly what
+    `^[0-9a-f]{64}$` accepted. The column compares bytes (COLLATE "C")."""
+    migrate.upgrade(scratch_url)
+    engine = sa.create_engine(scratch_url)
+    good = "0123456789abcdef" * 4
+    bad = [good.upper(), good[:63], good + "0", good[:63] + "g", good[:62] + "\u00e9",
+           "\u00e9" * 32, good[:63] + " ", " " + good[:63], good[:63] + "\n", ""]
+    insert = sa.text(
+        "INSERT INTO normalized_measurements (event_id, gateway_id, device_id, metric_type, "
+        "\"timestamp\", value, unit, revision, raw_buffer_id, raw_seq) VALUES (:e, :g, 'd', "
+        "'energy', now(), 1, 'kWh', 1, gen_random_uuid(), 1)")
+    try:
+        with engine.begin() as conn:
+            gw = conn.execute(sa.text(
+                "INSERT INTO gateways (name) VALUES ('g') RETURNING id")).scalar()
+            conn.execute(insert, {"e": good, "g": gw})
+            collation = conn.execute(sa.text(
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE table_name = 'normalized_measurements' "
+                "AND column_name = 'event_id'")).scalar()
+        assert collation == "C"
+        for text in bad:
+            with pytest.raises(sa.exc.IntegrityError, match="ck_measurements_event_id"):
+                with engine.begin() as conn:
+                    conn.execute(insert, {"e": text, "g": gw})
+        migrate.downgrade(scratch_url, "0002")  # and back: the old CHECK holds the same rows
+        migrate.upgrade(scratch_url)
+    finally:
+        engine.dispose()

@@ -1,8 +1,10 @@
 // The buffer's sync state (common/buffer_sync.cpp): what is selected for
 // upload, what a response confirms or quarantines, requeue, pruning.
 #include <catch2/catch.hpp>
+#include <set>
 
 #include "common/buffer_sql.hpp"
+#include "common/decimal.hpp"
 #include "common/sqlite.hpp"
 #include "common/uplink_batch.hpp"
 #include "support/buffer_fixture.hpp"
@@ -378,4 +380,100 @@ TEST_CASE("a confirmation for a row id that now holds another measurement marks 
   REQUIRE(f.buffer().apply_ingest_response(batch, answer_all(batch, RecordOutcome::confirmed), 0));
   CHECK(sync_status(f.buffer()).measurements_waiting == 1);
   CHECK(f.measurements().at(0).synced_revision == 0);
+}
+
+TEST_CASE("renormalize keeps quarantined measurements quarantined unless their content changes",
+          "[buffer_sync]") {
+  BufferFixture f;
+  f.append(reading("2024-01-01T01:00:00Z", "0"));
+  f.append(reading("2024-01-01T02:00:00Z", "5"));
+  f.append(reading("2024-01-01T03:00:00Z", "5000"));
+  f.normalize();
+  auto batch = select(f.buffer());
+  REQUIRE(batch.measurements.size() == 3);
+  IngestResponse response = answer_all(batch, RecordOutcome::confirmed);
+  response.measurements[1] = RecordResult{RecordOutcome::rejected, "refused", "value 5"};
+  response.measurements[2] = RecordResult{RecordOutcome::rejected, "refused", "value 5000"};
+  REQUIRE(f.buffer().apply_ingest_response(batch, response, 1000));
+  REQUIRE(select(f.buffer()).empty());
+
+  // Nothing changed: nothing is sent again.
+  REQUIRE(f.buffer().renormalize(f.config()));
+  CHECK(select(f.buffer()).empty());
+  CHECK(sync_status(f.buffer()).waiting() == 0);
+  CHECK(sync_status(f.buffer()).quarantined == 2);
+
+  // A lower jump threshold flags the 5000 reading: its new revision is sent,
+  // the unchanged one stays quarantined.
+  f.config().metrics["energy"].jump_threshold = *Decimal::parse("1000");
+  REQUIRE(f.buffer().renormalize(f.config()));
+  auto revised = select(f.buffer());
+  REQUIRE(revised.measurements.size() == 1);
+  CHECK(revised.measurements[0].measurement.value == "5000");
+  CHECK(revised.measurements[0].measurement.revision == 2);
+
+  // requeue still releases the unchanged one.
+  CHECK(*f.buffer().requeue(std::nullopt) == 2);
+  CHECK(select(f.buffer()).measurements.size() == 2);
+}
+
+TEST_CASE("renormalize renumbers rows: rejections move with their measurements", "[buffer_sync]") {
+  // Status, confirmations and requeue find a rejection by its row id.
+  BufferFixture f;
+  f.append(reading("2024-01-01T01:00:00Z", "1"));  // seq 1: row 1
+  f.normalize();
+  f.config().metrics["energy"].unit = "Wh";
+  f.append(reading("2024-01-01T02:00:00Z", "2"));        // seq 2: refused, m1 is in kWh
+  f.append(reading("2024-01-01T01:00:00Z", "7", "m2"));  // seq 3: a new series in Wh, row 2
+  f.append(reading("2024-01-01T01:00:00Z", "8", "m3"));  // seq 4: row 3
+  f.normalize();
+  auto batch = select(f.buffer());
+  REQUIRE(batch.measurements.size() == 3);
+  IngestResponse response = answer_all(batch, RecordOutcome::confirmed);
+  response.measurements[0] = RecordResult{RecordOutcome::rejected, "wrong_unit", "kWh"};
+  response.measurements[1] = RecordResult{RecordOutcome::rejected, "unknown_device", "m2"};
+  response.measurements[2] = RecordResult{RecordOutcome::rejected, "unknown_device", "m3"};
+  REQUIRE(f.buffer().apply_ingest_response(batch, response, 1000));
+  REQUIRE(sync_status(f.buffer()).quarantined == 3);
+
+  // Rebuilt in Wh: m1@01 is a new event ("1000"), seq 2 now gives m1@02, so
+  // m2 moves from row 2 to row 3 and m3 from row 3 to row 4 (row 3 changes
+  // hands between two rejections).
+  REQUIRE(f.buffer().renormalize(f.config()));
+  auto status = sync_status(f.buffer());
+  CHECK(status.quarantined == 2);  // m1's old event is gone, and its rejection with it
+  CHECK(status.quarantined_by_reason["unknown_device"] == 2);
+  CHECK(status.quarantined_by_reason.count("wrong_unit") == 0);
+  auto m1 = select(f.buffer());
+  REQUIRE(m1.measurements.size() == 2);  // m2 and m3 stay quarantined
+  for (const auto& sent : m1.measurements) CHECK(sent.measurement.device_id == "m1");
+
+  // Confirming m1's rows (rows 1 and 2) leaves the other rejections alone.
+  REQUIRE(f.buffer().apply_ingest_response(m1, answer_all(m1, RecordOutcome::confirmed), 2000));
+  CHECK(sync_status(f.buffer()).quarantined == 2);
+  auto latest = f.buffer().latest_rejections(10);
+  REQUIRE(latest);
+  REQUIRE(latest->size() == 2);
+  std::set<std::int64_t> rejected_rows;
+  for (const auto& rejection : *latest) {
+    CHECK(rejection.reason == "unknown_device");
+    rejected_rows.insert(rejection.ref);
+  }
+
+  // requeue releases m2 and m3 themselves, under the row ids their rejections name.
+  CHECK(*f.buffer().requeue(std::string("unknown_device")) == 2);
+  auto released = select(f.buffer());
+  REQUIRE(released.measurements.size() == 2);
+  std::set<std::int64_t> released_rows;
+  for (const auto& sent : released.measurements) {
+    CHECK(sent.measurement.device_id != "m1");
+    released_rows.insert(sent.row_id);
+  }
+  CHECK(released_rows == rejected_rows);
+  REQUIRE(f.buffer().apply_ingest_response(released, answer_all(released, RecordOutcome::confirmed),
+                                           3000));
+  status = sync_status(f.buffer());
+  CHECK(status.quarantined == 0);
+  CHECK(status.requeued == 0);
+  CHECK(status.waiting() == 0);
 }
