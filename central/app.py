@@ -6,6 +6,7 @@ builds one from the environment; nothing connects to a database at import time.
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 from typing import Optional
@@ -37,6 +38,19 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.include_router(read_router)
     app.include_router(series_router)
     mount_dashboard(app, Path(settings.web_dist) if settings.web_dist else DEFAULT_DIST)
+
+    @app.on_event("startup")
+    def _tune_garbage_collector() -> None:
+        # An ingest batch of 1,000 events allocates ~10,000 containers (the decoded records,
+        # their validated copies, ...), most alive until the batch is answered: with the default
+        # threshold of 700 the cyclic collector ran ~15 times per batch, walking those records
+        # again and, in its full collections, everything the process imported: 4-5 ms of CPU
+        # per batch, a fifth of the server's. They are freed by reference counting anyway, and
+        # cycles are rare here. So what exists at startup, which lives as long as the process,
+        # leaves the collector's sight (freeze), and collections wait for 50,000 new containers
+        # instead of 700 (measured: < 0.1 ms per batch).
+        gc.freeze()
+        gc.set_threshold(50_000, 10, 10)
 
     @app.on_event("shutdown")
     def _dispose() -> None:

@@ -13,6 +13,8 @@ from sqlalchemy.dialects import postgresql as pg
 
 metadata = sa.MetaData()
 
+# Stored with fillfactor 10 (migration 0004): each batch updates its gateway's row, and the
+# foreign-key lookups of its rows must not walk a long chain of old versions.
 gateways = sa.Table(
     "gateways", metadata,
     sa.Column("id", sa.BigInteger, primary_key=True),

@@ -63,17 +63,6 @@ std::optional<EventId> blob_of_hex(const std::string& hex) {
   return id;
 }
 
-template <class F>
-auto guarded(F&& body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const sqlite::SqliteError& e) {
-    return Error{e.what()};
-  } catch (const std::exception& e) {
-    return Error{e.what()};
-  }
-}
-
 }  // namespace
 
 NormalizeStats& NormalizeStats::operator+=(const NormalizeStats& other) {
@@ -175,17 +164,22 @@ Status Buffer::load_identity() {
   return Ok{};
 }
 
+std::int64_t Buffer::insert_raw(const RawMessage& message) {
+  auto& statement = statements_->append_raw;
+  statement.bind(1, message.received_ms)
+      .bind(2, std::string_view(message.topic))
+      .bind_blob(3, message.payload.data(), message.payload.size())
+      .bind(4, message.qos)
+      .bind(5, message.retained ? 1 : 0)
+      .bind(6, message.dup ? 1 : 0);
+  statement.run();
+  return db_->last_insert_rowid();
+}
+
 Result<std::int64_t> Buffer::append_raw(const RawMessage& message) {
   return guarded([&]() -> Result<std::int64_t> {
-    auto& statement = statements_->append_raw;
-    statement.bind(1, message.received_ms)
-        .bind(2, std::string_view(message.topic))
-        .bind_blob(3, message.payload.data(), message.payload.size())
-        .bind(4, message.qos)
-        .bind(5, message.retained ? 1 : 0)
-        .bind(6, message.dup ? 1 : 0);
-    statement.run();  // autocommit: durable (per the synchronous setting) when this returns
-    return db_->last_insert_rowid();
+    // Autocommit: durable (per the synchronous setting) when this returns.
+    return insert_raw(message);
   });
 }
 
@@ -193,17 +187,7 @@ Result<std::int64_t> Buffer::append_raw_batch(const std::vector<RawMessage>& mes
   return guarded([&]() -> Result<std::int64_t> {
     sqlite::Transaction transaction(*db_);
     std::int64_t last = 0;
-    for (const auto& message : messages) {
-      auto& statement = statements_->append_raw;
-      statement.bind(1, message.received_ms)
-          .bind(2, std::string_view(message.topic))
-          .bind_blob(3, message.payload.data(), message.payload.size())
-          .bind(4, message.qos)
-          .bind(5, message.retained ? 1 : 0)
-          .bind(6, message.dup ? 1 : 0);
-      statement.run();
-      last = db_->last_insert_rowid();
-    }
+    for (const auto& message : messages) last = insert_raw(message);
     transaction.commit();
     return last;
   });

@@ -292,6 +292,9 @@ class Buffer {
 
   Status migrate();
   Status load_identity();
+  // Adds one message to the raw log (in the caller's transaction, or on its
+  // own); returns its seq.
+  std::int64_t insert_raw(const RawMessage& message);
   NormalizeStats normalize_batch(const Config& config, std::size_t max_messages);
   NormalizeStats normalize_batch_in_transaction(const Config& config, std::size_t max_messages);
   void normalize_message(const Config& config, std::int64_t seq, const RawMessage& message,

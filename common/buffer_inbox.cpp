@@ -12,15 +12,6 @@ namespace meter {
 
 namespace {
 
-template <class F>
-auto guarded(F&& body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const std::exception& e) {
-    return Error{e.what()};
-  }
-}
-
 std::int64_t read_counter(sqlite::Database& db, std::string_view name) {
   auto statement = db.prepare(sql::kGetCounter);
   statement.bind(1, name);
@@ -48,17 +39,7 @@ Result<AbsorbStats> Buffer::absorb_inbox(std::size_t max_messages, bool writer_a
     const bool moved_position = !(batch->next == *position);
     if (!batch->messages.empty() || moved_position) {
       sqlite::Transaction transaction(*db_);
-      auto& append = statements_->append_raw;
-      for (const auto& message : batch->messages) {
-        append.bind(1, message.received_ms)
-            .bind(2, std::string_view(message.topic))
-            .bind_blob(3, message.payload.data(), message.payload.size())
-            .bind(4, message.qos)
-            .bind(5, message.retained ? 1 : 0)
-            .bind(6, message.dup ? 1 : 0);
-        append.run();
-        stats.last_seq = db_->last_insert_rowid();
-      }
+      for (const auto& message : batch->messages) stats.last_seq = insert_raw(message);
       auto put = db_->prepare(sql::kPutCounter);
       put.bind(1, std::string_view("inbox_segment")).bind(2, batch->next.segment).run();
       put.bind(1, std::string_view("inbox_offset")).bind(2, batch->next.offset).run();

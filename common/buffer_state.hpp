@@ -1,16 +1,31 @@
-// Private to the buffer: its prepared statements and its per-series cache.
+// Private to the buffer: its prepared statements, its per-series cache, and
+// how its public methods turn exceptions into errors.
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <string>
 
+#include "common/buffer.hpp"
 #include "common/buffer_sql.hpp"
 #include "common/decimal.hpp"
 #include "common/series.hpp"
 #include "common/sqlite.hpp"
 
 namespace meter {
+
+// Runs the body of a public Buffer method: inside the buffer exceptions only
+// unwind a failed transaction (sqlite::Transaction rolls back in its
+// destructor); here they become the Error the method returns.
+template <class F>
+auto guarded(F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    return Error{e.what()};
+  }
+}
 
 struct Buffer::Statements {
   explicit Statements(sqlite::Database& db)

@@ -7,21 +7,13 @@
 
 #include "common/buffer.hpp"
 #include "common/buffer_sql.hpp"
+#include "common/buffer_state.hpp"
 #include "common/event_id.hpp"
 #include "common/sqlite.hpp"
 #include "common/uplink_batch.hpp"
 
 namespace meter {
 namespace {
-
-template <class F>
-auto guarded(F&& body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const std::exception& e) {
-    return Error{e.what()};
-  }
-}
 
 std::string hex_of_blob(const std::string& blob) {
   EventId id{};

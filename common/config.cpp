@@ -14,6 +14,7 @@
 #include <memory>
 #include <utility>
 
+#include "common/quote.hpp"
 #include "common/utf8.hpp"
 
 namespace meter {
@@ -57,24 +58,7 @@ std::optional<std::string> topic_filter_problem(std::string_view filter) {
 // --- Messages --------------------------------------------------------------
 
 // User text goes into log lines: keep it on one line and short.
-std::string quote(std::string_view text) {
-  constexpr std::size_t kMaxShown = 60;
-  std::string out = "'";
-  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7F) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0x0F];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > kMaxShown) out += "...";
-  out += "'";
-  return out;
-}
+std::string quote(std::string_view text) { return quoted_short(text, 60, NonAscii::keep); }
 
 std::string describe(const YAML::Node& node) {
   switch (node.Type()) {

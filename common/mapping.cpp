@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/json.hpp"
+#include "common/quote.hpp"
 #include "common/utf8.hpp"
 
 namespace meter {
@@ -24,24 +25,7 @@ std::string_view trim(std::string_view s) {
 
 // Text from a payload, a topic or a config goes into log lines and the
 // status: printable ASCII, one line, short.
-std::string shown(std::string_view text) {
-  constexpr std::size_t kMaxShown = 40;
-  std::string out = "'";
-  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c >= 0x7F) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0x0F];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > kMaxShown) out += "...";
-  out += "'";
-  return out;
-}
+std::string shown(std::string_view text) { return quoted_short(text, 40, NonAscii::escape); }
 
 std::string describe(const JsonValue& value) {
   if (value.is_null()) return "null";

@@ -14,15 +14,6 @@
 namespace meter {
 namespace {
 
-template <class F>
-auto guarded(F&& body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const std::exception& e) {
-    return Error{e.what()};
-  }
-}
-
 struct StoredRow {
   std::int64_t id = 0;
   SeriesKey key;

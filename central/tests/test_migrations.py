@@ -104,3 +104,29 @@ def test_event_id_check_and_collation(scratch_url):
         migrate.upgrade(scratch_url)
     finally:
         engine.dispose()
+
+
+def test_gateways_row_versions_stay_few(scratch_url):
+    """Migration 0004: the status row's old versions are pruned while few (fillfactor 10), so
+    the foreign-key lookups of an ingest batch's rows do not walk a long chain of them."""
+    migrate.upgrade(scratch_url)
+    engine = sa.create_engine(scratch_url)
+    try:
+        with engine.begin() as conn:
+            options = conn.execute(sa.text(
+                "SELECT reloptions FROM pg_class WHERE relname = 'gateways'")).scalar()
+            conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pageinspect"))
+            conn.execute(sa.text("INSERT INTO gateways (name) VALUES ('g')"))
+        most = 0
+        for i in range(200):  # as ingest does: an update per batch, lookups by id in between
+            with engine.begin() as conn:
+                conn.execute(sa.text("UPDATE gateways SET backlog_records = :i"), {"i": i})
+            with engine.begin() as conn:
+                conn.execute(sa.text("SELECT 1 FROM gateways WHERE id = 1 FOR KEY SHARE"))
+                most = max(most, conn.execute(sa.text(
+                    "SELECT count(*) FROM heap_page_items(get_raw_page('gateways', 0)) "
+                    "WHERE lp_flags = 1")).scalar())
+        assert options == ["fillfactor=10"]
+        assert most <= 10  # ~60 with the default fillfactor
+    finally:
+        engine.dispose()

@@ -9,6 +9,16 @@ started through central/tests/with_postgres.sh with fsync on (durable commits).
 
     /usr/bin/python3 tests/bench/central_ingest.py [--batches 60] [--batch-size 1000]
 
+Comparing two versions of the central in the same run (the machine may be shared and noisy:
+compare their CPU per batch, measured alternately, rather than wall time across runs):
+
+    mkdir /tmp/base && git archive HEAD~3 central | tar -x -C /tmp/base
+    /usr/bin/python3 tests/bench/central_ingest.py --baseline /tmp/base --rounds 3
+
+Each version then gets its own database in the cluster (migrated and served by its own code;
+this needs a cluster where the benchmark may create databases, e.g. the default throwaway one)
+and the rounds alternate baseline, current, baseline, current, ...
+
 Prints a Markdown table (also written to --out if given).
 """
 
@@ -150,72 +160,114 @@ def run(scenario: str, port: int, token: str, batches: list[bytes], clients: int
             "server_ms": s_ms, "pg_ms": p_ms, "cpu_rate": size * 1000 / per_batch_ms}
 
 
+class Central:
+    """One version of the central: its source tree, its database, its gateway token."""
+
+    def __init__(self, label: str, root: Path, database_url: str, gateway: str):
+        self.label, self.root, self.database_url, self.gateway = label, root, database_url, gateway
+        self.env = dict(os.environ, DATABASE_URL=database_url, CENTRAL_LOG_LEVEL="warning")
+        subprocess.run(["/usr/bin/python3", "-m", "central", "migrate"], cwd=root, env=self.env,
+                       check=True, stderr=subprocess.DEVNULL)
+        self.token = subprocess.run(["/usr/bin/python3", "-m", "central", "gateway", "create",
+                                     gateway], cwd=root, env=self.env, check=True,
+                                    capture_output=True, text=True).stdout.strip()
+        self.buffer_id = str(uuid.uuid4())
+        self.seq = 1
+
+    def serve(self) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        server = subprocess.Popen(["/usr/bin/python3", "-m", "central", "serve", "--no-migrate",
+                                   "--port", str(port)], cwd=self.root, env=self.env)
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return server, port
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    server.kill()
+                    raise SystemExit(f"{self.label}: server did not start")
+                time.sleep(0.1)
+
+    def fresh(self, count: int, size: int, devices: int) -> list[bytes]:
+        out = []
+        for _ in range(count):
+            out.append(make_batch(self.gateway, self.buffer_id, self.seq, size, devices))
+            self.seq += size
+        return out
+
+
+def database_for(admin_url: str, name: str) -> str:
+    """A new database in the cluster of admin_url; its URL."""
+    import psycopg2
+    conn = psycopg2.connect(admin_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def run_scenarios(central: Central, args, meter_url: str) -> list[dict]:
+    """The four scenarios against one version of the central, its server started and stopped."""
+    size, n = args.batch_size, args.batches
+    server, port = central.serve()
+    try:
+        meter = CpuMeter(server.pid, meter_url)
+        fresh = lambda count: central.fresh(count, size, args.devices)  # noqa: E731
+        run("warm-up", port, central.token, fresh(6), 2, False, "stored", size, meter)
+        first = fresh(n)
+        rows = [run("new events, 1 client", port, central.token, first, 1, False, "stored",
+                    size, meter),
+                run("new events, 2 clients", port, central.token, fresh(n), 2, False, "stored",
+                    size, meter),
+                run("new events, gzip, 1 client", port, central.token, fresh(n), 1, True,
+                    "stored", size, meter),
+                run("replay (all duplicates), 1 client", port, central.token, first, 1, False,
+                    "duplicate", size, meter)]
+        meter.conn.close()
+    finally:
+        server.terminate()
+        server.wait(20)
+    for r in rows:
+        r["central"] = central.label
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", type=int, default=60, help="batches per scenario")
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--baseline", type=Path,
+                    help="another version's tree (holding central/) to measure alternately")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="rounds of all scenarios per version (default 1, or 2 with --baseline)")
     ap.add_argument("--out", help="also write the table to this file")
     args = ap.parse_args()
+    rounds = args.rounds or (2 if args.baseline else 1)
 
     if not os.environ.get("DATABASE_URL"):
         env = dict(os.environ, PG_FSYNC=os.environ.get("PG_FSYNC", "on"))
         script = REPO / "central/tests/with_postgres.sh"
         return subprocess.call([str(script), "/usr/bin/python3", __file__, *sys.argv[1:]], env=env)
+    if args.baseline and not (args.baseline / "central" / "__main__.py").is_file():
+        raise SystemExit(f"--baseline {args.baseline}: no central/ package there")
 
-    from central import accounts, migrate
-    from central.db import make_engine
-    from central.settings import Settings
-
-    settings = Settings()
-    migrate.upgrade(settings.sqlalchemy_url())
-    engine = make_engine(settings)
+    admin_url = os.environ["DATABASE_URL"]
     gateway = f"bench-{uuid.uuid4().hex[:8]}"
-    token = accounts.create(engine, "gateway", gateway)
-    engine.dispose()
-
     load_before = os.getloadavg()[0]
-    port = free_port()
-    server = subprocess.Popen(["/usr/bin/python3", "-m", "central", "serve", "--no-migrate",
-                               "--port", str(port)], cwd=REPO,
-                              env=dict(os.environ, CENTRAL_LOG_LEVEL="warning"))
-    try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit("server did not start")
-                time.sleep(0.1)
-
-        size, n = args.batch_size, args.batches
-        seq = 1
-
-        def fresh(count: int) -> list[bytes]:
-            nonlocal seq
-            out = []
-            for _ in range(count):
-                out.append(make_batch(gateway, buffer_id, seq, size, args.devices))
-                seq += size
-            return out
-
-        buffer_id = str(uuid.uuid4())
-        meter = CpuMeter(server.pid, settings.database_url.get_secret_value())
-        run("warm-up", port, token, fresh(6), 2, False, "stored", size, meter)
-        rows = []
-        first = fresh(n)
-        rows.append(run("new events, 1 client", port, token, first, 1, False, "stored", size, meter))
-        rows.append(run("new events, 2 clients", port, token, fresh(n), 2, False, "stored", size,
-                        meter))
-        rows.append(run("new events, gzip, 1 client", port, token, fresh(n), 1, True, "stored",
-                        size, meter))
-        rows.append(run("replay (all duplicates), 1 client", port, token, first, 1, False,
-                        "duplicate", size, meter))
-    finally:
-        server.terminate()
-        server.wait(20)
+    if args.baseline:
+        tag = uuid.uuid4().hex[:6]
+        versions = [Central("baseline", args.baseline.resolve(),
+                            database_for(admin_url, f"bench_base_{tag}"), gateway),
+                    Central("current", REPO, database_for(admin_url, f"bench_cur_{tag}"), gateway)]
+    else:
+        versions = [Central("current", REPO, admin_url, gateway)]
+    rows = []
+    for _ in range(rounds):
+        for central in versions:
+            rows += run_scenarios(central, args, admin_url)
 
     lines = [
         f"central ingest, batches of {args.batch_size} events (raw event + measurement each), "
@@ -223,19 +275,32 @@ def main() -> int:
         f"{os.environ.get('PG_FSYNC', 'as configured')}), {os.cpu_count()} CPUs, "
         f"load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}",
         "",
-        "| scenario | clients | batches | events | seconds | events/s | batch p50 ms | batch p95 ms "
-        "| MB/batch on wire | server CPU ms/batch | PostgreSQL CPU ms/batch | CPU-bound events/s, idle 2 cores |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| central | scenario | clients | batches | events | seconds | events/s | batch p50 ms "
+        "| batch p95 ms | MB/batch on wire | server CPU ms/batch | PostgreSQL CPU ms/batch "
+        "| CPU-bound events/s, idle 2 cores |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['scenario']} | {r['clients']} | {r['batches']} | {r['events']:,} | "
-                     f"{r['seconds']:.2f} | {r['rate']:,.0f} | {r['p50']:.0f} | {r['p95']:.0f} | "
-                     f"{r['mb']:.2f} | {r['server_ms']:.0f} | {r['pg_ms']:.0f} | "
+        lines.append(f"| {r['central']} | {r['scenario']} | {r['clients']} | {r['batches']} | "
+                     f"{r['events']:,} | {r['seconds']:.2f} | {r['rate']:,.0f} | {r['p50']:.0f} | "
+                     f"{r['p95']:.0f} | {r['mb']:.2f} | {r['server_ms']:.0f} | {r['pg_ms']:.0f} | "
                      f"{r['cpu_rate']:,.0f} |")
     lines += ["", "events/s is wall-clock throughput on this machine as loaded during the run. The "
               "last column divides by the CPU the server process and PostgreSQL actually used per "
               "batch, assuming an otherwise idle 2-core machine: max(server, (server + "
               "PostgreSQL) / 2) per batch, since the Python server is one GIL-bound process."]
+    if args.baseline:
+        lines += ["", f"Mean over {rounds} rounds, CPU ms per batch (server + PostgreSQL):", "",
+                  "| scenario | baseline | current | baseline / current |", "|---|--:|--:|--:|"]
+        for scenario in dict.fromkeys(r["scenario"] for r in rows):
+            mean = {}
+            for label in ("baseline", "current"):
+                sel = [r for r in rows if r["scenario"] == scenario and r["central"] == label]
+                mean[label] = (statistics.mean(r["server_ms"] for r in sel),
+                               statistics.mean(r["pg_ms"] for r in sel))
+            b, c = mean["baseline"], mean["current"]
+            lines.append(f"| {scenario} | {b[0]:.0f} + {b[1]:.0f} = {sum(b):.0f} | "
+                         f"{c[0]:.0f} + {c[1]:.0f} = {sum(c):.0f} | {sum(b) / sum(c):.2f}x |")
     table = "\n".join(lines)
     print(table)
     if args.out:
