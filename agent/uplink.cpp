@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "agent/clock_sync.hpp"
@@ -22,6 +23,9 @@ constexpr std::string_view kUplink = "uplink";
 // batches. Every 2 s cost the agent half its CPU during a drain (docs/BENCHMARKS.md).
 constexpr auto kStatusRefresh = 10s;
 constexpr auto kStateSave = 5s;
+// Requests started behind one still in flight before the window must run empty
+// (and selection starts from the watermark again): ~100k events at the defaults.
+constexpr int kMaxBehind = 100;
 // Bodies smaller than this go uncompressed (gzip's header costs more than it saves).
 constexpr std::size_t kGzipThreshold = 2048;
 
@@ -83,6 +87,8 @@ std::string UplinkMetrics::render_prometheus(std::int64_t now) const {
          enabled ? 1 : 0);
   metric(out, "meter_agent_uplink_requests_total", "counter", "upload requests sent",
          requests.load());
+  metric(out, "meter_agent_uplink_requests_in_flight", "gauge",
+         "upload requests waiting for their answer (up to uplink.max_in_flight)", in_flight.load());
   metric(out, "meter_agent_uplink_request_failures_total", "counter",
          "upload requests without a 200 (connection errors, timeouts, non-200 statuses)",
          request_failures.load());
@@ -104,7 +110,8 @@ std::string UplinkMetrics::render_prometheus(std::int64_t now) const {
   metric(out, "meter_agent_uplink_bytes_uncompressed_total", "counter",
          "request body bytes before gzip", bytes_uncompressed.load());
   metric(out, "meter_agent_uplink_auth_failed", "gauge",
-         "1 while the central refuses the token (401/403): nothing is uploaded", auth_failed ? 1 : 0);
+         "1 while the central refuses the token (401/403): nothing is uploaded",
+         auth_failed ? 1 : 0);
   metric(out, "meter_agent_uplink_last_success_timestamp_seconds", "gauge",
          "time of the last 200 response (0: none since start)", last_success_ms.load() / 1000);
   metric(out, "meter_agent_uplink_last_error_timestamp_seconds", "gauge",
@@ -182,7 +189,8 @@ std::optional<std::string> Uplink::read_token(const UplinkConfig& config, std::s
       return std::nullopt;
     }
     std::string token((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+    while (!token.empty() &&
+           (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
       token.pop_back();
     }
     struct stat info {};
@@ -213,6 +221,7 @@ void Uplink::loop() {
     metrics_.enabled = uplink.enabled();
     check_clock(*config);
     Next next = Next::idle;
+    if (!uplink.enabled()) drain_window();  // a reload turned it off mid-drain
     if (uplink.enabled()) {
       if (!announced) {
         logger_.info(kUplink, "uploading to " + uplink.ingest_url());
@@ -236,6 +245,7 @@ void Uplink::loop() {
       metrics_.consecutive_failures = 0;
     }
   }
+  drain_window();  // stop() has set abort_: the requests end at once
   save_state();
 }
 
@@ -357,8 +367,8 @@ Uplink::Next Uplink::handle_failure(const UplinkConfig& config, const std::strin
     // Honoured, but bounded: a bogus Retry-After of a year must not stop uploads.
     backoff_ms_ = std::max(backoff_ms_, std::min(*retry_after_ms, std::int64_t{3600 * 1000}));
   }
-  const std::string message = what + "; nothing lost, retrying in " +
-                              std::to_string(backoff_ms_) + " ms";
+  const std::string message =
+      what + "; nothing lost, retrying in " + std::to_string(backoff_ms_) + " ms";
   if (refused) {
     logger_.error(kUplink, "the central refused a whole batch as invalid (" + message +
                                "). This is a bug in meter-agent or the central service: please "
@@ -372,60 +382,226 @@ Uplink::Next Uplink::handle_failure(const UplinkConfig& config, const std::strin
   return Next::retry;
 }
 
-Uplink::Next Uplink::send_once(const Config& config) {
+std::optional<Uplink::Next> Uplink::launch(const Config& config, std::optional<SyncCursor> after) {
   const auto& uplink = config.uplink;
   SyncLimits limits{uplink.batch_max_records, uplink.batch_max_bytes};
   if (split_records_ != 0) {
     limits.max_records = split_records_;
     limits.max_bytes = split_bytes_;
   }
-  auto selected = buffer_->select_unsynced(limits);
+  auto selected = buffer_->select_unsynced(limits, after);
   if (!selected) {
     logger_.warning(kUplink, "cannot read the buffer: " + selected.error().message);
     backoff_ms_ = uplink.retry_min_ms;
     return Next::retry;
   }
-  UplinkBatch batch = std::move(*selected);
-  if (batch.empty()) {
-    split_records_ = 0;
+  if (selected->empty()) {
+    if (!after) split_records_ = 0;
     return Next::idle;
   }
   std::string problem;
   const auto token = read_token(uplink, problem);
   if (!token) return handle_failure(uplink, problem, true, std::nullopt, false);
   const auto key = transport_key(uplink);
-  if (!transport_ || key != transport_key_) {
-    transport_ = transport_factory_(uplink);
+  if (key != transport_key_) {
+    if (!window_.empty()) return Next::more;  // new settings: once the window is empty
+    transports_.clear();
     transport_key_ = key;
   }
-  batch.backlog_records =
-      std::max<std::int64_t>(0, metrics_.waiting.load() - static_cast<std::int64_t>(batch.records()));
+  // A transport per request in flight (a connection each, kept for reuse).
+  std::size_t slot = 0;
+  while (std::any_of(window_.begin(), window_.end(),
+                     [&](const InFlight& in) { return in.slot == slot; })) {
+    ++slot;
+  }
+  if (slot >= transports_.size()) transports_.resize(slot + 1);
+  if (!transports_[slot]) transports_[slot] = transport_factory_(uplink);
+
+  InFlight in;
+  in.batch = std::move(*selected);
+  in.slot = slot;
+  auto& batch = in.batch;
+  batch.backlog_records = std::max<std::int64_t>(
+      0, metrics_.waiting.load() - static_cast<std::int64_t>(batch.records()));
   if (metrics_.oldest_waiting_received_ms > 0) {
     batch.oldest_received_ms = metrics_.oldest_waiting_received_ms.load();
   }
   UplinkEnvelope envelope{config.gateway_id, buffer_->buffer_id(), now_ms()};
-  HttpPost post;
-  post.url = uplink.ingest_url();
-  post.bearer_token = *token;
-  post.abort = &abort_;
-  post.body = encode_batch(envelope, batch);
-  metrics_.bytes_uncompressed += static_cast<std::int64_t>(post.body.size());
-  if (uplink.gzip_level > 0 && post.body.size() >= kGzipThreshold) {
-    auto packed = gzip_compress(post.body, uplink.gzip_level);
+  auto post = std::make_shared<HttpPost>();
+  post->url = uplink.ingest_url();
+  post->bearer_token = *token;
+  post->abort = &abort_;
+  post->body = encode_batch(envelope, batch);
+  metrics_.bytes_uncompressed += static_cast<std::int64_t>(post->body.size());
+  if (uplink.gzip_level > 0 && post->body.size() >= kGzipThreshold) {
+    auto packed = gzip_compress(post->body, uplink.gzip_level);
     if (packed) {
-      post.body = std::move(*packed);
-      post.gzip = true;
+      post->body = std::move(*packed);
+      post->gzip = true;
     }
   }
   ++metrics_.requests;
-  const auto outcome = transport_->post(post);
-  metrics_.bytes_sent += static_cast<std::int64_t>(post.body.size());
-  if (abort_) return Next::idle;  // shutdown: whatever the central stored is resent next run
-  const auto full = batch.raw_events.size() >= limits.max_records ||
-                    batch.measurements.size() >= limits.max_records;
+  in.post = post;
+  HttpTransport* transport = transports_[slot].get();
+  if (uplink.max_in_flight <= 1) {
+    // One at a time: on this thread (no thread per request).
+    std::promise<HttpOutcome> done;
+    done.set_value(transport->post(*post));
+    in.outcome = done.get_future();
+  } else {
+    in.outcome =
+        std::async(std::launch::async, [transport, post] { return transport->post(*post); });
+  }
+  window_.push_back(std::move(in));
+  metrics_.in_flight = static_cast<std::int64_t>(window_.size());
+  return std::nullopt;
+}
 
+Uplink::Next Uplink::send_once(const Config& config) {
+  const auto& uplink = config.uplink;
+  // Requests in flight at once: several only while a backlog drains (each
+  // batch selected after the one before it), one while a split is in force.
+  const std::size_t depth =
+      split_records_ != 0 ? 1 : std::max<std::size_t>(1, uplink.max_in_flight);
+  std::optional<Next> stopped;
+  if (window_.empty()) behind_ = 0;
+  // Every so often the window runs empty, so that the next batch starts from
+  // the watermark again: what a long drain passed by (a revision raised
+  // behind the cursor, a requeued record) does not wait for its end.
+  while (window_.size() < depth && behind_ < kMaxBehind && !abort_) {
+    if (!window_.empty() && !window_.back().batch.limited) break;  // nothing more behind it
+    if (!window_.empty()) ++behind_;
+    std::optional<SyncCursor> after;
+    if (!window_.empty()) after = window_.back().batch.through;
+    stopped = launch(config, after);
+    if (stopped) break;
+  }
+  if (window_.empty()) return stopped.value_or(Next::idle);
+  if (stopped == Next::retry) {  // handle_failure has said why and set the backoff
+    drain_window();
+    return Next::retry;
+  }
+  InFlight front = std::move(window_.front());
+  window_.pop_front();
+  const auto outcome = front.outcome.get();
+  metrics_.in_flight = static_cast<std::int64_t>(window_.size());
+  metrics_.bytes_sent += static_cast<std::int64_t>(front.post->body.size());
+  if (abort_) {
+    drain_window();
+    return Next::idle;  // shutdown: whatever the central stored is resent next run
+  }
+  const auto splits = metrics_.splits.load();
+  const auto missing = metrics_.missing.load();
+  const auto next = finish(config, front, outcome);
+  // After a failure, a split or records left unanswered, the batches behind
+  // are answered and the next one starts from the watermark again.
+  if (next == Next::retry || metrics_.splits != splits || metrics_.missing != missing) {
+    drain_window();
+  }
+  if (next == Next::idle && !window_.empty()) return Next::more;  // its answer is due
+  return next;
+}
+
+void Uplink::drain_window() {
+  // The requests behind one that failed (or was split, or at shutdown): their
+  // answers still confirm what they confirm, but change no backoff or split.
+  while (!window_.empty()) {
+    InFlight in = std::move(window_.front());
+    window_.pop_front();
+    const auto outcome = in.outcome.get();
+    metrics_.in_flight = static_cast<std::int64_t>(window_.size());
+    metrics_.bytes_sent += static_cast<std::int64_t>(in.post->body.size());
+    if (outcome.status == 200 && !abort_) {
+      confirm(*config_(), in.batch, outcome, true);
+    } else {
+      ++metrics_.request_failures;
+    }
+  }
+}
+
+Uplink::Next Uplink::confirm(const Config& config, const UplinkBatch& batch,
+                             const HttpOutcome& outcome, bool behind_failure) {
+  const auto& uplink = config.uplink;
+  auto response = parse_ingest_response(outcome.body, batch);
+  if (!response && behind_failure) {
+    ++metrics_.request_failures;
+    return Next::retry;
+  }
+  if (!response) {
+    // Not a protocol answer (a proxy's page?): nothing confirmed, sent again.
+    return handle_failure(uplink, "HTTP 200 without a readable answer: " + response.error().message,
+                          false, std::nullopt, false);
+  }
+  auto applied = buffer_->apply_ingest_response(batch, *response, now_ms());
+  if (!applied) {
+    // The central has the records; marking them failed, so they are sent
+    // again later and answered `duplicate`: harmless.
+    logger_.warning(kUplink, "cannot record the central's answer (sent again later): " +
+                                 applied.error().message);
+    if (!behind_failure) backoff_ms_ = uplink.retry_min_ms;
+    return Next::retry;
+  }
+  metrics_.raw_confirmed += applied->raw_confirmed;
+  metrics_.measurements_confirmed += applied->measurements_confirmed;
+  metrics_.rejected += applied->raw_rejected + applied->measurements_rejected;
+  metrics_.missing += applied->missing;
+  metrics_.waiting -= applied->raw_confirmed + applied->measurements_confirmed +
+                      applied->raw_rejected + applied->measurements_rejected;
+  metrics_.quarantined += applied->raw_rejected + applied->measurements_rejected;
+  recent_.emplace_back(std::chrono::steady_clock::now(),
+                       applied->raw_confirmed + applied->measurements_confirmed);
+  metrics_.last_success_ms = now_ms();
+  if (!behind_failure) {
+    metrics_.consecutive_failures = 0;
+    if (metrics_.auth_failed) {
+      logger_.info(kUplink, "the central accepts the token again: uploads resumed");
+      metrics_.auth_failed = false;
+    }
+  }
+  if (applied->raw_rejected + applied->measurements_rejected > 0) {
+    for (std::size_t i = 0; i < batch.raw_events.size(); ++i) {
+      const auto& r = response->raw_events[i];
+      if (r.outcome != RecordOutcome::rejected) continue;
+      logger_.error(kUplink, "raw event seq " + std::to_string(batch.raw_events[i].seq) +
+                                 " rejected by the central (" + r.reason + ": " + r.detail +
+                                 "); quarantined, see `meter-agent status`, resend with "
+                                 "`meter-agent requeue`");
+    }
+    for (std::size_t i = 0; i < batch.measurements.size(); ++i) {
+      const auto& r = response->measurements[i];
+      if (r.outcome != RecordOutcome::rejected) continue;
+      const auto& m = batch.measurements[i].measurement;
+      logger_.error(kUplink, "measurement " + m.event_id + " revision " +
+                                 std::to_string(m.revision) + " (" + m.device_id + " " +
+                                 m.metric_type + " at " + format_timestamp(m.timestamp_ms) +
+                                 ") rejected by the central (" + r.reason + ": " + r.detail +
+                                 "); quarantined, see `meter-agent status`, resend with "
+                                 "`meter-agent requeue`");
+    }
+  }
+  if (applied->missing > 0) {
+    logger_.warning(kUplink, std::to_string(applied->missing) +
+                                 " records had no matching outcome in the central's answer; "
+                                 "they will be sent again");
+  }
+  if (behind_failure) return Next::retry;
+  if (split_records_ != 0) {
+    // Grow back towards the configured size after a success.
+    split_records_ = std::min(split_records_ * 2, uplink.batch_max_records);
+    split_bytes_ = std::min(split_bytes_ * 2, uplink.batch_max_bytes);
+    if (split_records_ == uplink.batch_max_records && split_bytes_ == uplink.batch_max_bytes) {
+      split_records_ = 0;
+    }
+  }
+  backoff_ms_ = 0;
+  return batch.limited || applied->missing == 0 ? Next::more : Next::idle;
+}
+
+Uplink::Next Uplink::finish(const Config& config, const InFlight& in, const HttpOutcome& outcome) {
+  const auto& uplink = config.uplink;
+  const auto& batch = in.batch;
   if (outcome.status == 0) {
-    std::string what = "cannot reach " + post.url + ": " + outcome.transport_error;
+    std::string what = "cannot reach " + in.post->url + ": " + outcome.transport_error;
     if (outcome.tls_failure) {
       what += " (the server's certificate could not be verified against " +
               (uplink.ca_file.empty() ? std::string("the system's CA certificates")
@@ -434,74 +610,7 @@ Uplink::Next Uplink::send_once(const Config& config) {
     }
     return handle_failure(uplink, what, false, std::nullopt, false);
   }
-  if (outcome.status == 200) {
-    auto response = parse_ingest_response(outcome.body, batch);
-    if (!response) {
-      // Not a protocol answer (a proxy's page?): nothing confirmed, sent again.
-      return handle_failure(uplink, "HTTP 200 without a readable answer: " + response.error().message,
-                            false, std::nullopt, false);
-    }
-    auto applied = buffer_->apply_ingest_response(batch, *response, now_ms());
-    if (!applied) {
-      // The central has the records; marking them failed, so they are sent
-      // again later and answered `duplicate`: harmless.
-      logger_.warning(kUplink, "cannot record the central's answer (sent again later): " +
-                                   applied.error().message);
-      backoff_ms_ = uplink.retry_min_ms;
-      return Next::retry;
-    }
-    metrics_.raw_confirmed += applied->raw_confirmed;
-    metrics_.measurements_confirmed += applied->measurements_confirmed;
-    metrics_.rejected += applied->raw_rejected + applied->measurements_rejected;
-    metrics_.missing += applied->missing;
-    metrics_.waiting -= applied->raw_confirmed + applied->measurements_confirmed +
-                        applied->raw_rejected + applied->measurements_rejected;
-    metrics_.quarantined += applied->raw_rejected + applied->measurements_rejected;
-    recent_.emplace_back(std::chrono::steady_clock::now(),
-                         applied->raw_confirmed + applied->measurements_confirmed);
-    metrics_.last_success_ms = now_ms();
-    metrics_.consecutive_failures = 0;
-    if (metrics_.auth_failed) {
-      logger_.info(kUplink, "the central accepts the token again: uploads resumed");
-      metrics_.auth_failed = false;
-    }
-    if (applied->raw_rejected + applied->measurements_rejected > 0) {
-      for (std::size_t i = 0; i < batch.raw_events.size(); ++i) {
-        const auto& r = response->raw_events[i];
-        if (r.outcome != RecordOutcome::rejected) continue;
-        logger_.error(kUplink, "raw event seq " + std::to_string(batch.raw_events[i].seq) +
-                                   " rejected by the central (" + r.reason + ": " + r.detail +
-                                   "); quarantined, see `meter-agent status`, resend with "
-                                   "`meter-agent requeue`");
-      }
-      for (std::size_t i = 0; i < batch.measurements.size(); ++i) {
-        const auto& r = response->measurements[i];
-        if (r.outcome != RecordOutcome::rejected) continue;
-        const auto& m = batch.measurements[i].measurement;
-        logger_.error(kUplink, "measurement " + m.event_id + " revision " +
-                                   std::to_string(m.revision) + " (" + m.device_id + " " +
-                                   m.metric_type + " at " + format_timestamp(m.timestamp_ms) +
-                                   ") rejected by the central (" + r.reason + ": " + r.detail +
-                                   "); quarantined, see `meter-agent status`, resend with "
-                                   "`meter-agent requeue`");
-      }
-    }
-    if (applied->missing > 0) {
-      logger_.warning(kUplink, std::to_string(applied->missing) +
-                                   " records had no matching outcome in the central's answer; "
-                                   "they will be sent again");
-    }
-    if (split_records_ != 0) {
-      // Grow back towards the configured size after a success.
-      split_records_ = std::min(split_records_ * 2, uplink.batch_max_records);
-      split_bytes_ = std::min(split_bytes_ * 2, uplink.batch_max_bytes);
-      if (split_records_ == uplink.batch_max_records && split_bytes_ == uplink.batch_max_bytes) {
-        split_records_ = 0;
-      }
-    }
-    backoff_ms_ = 0;
-    return full || applied->missing == 0 ? Next::more : Next::idle;
-  }
+  if (outcome.status == 200) return confirm(config, batch, outcome);
 
   const auto error = parse_ingest_error(outcome.body);
   const auto what = describe_status(outcome.status, error);
@@ -514,8 +623,8 @@ Uplink::Next Uplink::send_once(const Config& config) {
       for (const auto& r : batch.raw_events) bytes += estimated_size(r);
       for (const auto& m : batch.measurements) bytes += estimated_size(m);
       split_bytes_ = std::max<std::size_t>(4096, bytes / 2);
-      logger_.warning(kUplink, what + "; sending it in halves (" +
-                                   std::to_string(split_records_) + " records per array)");
+      logger_.warning(kUplink, what + "; sending it in halves (" + std::to_string(split_records_) +
+                                   " records per array)");
       ++metrics_.request_failures;
       return Next::more;
     }
@@ -523,8 +632,8 @@ Uplink::Next Uplink::send_once(const Config& config) {
     // accepted as it is. Quarantined like a rejection, so it neither blocks the
     // rest nor is dropped.
     IngestResponse response;
-    RecordResult rejected{RecordOutcome::rejected, error.error.empty() ? "payload_too_large" : error.error,
-                          error.detail};
+    RecordResult rejected{RecordOutcome::rejected,
+                          error.error.empty() ? "payload_too_large" : error.error, error.detail};
     response.raw_events.assign(batch.raw_events.size(), rejected);
     response.measurements.assign(batch.measurements.size(), rejected);
     if (auto applied = buffer_->apply_ingest_response(batch, response, now_ms()); applied) {

@@ -18,20 +18,23 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "agent/http_client.hpp"
 #include "agent/log.hpp"
 #include "common/buffer.hpp"
 #include "common/config.hpp"
+#include "common/uplink_batch.hpp"
 
 namespace meter::agent {
 
@@ -40,6 +43,7 @@ class UplinkMetrics {
  public:
   std::atomic<bool> enabled{false};
   std::atomic<std::int64_t> requests{0};
+  std::atomic<std::int64_t> in_flight{0};         // requests waiting for their answer now
   std::atomic<std::int64_t> request_failures{0};  // no 200: transport errors and non-200
   std::atomic<std::int64_t> raw_confirmed{0};
   std::atomic<std::int64_t> measurements_confirmed{0};
@@ -54,7 +58,7 @@ class UplinkMetrics {
   std::atomic<std::int64_t> last_success_ms{0};
   std::atomic<std::int64_t> last_error_ms{0};
   std::atomic<std::int64_t> consecutive_failures{0};
-  std::atomic<std::int64_t> waiting{0};  // records waiting (raw + measurements)
+  std::atomic<std::int64_t> waiting{0};                     // records waiting (raw + measurements)
   std::atomic<std::int64_t> oldest_waiting_received_ms{0};  // 0: none
   std::atomic<std::int64_t> quarantined{0};
   std::atomic<std::int64_t> rate_per_minute{0};  // records confirmed in the last minute
@@ -76,8 +80,7 @@ class Uplink {
   // `transport_factory` builds the transport for a configuration (tests of
   // the seam may pass their own; the daemon passes none: libcurl).
   Uplink(ConfigSource config, Logger& logger,
-         std::function<std::unique_ptr<HttpTransport>(const UplinkConfig&)> transport_factory =
-             {});
+         std::function<std::unique_ptr<HttpTransport>(const UplinkConfig&)> transport_factory = {});
   ~Uplink();
   Uplink(const Uplink&) = delete;
   Uplink& operator=(const Uplink&) = delete;
@@ -94,8 +97,26 @@ class Uplink {
 
  private:
   enum class Next { more, idle, retry };
+  // A request in flight: its batch, its body and its answer to come.
+  struct InFlight {
+    UplinkBatch batch;
+    std::shared_ptr<const HttpPost> post;
+    std::future<HttpOutcome> outcome;
+    std::size_t slot = 0;  // its transport in transports_
+  };
   void loop();
+  // Keeps up to uplink.max_in_flight requests going while a backlog drains,
+  // then handles the oldest one's answer (answers are handled in send order).
   Next send_once(const Config& config);
+  // Selects the next batch (after `after`, the one in flight before it) and
+  // starts its request; or says why not (idle: nothing to send).
+  std::optional<Next> launch(const Config& config, std::optional<SyncCursor> after);
+  Next finish(const Config& config, const InFlight& in, const HttpOutcome& outcome);
+  // A 200: marks what it confirms. Behind a failure it changes no backoff,
+  // split or failure count.
+  Next confirm(const Config& config, const UplinkBatch& batch, const HttpOutcome& outcome,
+               bool behind_failure = false);
+  void drain_window();
   Next handle_failure(const UplinkConfig& config, const std::string& what, bool auth,
                       std::optional<std::int64_t> retry_after_ms, bool refused);
   void refresh_status();
@@ -109,8 +130,10 @@ class Uplink {
   std::function<std::unique_ptr<HttpTransport>(const UplinkConfig&)> transport_factory_;
   UplinkMetrics metrics_;
   std::unique_ptr<Buffer> buffer_;
-  std::unique_ptr<HttpTransport> transport_;
-  std::string transport_key_;  // the settings transport_ was built with
+  std::vector<std::unique_ptr<HttpTransport>> transports_;  // one per request in flight
+  std::string transport_key_;    // the settings transports_ were built with
+  std::deque<InFlight> window_;  // after transports_: its requests use them
+  int behind_ = 0;               // requests started behind another since the window was last empty
 
   std::thread thread_;
   std::mutex mutex_;

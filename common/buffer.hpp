@@ -133,6 +133,14 @@ struct SyncLimits {
   std::size_t max_bytes = 4 * 1024 * 1024;
 };
 
+// Where a batch ended, so that the next one can be selected while it is still
+// in flight: only records after it (raw seq, measurement row id). Zero: from
+// the start (the watermark, the first unsynced measurement).
+struct SyncCursor {
+  std::int64_t raw_seq = 0;
+  std::int64_t measurement_id = 0;
+};
+
 // What applying one response did.
 struct SyncResult {
   std::int64_t raw_confirmed = 0;
@@ -222,10 +230,16 @@ class Buffer {
   // ---- The uplink (common/buffer_sync.cpp) ----
   // The next upload: normalized raw messages after the watermark (and the ones
   // `requeue` released), and measurements whose current revision is neither
-  // confirmed nor quarantined, within `limits`.
-  Result<UplinkBatch> select_unsynced(const SyncLimits& limits);
+  // confirmed nor quarantined, within `limits`. With `after` (a batch still in
+  // flight ended there), only what comes after it, requeued ones excluded.
+  Result<UplinkBatch> select_unsynced(const SyncLimits& limits,
+                                      std::optional<SyncCursor> after = std::nullopt);
   // Records, in one transaction, exactly what a 200 response confirmed (per
   // record and revision) and what it rejected (quarantined with the reason).
+  // The raw watermark moves only if the batch's run of raw events starts right
+  // at it; responses may therefore be applied in any order, and one that
+  // follows a failed batch still confirms its measurements (its raw events
+  // are sent again: harmless).
   Result<SyncResult> apply_ingest_response(const UplinkBatch& batch, const IngestResponse& response,
                                            std::int64_t now_ms);
   Result<SyncStatus> sync_status();

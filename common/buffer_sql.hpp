@@ -342,7 +342,7 @@ inline constexpr const char* kSyncMeasurements =
     "m.delta, m.flags, m.revision, m.raw_seq, m.first_received_ms "
     "FROM measurements m JOIN series s ON s.id = m.series_id "
     "WHERE m.synced_revision < m.revision AND m.quarantined_revision < m.revision "
-    "ORDER BY m.id LIMIT ?1";
+    "AND m.id > ?1 ORDER BY m.id LIMIT ?2";
 // Only upward, and never beyond the revision the row has (a revision raised
 // while the batch was in flight stays unsynced). The event_id guards against a
 // row id that renormalize gave to another measurement meanwhile.

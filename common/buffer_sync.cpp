@@ -87,7 +87,8 @@ std::int64_t file_size(const std::string& path) {
 
 }  // namespace
 
-Result<UplinkBatch> Buffer::select_unsynced(const SyncLimits& limits) {
+Result<UplinkBatch> Buffer::select_unsynced(const SyncLimits& limits,
+                                            std::optional<SyncCursor> after) {
   return guarded([&]() -> Result<UplinkBatch> {
     auto& db = *db_;
     UplinkBatch batch;
@@ -98,33 +99,52 @@ Result<UplinkBatch> Buffer::select_unsynced(const SyncLimits& limits) {
     const std::size_t half_bytes = std::max<std::size_t>(limits.max_bytes / 2, 1);
     std::size_t bytes = 0;
     auto take_raw = [&](sqlite::Statement& rows) {
-      while (batch.raw_events.size() < limits.max_records && rows.step()) {
+      while (rows.step()) {
+        if (batch.raw_events.size() >= limits.max_records) {
+          batch.limited = true;
+          break;
+        }
         auto raw = read_raw(rows);
         const auto size = estimated_size(raw);
-        if (!batch.raw_events.empty() && bytes + size > half_bytes) break;
+        if (!batch.raw_events.empty() && bytes + size > half_bytes) {
+          batch.limited = true;
+          break;
+        }
         bytes += size;
         batch.raw_events.push_back(std::move(raw));
       }
     };
-    {
+    // Requeued ones first (they are below the watermark, so a batch selected
+    // behind one in flight leaves them to the next fresh start).
+    if (!after) {
       auto requeued = db.prepare(sql::kSyncRawRequeued);
-      requeued.bind(1, static_cast<std::int64_t>(limits.max_records));
+      requeued.bind(1, static_cast<std::int64_t>(limits.max_records) + 1);
       take_raw(requeued);
     }
-    // Requeued ones first; the watermark's run must stay contiguous, so it is
-    // only read when the requeued ones left room.
-    if (batch.raw_events.size() < limits.max_records && bytes < half_bytes) {
-      auto after = db.prepare(sql::kSyncRawAfter);
-      after.bind(1, watermark)
+    // The watermark's run must stay contiguous, so it is only read when the
+    // requeued ones left room.
+    batch.raw_run_from = std::max(watermark, after ? after->raw_seq : 0);
+    batch.through.raw_seq = batch.raw_run_from;
+    if (!batch.limited) {
+      const auto requeued = batch.raw_events.size();
+      auto rows = db.prepare(sql::kSyncRawAfter);
+      rows.bind(1, batch.raw_run_from)
           .bind(2, normalized)
-          .bind(3, static_cast<std::int64_t>(limits.max_records));
-      take_raw(after);
+          .bind(3, static_cast<std::int64_t>(limits.max_records - requeued) + 1);
+      take_raw(rows);
+      if (batch.raw_events.size() > requeued) batch.through.raw_seq = batch.raw_events.back().seq;
     }
     std::size_t measurement_bytes = 0;
     const std::size_t measurement_budget = limits.max_bytes > bytes ? limits.max_bytes - bytes : 1;
+    batch.through.measurement_id = after ? after->measurement_id : 0;
     auto rows = db.prepare(sql::kSyncMeasurements);
-    rows.bind(1, static_cast<std::int64_t>(limits.max_records));
+    rows.bind(1, batch.through.measurement_id)
+        .bind(2, static_cast<std::int64_t>(limits.max_records) + 1);
     while (rows.step()) {
+      if (batch.measurements.size() >= limits.max_records) {
+        batch.limited = true;
+        break;
+      }
       UplinkMeasurement record;
       record.row_id = rows.column_int(0);
       auto& m = record.measurement;
@@ -140,8 +160,12 @@ Result<UplinkBatch> Buffer::select_unsynced(const SyncLimits& limits) {
       m.raw_seq = rows.column_int(10);
       m.first_received_ms = rows.column_int(11);
       const auto size = estimated_size(record);
-      if (!batch.measurements.empty() && measurement_bytes + size > measurement_budget) break;
+      if (!batch.measurements.empty() && measurement_bytes + size > measurement_budget) {
+        batch.limited = true;
+        break;
+      }
       measurement_bytes += size;
+      batch.through.measurement_id = record.row_id;
       batch.measurements.push_back(std::move(record));
     }
     return batch;
@@ -174,8 +198,11 @@ Result<SyncResult> Buffer::apply_ingest_response(const UplinkBatch& batch,
     };
     // Raw: the run after the watermark advances it as far as every record up
     // to there has an outcome; a requeued one (below it) clears its rejection.
+    // A run that does not start at the watermark (a batch selected behind one
+    // still in flight, whose own run then failed) cannot move it: its raw
+    // events are sent again.
     std::int64_t new_watermark = watermark;
-    bool contiguous = true;
+    bool contiguous = batch.raw_run_from == watermark;
     for (std::size_t i = 0; i < batch.raw_events.size(); ++i) {
       const auto seq = batch.raw_events[i].seq;
       const auto& outcome = response.raw_events[i];
@@ -339,8 +366,7 @@ Result<PruneStats> Buffer::prune_synced(std::int64_t cutoff_ms, std::int64_t kee
   });
 }
 
-Status Buffer::record_clock_state(bool synchronized, std::int64_t since_ms,
-                                  std::int64_t now_ms) {
+Status Buffer::record_clock_state(bool synchronized, std::int64_t since_ms, std::int64_t now_ms) {
   return guarded([&]() -> Status {
     auto& db = *db_;
     auto open = db.prepare(sql::kClockOpenPeriods);

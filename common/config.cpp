@@ -1034,12 +1034,12 @@ class Parser {
 
   bool parse_uplink(const Value& value, UplinkConfig& out) {
     std::vector<Entry> entries;
-    if (!read_map(
-            value,
-            KeyList{"url", "token_file", "token_env", "ca_file", "cert_file", "key_file", "verify",
-                    "timeout", "connect_timeout", "batch_max_records", "batch_max_bytes",
-                    "gzip_level", "retry", "auth_retry", "interval", "retention", "prune_interval"},
-            entries)) {
+    if (!read_map(value,
+                  KeyList{"url", "token_file", "token_env", "ca_file", "cert_file", "key_file",
+                          "verify", "timeout", "connect_timeout", "batch_max_records",
+                          "batch_max_bytes", "max_in_flight", "gzip_level", "retry", "auth_retry",
+                          "interval", "retention", "prune_interval"},
+                  entries)) {
       return false;
     }
     for (const Entry& entry : entries) {
@@ -1072,6 +1072,9 @@ class Parser {
       } else if (entry.key == "batch_max_bytes") {
         ok = whole_number(v, 4096, 16 * 1024 * 1024, number);
         out.batch_max_bytes = static_cast<std::size_t>(number);
+      } else if (entry.key == "max_in_flight") {
+        ok = whole_number(v, 1, 8, number);
+        out.max_in_flight = static_cast<std::size_t>(number);
       } else if (entry.key == "gzip_level") {
         ok = whole_number(v, 0, 9, out.gzip_level);
       } else if (entry.key == "retry") {

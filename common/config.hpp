@@ -162,6 +162,7 @@ struct UplinkConfig {
   std::int64_t connect_timeout_ms = 10 * 1000;
   std::size_t batch_max_records = 1000;           // per array (raw events, measurements)
   std::size_t batch_max_bytes = 4 * 1024 * 1024;  // uncompressed JSON per request
+  std::size_t max_in_flight = 2;     // requests at once while a backlog drains (1: one at a time)
   int gzip_level = 1;                // 0: no compression; 1 (fastest) .. 9 (docs/BENCHMARKS.md)
   std::int64_t retry_min_ms = 1000;  // backoff after a failed request, doubling, with jitter
   std::int64_t retry_max_ms = 5 * 60 * 1000;

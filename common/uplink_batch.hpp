@@ -37,6 +37,12 @@ struct UplinkBatch {
   std::int64_t backlog_records = 0;
   std::optional<std::int64_t> oldest_received_ms;
 
+  // The raw events after the watermark are the run (raw_run_from, through.raw_seq];
+  // requeued ones (at or below the watermark) come before it.
+  std::int64_t raw_run_from = 0;
+  SyncCursor through;    // where this batch ended: the next one may start after it
+  bool limited = false;  // a limit ended it: more may be waiting
+
   bool empty() const { return raw_events.empty() && measurements.empty(); }
   std::size_t records() const { return raw_events.size() + measurements.size(); }
 };

@@ -8,7 +8,7 @@
 #   tests/bench/run_uplink.sh [EVENTS]          # builds meter-agent in Release in ../build-uplink-bench
 #
 # Environment: LIVE_EVENTS (default 50,000), METER_BENCH_BUILD_DIR (build directory), GZIP_LEVEL (default 1), BATCH (records per
-# array, default 1000), PG_FSYNC (default on: the central pays for durable commits).
+# array, default 1000), IN_FLIGHT (uplink.max_in_flight, default 2), PG_FSYNC (default on: the central pays for durable commits).
 set -euo pipefail
 
 source_dir=$(cd "$(dirname "$0")/../.." && pwd)
@@ -17,6 +17,7 @@ events=${1:-1000000}
 live_events=${LIVE_EVENTS:-50000}
 gzip_level=${GZIP_LEVEL:-1}
 batch=${BATCH:-1000}
+in_flight=${IN_FLIGHT:-2}
 
 if [ -z "${DATABASE_URL:-}" ]; then
   cmake -S "$source_dir" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -78,6 +79,7 @@ uplink:
   token_file: $work/token
   gzip_level: $gzip_level
   batch_max_records: $batch
+  max_in_flight: $in_flight
   interval: 100ms
 YAML
 
@@ -128,7 +130,7 @@ PY
 }
 echo "| run | events | seconds | events/s | wire B/event | JSON B/event | gzip ratio | agent CPU s/100k | central CPU s/100k (uvicorn + PostgreSQL) | agent / central CPU | requests |"
 echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
-report "backlog drain (gzip $gzip_level, $batch/batch)" "$events" "$start" "$end" "$agent_cpu" \
+report "backlog drain (gzip $gzip_level, $batch/batch, $in_flight in flight)" "$events" "$start" "$end" "$agent_cpu" \
   "$(awk -v a="$central_cpu" -v b="$central_before" 'BEGIN{print a-b}')" \
   "$(awk -v a="$pg_cpu" -v b="$pg_before" 'BEGIN{print a-b}')" "$sent" "$raw" "$requests"
 echo "central holds $stored measurements" >&2

@@ -49,8 +49,9 @@ TEST_CASE("an old buffer migrates to the sync schema and keeps its rows", "[buff
     db.exec(sql::kCreatePragmas);
     db.exec(sql::kSchemaV1);
     db.exec("INSERT INTO meta VALUES ('buffer_id', '6f1c2a4e-3b7d-4c1e-9a55-0d2f8e7b1c90')");
-    db.exec("INSERT INTO raw_messages (received_ms, topic, payload, qos, retained, dup) "
-            "VALUES (1, 't', x'00', 1, 0, 0)");
+    db.exec(
+        "INSERT INTO raw_messages (received_ms, topic, payload, qos, retained, dup) "
+        "VALUES (1, 't', x'00', 1, 0, 0)");
     db.exec("PRAGMA user_version = 1");
   }
   BufferConfig config;
@@ -87,6 +88,85 @@ TEST_CASE("only normalized raw messages and unsynced revisions are selected, wit
   CHECK(sync_status(f.buffer()).waiting() == 20);
 }
 
+TEST_CASE(
+    "a batch selected behind one in flight holds none of its records, and a limit says "
+    "more is waiting",
+    "[buffer_sync]") {
+  BufferFixture f;
+  for (int i = 0; i < 10; ++i) {
+    f.append(reading("2024-01-01T0" + std::to_string(i) + ":00:00Z", std::to_string(i + 1)));
+  }
+  f.normalize();
+  auto first = select(f.buffer(), SyncLimits{4, 1 << 20});
+  CHECK(first.limited);
+  CHECK(first.raw_run_from == 0);
+  CHECK(first.through.raw_seq == 4);
+  CHECK(first.through.measurement_id == first.measurements.back().row_id);
+  auto second = f.buffer().select_unsynced(SyncLimits{4, 1 << 20}, first.through);
+  REQUIRE(second);
+  CHECK(second->raw_run_from == 4);
+  REQUIRE(second->raw_events.size() == 4);
+  CHECK(second->raw_events.front().seq == 5);
+  REQUIRE(second->measurements.size() == 4);
+  CHECK(second->measurements.front().row_id > first.measurements.back().row_id);
+  auto third = f.buffer().select_unsynced(SyncLimits{4, 1 << 20}, second->through);
+  REQUIRE(third);
+  CHECK(third->raw_events.size() == 2);
+  CHECK(third->measurements.size() == 2);
+  CHECK_FALSE(third->limited);  // exactly what was left: nothing more
+  auto none = f.buffer().select_unsynced(SyncLimits{4, 1 << 20}, third->through);
+  REQUIRE(none);
+  CHECK(none->empty());
+  // Exactly max_records left is not "limited" either.
+  CHECK_FALSE(select(f.buffer(), SyncLimits{10, 1 << 20}).limited);
+}
+
+TEST_CASE(
+    "answers applied out of order, or behind a failed batch, never move the raw watermark "
+    "over an unconfirmed raw event",
+    "[buffer_sync]") {
+  BufferFixture f;
+  for (int i = 0; i < 6; ++i) {
+    f.append(reading("2024-01-01T0" + std::to_string(i) + ":00:00Z", std::to_string(i + 1)));
+  }
+  f.normalize();
+  auto first = select(f.buffer(), SyncLimits{3, 1 << 20});
+  auto selected = f.buffer().select_unsynced(SyncLimits{3, 1 << 20}, first.through);
+  REQUIRE(selected);
+  auto second = std::move(*selected);
+  SECTION("the second answered first: its measurements count, the watermark waits") {
+    auto applied =
+        f.buffer().apply_ingest_response(second, answer_all(second, RecordOutcome::confirmed), 1);
+    REQUIRE(applied);
+    CHECK(applied->measurements_confirmed == 3);
+    CHECK(sync_status(f.buffer()).raw_synced_through_seq == 0);
+    REQUIRE(
+        f.buffer().apply_ingest_response(first, answer_all(first, RecordOutcome::confirmed), 2));
+    CHECK(sync_status(f.buffer()).raw_synced_through_seq == 3);
+    // seq 4-6 are sent again (the central answers duplicate); nothing is skipped.
+    auto again = select(f.buffer());
+    REQUIRE(again.raw_events.size() == 3);
+    CHECK(again.raw_events.front().seq == 4);
+    CHECK(again.measurements.empty());
+  }
+  SECTION("the first failed (no answer): the second cannot move the watermark past it") {
+    REQUIRE(
+        f.buffer().apply_ingest_response(second, answer_all(second, RecordOutcome::confirmed), 1));
+    CHECK(sync_status(f.buffer()).raw_synced_through_seq == 0);
+    auto again = select(f.buffer());
+    CHECK(again.raw_events.size() == 6);
+    CHECK(again.measurements.size() == 3);  // only the first batch's
+  }
+  SECTION("in order, both move it") {
+    REQUIRE(
+        f.buffer().apply_ingest_response(first, answer_all(first, RecordOutcome::confirmed), 1));
+    REQUIRE(
+        f.buffer().apply_ingest_response(second, answer_all(second, RecordOutcome::confirmed), 2));
+    CHECK(sync_status(f.buffer()).raw_synced_through_seq == 6);
+    CHECK(select(f.buffer()).empty());
+  }
+}
+
 TEST_CASE("a response marks exactly the records and revisions it confirms", "[buffer_sync]") {
   BufferFixture f;
   f.append(reading("2024-01-01T01:00:00Z", "1"));
@@ -109,7 +189,7 @@ TEST_CASE("a response marks exactly the records and revisions it confirms", "[bu
   CHECK(applied->missing == 2);
   auto status = sync_status(f.buffer());
   CHECK(status.raw_synced_through_seq == 1);
-  CHECK(status.raw_waiting == 2);            // seq 2 (missing) and 3 (new)
+  CHECK(status.raw_waiting == 2);           // seq 2 (missing) and 3 (new)
   CHECK(status.measurements_waiting == 2);  // 03:00 (missing and revised) and 02:00 (new)
   auto next = select(f.buffer());
   CHECK(next.raw_events.front().seq == 2);
@@ -132,9 +212,10 @@ TEST_CASE("a response marks exactly the records and revisions it confirms", "[bu
   CHECK(select(f.buffer()).empty());
 }
 
-TEST_CASE("rejected records are quarantined with their reason, never block the rest, and requeue "
-          "releases them",
-          "[buffer_sync]") {
+TEST_CASE(
+    "rejected records are quarantined with their reason, never block the rest, and requeue "
+    "releases them",
+    "[buffer_sync]") {
   BufferFixture f;
   for (int i = 1; i <= 3; ++i) {
     f.append(reading("2024-01-01T0" + std::to_string(i) + ":00:00Z", std::to_string(i)));
@@ -169,7 +250,8 @@ TEST_CASE("rejected records are quarantined with their reason, never block the r
   REQUIRE(again.measurements.size() == 1);
   CHECK(again.measurements[0].measurement.value == "3");
   CHECK(sync_status(f.buffer()).requeued == 1);
-  REQUIRE(f.buffer().apply_ingest_response(again, answer_all(again, RecordOutcome::confirmed), 6000));
+  REQUIRE(
+      f.buffer().apply_ingest_response(again, answer_all(again, RecordOutcome::confirmed), 6000));
   CHECK(sync_status(f.buffer()).quarantined == 1);
   CHECK(sync_status(f.buffer()).requeued == 0);
 
@@ -185,9 +267,10 @@ TEST_CASE("rejected records are quarantined with their reason, never block the r
   CHECK(select(f.buffer()).empty());
 }
 
-TEST_CASE("pruning deletes only confirmed records, keeps each series' newest, and deltas stay "
-          "exact",
-          "[buffer_sync]") {
+TEST_CASE(
+    "pruning deletes only confirmed records, keeps each series' newest, and deltas stay "
+    "exact",
+    "[buffer_sync]") {
   BufferFixture f;
   const std::int64_t day = 86400000;
   const std::int64_t received = 1704067200000;  // 2024-01-01
@@ -231,7 +314,7 @@ TEST_CASE("pruning raw messages keeps unconfirmed, quarantined, recent and still
   auto batch = select(f.buffer());
   IngestResponse response = answer_all(batch, RecordOutcome::confirmed);
   response.raw_events[1] = RecordResult{RecordOutcome::rejected, "too_long", ""};  // seq 2
-  response.raw_events[4] = RecordResult{RecordOutcome::missing, "", ""};          // seq 5
+  response.raw_events[4] = RecordResult{RecordOutcome::missing, "", ""};           // seq 5
   response.measurements[2].outcome = RecordOutcome::missing;  // from raw seq 3: still unsynced
   REQUIRE(f.buffer().apply_ingest_response(batch, response, 0));
   // Watermark 4 (seq 5 unanswered); the unsynced measurement from seq 3 keeps
@@ -241,18 +324,18 @@ TEST_CASE("pruning raw messages keeps unconfirmed, quarantined, recent and still
   CHECK(pruned->raw_deleted == 1);
   CHECK(f.buffer().status()->raw_messages == 5);
   // Nothing newer than the cutoff goes.
-  REQUIRE(f.buffer().apply_ingest_response(select(f.buffer()),
-                                           answer_all(select(f.buffer()), RecordOutcome::confirmed),
-                                           0));
+  REQUIRE(f.buffer().apply_ingest_response(
+      select(f.buffer()), answer_all(select(f.buffer()), RecordOutcome::confirmed), 0));
   CHECK(f.buffer().prune_synced(received, 1)->raw_deleted == 0);
   // Once everything is confirmed: all but the quarantined one and the newest.
   CHECK(f.buffer().prune_synced(received + 1000, 1)->raw_deleted == 3);
   CHECK(f.buffer().status()->raw_messages == 2);
 }
 
-TEST_CASE("readings stamped with the gateway clock while it was not synchronized get "
-          "clock_unsynced",
-          "[buffer_sync]") {
+TEST_CASE(
+    "readings stamped with the gateway clock while it was not synchronized get "
+    "clock_unsynced",
+    "[buffer_sync]") {
   BufferFixture f;
   const std::int64_t t0 = 1735689600000;
   REQUIRE(f.buffer().record_clock_state(false, t0 + 1000, t0 + 1000));
@@ -261,9 +344,9 @@ TEST_CASE("readings stamped with the gateway clock while it was not synchronized
   const auto no_ts = [](const std::string& device) {
     return seed_payload(device, std::nullopt, "energy", "1", "kWh");
   };
-  f.append(no_ts("before"), t0);        // before the period
-  f.append(no_ts("during"), t0 + 3000);  // inside it
-  f.append(no_ts("after"), t0 + 6000);   // after it
+  f.append(no_ts("before"), t0);                                           // before the period
+  f.append(no_ts("during"), t0 + 3000);                                    // inside it
+  f.append(no_ts("after"), t0 + 6000);                                     // after it
   f.append(reading("2025-01-01T00:00:03Z", "1", "own-clock"), t0 + 3000);  // the meter's own time
   f.normalize();
   auto flags_of = [&](const std::string& device) {

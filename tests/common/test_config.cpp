@@ -198,7 +198,8 @@ TEST_CASE("unknown keys are errors at every level", "[config]") {
         "t.yaml:6:1: unknown key 'mapings' in top level; expected one of gateway_id, buffer, "
         "metrics, mappings, presets_dir, normalize, mqtt, http, uplink, log");
   CHECK(error_of("buffer:\n  path: x.db\n  durabilty: normal\n") ==
-        "t.yaml:3:3: unknown key 'durabilty' in buffer; expected one of path, durability, max_size_mib");
+        "t.yaml:3:3: unknown key 'durabilty' in buffer; expected one of path, durability, "
+        "max_size_mib");
   CHECK(error_of("metrics:\n  energy:\n    kind: counter\n    units: kWh\n") ==
         "t.yaml:4:5: unknown key 'units' in metrics.energy; expected one of kind, unit, "
         "jump_threshold");
@@ -217,10 +218,12 @@ TEST_CASE("the uplink section: defaults, durations, and what it refuses", "[conf
   auto off = parse_config(kMinimal, "t.yaml");
   REQUIRE(off);
   CHECK_FALSE(off->uplink.enabled());
+  CHECK(off->uplink.max_in_flight == 2);
   CHECK(off->normalize.clock == meter::ClockTrust::automatic);
   auto on = parse_config(kMinimal +
                              "uplink:\n  url: https://central.example.com/\n  token_env: TOKEN\n"
                              "  retry: {min: 2s, max: 1m}\n  retention: 30d\n  gzip_level: 6\n"
+                             "  max_in_flight: 1\n"
                              "normalize:\n  clock: synchronized\n",
                          "t.yaml");
   REQUIRE(on);
@@ -231,22 +234,26 @@ TEST_CASE("the uplink section: defaults, durations, and what it refuses", "[conf
   CHECK(on->uplink.retry_max_ms == 60000);
   CHECK(on->uplink.retention_ms == 30LL * 86400 * 1000);
   CHECK(on->uplink.gzip_level == 6);
+  CHECK(on->uplink.max_in_flight == 1);
   CHECK(on->normalize.clock == meter::ClockTrust::synchronized);
   CHECK(error_of(kMinimal + "uplink:\n  url: http://central.example.com\n  token_env: T\n")
             .find("in the clear") != std::string::npos);
-  CHECK(parse_config(kMinimal + "uplink:\n  url: http://127.0.0.1:8080\n  token_env: T\n", "t.yaml"));
+  CHECK(
+      parse_config(kMinimal + "uplink:\n  url: http://127.0.0.1:8080\n  token_env: T\n", "t.yaml"));
   CHECK(error_of(kMinimal + "uplink:\n  url: https://c.example.com\n").find("token") !=
         std::string::npos);
   CHECK(error_of(kMinimal + "uplink:\n  url: https://c\n  token_env: T\n  token_file: f\n")
             .find("not both") != std::string::npos);
   CHECK(error_of(kMinimal + "uplink:\n  url: https://c\n  token_env: T\n  cert_file: c\n")
             .find("go together") != std::string::npos);
-  CHECK(error_of(kMinimal + "uplink:\n  url: https://c\n  token_env: T\n  retry: {min: 2s, max: 1s}\n")
+  CHECK(error_of(kMinimal +
+                 "uplink:\n  url: https://c\n  token_env: T\n  retry: {min: 2s, max: 1s}\n")
             .find("retry.max") != std::string::npos);
   CHECK(error_of(kMinimal + "uplink:\n  url: ftp://c\n  token_env: T\n").find("https://") !=
         std::string::npos);
   CHECK(error_of(kMinimal + "uplink:\n  batch_max_records: 20000\n").find("1 to 10000") !=
         std::string::npos);
+  CHECK(error_of(kMinimal + "uplink:\n  max_in_flight: 0\n").find("1 to 8") != std::string::npos);
 }
 
 TEST_CASE("duplicate keys are errors at the second occurrence", "[config]") {

@@ -660,3 +660,32 @@ TEST_CASE("the disk budget reached during an outage: MQTT is no longer acknowled
   CHECK(last_seq >= total);
   CHECK(rig.central.count("SELECT count(*) FROM raw_events") == last_seq);
 }
+
+TEST_CASE("two requests in flight: an answer that arrives behind a failed request confirms its "
+          "measurements but never lets the raw watermark skip the failed batch",
+          "[uplink_e2e]") {
+  Rig rig("  max_in_flight: 2\n");
+  rig.start_agent();
+  // A backlog of several batches (200 records per array) behind an outage.
+  rig.proxy.set_default(fault(Fault::refuse));
+  const int readings = 1000;
+  publish_readings(rig.broker.port(), readings, 10, kStart, "pipe-pub");
+  REQUIRE(wait_until(
+      [&] {
+        auto status = rig.agent.open_buffer()->status();
+        return status && status->measurements == readings;
+      },
+      30s));
+  // The central comes back, except that the first request to arrive is
+  // refused (the central never sees it) while the one selected behind it is
+  // forwarded and answered. The agent launches both before waiting for the
+  // first, so the refused one is the first batch: were the second's answer
+  // allowed to move the raw watermark, the first batch's raw events would
+  // never be sent and the central's raw_events count would fall short.
+  const auto before = rig.proxy.forwarded();
+  rig.proxy.push(fault(Fault::refuse));
+  rig.proxy.set_default(fault(Fault::pass));
+  rig.check_exactly_once(readings);
+  CHECK(rig.proxy.forwarded() > before);
+  CHECK(rig.agent.metric("meter_agent_uplink_requests_in_flight") == 0);
+}
