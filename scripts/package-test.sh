@@ -10,7 +10,8 @@
 #     package's command as its user, dpkg --remove and --purge, and nothing left
 #     behind: files, directories, users, enablement links, masks.
 # Needs root (dpkg). Build directories: build-arm64 and build-pkg (Release, no
-# sanitizers), kept between runs for speed.
+# sanitizers), kept between runs for speed. Prints how long each step took at
+# the end.
 set -euo pipefail
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
 pkg_dir=${METER_PKG_BUILD_DIR:-$source_dir/build-pkg}
@@ -23,7 +24,22 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 "$source_dir/scripts/install-deps.sh"
 
-step() { printf '\n-- %s (%ds)\n' "$*" "$SECONDS"; }
+# Each step's duration, for the summary at the end.
+step_name=""
+step_start=0
+timings=()
+end_step() {
+  if [ -n "$step_name" ]; then
+    timings+=("$(printf '%5d s  %s' $((SECONDS - step_start)) "$step_name")")
+  fi
+  step_name=""
+}
+step() {
+  end_step
+  step_name=$*
+  step_start=$SECONDS
+  printf '\n-- %s (at %d s)\n' "$*" "$SECONDS"
+}
 fail() {
   echo "package-test: FAILED: $*" >&2
   exit 1
@@ -315,4 +331,6 @@ if ! diff -u "$work/before" "$work/after"; then
   fail "the purge left the above behind"
 fi
 echo "  nothing left behind"
-printf '\npackage-test: passed in %ds\n' "$SECONDS"
+end_step
+printf '\npackage-test: passed in %d s; by step:\n' "$SECONDS"
+printf '%s\n' "${timings[@]}"
