@@ -253,17 +253,27 @@ void Daemon::on_message(const std::shared_ptr<const mqtt::message>& message) {
 Status Daemon::append_to_inbox(const RawMessage& raw) {
   // The normalizer checks the budget after each pass, which may take seconds
   // while this path acknowledges thousands of messages: what was acknowledged
-  // since counts too.
+  // since counts too, at what it will take once stored.
   const std::int64_t budget = disk_budget_.load();
-  if (over_budget_ ||
-      (budget != 0 && budget_used_at_check_.load() + acknowledged_bytes_.load() -
-                              acknowledged_bytes_at_check_.load() >
-                          budget)) {
+  const std::int64_t message_bytes =
+      budget_bytes_of_message(static_cast<std::int64_t>(raw.topic.size() + raw.payload.size()));
+  const auto estimate = [&] {
+    return budget_used_at_check_.load() + acknowledged_bytes_.load() -
+           acknowledged_bytes_at_check_.load() + message_bytes;
+  };
+  if (budget != 0 && !over_budget_ && estimate() > budget) {
+    // Only an estimate says so: wait for the normalizer to measure (it takes
+    // in what is pending and checks) rather than refuse on a guess.
+    const auto checks = budget_checks_.load();
+    wake_normalizer();
+    std::unique_lock lock(absorbed_mutex_);
+    absorbed_changed_.wait_for(lock, kInboxFullWait, [&] { return budget_checks_ != checks; });
+  }
+  if (over_budget_ || (budget != 0 && estimate() > budget)) {
     return Error{"the buffer has used its disk budget (buffer.max_size_mib, " +
                  std::to_string(disk_budget_.load() / (1024 * 1024)) +
                  " MiB); nothing unconfirmed is deleted to make room: acknowledging again once "
-                 "the central side has confirmed records and pruning (uplink.retention) freed "
-                 "space"};
+                 "the central side has confirmed records and the uplink has pruned them"};
   }
   const bool full_disk = max_page_count_.load() != 0;  // the test seam
   inbox_->set_space_limit(full_disk ? std::optional<std::int64_t>(0) : std::nullopt);
@@ -288,7 +298,7 @@ Status Daemon::append_to_inbox(const RawMessage& raw) {
   }
   auto appended = inbox_->append(raw);
   if (appended) {
-    acknowledged_bytes_ += static_cast<std::int64_t>(raw.topic.size() + raw.payload.size());
+    acknowledged_bytes_ += message_bytes;
   }
   return appended;
 }
@@ -324,7 +334,8 @@ void Daemon::note_absorbed(const AbsorbStats& absorbed) {
 }
 
 // The disk budget: the database's pages in use, its WAL and the inbox not
-// yet absorbed. Checked by the normalizer after every pass and when idle.
+// yet absorbed (at what it will take once stored: budget_bytes_of_inbox).
+// Checked by the normalizer after every pass and when idle.
 void Daemon::check_disk_budget(Buffer& buffer) {
   const std::int64_t budget = disk_budget_.load();
   bool over = false;
@@ -338,15 +349,15 @@ void Daemon::check_disk_budget(Buffer& buffer) {
                       "cannot measure the buffer for its disk budget: " + database.error().message);
       return;
     }
-    const auto inbox = inbox_pending_bytes(
-        buffer.path(), {inbox_absorbed_segment_.load(), inbox_absorbed_offset_.load()});
-    if (*database + inbox > budget) {
+    const auto inbox = budget_bytes_of_inbox(inbox_pending_bytes(
+        buffer.path(), {inbox_absorbed_segment_.load(), inbox_absorbed_offset_.load()}));
+    if (budget_used_up(*database + inbox, budget)) {
       // The WAL file keeps the largest size it ever had (~10 MiB after a
       // burst: automatic checkpoints every 10,000 pages) although a checkpoint
       // has emptied it: before refusing messages, give that room back.
       if (auto truncated = buffer.checkpoint_truncate(); !truncated) {
-        logger_.warning(kBuffer, "cannot truncate the WAL for the disk budget: " +
-                                     truncated.error().message);
+        logger_.warning(
+            kBuffer, "cannot truncate the WAL for the disk budget: " + truncated.error().message);
       } else if (*truncated) {
         database = buffer.used_bytes();
         if (!database) {
@@ -357,9 +368,14 @@ void Daemon::check_disk_budget(Buffer& buffer) {
       }
     }
     used = *database + inbox;
-    over = used > budget;
+    over = budget_used_up(used, budget);
     budget_used_at_check_ = used;
     acknowledged_bytes_at_check_ = acknowledged;
+    {
+      std::lock_guard lock(absorbed_mutex_);
+      ++budget_checks_;
+    }
+    absorbed_changed_.notify_all();
   }
   metrics_.buffer_used_bytes = used;
   if (over != over_budget_.exchange(over)) {

@@ -130,8 +130,9 @@ class Daemon {
   std::atomic<std::int64_t> budget_used_at_check_{0};
   std::atomic<std::int64_t> acknowledged_bytes_at_check_{0};
   std::atomic<std::int64_t> acknowledged_bytes_{0};
-  Heartbeat normalizer_heartbeat_;            // the watchdog pings only while it beats
-  ServiceNotifier notifier_;                  // systemd (sd_notify); a no-op without it
+  std::atomic<std::int64_t> budget_checks_{0};  // checks done (with absorbed_changed_)
+  Heartbeat normalizer_heartbeat_;              // the watchdog pings only while it beats
+  ServiceNotifier notifier_;                    // systemd (sd_notify); a no-op without it
 
   std::unique_ptr<mqtt::async_client> client_;
   std::shared_ptr<mqtt::token> pending_subscribe_;  // a SUBSCRIBE not waited for

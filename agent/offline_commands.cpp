@@ -277,9 +277,9 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
       err << "meter-agent: " << used.error().message << "\n";
       return kExitFailure;
     }
-    budget_used = *used + s.inbox_bytes;
+    budget_used = *used + budget_bytes_of_inbox(s.inbox_bytes);
   }
-  const bool over_budget = budget != 0 && budget_used > budget;
+  const bool over_budget = budget_used_up(budget_used, budget);
   if (command_line.json) {
     std::string json = "{\"buffer\":";
     append_json_string(json, s.path);

@@ -22,6 +22,13 @@ constexpr std::string_view kUplink = "uplink";
 // drain: ~0.2 s); between scans the uplink keeps them current from its own
 // batches. Every 2 s cost the agent half its CPU during a drain (docs/BENCHMARKS.md).
 constexpr auto kStatusRefresh = 10s;
+// The disk budget (buffer.max_size_mib): pruning starts once the database uses
+// this share of it, and goes down to the next; the redelivery window may keep
+// at most 1/kRedeliveryDivisor of it.
+constexpr double kBudgetPruneAt = 0.9;
+constexpr double kBudgetPruneTo = 0.75;
+constexpr std::int64_t kRedeliveryDivisor = 16;
+constexpr auto kBudgetCheckInterval = 1s;
 constexpr auto kStateSave = 5s;
 // Requests started behind one still in flight before the window must run empty
 // (and selection starts from the watermark again): ~100k events at the defaults.
@@ -128,13 +135,19 @@ std::string UplinkMetrics::render_prometheus(std::int64_t now) const {
   metric(out, "meter_agent_uplink_confirmed_last_minute", "gauge",
          "records confirmed by the central in the last minute", rate_per_minute.load());
   metric(out, "meter_agent_uplink_pruned_measurements_total", "counter",
-         "synced measurements pruned after uplink.retention", pruned_measurements.load());
+         "synced measurements pruned (after uplink.retention, or for the disk budget)",
+         pruned_measurements.load());
   metric(out, "meter_agent_clock_synchronized", "gauge",
          "1 while the gateway clock is known to be synchronized (else readings stamped with it "
          "get clock_unsynced)",
          clock_synchronized ? 1 : 0);
   metric(out, "meter_agent_uplink_pruned_raw_total", "counter",
-         "synced raw messages pruned after uplink.retention", pruned_raw.load());
+         "synced raw messages pruned (after uplink.retention, or for the disk budget)",
+         pruned_raw.load());
+  metric(out, "meter_agent_uplink_budget_prunes_total", "counter",
+         "times confirmed data was pruned before uplink.retention to keep the buffer within "
+         "buffer.max_size_mib",
+         budget_prunes.load());
   return out;
 }
 
@@ -228,7 +241,7 @@ void Uplink::loop() {
         announced = true;
       }
       refresh_status();
-      maybe_prune(uplink);
+      maybe_prune(*config);
       next = send_once(*config);
       save_state();
     }
@@ -294,22 +307,83 @@ void Uplink::refresh_status() {
   metrics_.rate_per_minute = sum;
 }
 
-void Uplink::maybe_prune(const UplinkConfig& config) {
-  if (config.retention_ms <= 0) return;
+// Pruning: confirmed data older than uplink.retention, every prune_interval;
+// and, with a disk budget, confirmed data of any age, the oldest stored first,
+// once the database passes kBudgetPruneAt of the budget (down to
+// kBudgetPruneTo): an agent whose buffer filled during an outage must make room
+// by itself once the central has confirmed the backlog, whatever the retention.
+void Uplink::maybe_prune(const Config& config) {
+  const auto& uplink = config.uplink;
+  const std::int64_t budget = config.buffer.max_size_bytes;
   const auto now = std::chrono::steady_clock::now();
-  if (now < next_prune_) return;
-  next_prune_ = now + std::chrono::milliseconds(config.prune_interval_ms);
-  auto pruned = buffer_->prune_synced(now_ms() - config.retention_ms);
-  if (!pruned) {
-    logger_.warning(kUplink, "pruning failed (nothing deleted): " + pruned.error().message);
-    return;
+  const bool by_age = uplink.retention_ms > 0 && now >= next_prune_;
+  bool for_budget = false;
+  const std::int64_t confirmed = metrics_.raw_confirmed + metrics_.measurements_confirmed;
+  if (budget != 0 && now >= next_budget_check_) {
+    next_budget_check_ = now + kBudgetCheckInterval;
+    auto used = buffer_->used_bytes();
+    if (!used) {
+      logger_.warning(kUplink,
+                      "cannot measure the buffer for its disk budget: " + used.error().message);
+    } else if (static_cast<double>(*used) > kBudgetPruneAt * static_cast<double>(budget)) {
+      // Nothing new became prunable unless the central confirmed something
+      // since the last try (or the retention's turn has come).
+      for_budget = confirmed != confirmed_at_budget_prune_ || by_age;
+    }
   }
-  metrics_.pruned_measurements += pruned->measurements_deleted;
-  metrics_.pruned_raw += pruned->raw_deleted;
-  if (pruned->measurements_deleted + pruned->raw_deleted > 0) {
-    logger_.info(kUplink, "pruned " + std::to_string(pruned->measurements_deleted) +
-                              " synced measurements and " + std::to_string(pruned->raw_deleted) +
-                              " synced raw messages older than the retention");
+  if (!by_age && !for_budget) return;
+  // The redelivery window, bounded in bytes under a budget: 50,000 big
+  // payloads would otherwise be more than a small budget holds.
+  std::int64_t window = kRedeliveryWindow;
+  if (budget != 0) {
+    auto bounded = buffer_->redelivery_window(budget / kRedeliveryDivisor);
+    if (!bounded) {
+      logger_.warning(kUplink, "pruning failed (nothing deleted): " + bounded.error().message);
+      return;
+    }
+    window = *bounded;
+  }
+  auto count = [&](const PruneStats& pruned) {
+    metrics_.pruned_measurements += pruned.measurements_deleted;
+    metrics_.pruned_raw += pruned.raw_deleted;
+    return std::to_string(pruned.measurements_deleted) + " confirmed measurements and " +
+           std::to_string(pruned.raw_deleted) + " confirmed raw messages";
+  };
+  if (by_age) {
+    next_prune_ = now + std::chrono::milliseconds(uplink.prune_interval_ms);
+    auto pruned = buffer_->prune_synced(PruneScope{
+        now_ms() - uplink.retention_ms, std::numeric_limits<std::int64_t>::max(), window});
+    if (!pruned) {
+      logger_.warning(kUplink, "pruning failed (nothing deleted): " + pruned.error().message);
+      return;
+    }
+    if (pruned->measurements_deleted + pruned->raw_deleted > 0) {
+      logger_.info(kUplink, "pruned " + count(*pruned) + " older than uplink.retention");
+    }
+  }
+  if (for_budget) {
+    confirmed_at_budget_prune_ = confirmed;
+    auto pruned = buffer_->prune_to_size(
+        static_cast<std::int64_t>(kBudgetPruneTo * static_cast<double>(budget)), window);
+    if (!pruned) {
+      logger_.warning(kUplink, "pruning for the disk budget failed (nothing deleted): " +
+                                   pruned.error().message);
+      return;
+    }
+    ++metrics_.budget_prunes;
+    auto used = buffer_->used_bytes();
+    const std::string now_used = used ? std::to_string(*used) : "?";
+    if (pruned->measurements_deleted + pruned->raw_deleted > 0) {
+      logger_.warning(kUplink, "the buffer is near its disk budget (buffer.max_size_mib): pruned " +
+                                   count(*pruned) +
+                                   ", the oldest first, before uplink.retention; it uses " +
+                                   now_used + " of " + std::to_string(budget) + " bytes now");
+    } else {
+      logger_.warning(kUplink, "the buffer is near its disk budget (buffer.max_size_mib, " +
+                                   now_used + " of " + std::to_string(budget) +
+                                   " bytes) and holds nothing confirmed to prune: waiting for "
+                                   "the central to confirm the backlog");
+    }
   }
 }
 

@@ -54,7 +54,8 @@ class UplinkMetrics {
   std::atomic<std::int64_t> bytes_uncompressed{0};  // the same bodies before gzip
   std::atomic<std::int64_t> pruned_measurements{0};
   std::atomic<std::int64_t> pruned_raw{0};
-  std::atomic<bool> auth_failed{false};  // 401/403: uploads stopped until the token is fixed
+  std::atomic<std::int64_t> budget_prunes{0};  // prunes before the retention, for the disk budget
+  std::atomic<bool> auth_failed{false};        // 401/403: uploads stopped until the token is fixed
   std::atomic<std::int64_t> last_success_ms{0};
   std::atomic<std::int64_t> last_error_ms{0};
   std::atomic<std::int64_t> consecutive_failures{0};
@@ -120,7 +121,7 @@ class Uplink {
   Next handle_failure(const UplinkConfig& config, const std::string& what, bool auth,
                       std::optional<std::int64_t> retry_after_ms, bool refused);
   void refresh_status();
-  void maybe_prune(const UplinkConfig& config);
+  void maybe_prune(const Config& config);
   void save_state();
   void check_clock(const Config& config);
   std::optional<std::string> read_token(const UplinkConfig& config, std::string& problem);
@@ -147,6 +148,9 @@ class Uplink {
   std::size_t split_records_ = 0;  // 0: no split in force; else the records per array now
   std::size_t split_bytes_ = 0;
   std::chrono::steady_clock::time_point next_prune_{};
+  std::chrono::steady_clock::time_point next_budget_check_{};
+  std::int64_t confirmed_at_budget_prune_ =
+      -1;  // records confirmed at the last prune for the budget
   std::chrono::steady_clock::time_point next_status_{};
   std::chrono::steady_clock::time_point next_state_save_{};
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::int64_t>> recent_;

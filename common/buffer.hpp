@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -120,6 +121,22 @@ struct AbsorbStats {
 struct PruneStats {
   std::int64_t measurements_deleted = 0;
   std::int64_t raw_deleted = 0;  // prune_synced only
+
+  PruneStats& operator+=(const PruneStats& other) {
+    measurements_deleted += other.measurements_deleted;
+    raw_deleted += other.raw_deleted;
+    return *this;
+  }
+};
+
+// What Buffer::prune_synced may delete of the confirmed data: measurements
+// stamped before `before_ms` and stored from raw messages up to `through_seq`;
+// raw messages received before `before_ms`, up to `through_seq`, except the
+// newest `keep_newest_raw` (the redelivery window).
+struct PruneScope {
+  std::int64_t before_ms = std::numeric_limits<std::int64_t>::max();
+  std::int64_t through_seq = std::numeric_limits<std::int64_t>::max();
+  std::int64_t keep_newest_raw = kRedeliveryWindow;
 };
 
 // ---- The uplink's view (common/buffer_sync.cpp) ----
@@ -225,7 +242,11 @@ class Buffer {
   // older than `cutoff_ms`, keeping the newest of each series. Each series
   // remembers its newest deleted reading (its anchor) so later deltas stay
   // exact; a reading at or before the anchor gets beyond_retention.
-  Result<PruneStats> prune_measurements(std::int64_t cutoff_ms);
+  Result<PruneStats> prune_measurements(std::int64_t cutoff_ms) {
+    return prune_measurements(PruneScope{cutoff_ms});
+  }
+  // The same within `scope` (its before_ms and through_seq).
+  Result<PruneStats> prune_measurements(const PruneScope& scope);
 
   // ---- The uplink (common/buffer_sync.cpp) ----
   // The next upload: normalized raw messages after the watermark (and the ones
@@ -254,7 +275,21 @@ class Buffer {
   // newest. `keep_newest_raw`: raw messages kept whatever their state (the
   // redelivery window; smaller in tests).
   Result<PruneStats> prune_synced(std::int64_t cutoff_ms,
-                                  std::int64_t keep_newest_raw = kRedeliveryWindow);
+                                  std::int64_t keep_newest_raw = kRedeliveryWindow) {
+    return prune_synced(
+        PruneScope{cutoff_ms, std::numeric_limits<std::int64_t>::max(), keep_newest_raw});
+  }
+  Result<PruneStats> prune_synced(const PruneScope& scope);
+  // For a disk budget: prunes confirmed data, the oldest stored first (by raw
+  // seq, whatever its age), until used_bytes() is at most `target_bytes` or
+  // nothing confirmed is left to prune. Unconfirmed data, the newest reading
+  // of each series, quarantined raw messages and the newest `keep_newest_raw`
+  // raw messages are kept. Truncates the WAL after pruning (it counts too).
+  Result<PruneStats> prune_to_size(std::int64_t target_bytes, std::int64_t keep_newest_raw);
+  // How many of the newest raw messages the redelivery window keeps when it
+  // may hold at most `max_bytes` of topics and payloads (and kRedeliveryWindow
+  // messages): with a small disk budget and big payloads, fewer.
+  Result<std::int64_t> redelivery_window(std::int64_t max_bytes);
   // Bytes the database and its WAL take on disk now.
   std::int64_t size_on_disk() const;
   // Bytes the data takes: pages in use plus the WAL (what the disk budget
@@ -326,6 +361,8 @@ class Buffer {
   // kBumpGeneration); another connection's commit makes it stale.
   std::int64_t cache_generation_ = -1;
   bool tuned_for_normalization_ = false;
+  std::int64_t wal_autocheckpoint_pages_ = 10000;  // 1 KiB pages
+  void tune_for_normalization();
   RedeliveryIndex redeliveries_{kRedeliveryWindow};
   // Clock-unsynced periods (from, to], loaded for each normalization batch.
   std::vector<std::pair<std::int64_t, std::int64_t>> clock_unsynced_;

@@ -27,7 +27,7 @@ inline constexpr const char* kSetCacheKib = "PRAGMA cache_size = -";
 // The connection that normalizes: a 16 MiB page cache (a batch touches about
 // one index leaf per series) and checkpoints every 10,000 pages.
 inline constexpr const char* kTuneForNormalization =
-    "PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 10000;";
+    "PRAGMA cache_size = -16384;";  // and wal_autocheckpoint (Buffer::tune_for_normalization)
 
 // Schema version 1.
 //
@@ -205,10 +205,11 @@ DROP TABLE temp.previous_rejected;
 )sql";
 inline constexpr const char* kUpdateSeriesUnit = "UPDATE series SET unit = ?2 WHERE id = ?1";
 
-// Prune: per series, synced rows older than the cutoff, except the newest row.
+// Prune: per series, synced rows stamped before ?1 and stored from raw
+// messages up to seq ?2, except the newest row.
 inline constexpr const char* kPruneCandidates = R"sql(
 SELECT m.id, m.series_id, m.timestamp_ms, m.value FROM measurements m
-WHERE m.timestamp_ms < ?1 AND m.synced_revision >= m.revision
+WHERE m.timestamp_ms < ?1 AND m.raw_seq <= ?2 AND m.synced_revision >= m.revision
   AND m.timestamp_ms < (SELECT max(timestamp_ms) FROM measurements t WHERE t.series_id = m.series_id)
 ORDER BY m.series_id, m.timestamp_ms
 )sql";
@@ -353,7 +354,8 @@ inline constexpr const char* kSyncQuarantineMeasurement =
     "UPDATE measurements SET quarantined_revision = max(quarantined_revision, ?2) "
     "WHERE id = ?1 AND ?2 <= revision AND event_id = ?3";
 inline constexpr const char* kSyncRecordRejection =
-    "INSERT OR REPLACE INTO rejections (kind, ref, revision, reason, detail, rejected_ms, requeued) "
+    "INSERT OR REPLACE INTO rejections (kind, ref, revision, reason, detail, rejected_ms, "
+    "requeued) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)";
 inline constexpr const char* kSyncClearRejection =
     "DELETE FROM rejections WHERE kind = ?1 AND ref = ?2";
@@ -396,6 +398,11 @@ WHERE seq <= ?1 AND received_ms < ?2
 )sql";
 inline constexpr const char* kUplinkState =
     "SELECT key, value FROM meta WHERE key >= 'uplink.' AND key < 'uplink/'";
+// Pruning for the disk budget (Buffer::prune_to_size): the raw log's seq range,
+// and the sizes of its newest messages (the redelivery window in bytes).
+inline constexpr const char* kRawSeqRange = "SELECT min(seq), max(seq) FROM raw_messages";
+inline constexpr const char* kNewestRawSizes =
+    "SELECT length(topic) + length(payload) FROM raw_messages ORDER BY seq DESC LIMIT ?1";
 inline constexpr const char* kSyncPruneRawOutcomes =
     "DELETE FROM raw_outcomes WHERE seq <= ?1 AND seq NOT IN (SELECT seq FROM raw_messages)";
 

@@ -338,15 +338,15 @@ Result<std::int64_t> Buffer::requeue(const std::optional<std::string>& reason) {
   });
 }
 
-Result<PruneStats> Buffer::prune_synced(std::int64_t cutoff_ms, std::int64_t keep_newest_raw) {
-  auto pruned = prune_measurements(cutoff_ms);
+Result<PruneStats> Buffer::prune_synced(const PruneScope& scope) {
+  auto pruned = prune_measurements(scope);
   if (!pruned) return pruned;
   return guarded([&]() -> Result<PruneStats> {
     auto& db = *db_;
     PruneStats stats = *pruned;
     sqlite::Transaction transaction(db);
-    std::int64_t bound = std::min(counter_value(db, "raw_synced_through_seq"),
-                                  counter_value(db, "normalized_through_seq"));
+    std::int64_t bound = std::min({scope.through_seq, counter_value(db, "raw_synced_through_seq"),
+                                   counter_value(db, "normalized_through_seq")});
     {
       auto min_unsynced = db.prepare(sql::kSyncMinUnsyncedRawSeq);
       if (min_unsynced.step() && !min_unsynced.column_is_null(0)) {
@@ -354,15 +354,66 @@ Result<PruneStats> Buffer::prune_synced(std::int64_t cutoff_ms, std::int64_t kee
       }
       auto last = db.prepare(sql::kCountRaw);
       last.step();
-      bound = std::min(bound, last.column_int(1) - std::max<std::int64_t>(keep_newest_raw, 1));
+      bound =
+          std::min(bound, last.column_int(1) - std::max<std::int64_t>(scope.keep_newest_raw, 1));
     }
     if (bound > 0) {
-      db.prepare(sql::kSyncPruneRaw).bind(1, bound).bind(2, cutoff_ms).run();
+      db.prepare(sql::kSyncPruneRaw).bind(1, bound).bind(2, scope.before_ms).run();
       stats.raw_deleted = db.changes();
       db.prepare(sql::kSyncPruneRawOutcomes).bind(1, bound).run();
     }
     transaction.commit();
     return stats;
+  });
+}
+
+Result<PruneStats> Buffer::prune_to_size(std::int64_t target_bytes, std::int64_t keep_newest_raw) {
+  PruneStats total;
+  // Each round prunes a share of the raw log's seq range, the oldest first:
+  // the share of the bytes above the target (and a margin: not every byte of
+  // a pruned row comes back as a free page), doubled each round that falls short.
+  double share = 0;
+  for (int round = 0; round < 8; ++round) {
+    auto used = used_bytes();
+    if (!used) return used.error();
+    if (*used <= target_bytes) break;
+    const double needed = static_cast<double>(*used - target_bytes) / static_cast<double>(*used);
+    share = std::min(1.0, std::max(share * 2, needed * 1.25 + 0.01));
+    auto range = guarded([&]() -> Result<std::pair<std::int64_t, std::int64_t>> {
+      auto statement = db_->prepare(sql::kRawSeqRange);
+      statement.step();
+      if (statement.column_is_null(0)) return std::pair<std::int64_t, std::int64_t>{0, 0};
+      return std::pair{statement.column_int(0), statement.column_int(1)};
+    });
+    if (!range) return range.error();
+    const auto [first, last] = *range;
+    PruneScope scope;
+    scope.keep_newest_raw = keep_newest_raw;
+    if (share < 1.0) {
+      scope.through_seq =
+          first + static_cast<std::int64_t>(share * static_cast<double>(last - first));
+    }
+    auto pruned = prune_synced(scope);
+    if (!pruned) return pruned;
+    total += *pruned;
+    if (auto truncated = checkpoint_truncate(); !truncated) return truncated.error();
+    if (share >= 1.0) break;  // everything prunable is gone
+  }
+  return total;
+}
+
+Result<std::int64_t> Buffer::redelivery_window(std::int64_t max_bytes) {
+  return guarded([&]() -> Result<std::int64_t> {
+    auto sizes = db_->prepare(sql::kNewestRawSizes);
+    sizes.bind(1, kRedeliveryWindow);
+    std::int64_t messages = 0;
+    std::int64_t bytes = 0;
+    while (sizes.step()) {
+      bytes += sizes.column_int(0);
+      if (bytes > max_bytes) break;
+      ++messages;
+    }
+    return std::max<std::int64_t>(messages, 1);
   });
 }
 

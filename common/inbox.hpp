@@ -116,6 +116,28 @@ Result<InboxBatch> read_inbox(const std::string& buffer_path, InboxPosition from
 // Bytes in segments at or after `from` not yet read (an estimate for status).
 std::int64_t inbox_pending_bytes(const std::string& buffer_path, InboxPosition from);
 
+// The disk budget (buffer.max_size_mib) counts an acknowledged message that is
+// not in the database yet at what it will take there: on the buffer's 1 KiB
+// pages its raw row and its measurement with the indexes take up to about
+// twice its bytes and a few hundred more (a ~560-byte payload gets a page of
+// its own). Counted at its own size, an inbox the normalizer had not caught up
+// with let a 16 MiB budget reach 33 MB.
+inline constexpr std::int64_t kBudgetBytesPerByte = 2;
+inline constexpr std::int64_t kBudgetBytesPerMessage = 256;
+inline std::int64_t budget_bytes_of_message(std::int64_t topic_and_payload_bytes) {
+  return kBudgetBytesPerByte * topic_and_payload_bytes + kBudgetBytesPerMessage;
+}
+// The same for the inbox's pending bytes (records with their headers).
+inline std::int64_t budget_bytes_of_inbox(std::int64_t pending_bytes) {
+  return kBudgetBytesPerByte * pending_bytes;
+}
+// The budget counts as used up once less than this is left: the acknowledge
+// path then refuses whatever the estimates say, and status says so.
+inline constexpr std::int64_t kBudgetSlack = 64 * 1024;
+inline bool budget_used_up(std::int64_t used, std::int64_t budget) {
+  return budget != 0 && used > budget - kBudgetSlack;
+}
+
 // After the batch is committed: deletes finished and stale segments, renames
 // damaged ones to `<number>.seg.damaged`. Returns messages about failures.
 std::vector<std::string> retire_inbox_segments(const std::string& buffer_path,

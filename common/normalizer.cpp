@@ -67,13 +67,7 @@ FlagSet future_flag(std::int64_t timestamp_ms, std::int64_t received_ms, std::in
 
 Result<NormalizeStats> Buffer::normalize_pending(const Config& config, std::size_t max_messages) {
   auto result = guarded([&]() -> Result<NormalizeStats> {
-    if (!tuned_for_normalization_) {
-      // A batch touches about one index page per series; a page cache that
-      // holds them all, and WAL checkpoints every ~10 MiB instead of after
-      // every batch, halve the bytes written per event (docs/BENCHMARKS.md).
-      db_->exec(sql::kTuneForNormalization);
-      tuned_for_normalization_ = true;
-    }
+    tune_for_normalization();
     // Build the redelivery index before taking the write lock: it reads only
     // the append-only raw log, and a cold load reads up to a window of rows.
     statements_->get_counter.bind(1, std::string_view("normalized_through_seq"));
@@ -160,7 +154,8 @@ NormalizeStats Buffer::normalize_batch_in_transaction(const Config& config,
   clock_unsynced_.clear();
   if (!batch.empty()) {
     auto periods = db_->prepare(sql::kClockPeriods);
-    while (periods.step()) clock_unsynced_.emplace_back(periods.column_int(0), periods.column_int(1));
+    while (periods.step())
+      clock_unsynced_.emplace_back(periods.column_int(0), periods.column_int(1));
   }
   NormalizeStats stats;
   for (const auto& [seq, message] : batch) {

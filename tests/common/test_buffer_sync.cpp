@@ -477,3 +477,125 @@ TEST_CASE("renormalize renumbers rows: rejections move with their measurements",
   CHECK(status.requeued == 0);
   CHECK(status.waiting() == 0);
 }
+
+namespace {
+
+// A reading padded to ~560 bytes, as real meter payloads are (METERS.md).
+std::string padded_reading(int step, int meter) {
+  auto json = seed_payload("m" + std::to_string(meter),
+                           format_timestamp(1704067200000 + std::int64_t{step} * 60000), "energy",
+                           std::to_string(1000 + step), "kWh");
+  json.insert(json.size() - 1, ",\"firmware_status\":\"" + std::string(480, 'x') + "\"");
+  return json;
+}
+
+// Appends `steps` readings of each of `meters` meters (received in order),
+// normalizes them and confirms the first `confirm` raw messages and their
+// measurements.
+void fill_and_confirm(BufferFixture& f, int steps, int meters, std::int64_t confirm) {
+  const std::int64_t received = 1735689600000;
+  for (int step = 0; step < steps; ++step) {
+    for (int meter = 0; meter < meters; ++meter) {
+      f.append(padded_reading(step, meter), received + step * meters + meter);
+    }
+  }
+  f.normalize();
+  for (;;) {
+    auto batch = select(f.buffer());
+    if (batch.empty()) break;
+    IngestResponse response = answer_all(batch, RecordOutcome::confirmed);
+    bool beyond = false;
+    for (std::size_t i = 0; i < batch.raw_events.size(); ++i) {
+      if (batch.raw_events[i].seq > confirm) {
+        response.raw_events[i].outcome = RecordOutcome::missing;
+        beyond = true;
+      }
+    }
+    for (std::size_t i = 0; i < batch.measurements.size(); ++i) {
+      if (batch.measurements[i].measurement.raw_seq > confirm) {
+        response.measurements[i].outcome = RecordOutcome::missing;
+        beyond = true;
+      }
+    }
+    REQUIRE(f.buffer().apply_ingest_response(batch, response, 0));
+    if (beyond) break;
+  }
+}
+
+// The raw log's (first seq, last seq, count), read from the file.
+struct RawRange {
+  std::int64_t first = 0, last = 0, count = 0;
+};
+RawRange raw_range(BufferFixture& f) {
+  sqlite::Database db(f.dir().file("buffer.db"));
+  auto range = db.prepare("SELECT min(seq), max(seq), count(*) FROM raw_messages");
+  range.step();
+  return RawRange{range.column_int(0), range.column_int(1), range.column_int(2)};
+}
+
+}  // namespace
+
+TEST_CASE("pruning for a disk budget deletes confirmed data oldest first, whatever its age",
+          "[buffer_sync][budget]") {
+  BufferFixture f;
+  fill_and_confirm(f, 200, 10, 2000);  // 2,000 readings, all confirmed
+  const auto before = f.buffer().used_bytes();
+  REQUIRE(before);
+  const std::int64_t target = *before / 2;
+  auto pruned = f.buffer().prune_to_size(target, 100);
+  REQUIRE(pruned);
+  CHECK(*f.buffer().used_bytes() <= target);
+  CHECK(pruned->raw_deleted > 0);
+  CHECK(pruned->measurements_deleted > 0);
+  // The oldest went, the newest stayed: what is left is one run of seqs that
+  // ends at the newest, and it holds at least the redelivery window.
+  const auto raw = raw_range(f);
+  CHECK(raw.last == 2000);
+  CHECK(raw.count == raw.last - raw.first + 1);
+  CHECK(raw.count >= 100);
+  CHECK(raw.count == 2000 - pruned->raw_deleted);
+  // Measurements: the newest of each series is kept, and deltas after the
+  // pruned ones stay exact.
+  const auto left = f.measurements();
+  CHECK(static_cast<std::int64_t>(left.size()) == 2000 - pruned->measurements_deleted);
+  for (int meter = 0; meter < 10; ++meter) {
+    CHECK(f.at("m" + std::to_string(meter), "energy", format_timestamp(1704067200000 + 199 * 60000))
+              .delta == std::optional<std::string>("1"));
+  }
+  f.append(padded_reading(200, 0));
+  f.normalize();
+  CHECK(f.at("m0", "energy", format_timestamp(1704067200000 + 200 * 60000)).delta ==
+        std::optional<std::string>("1"));
+}
+
+TEST_CASE("pruning for a disk budget never deletes what the central has not confirmed",
+          "[buffer_sync][budget]") {
+  BufferFixture f;
+  fill_and_confirm(f, 100, 10, 400);             // 1,000 readings, the first 400 confirmed
+  auto pruned = f.buffer().prune_to_size(0, 1);  // a target it cannot reach
+  REQUIRE(pruned);
+  CHECK(pruned->raw_deleted == 400);  // up to the first one an unsynced measurement came from
+  // 400 confirmed measurements, less the newest of each series among them: no
+  // series has an unconfirmed reading older than a confirmed one here.
+  CHECK(pruned->measurements_deleted == 400);
+  CHECK(f.buffer().status()->unsynced == 600);
+  CHECK(f.buffer().status()->measurements == 600);
+  CHECK(raw_range(f).first == 401);
+  // Once the rest is confirmed, a second prune can go further.
+  fill_and_confirm(f, 0, 10, 1000);
+  pruned = f.buffer().prune_to_size(0, 1);
+  REQUIRE(pruned);
+  CHECK(pruned->raw_deleted == 600 - 1);
+  CHECK(f.buffer().status()->measurements == 10);  // the newest of each series
+}
+
+TEST_CASE("the redelivery window is bounded in bytes", "[buffer_sync][budget]") {
+  BufferFixture f;
+  for (int i = 0; i < 50; ++i) f.append(padded_reading(i, 0));
+  const auto size =
+      static_cast<std::int64_t>(std::string("meters/m1").size() + padded_reading(0, 0).size());
+  CHECK(*f.buffer().redelivery_window(10 * size) == 10);
+  CHECK(*f.buffer().redelivery_window(10 * size + size / 2) == 10);
+  CHECK(*f.buffer().redelivery_window(1000 * size) == 50);  // all there is
+  CHECK(*f.buffer().redelivery_window(0) == 1);             // never less than the newest
+}
