@@ -56,7 +56,8 @@ std::string Metrics::render_prometheus(std::int64_t now_ms) const {
          "1 while the buffer has used its disk budget (buffer.max_size_mib): not acknowledging",
          over_budget.load() ? 1 : 0);
   metric(out, "meter_agent_buffer_used_bytes", "gauge",
-         "database pages in use + WAL + inbox, as the disk budget counts them (0: no budget)",
+         "database pages in use + WAL + inbox (at twice its size: what it takes once stored), as "
+         "the disk budget counts them (0: no budget)",
          buffer_used_bytes.load());
   metric(out, "meter_agent_inbox_full_waits_total", "counter",
          "acknowledgements held back until the normalizer took in a full inbox",

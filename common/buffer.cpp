@@ -36,33 +36,6 @@ std::int64_t file_size(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0 ? static_cast<std::int64_t>(info.st_size) : 0;
 }
 
-std::string hex_of_blob(const std::string& blob) {
-  EventId id{};
-  std::copy_n(blob.begin(), std::min(blob.size(), id.size()), id.begin());
-  return to_hex(id);
-}
-
-std::optional<EventId> blob_of_hex(const std::string& hex) {
-  if (hex.size() != 64) return std::nullopt;
-  EventId id{};
-  for (std::size_t i = 0; i < id.size(); ++i) {
-    int high = 0;
-    int low = 0;
-    auto nibble = [](char c, int& out) {
-      if (c >= '0' && c <= '9')
-        out = c - '0';
-      else if (c >= 'a' && c <= 'f')
-        out = c - 'a' + 10;
-      else
-        return false;
-      return true;
-    };
-    if (!nibble(hex[2 * i], high) || !nibble(hex[2 * i + 1], low)) return std::nullopt;
-    id[i] = static_cast<unsigned char>(high * 16 + low);
-  }
-  return id;
-}
-
 }  // namespace
 
 NormalizeStats& NormalizeStats::operator+=(const NormalizeStats& other) {
@@ -315,7 +288,7 @@ Result<BufferStatus> Buffer::status() {
 
 Status Buffer::mark_synced(const std::string& event_id_hex, std::int64_t revision) {
   return guarded([&]() -> Status {
-    auto id = blob_of_hex(event_id_hex);
+    auto id = event_id_of_hex(event_id_hex);
     if (!id) return Error{"not an event_id: '" + event_id_hex + "'"};
     auto& statement = statements_->mark_synced;
     statement.bind_blob(1, id->data(), id->size()).bind(2, revision).run();
@@ -380,14 +353,14 @@ Result<PruneStats> Buffer::prune_measurements(const PruneScope& scope) {
 
 Status Buffer::checkpoint() {
   return guarded([&]() -> Status {
-    db_->exec("PRAGMA wal_checkpoint(PASSIVE)");
+    db_->exec(sql::kCheckpoint);
     return Ok{};
   });
 }
 
 Result<bool> Buffer::checkpoint_truncate() {
   return guarded([&]() -> Result<bool> {
-    auto statement = db_->prepare("PRAGMA wal_checkpoint(TRUNCATE)");
+    auto statement = db_->prepare(sql::kCheckpointTruncate);
     statement.step();
     return statement.column_int(0) == 0;  // 1: blocked by another connection
   });

@@ -14,6 +14,10 @@ inline constexpr const char* kCreatePragmas = "PRAGMA page_size = 1024; PRAGMA j
 // number is appended.
 inline constexpr const char* kSetWalAutocheckpoint = "PRAGMA wal_autocheckpoint = ";
 inline constexpr const char* kSetMaxPageCount = "PRAGMA max_page_count = ";
+// Buffer::checkpoint, and checkpoint_truncate (which also empties the WAL file:
+// it keeps its largest size otherwise, and the disk budget counts it).
+inline constexpr const char* kCheckpoint = "PRAGMA wal_checkpoint(PASSIVE)";
+inline constexpr const char* kCheckpointTruncate = "PRAGMA wal_checkpoint(TRUNCATE)";
 inline constexpr const char* kPageCount = "PRAGMA page_count";
 // Buffer::used_bytes: pages in use (deleted rows free pages for reuse; the
 // file does not shrink).
@@ -357,8 +361,9 @@ inline constexpr const char* kSyncRecordRejection =
     "INSERT OR REPLACE INTO rejections (kind, ref, revision, reason, detail, rejected_ms, "
     "requeued) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)";
+// A confirmation clears a rejection of the same or an older revision (raw: 0).
 inline constexpr const char* kSyncClearRejection =
-    "DELETE FROM rejections WHERE kind = ?1 AND ref = ?2";
+    "DELETE FROM rejections WHERE kind = ?1 AND ref = ?2 AND revision <= ?3";
 inline constexpr const char* kSyncSetRawWatermark =
     "UPDATE counters SET value = max(value, ?1) WHERE name = 'raw_synced_through_seq'";
 

@@ -15,27 +15,11 @@
 namespace meter {
 namespace {
 
-std::string hex_of_blob(const std::string& blob) {
-  EventId id{};
-  std::copy_n(blob.begin(), std::min(blob.size(), id.size()), id.begin());
-  return to_hex(id);
-}
-
 // The 32 bytes the measurements table stores for a lowercase hex event_id
 // (empty if it is not one: then it matches no row).
 std::string blob_of_hex(const std::string& hex) {
-  auto nibble = [](char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-  };
-  std::string blob;
-  if (hex.size() != 64) return blob;
-  for (std::size_t i = 0; i < 64; i += 2) {
-    const int high = nibble(hex[i]);
-    const int low = nibble(hex[i + 1]);
-    if (high < 0 || low < 0) return std::string();
-    blob += static_cast<char>(high * 16 + low);
-  }
-  return blob;
+  const auto id = event_id_of_hex(hex);
+  return id ? std::string(id->begin(), id->end()) : std::string();
 }
 
 std::int64_t counter_value(sqlite::Database& db, std::string_view name) {
@@ -213,7 +197,9 @@ Result<SyncResult> Buffer::apply_ingest_response(const UplinkBatch& batch,
       }
       if (outcome.outcome == RecordOutcome::confirmed) {
         ++result.raw_confirmed;
-        if (seq <= watermark) clear_rejection.bind(1, std::string_view("raw")).bind(2, seq).run();
+        if (seq <= watermark) {
+          clear_rejection.bind(1, std::string_view("raw")).bind(2, seq).bind(3, 0).run();
+        }
       } else {
         ++result.raw_rejected;
         reject("raw", seq, 0, outcome);
@@ -238,7 +224,14 @@ Result<SyncResult> Buffer::apply_ingest_response(const UplinkBatch& batch,
                 .bind_blob(3, id.data(), id.size())
                 .run();
           }
-          clear_rejection.bind(1, std::string_view("measurement")).bind(2, sent.row_id).run();
+          // Only if the row is still the one sent (a renormalize renumbers
+          // rows): else another row's rejection would go.
+          if (db.changes() > 0) {
+            clear_rejection.bind(1, std::string_view("measurement"))
+                .bind(2, sent.row_id)
+                .bind(3, sent.measurement.revision)
+                .run();
+          }
           break;
         case RecordOutcome::rejected:
           ++result.measurements_rejected;
@@ -249,7 +242,9 @@ Result<SyncResult> Buffer::apply_ingest_response(const UplinkBatch& batch,
                 .bind_blob(3, id.data(), id.size())
                 .run();
           }
-          reject("measurement", sent.row_id, sent.measurement.revision, outcome);
+          // The same: a renumbered row is sent again, and judged again.
+          if (db.changes() > 0)
+            reject("measurement", sent.row_id, sent.measurement.revision, outcome);
           break;
         case RecordOutcome::missing:
           ++result.missing;

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 
@@ -40,6 +41,27 @@ std::string to_hex(const EventId& id) {
     hex[2 * i + 1] = digits[id[i] & 0x0f];
   }
   return hex;
+}
+
+std::string hex_of_blob(std::string_view blob) {
+  EventId id{};
+  std::copy_n(blob.begin(), std::min(blob.size(), id.size()), id.begin());
+  return to_hex(id);
+}
+
+std::optional<EventId> event_id_of_hex(std::string_view hex) {
+  const auto nibble = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  if (hex.size() != 64) return std::nullopt;
+  EventId id{};
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    const int high = nibble(hex[2 * i]);
+    const int low = nibble(hex[2 * i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    id[i] = static_cast<unsigned char>(high * 16 + low);
+  }
+  return id;
 }
 
 }  // namespace meter

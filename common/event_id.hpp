@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -16,5 +17,10 @@ EventId compute_event_id(std::string_view device_id, std::string_view canonical_
                          std::string_view metric_type, std::string_view canonical_value);
 
 std::string to_hex(const EventId& id);
+
+// The buffer stores event_ids as 32-byte blobs: their hex (a shorter blob is
+// padded with zeros), and the id of a lowercase hex text (none if it is not one).
+std::string hex_of_blob(std::string_view blob);
+std::optional<EventId> event_id_of_hex(std::string_view hex);
 
 }  // namespace meter

@@ -268,6 +268,52 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "an answer for a row that is no longer the one sent (renumbered) or for an older revision "
+    "neither clears nor records a rejection",
+    "[buffer_sync]") {
+  BufferFixture f;
+  f.append(reading("2024-01-01T01:00:00Z", "1"));
+  f.append(reading("2024-01-01T02:00:00Z", "2"));
+  f.normalize();
+  const auto batch = select(f.buffer());
+  REQUIRE(batch.measurements.size() == 2);
+  IngestResponse response = answer_all(batch, RecordOutcome::confirmed);
+  response.measurements[0] = RecordResult{RecordOutcome::rejected, "wrong_unit", "kWh only"};
+  REQUIRE(f.buffer().apply_ingest_response(batch, response, 5000));
+  REQUIRE(sync_status(f.buffer()).quarantined == 1);
+
+  // A late answer naming row 0's id with another row's event_id (as after a
+  // renumbering): confirming it must not clear row 0's rejection...
+  UplinkBatch renumbered;
+  renumbered.measurements.push_back(batch.measurements[0]);
+  renumbered.measurements[0].measurement.event_id = batch.measurements[1].measurement.event_id;
+  REQUIRE(f.buffer().apply_ingest_response(renumbered,
+                                           answer_all(renumbered, RecordOutcome::confirmed), 6000));
+  CHECK(sync_status(f.buffer()).quarantined == 1);
+  // ...and rejecting it must not record a rejection against row 0.
+  IngestResponse other;
+  other.measurements.push_back(RecordResult{RecordOutcome::rejected, "other_reason", ""});
+  REQUIRE(f.buffer().apply_ingest_response(renumbered, other, 7000));
+  auto latest = f.buffer().latest_rejections(10);
+  REQUIRE(latest);
+  REQUIRE(latest->size() == 1);
+  CHECK(latest->at(0).reason == "wrong_unit");
+
+  // A confirmation of an older revision than the one rejected leaves the rejection.
+  UplinkBatch older;
+  older.measurements.push_back(batch.measurements[0]);
+  older.measurements[0].measurement.revision = 0;
+  REQUIRE(
+      f.buffer().apply_ingest_response(older, answer_all(older, RecordOutcome::confirmed), 8000));
+  CHECK(sync_status(f.buffer()).quarantined == 1);
+  // The same revision does clear it.
+  UplinkBatch same;
+  same.measurements.push_back(batch.measurements[0]);
+  REQUIRE(f.buffer().apply_ingest_response(same, answer_all(same, RecordOutcome::confirmed), 9000));
+  CHECK(sync_status(f.buffer()).quarantined == 0);
+}
+
+TEST_CASE(
     "pruning deletes only confirmed records, keeps each series' newest, and deltas stay "
     "exact",
     "[buffer_sync]") {
