@@ -10,12 +10,9 @@
 #include <sstream>
 #include <thread>
 
-#include "agent/daemon.hpp"
-#include "common/timestamp.hpp"
+#include "support/daemon_rig.hpp"
 #include "support/mosquitto.hpp"
 #include "support/mqtt_client.hpp"
-#include "support/process.hpp"
-#include "support/temp_dir.hpp"
 
 using namespace meter;
 using namespace meter::test;
@@ -24,41 +21,12 @@ using namespace std::chrono_literals;
 TEST_CASE("daemon: a full disk acknowledges nothing it did not store, and recovers",
           "[daemon][full_disk]") {
   Mosquitto broker;
-  TempDir dir;
-  auto parsed = parse_config(
-      "gateway_id: disk-gw\n"
-      "buffer:\n  path: " +
-          dir.file("buffer.db") +
-          "\n  durability: normal\n"
-          "metrics:\n  energy: {kind: counter, unit: kWh}\n"
-          "mappings:\n  - topic: \"meters/#\"\n"
-          "mqtt:\n  host: 127.0.0.1\n  port: " +
-          std::to_string(broker.port()) +
-          "\n  keepalive: 1s\n  reconnect: {min: 100ms, max: 500ms}\n",
-      "<test>");
-  REQUIRE(parsed);
-  std::ostringstream log_text;
-  agent::Logger logger(log_text, false);
-  agent::Daemon daemon(*parsed, {}, logger);
-  int exit_code = -1;
-  std::thread runner([&] { exit_code = daemon.run(); });
-  const auto& metrics = daemon.metrics();
-
-  auto reading = [](long i) {
-    return "{\"device_id\":\"d1\"" +
-           (i % 4 == 0
-                ? std::string()
-                : ",\"timestamp\":\"" + format_timestamp(1767225600000LL + i * 1000) + "\"") +
-           ",\"metric_type\":\"energy\",\"value\":" + std::to_string(i) + ",\"unit\":\"kWh\"}";
-  };
-  auto open_buffer = [&] {
-    BufferConfig config;
-    config.path = dir.file("buffer.db");
-    config.durability = Durability::normal;
-    auto opened = Buffer::open(config);
-    REQUIRE(opened);
-    return std::move(*opened);
-  };
+  DaemonRig rig("disk-gw", broker.port(),
+                "  keepalive: 1s\n  reconnect: {min: 100ms, max: 500ms}\n");
+  auto& daemon = rig.daemon();
+  const auto& metrics = rig.metrics();
+  auto reading = [](long i) { return d1_reading(i, i % 4 != 0); };
+  auto open_buffer = [&] { return rig.open_buffer(); };
 
   REQUIRE(wait_until([&] { return metrics.mqtt_connected.load(); }, 20s));
   {
@@ -72,16 +40,9 @@ TEST_CASE("daemon: a full disk acknowledges nothing it did not store, and recove
   REQUIRE(pages);
   daemon.set_max_page_count(*pages + 4);
   {
-    // From other processes: Paho runs every client of a process on one
-    // receive thread, so an in-process publisher would wait behind the
-    // daemon's blocked callback. mosquitto_pub -q 1 exits 0 after its PUBACK.
-    std::string script = "set -e\n";
-    for (long i = 20; i < 320; ++i) {
-      script += "mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker.port()) +
-                " -q 1 -t meters/d1 -m '" + reading(i) + "'\n";
-    }
-    write_text_file(dir.file("publish.sh"), script);
-    REQUIRE(std::system(("sh " + dir.file("publish.sh")).c_str()) == 0);
+    std::vector<std::string> more;
+    for (long i = 20; i < 320; ++i) more.push_back(reading(i));
+    rig.publish_from_other_processes("meters/d1", more);
   }
   // Blocked for longer than 1.5 x keepalive (retry delays 20 ms doubling: 7 failures > 2.5 s).
   REQUIRE(wait_until([&] { return metrics.append_failures.load() >= 7; }, 30s));
@@ -98,19 +59,15 @@ TEST_CASE("daemon: a full disk acknowledges nothing it did not store, and recove
   REQUIRE(wait_until(
       [&] { return metrics.normalized.load() >= 320 && metrics.new_measurements.load() == 320; },
       60s, 50ms));
-  daemon.request_stop();
-  runner.join();
-  CHECK(exit_code == 0);
+  CHECK(rig.stop() == 0);
 
-  std::map<std::string, int> seen;
-  auto buffer = open_buffer();
-  REQUIRE(buffer->for_each_measurement([&](const Measurement& m) { ++seen[m.value]; }));
+  auto seen = rig.values_stored();
   for (long i = 0; i < 320; ++i) {
     INFO("reading " << i);
     REQUIRE(seen[std::to_string(i)] == 1);
   }
   CHECK(seen.size() == 320);
-  const auto log = log_text.str();
+  const auto log = rig.log();
   CHECK(log.find("NOT acknowledging") != std::string::npos);
   CHECK(log.find("accepts writes again") != std::string::npos);
   INFO(log);

@@ -48,6 +48,15 @@ pg_cpu_seconds() {  # this cluster's CPU: the postmaster, its live backends and 
     awk -v pm="$pm" -v hz="$(getconf CLK_TCK)" '{ t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { print t / hz }'
 }
 metric() { curl -s "http://127.0.0.1:$http_port/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+wait_confirmed() {  # until the agent counts N measurements confirmed (polling its /metrics)
+  local confirmed
+  while :; do
+    confirmed=$(metric meter_agent_uplink_measurements_confirmed_total)
+    [ "${confirmed:-0}" -ge "$1" ] && return
+    kill -0 "$agent_pid" || { tail -20 "$work/agent.log" >&2; exit 1; }
+    sleep 0.5
+  done
+}
 
 export PYTHONPATH="$source_dir"
 /usr/bin/python3 -m central migrate 2>/dev/null
@@ -105,12 +114,7 @@ start=$(date +%s.%N)
 "$agent" run --config "$work/agent.yaml" 2>"$work/agent.log" &
 agent_pid=$!; pids+=("$agent_pid")
 until [ -n "$(metric meter_agent_uplink_backlog_records 2>/dev/null)" ]; do sleep 0.2; done
-while :; do
-  confirmed=$(metric meter_agent_uplink_measurements_confirmed_total)
-  [ "${confirmed:-0}" -ge "$events" ] && break
-  kill -0 "$agent_pid" || { tail -20 "$work/agent.log" >&2; exit 1; }
-  sleep 0.5
-done
+wait_confirmed "$events"
 end=$(date +%s.%N)
 agent_cpu=$(cpu_seconds "$agent_pid"); central_cpu=$(cpu_seconds "$central_pid")
 pg_cpu=$(pg_cpu_seconds)
@@ -163,12 +167,7 @@ c.disconnect()
 PY
   publisher_pid=$!; pids+=("$publisher_pid")
   total=$((events + live_events))
-  while :; do
-    confirmed=$(metric meter_agent_uplink_measurements_confirmed_total)
-    [ "${confirmed:-0}" -ge "$total" ] && break
-    kill -0 "$agent_pid" || { tail -20 "$work/agent.log" >&2; exit 1; }
-    sleep 0.5
-  done
+  wait_confirmed "$total"
   end=$(date +%s.%N)
   wait "$publisher_pid" || true
   report "live over MQTT (publisher: python paho, QoS 1)" "$live_events" "$start" "$end" \

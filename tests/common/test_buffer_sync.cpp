@@ -33,6 +33,13 @@ UplinkBatch select(Buffer& buffer, SyncLimits limits = {}) {
   return std::move(*batch);
 }
 
+// `count` (at most 10) m1 readings an hour apart from 2024-01-01T00:00Z: 1, 2, ...
+void append_hourly(BufferFixture& f, int count) {
+  for (int i = 0; i < count; ++i) {
+    f.append(reading("2024-01-01T0" + std::to_string(i) + ":00:00Z", std::to_string(i + 1)));
+  }
+}
+
 SyncStatus sync_status(Buffer& buffer) {
   auto status = buffer.sync_status();
   REQUIRE(status);
@@ -68,9 +75,7 @@ TEST_CASE("an old buffer migrates to the sync schema and keeps its rows", "[buff
 TEST_CASE("only normalized raw messages and unsynced revisions are selected, within the limits",
           "[buffer_sync]") {
   BufferFixture f;
-  for (int i = 0; i < 10; ++i) {
-    f.append(reading("2024-01-01T0" + std::to_string(i) + ":00:00Z", std::to_string(i + 1)));
-  }
+  append_hourly(f, 10);
   CHECK(select(f.buffer()).empty());  // nothing normalized yet
   f.normalize();
   auto batch = select(f.buffer(), SyncLimits{4, 1 << 20});
@@ -93,9 +98,7 @@ TEST_CASE(
     "more is waiting",
     "[buffer_sync]") {
   BufferFixture f;
-  for (int i = 0; i < 10; ++i) {
-    f.append(reading("2024-01-01T0" + std::to_string(i) + ":00:00Z", std::to_string(i + 1)));
-  }
+  append_hourly(f, 10);
   f.normalize();
   auto first = select(f.buffer(), SyncLimits{4, 1 << 20});
   CHECK(first.limited);
@@ -126,9 +129,7 @@ TEST_CASE(
     "over an unconfirmed raw event",
     "[buffer_sync]") {
   BufferFixture f;
-  for (int i = 0; i < 6; ++i) {
-    f.append(reading("2024-01-01T0" + std::to_string(i) + ":00:00Z", std::to_string(i + 1)));
-  }
+  append_hourly(f, 6);
   f.normalize();
   auto first = select(f.buffer(), SyncLimits{3, 1 << 20});
   auto selected = f.buffer().select_unsynced(SyncLimits{3, 1 << 20}, first.through);
