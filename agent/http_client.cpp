@@ -92,10 +92,11 @@ HttpOutcome CurlTransport::post(const HttpPost& request) {
   const CURLcode code = curl_easy_perform(curl);
   curl_slist_free_all(headers);
   if (code != CURLE_OK) {
-    outcome.transport_error =
-        std::string(curl_easy_strerror(code)) + (error_buffer[0] ? std::string(": ") + error_buffer : "");
-    outcome.tls_failure = code == CURLE_PEER_FAILED_VERIFICATION || code == CURLE_SSL_CONNECT_ERROR ||
-                          code == CURLE_SSL_CACERT_BADFILE || code == CURLE_SSL_CERTPROBLEM;
+    outcome.transport_error = std::string(curl_easy_strerror(code)) +
+                              (error_buffer[0] ? std::string(": ") + error_buffer : "");
+    outcome.tls_failure = code == CURLE_PEER_FAILED_VERIFICATION ||
+                          code == CURLE_SSL_CONNECT_ERROR || code == CURLE_SSL_CACERT_BADFILE ||
+                          code == CURLE_SSL_CERTPROBLEM;
     outcome.body.clear();
     return outcome;
   }

@@ -27,7 +27,7 @@ struct HttpOutcome {
   // 0: no HTTP response (connection refused or reset, timeout, TLS failure).
   long status = 0;
   std::string body;
-  std::string transport_error;               // when status is 0: what curl said
+  std::string transport_error;                 // when status is 0: what curl said
   std::optional<std::int64_t> retry_after_ms;  // Retry-After, seconds or HTTP date
   std::int64_t bytes_sent = 0;                 // request body bytes put on the wire
   bool tls_failure = false;  // the server's certificate could not be verified (or TLS failed)

@@ -1,9 +1,10 @@
 // The uplink's part of the command line: `requeue`, and the uplink section of
 // `status` (read from the buffer, so it works whether or not the daemon runs).
+#include "agent/uplink_commands.hpp"
+
 #include <iostream>
 
 #include "agent/cli.hpp"
-#include "agent/uplink_commands.hpp"
 #include "common/json.hpp"
 #include "common/timestamp.hpp"
 

@@ -228,14 +228,18 @@ TEST_CASE("objects without any reading member are ignored", "[decode]") {
 
 TEST_CASE("other payloads are errors", "[decode]") {
   CHECK_THAT(error_of("hello"), Catch::StartsWith("payload is not JSON: syntax error at byte 0: "));
-  CHECK_THAT(error_of("online!"), Catch::StartsWith("payload is not JSON: syntax error at byte 0: "));
+  CHECK_THAT(error_of("online!"),
+             Catch::StartsWith("payload is not JSON: syntax error at byte 0: "));
   CHECK_THAT(error_of("onlin"), Catch::StartsWith("payload is not JSON: syntax error at byte 0: "));
   CHECK(error_of("23.5") == "payload is number 23.5, expected an object or an array of objects");
   CHECK(error_of(R"("hello")") == "payload is a string, expected an object or an array of objects");
-  CHECK_THAT(error_of(R"({"device_id":"m1",)"), Catch::StartsWith("payload is not JSON: syntax error at byte 18: "));
-  CHECK_THAT(error_of(R"({"device_id":"m1","metric_type":"energy","value":1,"unit":"kWh"} x)"), Catch::StartsWith("payload is not JSON: syntax error at byte 65: "));
+  CHECK_THAT(error_of(R"({"device_id":"m1",)"),
+             Catch::StartsWith("payload is not JSON: syntax error at byte 18: "));
+  CHECK_THAT(error_of(R"({"device_id":"m1","metric_type":"energy","value":1,"unit":"kWh"} x)"),
+             Catch::StartsWith("payload is not JSON: syntax error at byte 65: "));
   // C publishers sometimes send the string's terminating NUL too: not JSON.
-  CHECK_THAT(error_of(std::string_view("{\"device_id\":\"m1\"}\0", 19)), Catch::StartsWith("payload is not JSON: syntax error at byte 18: "));
+  CHECK_THAT(error_of(std::string_view("{\"device_id\":\"m1\"}\0", 19)),
+             Catch::StartsWith("payload is not JSON: syntax error at byte 18: "));
 }
 
 TEST_CASE("payloads must be valid UTF-8", "[decode]") {
@@ -247,7 +251,8 @@ TEST_CASE("payloads must be valid UTF-8", "[decode]") {
   CHECK(error_of("{\"device_id\":\"m\xF0\x9F\x98\"}") == "payload is not valid UTF-8 (byte 15)");
   CHECK(error_of("\xC3") == "payload is not valid UTF-8 (byte 0)");
   // Valid multi-byte UTF-8 outside strings is still not JSON.
-  CHECK_THAT(error_of("\xC3\xA9"), Catch::StartsWith("payload is not JSON: syntax error at byte 0: "));
+  CHECK_THAT(error_of("\xC3\xA9"),
+             Catch::StartsWith("payload is not JSON: syntax error at byte 0: "));
 }
 
 TEST_CASE("nothing escapes as an exception for odd input", "[decode]") {

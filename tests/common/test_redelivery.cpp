@@ -1,6 +1,6 @@
-#include "common/redelivery.hpp"
-
 #include <catch2/catch.hpp>
+
+#include "common/redelivery.hpp"
 
 using meter::RedeliveryIndex;
 

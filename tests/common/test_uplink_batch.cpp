@@ -42,9 +42,9 @@ UplinkBatch example_batch() {
   };
   batch.raw_events.push_back(raw(41, R"({"id":"m1","ts":"2024-01-01T10:15:00+01:00","kWh":1.75})",
                                  "2024-01-01T09:15:00.412Z"));
-  batch.raw_events.push_back(raw(42,
-                                 R"({"id":"m1","ts":"2024-01-01T10:30:00+01:00","kWh":"2","u":"Wh"})",
-                                 "2024-01-01T09:30:00.087Z"));
+  batch.raw_events.push_back(
+      raw(42, R"({"id":"m1","ts":"2024-01-01T10:30:00+01:00","kWh":"2","u":"Wh"})",
+          "2024-01-01T09:30:00.087Z"));
   auto measurement = [](const char* event_id, const char* ts, const char* value, const char* unit,
                         std::optional<std::string> delta, FlagSet flags, std::int64_t raw_seq) {
     UplinkMeasurement m;
@@ -61,10 +61,9 @@ UplinkBatch example_batch() {
     m.measurement.raw_seq = raw_seq;
     return m;
   };
-  batch.measurements.push_back(
-      measurement("f1d679212eed3db4b8f66bdddcfb001bdafb9c30fee5f80fa82b37723d8c1419",
-                  "2024-01-01T09:00:00.000Z", "1.5", "kWh", std::nullopt,
-                  flag_bit(Flag::first_reading), 40));
+  batch.measurements.push_back(measurement(
+      "f1d679212eed3db4b8f66bdddcfb001bdafb9c30fee5f80fa82b37723d8c1419",
+      "2024-01-01T09:00:00.000Z", "1.5", "kWh", std::nullopt, flag_bit(Flag::first_reading), 40));
   batch.measurements.push_back(
       measurement("2d2efb36671167cd7ef02bc78b1f10a728a8fdaf632ae4e5f67aecd6f2353856",
                   "2024-01-01T09:15:00.000Z", "1.75", "kWh", "0.25", 0, 41));
@@ -102,8 +101,8 @@ TEST_CASE("every byte of a payload survives base64, and odd strings stay valid J
   raw.message.payload = std::string("\x00\x01", 2);
   raw.decode_error = std::string(5000, 'e');
   batch.raw_events.push_back(raw);
-  const auto body = encode_batch(UplinkEnvelope{"gw", "6f1c2a4e-3b7d-4c1e-9a55-0d2f8e7b1c90", 0},
-                                 batch);
+  const auto body =
+      encode_batch(UplinkEnvelope{"gw", "6f1c2a4e-3b7d-4c1e-9a55-0d2f8e7b1c90", 0}, batch);
   const auto json = nlohmann::json::parse(body);
   CHECK(json["raw_events"][0]["topic"] == "a\"b\\c");
   CHECK(json["raw_events"][0]["payload"] == "AAE=");

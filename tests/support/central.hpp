@@ -30,9 +30,9 @@ inline std::string psql_binary() {
 }
 
 // Runs a command to completion; its exit code and combined output.
-inline std::pair<int, std::string> run_command(const std::vector<std::string>& argv,
-                                               const std::string& output_path,
-                                               std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
+inline std::pair<int, std::string> run_command(
+    const std::vector<std::string>& argv, const std::string& output_path,
+    std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
   ::unlink(output_path.c_str());
   ChildProcess child(argv, output_path);
   auto code = child.wait_exit(timeout);
@@ -103,10 +103,9 @@ class CentralService {
 
   // Rows of a query, fields separated by '|'.
   std::vector<std::string> query(const std::string& sql) {
-    auto [code, output] = run_command(
-        {psql_binary(), database_url_, "-X", "-q", "-At", "-F", "|", "-v", "ON_ERROR_STOP=1", "-c",
-         sql},
-        dir_.file("psql.out"));
+    auto [code, output] = run_command({psql_binary(), database_url_, "-X", "-q", "-At", "-F", "|",
+                                       "-v", "ON_ERROR_STOP=1", "-c", sql},
+                                      dir_.file("psql.out"));
     if (code != 0) throw std::runtime_error("psql failed: " + output);
     std::vector<std::string> rows;
     std::istringstream lines(output);
@@ -139,9 +138,9 @@ class CentralService {
     throw std::runtime_error("no token in: " + output);
   }
   void psql_admin(const std::string& sql) {
-    auto [code, output] = run_command(
-        {psql_binary(), server_url_, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql},
-        dir_.file("psql.out"));
+    auto [code, output] =
+        run_command({psql_binary(), server_url_, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql},
+                    dir_.file("psql.out"));
     if (code != 0) throw std::runtime_error("psql failed: " + output);
   }
 
