@@ -7,6 +7,7 @@
 #include <fstream>
 #include <future>
 #include <sstream>
+#include <utility>
 
 #include "agent/clock_sync.hpp"
 #include "common/gzip.hpp"
@@ -363,8 +364,15 @@ void Uplink::maybe_prune(const Config& config) {
   }
   if (for_budget) {
     confirmed_at_budget_prune_ = confirmed;
+    const auto started = std::chrono::steady_clock::now();
     auto pruned = buffer_->prune_to_size(
         static_cast<std::int64_t>(kBudgetPruneTo * static_cast<double>(budget)), window);
+    // Each try scans the measurements; while the central confirms a backlog
+    // batch by batch, trying every second could keep this thread from
+    // uploading: at most a tenth of its time goes to pruning.
+    next_budget_check_ =
+        std::max(next_budget_check_, std::chrono::steady_clock::now() +
+                                         10 * (std::chrono::steady_clock::now() - started));
     if (!pruned) {
       logger_.warning(kUplink, "pruning for the disk budget failed (nothing deleted): " +
                                    pruned.error().message);
@@ -374,11 +382,12 @@ void Uplink::maybe_prune(const Config& config) {
     auto used = buffer_->used_bytes();
     const std::string now_used = used ? std::to_string(*used) : "?";
     if (pruned->measurements_deleted + pruned->raw_deleted > 0) {
+      nothing_to_prune_said_ = false;
       logger_.warning(kUplink, "the buffer is near its disk budget (buffer.max_size_mib): pruned " +
                                    count(*pruned) +
                                    ", the oldest first, before uplink.retention; it uses " +
                                    now_used + " of " + std::to_string(budget) + " bytes now");
-    } else {
+    } else if (!std::exchange(nothing_to_prune_said_, true)) {
       logger_.warning(kUplink, "the buffer is near its disk budget (buffer.max_size_mib, " +
                                    now_used + " of " + std::to_string(budget) +
                                    " bytes) and holds nothing confirmed to prune: waiting for "

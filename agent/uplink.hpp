@@ -149,8 +149,10 @@ class Uplink {
   std::size_t split_bytes_ = 0;
   std::chrono::steady_clock::time_point next_prune_{};
   std::chrono::steady_clock::time_point next_budget_check_{};
-  std::int64_t confirmed_at_budget_prune_ =
-      -1;  // records confirmed at the last prune for the budget
+  // For the disk budget: records confirmed at the last prune, and whether
+  // "nothing confirmed to prune" was said (once, until something is pruned).
+  std::int64_t confirmed_at_budget_prune_ = -1;
+  bool nothing_to_prune_said_ = false;
   std::chrono::steady_clock::time_point next_status_{};
   std::chrono::steady_clock::time_point next_state_save_{};
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::int64_t>> recent_;
