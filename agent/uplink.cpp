@@ -378,10 +378,10 @@ void Uplink::maybe_prune(const Config& config) {
                                    pruned.error().message);
       return;
     }
-    ++metrics_.budget_prunes;
     auto used = buffer_->used_bytes();
     const std::string now_used = used ? std::to_string(*used) : "?";
     if (pruned->measurements_deleted + pruned->raw_deleted > 0) {
+      ++metrics_.budget_prunes;
       nothing_to_prune_said_ = false;
       logger_.warning(kUplink, "the buffer is near its disk budget (buffer.max_size_mib): pruned " +
                                    count(*pruned) +
