@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import threading
 import uuid
 from typing import Any, Iterable, Optional
 
+import httpx
 import sqlalchemy as sa
 
 from central.canonical import event_id
@@ -103,3 +105,34 @@ def data_rows(engine) -> dict:
 
 def new_buffer() -> str:
     return str(uuid.uuid4())
+
+
+def run_parallel(fns):
+    """Start all functions at the same moment (barrier); return their results in order."""
+    barrier = threading.Barrier(len(fns))
+    results: list = [None] * len(fns)
+    errors: list = []
+
+    def worker(i, fn):
+        try:
+            barrier.wait(10)
+            results[i] = fn()
+        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i, fn)) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    return results
+
+
+def poster(url, token, data, gzip_body=False):
+    """A function that POSTs `data` to the ingest endpoint (for run_parallel)."""
+    def go():
+        with httpx.Client(timeout=60) as c:
+            return c.post(url + "/api/v1/ingest", content=gzip.compress(data) if gzip_body else data,
+                          headers=headers(token, gzip_body))
+    return go

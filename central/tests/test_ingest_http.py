@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import threading
 from collections import Counter
 
 import httpx
@@ -12,37 +11,7 @@ import sqlalchemy as sa
 
 from central.tests.conftest import LIVE_LIMITS
 from central.tests.helpers import (batch, body, data_rows, events, headers, measurement,
-                                   new_buffer)
-
-
-def run_parallel(fns):
-    """Start all functions at the same moment (barrier); return their results in order."""
-    barrier = threading.Barrier(len(fns))
-    results: list = [None] * len(fns)
-    errors: list = []
-
-    def worker(i, fn):
-        try:
-            barrier.wait(10)
-            results[i] = fn()
-        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i, fn)) for i, fn in enumerate(fns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
-    return results
-
-
-def poster(url, token, data, gzip_body=False):
-    def go():
-        with httpx.Client(timeout=60) as c:
-            return c.post(url + "/api/v1/ingest", content=gzip.compress(data) if gzip_body else data,
-                          headers=headers(token, gzip_body))
-    return go
+                                   new_buffer, poster, run_parallel)
 
 
 def test_concurrent_duplicate_uploads_store_once(live, gw, engine):

@@ -8,16 +8,14 @@ import base64
 import datetime as dt
 import json
 import random
-import threading
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
 from central.ingest_store import (Outcomes, _array_of_texts, _render_measurement, _render_raw,
                                   pg_array)
-from central.tests.helpers import (batch, body, data_rows, headers, measurement,
-                                   raw_event)
+from central.tests.helpers import (batch, body, data_rows, headers, measurement, poster,
+                                   raw_event, run_parallel)
 
 
 def post(client, token, env):
@@ -66,29 +64,6 @@ def _overlapping_pair(rng: random.Random, round_: int):
     return envs, expected, seqs
 
 
-def _post_at_once(url, token, envs):
-    barrier = threading.Barrier(len(envs))
-    results: list = [None] * len(envs)
-    errors: list = []
-
-    def send(i, env):
-        try:
-            with httpx.Client(timeout=60) as c:
-                barrier.wait(10)
-                results[i] = c.post(url + "/api/v1/ingest", content=body(env),
-                                    headers=headers(token))
-        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=send, args=(i, env)) for i, env in enumerate(envs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
-    return results
-
-
 def test_two_overlapping_batches_in_flight_end_correct(live, gw, engine):
     """Overlapping raw seqs and event_ids, different revisions of the same event_id in the two
     batches, sent at the same moment, 12 times: the rows are those of the highest revisions,
@@ -97,7 +72,7 @@ def test_two_overlapping_batches_in_flight_end_correct(live, gw, engine):
     seqs_all = set()
     for round_ in range(12):
         envs, expected, seqs = _overlapping_pair(rng, round_)
-        results = _post_at_once(live.url, gw, envs)
+        results = run_parallel([poster(live.url, gw, body(env)) for env in envs])
         assert [r.status_code for r in results] == [200, 200], [r.text[:200] for r in results]
         stored_raw = [o["seq"] for r in results for o in r.json()["raw_events"]
                       if o["outcome"] == "stored"]
@@ -131,7 +106,7 @@ def test_overlapping_batches_in_flight_give_the_rows_of_sending_them_one_by_one(
     with engine.begin() as conn:
         conn.execute(sa.text("TRUNCATE raw_events, normalized_measurements"))
     for _ in range(3):
-        assert [r.status_code for r in _post_at_once(live.url, gw, envs)] == [200, 200]
+        assert [r.status_code for r in run_parallel([poster(live.url, gw, body(env)) for env in envs])] == [200, 200]
     assert data_rows(engine) == one_by_one
 
 
