@@ -112,7 +112,13 @@ Result<std::string> text_field(const TextSource& source, const Message& message,
   if (value == nullptr || value->is_null()) {
     return Error{std::string(field) + ": " + shown(source.path.text) + " is missing"};
   }
-  if (const std::string* text = value->string()) return *text;
+  if (const std::string* text = value->string()) {
+    // As from a topic level: an empty id (or metric, or unit) names nothing.
+    if (text->empty()) {
+      return Error{std::string(field) + " at " + shown(source.path.text) + " is empty"};
+    }
+    return *text;
+  }
   // A numeric id (e.g. a Modbus address) is as good as a string one.
   if (const JsonNumber* number = value->number()) return number->text;
   return Error{std::string(field) + " at " + shown(source.path.text) + ": expected a string, got " +

@@ -365,6 +365,11 @@ TEST_CASE("json: what is a decode error", "[mapping]") {
         "device_id: '/meter/id' is missing");
   CHECK(error_of(config, "site/a", R"({"ts":1,"meter":{"id":[],"unit":"Wh","counters":[1]}})") ==
         "device_id at '/meter/id': expected a string, got an array");
+  // Found by fuzz_mapping: an empty id was taken as a device.
+  CHECK(error_of(config, "site/a", R"({"ts":1,"meter":{"id":"","unit":"Wh","counters":[1]}})") ==
+        "device_id at '/meter/id' is empty");
+  CHECK(error_of(config, "site/a", R"({"ts":1,"meter":{"id":"m","unit":"","counters":[1]}})") ==
+        "unit at '/meter/unit' is empty");
   CHECK(error_of(config, "site/a", R"({"meter":{"id":"m","unit":"Wh","counters":[1]}})") ==
         "timestamp at '/ts' is missing");
   CHECK(error_of(config, "site/a", R"({"ts":1,"meter":{"id":"m","counters":[1]}})") ==
