@@ -13,7 +13,7 @@
 #include <sstream>
 #include <vector>
 
-#include "agent/cli.hpp"
+#include "agent/cli/cli.hpp"
 
 namespace meter::agent {
 namespace {
@@ -246,7 +246,7 @@ void Daemon::on_message(const std::shared_ptr<const mqtt::message>& message) {
   }
 }
 
-// The commit of the acknowledge path: one record in the inbox (common/inbox.hpp),
+// The commit of the acknowledge path: one record in the inbox (common/buffer/inbox.hpp),
 // which the normalizer moves into the raw log. Refused while the inbox holds
 // more than kInboxMaxBytes the normalizer has not moved: then the database
 // itself is failing, and the broker should keep what we cannot store.

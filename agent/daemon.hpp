@@ -21,14 +21,14 @@
 #include <string>
 #include <thread>
 
-#include "agent/http_server.hpp"
-#include "agent/log.hpp"
-#include "agent/metrics.hpp"
-#include "agent/service_notify.hpp"
-#include "agent/uplink.hpp"
-#include "common/buffer.hpp"
-#include "common/config.hpp"
-#include "common/inbox.hpp"
+#include "agent/ops/http_server.hpp"
+#include "agent/ops/log.hpp"
+#include "agent/ops/metrics.hpp"
+#include "agent/ops/service_notify.hpp"
+#include "agent/uplink/uplink.hpp"
+#include "common/buffer/buffer.hpp"
+#include "common/buffer/inbox.hpp"
+#include "common/config/config.hpp"
 
 namespace mqtt {
 class async_client;
@@ -147,7 +147,7 @@ class Daemon {
   std::atomic<bool> connection_lost_{false};
   std::atomic<bool> in_callback_{false};
 
-  std::unique_ptr<Uplink> uplink_;  // agent/uplink.hpp: buffer → central, its own thread
+  std::unique_ptr<Uplink> uplink_;  // agent/uplink/uplink.hpp: buffer → central, its own thread
   std::unique_ptr<HttpServer> http_;
   std::string http_listen_;
 

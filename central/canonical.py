@@ -20,7 +20,7 @@ UTC = dt.timezone.utc
 # metric_type -> canonical unit (the only unit the central accepts for it; the agent converts).
 CANONICAL_UNITS: dict[str, str] = {"energy": "kWh", "power": "kW"}
 
-# The Flags table of docs/PROTOCOL.md (and common/flags.hpp). A test keeps them in step.
+# The Flags table of docs/PROTOCOL.md (and common/model/flags.hpp). A test keeps them in step.
 FLAGS: frozenset[str] = frozenset({
     "first_reading", "counter_reset", "suspicious_jump", "out_of_order", "timestamp_conflict",
     "negative_value", "future_timestamp", "gateway_timestamp", "beyond_retention", "leap_second",

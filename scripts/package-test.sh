@@ -176,7 +176,7 @@ allowed = ((expand("@system-service", set()) | expand("@default", set()))
            - expand("@privileged", set()) - expand("@resources", set())) | {"setpriority"}
 # clock_adjtime: the clock-trust check's read-only adjtimex when timesyncd's flag file is
 # absent. The unit forbids it (ProtectClock=, @privileged) with EPERM, which the agent
-# reports as a clock of unknown state (agent/clock_sync.cpp): expected, not a failure.
+# reports as a clock of unknown state (agent/ops/clock_sync.cpp): expected, not a failure.
 allowed |= {"clock_adjtime"}
 made, write_exec, started = set(), [], False
 for line in open(sys.argv[1]):

@@ -113,7 +113,7 @@ def _protocol_flags() -> list[str]:
 
 def test_flags_match_protocol_table_and_agent_header():
     assert sorted(_protocol_flags()) == sorted(FLAGS)
-    header = (REPO / "common/flags.hpp").read_text(encoding="utf-8")
+    header = (REPO / "common/model/flags.hpp").read_text(encoding="utf-8")
     assert sorted(re.findall(r"^\s+([a-z_]+) = 1u << \d+,", header, flags=re.M)) == sorted(FLAGS)
 
 

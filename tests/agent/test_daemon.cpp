@@ -9,7 +9,7 @@
 #include <map>
 #include <thread>
 
-#include "common/timestamp.hpp"
+#include "common/normalize/timestamp.hpp"
 #include "support/agent_process.hpp"
 #include "support/mosquitto.hpp"
 #include "support/mqtt_client.hpp"

@@ -1,4 +1,4 @@
-// The acknowledge path commits to the inbox (common/inbox.hpp); the normalizer
+// The acknowledge path commits to the inbox (common/buffer/inbox.hpp); the normalizer
 // takes it into the buffer. When the normalizer falls behind by more than the
 // inbox may hold, acknowledgements wait for it (flow control) instead of
 // failing: every message still arrives once, no commit is counted as failed.

@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/flags.hpp"
+#include "common/model/flags.hpp"
 #include "support/agent_process.hpp"
 #include "support/mosquitto.hpp"
 #include "support/mqtt_client.hpp"

@@ -39,9 +39,9 @@
 #include <string_view>
 #include <vector>
 
-#include "common/buffer.hpp"
-#include "common/config.hpp"
-#include "common/timestamp.hpp"
+#include "common/buffer/buffer.hpp"
+#include "common/config/config.hpp"
+#include "common/normalize/timestamp.hpp"
 
 namespace {
 

@@ -41,9 +41,9 @@
 #include <thread>
 #include <vector>
 
-#include "common/buffer.hpp"
-#include "common/config.hpp"
-#include "common/timestamp.hpp"
+#include "common/buffer/buffer.hpp"
+#include "common/config/config.hpp"
+#include "common/normalize/timestamp.hpp"
 #include "support/agent_process.hpp"
 #include "support/mosquitto.hpp"
 #include "support/process.hpp"

@@ -72,11 +72,11 @@
 #include <thread>
 #include <vector>
 
-#include "common/buffer.hpp"
-#include "common/config.hpp"
-#include "common/flags.hpp"
-#include "common/sqlite.hpp"
-#include "common/timestamp.hpp"
+#include "common/buffer/buffer.hpp"
+#include "common/buffer/sqlite.hpp"
+#include "common/config/config.hpp"
+#include "common/model/flags.hpp"
+#include "common/normalize/timestamp.hpp"
 #include "support/buffer_fixture.hpp"
 #include "support/temp_dir.hpp"
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <string_view>
 
-#include "common/decode.hpp"
-#include "common/json.hpp"
+#include "common/decode/decode.hpp"
+#include "common/decode/json.hpp"
 
 namespace {
 

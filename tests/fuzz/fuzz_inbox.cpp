@@ -1,4 +1,4 @@
-// libFuzzer target: the inbox reader (common/inbox.cpp) on arbitrary segment
+// libFuzzer target: the inbox reader (common/buffer/inbox.cpp) on arbitrary segment
 // bytes. It reads what a crash, a power loss or a bad disk could leave: it
 // must never crash, never return more than the bytes hold, and, when the
 // segment is closed, either read it to its end or report it damaged. Every
@@ -13,7 +13,7 @@
 #include <fstream>
 #include <string>
 
-#include "common/inbox.hpp"
+#include "common/buffer/inbox.hpp"
 
 namespace {
 

@@ -12,12 +12,12 @@
 #include <string_view>
 #include <vector>
 
-#include "common/config.hpp"
-#include "common/decode.hpp"
-#include "common/json.hpp"
-#include "common/mapping.hpp"
-#include "common/normalize.hpp"
-#include "common/utf8.hpp"
+#include "common/config/config.hpp"
+#include "common/decode/decode.hpp"
+#include "common/decode/json.hpp"
+#include "common/decode/mapping.hpp"
+#include "common/normalize/canonicalize.hpp"
+#include "common/util/utf8.hpp"
 
 namespace {
 

@@ -15,9 +15,9 @@
 #include <string_view>
 #include <vector>
 
-#include "common/decimal.hpp"
-#include "common/flags.hpp"
-#include "common/timestamp.hpp"
+#include "common/model/flags.hpp"
+#include "common/normalize/decimal.hpp"
+#include "common/normalize/timestamp.hpp"
 
 namespace {
 

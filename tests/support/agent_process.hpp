@@ -14,7 +14,7 @@
 #include <optional>
 #include <string>
 
-#include "common/buffer.hpp"
+#include "common/buffer/buffer.hpp"
 #include "support/mosquitto.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"

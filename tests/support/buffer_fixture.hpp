@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "common/buffer.hpp"
-#include "common/config.hpp"
-#include "common/timestamp.hpp"
+#include "common/buffer/buffer.hpp"
+#include "common/config/config.hpp"
+#include "common/normalize/timestamp.hpp"
 #include "support/temp_dir.hpp"
 
 namespace meter::test {

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "agent/daemon.hpp"
-#include "common/timestamp.hpp"
+#include "common/normalize/timestamp.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 

@@ -20,9 +20,9 @@
 #include <sstream>
 #include <thread>
 
-#include "common/flags.hpp"
-#include "common/inbox.hpp"
-#include "common/timestamp.hpp"
+#include "common/buffer/inbox.hpp"
+#include "common/model/flags.hpp"
+#include "common/normalize/timestamp.hpp"
 #include "support/agent_process.hpp"
 #include "support/central.hpp"
 #include "support/fault_proxy.hpp"

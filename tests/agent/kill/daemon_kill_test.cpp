@@ -21,7 +21,7 @@
 #include <string>
 #include <thread>
 
-#include "common/timestamp.hpp"
+#include "common/normalize/timestamp.hpp"
 #include "support/agent_process.hpp"
 #include "support/mosquitto.hpp"
 #include "support/mqtt_client.hpp"

@@ -1,0 +1,116 @@
+#include "agent/cli/cli.hpp"
+
+#include <iostream>
+#include <string_view>
+
+#include "agent/daemon.hpp"
+
+namespace meter::agent {
+namespace {
+
+constexpr const char* kUsage = R"(usage: meter-agent COMMAND [OPTIONS]
+
+Commands:
+  run                 the daemon: subscribe to the mappings' topics, store every
+                      message before acknowledging it, normalize in the background
+                      (SIGHUP reloads the configuration, SIGTERM stops)
+  import FILE|-       append readings to the buffer and normalize them. Lines are
+                      "topic<TAB>payload" or JSON in the seed format; bad lines are
+                      kept in the raw log with their reason and counted.
+  export              write every measurement, ordered by device_id, metric_type,
+                      timestamp (--format jsonl|csv, --output FILE)
+  renormalize         rebuild measurements from the raw log under the current config
+  status              counts by state and flag, oldest unsynced, the uplink (--json)
+  requeue             send the records the central rejected (quarantined) again,
+                      after a fix (--reason CODE: only those rejected for CODE)
+  check-config        validate the configuration and exit
+  version             print the version
+
+Options:
+  --config FILE       configuration (default /etc/meter-agent/agent.yaml)
+  --buffer PATH       use this buffer database instead of buffer.path
+  --format jsonl|csv  export format (default jsonl)
+  --output FILE       export to FILE instead of standard output
+  --topic TOPIC       import: topic given to JSON lines (default "import")
+  --received-at TS    import: receive time (RFC 3339) instead of the clock
+  --json              status: machine-readable output
+  --reason CODE       requeue: only records rejected for CODE (e.g. wrong_unit)
+)";
+
+bool takes_value(std::string_view option) {
+  return option == "--config" || option == "--buffer" || option == "--format" ||
+         option == "--output" || option == "--topic" || option == "--received-at" ||
+         option == "--reason";
+}
+
+}  // namespace
+
+int agent_main(int argc, char* argv[]) {
+  CommandLine command_line;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      return kExitOk;
+    }
+    if (arg.size() > 2 && arg.rfind("--", 0) == 0) {
+      std::string option = arg;
+      std::optional<std::string> value;
+      if (auto equals = arg.find('='); equals != std::string::npos) {
+        option = arg.substr(0, equals);
+        value = arg.substr(equals + 1);
+      }
+      if (option == "--json") {
+        command_line.json = true;
+        continue;
+      }
+      if (!takes_value(option)) {
+        std::cerr << "meter-agent: unknown option '" << option << "'\n" << kUsage;
+        return kExitUsage;
+      }
+      if (!value) {
+        if (i + 1 >= args.size()) {
+          std::cerr << "meter-agent: option '" << option << "' needs a value\n";
+          return kExitUsage;
+        }
+        value = args[++i];
+      }
+      if (option == "--config") command_line.config_path = *value;
+      if (option == "--buffer") command_line.buffer_path = *value;
+      if (option == "--format") command_line.format = *value;
+      if (option == "--output") command_line.output_path = *value;
+      if (option == "--topic") command_line.import_topic = *value;
+      if (option == "--received-at") command_line.received_at = *value;
+      if (option == "--reason") command_line.reason = *value;
+      continue;
+    }
+    if (command_line.command.empty()) {
+      command_line.command = arg;
+    } else {
+      command_line.arguments.push_back(arg);
+    }
+  }
+
+  const auto& command = command_line.command;
+  if (command.empty()) {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+  if (command == "version") {
+    std::cout << "meter-agent " << kVersion << "\n";
+    return kExitOk;
+  }
+  if (command == "run")
+    return run_daemon_command(command_line.config_path, command_line.buffer_path);
+  if (command == "import") return run_import(command_line, std::cout, std::cerr);
+  if (command == "export") return run_export(command_line, std::cout, std::cerr);
+  if (command == "renormalize") return run_renormalize(command_line, std::cout, std::cerr);
+  if (command == "status") return run_status(command_line, std::cout, std::cerr);
+  if (command == "requeue") return run_requeue(command_line, std::cout, std::cerr);
+  if (command == "check-config") return run_check_config(command_line, std::cout, std::cerr);
+  std::cerr << "meter-agent: unknown command '" << command << "'\n" << kUsage;
+  return kExitUsage;
+}
+
+}  // namespace meter::agent

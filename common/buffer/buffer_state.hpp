@@ -1,0 +1,81 @@
+// Private to the buffer: its prepared statements, its per-series cache, and
+// how its public methods turn exceptions into errors.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <string>
+
+#include "common/buffer/buffer.hpp"
+#include "common/buffer/sql.hpp"
+#include "common/buffer/sqlite.hpp"
+#include "common/normalize/decimal.hpp"
+#include "common/normalize/series.hpp"
+
+namespace meter {
+
+// Runs the body of a public Buffer method: inside the buffer exceptions only
+// unwind a failed transaction (sqlite::Transaction rolls back in its
+// destructor); here they become the Error the method returns.
+template <class F>
+auto guarded(F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    return Error{e.what()};
+  }
+}
+
+struct Buffer::Statements {
+  explicit Statements(sqlite::Database& db)
+      : append_raw(db, sql::kAppendRaw),
+        raw_after(db, sql::kRawAfter),
+        raw_content_range(db, sql::kRawContentRange),
+        raw_content(db, sql::kRawContent),
+        record_outcome(db, sql::kRecordOutcome),
+        get_counter(db, sql::kGetCounter),
+        add_counter(db, sql::kAddCounter),
+        find_series(db, sql::kFindSeries),
+        insert_series(db, sql::kInsertSeries),
+        series_tail_timestamp(db, sql::kSeriesTailTimestamp),
+        series_previous_timestamp(db, sql::kSeriesPreviousTimestamp),
+        series_next_timestamp(db, sql::kSeriesNextTimestamp),
+        measurements_at(db, sql::kMeasurementsAt),
+        insert_measurement(db, sql::kInsertMeasurement),
+        revise_measurement(db, sql::kReviseMeasurement),
+        mark_synced(db, sql::kMarkSynced),
+        update_series_unit(db, sql::kUpdateSeriesUnit),
+        bump_generation(db, sql::kBumpGeneration) {}
+
+  sqlite::Statement append_raw;
+  sqlite::Statement raw_after;
+  sqlite::Statement raw_content_range;
+  sqlite::Statement raw_content;
+  sqlite::Statement record_outcome;
+  sqlite::Statement get_counter;
+  sqlite::Statement add_counter;
+  sqlite::Statement find_series;
+  sqlite::Statement insert_series;
+  sqlite::Statement series_tail_timestamp;
+  sqlite::Statement series_previous_timestamp;
+  sqlite::Statement series_next_timestamp;
+  sqlite::Statement measurements_at;
+  sqlite::Statement insert_measurement;
+  sqlite::Statement revise_measurement;
+  sqlite::Statement mark_synced;
+  sqlite::Statement update_series_unit;
+  sqlite::Statement bump_generation;
+};
+
+// What the normalizer remembers of a series between readings, so that the
+// common case (a reading newer than everything stored) needs no query. Valid
+// only while the transaction that filled it commits; cleared on any failure.
+struct Buffer::SeriesState {
+  std::int64_t id = 0;
+  std::string unit;
+  std::optional<SeriesKey> tail;    // the last stored reading in series order
+  std::optional<SeriesKey> anchor;  // the newest reading pruned away
+};
+
+}  // namespace meter

@@ -1,0 +1,215 @@
+// The agent's configuration: parsed once from YAML into an immutable,
+// validated struct. Unknown keys, wrong types and impossible values are
+// errors that name file:line:column and the key.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/decode/json_pointer.hpp"
+#include "common/normalize/decimal.hpp"
+#include "common/normalize/timestamp.hpp"
+#include "common/util/result.hpp"
+
+namespace meter {
+
+enum class MetricKind { counter, gauge };
+
+struct MetricConfig {
+  std::string name;  // e.g. "energy"; never contains '|'
+  MetricKind kind = MetricKind::gauge;
+  std::string unit;  // canonical unit, e.g. "kWh"
+  // counter only: a delta above this (canonical unit) is flagged suspicious_jump.
+  std::optional<Decimal> jump_threshold;
+};
+
+enum class Durability {
+  power_loss,  // synchronous=FULL: a committed append survives power loss (default)
+  normal,  // synchronous=NORMAL: survives a killed process; may lose the last commits on power loss
+};
+
+struct BufferConfig {
+  std::string path = "/var/lib/meter-agent/buffer.db";
+  Durability durability = Durability::power_loss;
+  // The disk budget (buffer.max_size_mib): past it the daemon stops
+  // acknowledging MQTT messages instead of deleting unsynced data. 0: none
+  // (the disk's own size is the limit).
+  std::int64_t max_size_bytes = 0;
+};
+
+// How a mapping reads a payload (config/presets/README.md has the details).
+enum class PayloadFormat {
+  seed_json,  // the seed's own JSON: device_id, timestamp, metric_type, value, unit members
+  json,       // any JSON document; the mapping's JSON pointers say where each field is
+  plain,      // the payload is one number (e.g. "1234.5"); everything else from the topic
+};
+
+struct TimestampConfig {
+  TimestampFormat format = TimestampFormat::rfc3339;
+  std::string zone_name;                  // empty: no zone (offset required)
+  const date::time_zone* zone = nullptr;  // resolved from zone_name
+  // format json: where the timestamp is in the payload; none: the receive
+  // time is used (flag gateway_timestamp). Unused by seed_json and plain.
+  std::optional<JsonPointer> path;
+};
+
+// Where a text field of a reading (device_id, metric_type, unit) comes from.
+struct TextSource {
+  enum class Kind {
+    constant,             // `constant`
+    json_path,            // the value at `path` (a string, or a number's text)
+    topic_level,          // one topic level: `topic_level` from 0, negative from the end (-1: last)
+    topic_levels_from,    // the levels from `topic_level` (>= 0) on, joined by '/'
+    per_metric_constant,  // units only: `per_metric[metric_type]`
+  };
+  Kind kind = Kind::constant;
+  std::string constant;
+  JsonPointer path;
+  int topic_level = 0;
+  std::map<std::string, std::string, std::less<>> per_metric;
+};
+
+// What a reading's JSON value may be when it is an array (Tasmota's
+// multi-channel "Power": [12, 0]).
+enum class ArrayValues {
+  error,     // an array is a decode error (default: the mapping expected one number)
+  channels,  // one reading per element; element i gets device_id "<device_id>/ch<i+1>"
+};
+
+struct ReadingMapping {
+  TextSource metric_type;
+  std::optional<JsonPointer> value;  // format json: where the value is; plain: none (the payload)
+  TextSource unit;
+  ArrayValues arrays = ArrayValues::error;
+  // false: a value that is absent, null or a non-reading word ("nan") yields
+  // no reading from this message (the others in it still count). true: that
+  // is a decode error.
+  bool required = false;
+};
+
+struct MappingConfig {
+  std::string topic;  // MQTT topic filter, '+' and '#' wildcards
+  PayloadFormat format = PayloadFormat::seed_json;
+  TimestampConfig timestamp;
+  std::string preset;  // the preset this mapping was made from; empty: none
+  // format json and plain (seed_json carries its own in every reading):
+  TextSource device_id;
+  std::vector<ReadingMapping> readings;  // at least one
+};
+
+// Whether the gateway clock may be trusted (clock_unsynced, agent/ops/clock_sync.hpp).
+enum class ClockTrust {
+  automatic,     // `auto`: ask the system (systemd-timesyncd's flag file, else the kernel)
+  synchronized,  // the operator vouches for the clock (nothing to probe): never flagged
+};
+
+struct NormalizeConfig {
+  ClockTrust clock = ClockTrust::automatic;
+  std::int64_t future_tolerance_ms = 5 * 60 * 1000;  // readings further ahead get future_timestamp
+  std::size_t batch_size =
+      20000;  // raw messages per normalization transaction (docs/BENCHMARKS.md)
+};
+
+// The MQTT connection (the daemon, agent/).
+struct MqttTlsConfig {
+  bool enabled = false;
+  std::string ca_file;    // empty: the system's CA certificates
+  std::string cert_file;  // client certificate (mTLS), with key_file
+  std::string key_file;
+  bool verify = true;  // false turns off server certificate verification: never in production
+};
+
+struct MqttConfig {
+  std::string host = "localhost";
+  int port = 0;              // 0: 1883, or 8883 with TLS
+  std::string client_id;     // empty: "meter-agent-<gateway_id>"; fixed so the session persists
+  int protocol_version = 4;  // 4 = MQTT 3.1.1, 5 = MQTT 5
+  std::int64_t keepalive_ms = 30 * 1000;
+  std::int64_t session_expiry_ms =
+      7LL * 24 * 3600 * 1000;  // MQTT 5: how long the broker keeps the session
+  std::string username;
+  std::string password_file;  // the password is read from this file, or
+  std::string password_env;   // from this environment variable; never logged
+  MqttTlsConfig tls;
+  std::int64_t reconnect_min_ms = 1000;
+  std::int64_t reconnect_max_ms = 60 * 1000;
+  std::string status_topic_prefix = "meter-agent";  // retained status: <prefix>/<gateway_id>/status
+
+  int effective_port() const { return port != 0 ? port : (tls.enabled ? 8883 : 1883); }
+};
+
+// The local operations endpoint (/healthz, /metrics); off unless listen is set.
+struct HttpConfig {
+  std::string listen;  // "127.0.0.1:9108"; loopback addresses only; empty: off
+};
+
+// The upload to the central service (agent/uplink/uplink.cpp, docs/PROTOCOL.md). Off
+// unless `url` is set.
+struct UplinkConfig {
+  std::string url;         // base URL, e.g. https://central.example.com; /api/v1/ingest is appended
+  std::string token_file;  // the gateway's bearer token is read from this file (mode 0600), or
+  std::string token_env;   // from this environment variable; never logged
+  std::string ca_file;     // empty: the system's CA certificates
+  std::string cert_file;   // client certificate (mTLS), with key_file
+  std::string key_file;
+  bool verify = true;  // false turns off server certificate verification: never in production
+  std::int64_t timeout_ms = 30 * 1000;  // a whole request, connect included
+  std::int64_t connect_timeout_ms = 10 * 1000;
+  std::size_t batch_max_records = 1000;           // per array (raw events, measurements)
+  std::size_t batch_max_bytes = 4 * 1024 * 1024;  // uncompressed JSON per request
+  std::size_t max_in_flight = 2;     // requests at once while a backlog drains (1: one at a time)
+  int gzip_level = 1;                // 0: no compression; 1 (fastest) .. 9 (docs/BENCHMARKS.md)
+  std::int64_t retry_min_ms = 1000;  // backoff after a failed request, doubling, with jitter
+  std::int64_t retry_max_ms = 5 * 60 * 1000;
+  std::int64_t auth_retry_ms = 10 * 60 * 1000;  // after 401/403 (a reload retries at once)
+  std::int64_t interval_ms = 1000;              // how often to look for new records when idle
+  std::int64_t retention_ms = 0;  // prune synced records older than this; 0: keep them
+  std::int64_t prune_interval_ms = 60 * 60 * 1000;
+
+  bool enabled() const { return !url.empty(); }
+  std::string ingest_url() const;
+};
+
+enum class LogLevel { error, warning, info, debug };
+
+struct LogConfig {
+  LogLevel level = LogLevel::info;
+  std::map<std::string, LogLevel, std::less<>> components;  // e.g. mqtt: debug
+};
+
+struct Config {
+  std::string source;      // file the config came from ("<string>" for text)
+  std::string gateway_id;  // names this gateway to the central side
+  BufferConfig buffer;
+  std::map<std::string, MetricConfig, std::less<>> metrics;
+  std::vector<MappingConfig> mappings;  // first match wins, presets already expanded
+  // Where `- preset: NAME` mappings are looked up: `presets_dir` when given;
+  // otherwise presets/ beside the config file, then kInstalledPresetsDir.
+  std::string presets_dir;
+  NormalizeConfig normalize;
+  MqttConfig mqtt;
+  HttpConfig http;
+  UplinkConfig uplink;
+  LogConfig log;
+
+  const MetricConfig* metric(std::string_view name) const;
+  // The first mapping whose filter matches `topic`, or nullptr.
+  const MappingConfig* mapping_for(std::string_view topic) const;
+};
+
+// Where packages install the shipped presets (config/presets/ in the source tree).
+inline constexpr std::string_view kInstalledPresetsDir = "/usr/share/meter-agent/presets";
+
+// Reads and validates a YAML file. Error messages start with "FILE:LINE:COLUMN: ".
+Result<Config> load_config(const std::string& path);
+Result<Config> parse_config(std::string_view yaml_text, const std::string& source_name);
+
+// MQTT topic filter matching ('+' one level, '#' the rest, per MQTT 3.1.1 4.7).
+bool topic_matches(std::string_view filter, std::string_view topic);
+
+}  // namespace meter
