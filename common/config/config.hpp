@@ -40,6 +40,9 @@ struct BufferConfig {
   // acknowledging MQTT messages instead of deleting unsynced data. 0: none
   // (the disk's own size is the limit).
   std::int64_t max_size_bytes = 0;
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const BufferConfig&, const BufferConfig&) = default;
 };
 
 // How a mapping reads a payload (config/presets/README.md has the details).
@@ -113,6 +116,9 @@ struct NormalizeConfig {
   std::int64_t future_tolerance_ms = 5 * 60 * 1000;  // readings further ahead get future_timestamp
   std::size_t batch_size =
       20000;  // raw messages per normalization transaction (docs/BENCHMARKS.md)
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const NormalizeConfig&, const NormalizeConfig&) = default;
 };
 
 // The MQTT connection (the daemon, agent/).
@@ -122,6 +128,9 @@ struct MqttTlsConfig {
   std::string cert_file;  // client certificate (mTLS), with key_file
   std::string key_file;
   bool verify = true;  // false turns off server certificate verification: never in production
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const MqttTlsConfig&, const MqttTlsConfig&) = default;
 };
 
 struct MqttConfig {
@@ -141,11 +150,17 @@ struct MqttConfig {
   std::string status_topic_prefix = "meter-agent";  // retained status: <prefix>/<gateway_id>/status
 
   int effective_port() const { return port != 0 ? port : (tls.enabled ? 8883 : 1883); }
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const MqttConfig&, const MqttConfig&) = default;
 };
 
 // The local operations endpoint (/healthz, /metrics); off unless listen is set.
 struct HttpConfig {
   std::string listen;  // "127.0.0.1:9108"; loopback addresses only; empty: off
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const HttpConfig&, const HttpConfig&) = default;
 };
 
 // The upload to the central service (agent/uplink/uplink.cpp, docs/PROTOCOL.md). Off
@@ -173,6 +188,9 @@ struct UplinkConfig {
 
   bool enabled() const { return !url.empty(); }
   std::string ingest_url() const;
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const UplinkConfig&, const UplinkConfig&) = default;
 };
 
 enum class LogLevel { error, warning, info, debug };
@@ -180,6 +198,9 @@ enum class LogLevel { error, warning, info, debug };
 struct LogConfig {
   LogLevel level = LogLevel::info;
   std::map<std::string, LogLevel, std::less<>> components;  // e.g. mqtt: debug
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const LogConfig&, const LogConfig&) = default;
 };
 
 struct Config {
