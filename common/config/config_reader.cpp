@@ -1,3 +1,6 @@
+// The configuration's YAML reader: the document and every section but the
+// mappings (mapping_reader.cpp), the helpers both use, and the public entry
+// points of config.hpp. The Parser class is declared in parser.hpp.
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -13,25 +16,13 @@
 #include <utility>
 
 #include "common/config/config.hpp"
+#include "common/config/parser.hpp"
 #include "common/util/quote.hpp"
 #include "common/util/utf8.hpp"
 
 namespace meter {
-namespace {
+namespace config_parser {
 
-namespace fs = std::filesystem;
-
-// A config file is a few kilobytes; the cap only stops an accidental
-// `--config /dev/zero` from eating memory.
-constexpr std::size_t kMaxConfigBytes = 16 * 1024 * 1024;
-constexpr std::size_t kMaxNameBytes = 64;
-constexpr std::size_t kMaxTopicFilterBytes = 65535;  // MQTT 3.1.1 1.5.3: 16-bit length
-constexpr std::size_t kMinBatchSize = 1;
-constexpr std::size_t kMaxBatchSize = 100000;
-
-// --- Topic filters ---------------------------------------------------------
-
-// Why `filter` is not a valid MQTT 3.1.1 topic filter, or nothing if it is.
 std::optional<std::string> topic_filter_problem(std::string_view filter) {
   if (filter.empty()) return "must not be empty";
   if (filter.size() > kMaxTopicFilterBytes) return "longer than 65535 bytes";
@@ -54,9 +45,6 @@ std::optional<std::string> topic_filter_problem(std::string_view filter) {
   }
 }
 
-// --- Messages --------------------------------------------------------------
-
-// User text goes into log lines: keep it on one line and short.
 std::string quote(std::string_view text) { return quoted_short(text, 60, NonAscii::keep); }
 
 std::string describe(const YAML::Node& node) {
@@ -106,57 +94,6 @@ bool is_name(std::string_view text, bool allow_upper_and_punct) {
   return true;
 }
 
-// --- Durations and integers ------------------------------------------------
-
-struct DurationUnit {
-  std::string_view suffix;
-  std::int64_t ms;
-};
-
-// Longer suffixes first so "5ms" is not read as 5 minutes and an "s".
-constexpr DurationUnit kDurationUnits[] = {
-    {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000}, {"d", 24 * 60 * 60 * 1000}};
-
-std::optional<std::uint64_t> parse_unsigned(std::string_view digits) {
-  if (digits.empty()) return std::nullopt;
-  for (const char c : digits) {
-    if (c < '0' || c > '9') return std::nullopt;
-  }
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
-  return value;
-}
-
-// --- The parser ------------------------------------------------------------
-
-// A node together with where to point at it and how to name it in messages.
-struct Value {
-  YAML::Node node;
-  // The node's own position, except for an empty value: yaml-cpp places that
-  // at the next token (often the next line), so its key is blamed instead.
-  YAML::Mark mark;
-  std::string path;
-};
-
-struct Entry {
-  std::string key;
-  YAML::Mark key_mark;
-  Value value;
-};
-
-using KeyList = std::initializer_list<std::string_view>;
-
-// A metric_type constant of a mapping, checked against `metrics` at the end.
-struct MetricReference {
-  std::string metric;
-  YAML::Mark mark;
-  std::string path;
-  std::string preset;
-};
-
-Result<std::string> read_file(const std::string& path);
-
 const Entry* find_entry(const std::vector<Entry>& entries, std::string_view key) {
   for (const Entry& entry : entries) {
     if (entry.key == key) return &entry;
@@ -164,1061 +101,651 @@ const Entry* find_entry(const std::vector<Entry>& entries, std::string_view key)
   return nullptr;
 }
 
-// Walks the document once, in document order, and stops at the first
-// problem: one precise message is more useful than a cascade of follow-ups.
-class Parser {
- public:
-  Parser(std::string source, fs::path base_dir)
-      : source_(std::move(source)), base_dir_(std::move(base_dir)) {}
-
-  Error error() const { return error_.value_or(Error{source_ + ": unknown error"}); }
-
-  bool parse_document(const YAML::Node& root, Config& config) {
-    config.source = source_;
-    const Value top{root, root.Mark(), ""};
-    std::vector<Entry> entries;
-    if (!read_map(top,
-                  KeyList{"gateway_id", "buffer", "metrics", "mappings", "presets_dir", "normalize",
-                          "mqtt", "http", "uplink", "log"},
-                  entries)) {
-      return false;
+Result<std::string> read_file(const std::string& path) {
+  const auto cannot_read = [&path](int error_number) {
+    return Error{path + ": cannot read: " + std::strerror(error_number)};
+  };
+  errno = 0;
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                             &std::fclose);
+  if (!file) return cannot_read(errno);
+  std::string text;
+  char buffer[64 * 1024];
+  while (true) {
+    const std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get());
+    text.append(buffer, n);
+    if (text.size() > kMaxConfigBytes) {
+      return Error{path + ": cannot read: larger than " + std::to_string(kMaxConfigBytes) +
+                   " bytes"};
     }
-    // Before the mappings, wherever it is written: they may name presets.
-    if (const Entry* presets_dir = find_entry(entries, "presets_dir")) {
-      if (!parse_path(presets_dir->value, config.presets_dir)) return false;
-    }
-    presets_dir_ = config.presets_dir;
-    for (const Entry& entry : entries) {
-      bool ok = true;
-      if (entry.key == "presets_dir") {
-        continue;
-      } else if (entry.key == "gateway_id") {
-        ok = parse_gateway_id(entry.value, config.gateway_id);
-      } else if (entry.key == "buffer") {
-        ok = parse_buffer(entry.value, config.buffer);
-      } else if (entry.key == "metrics") {
-        ok = parse_metrics(entry.value, config.metrics);
-      } else if (entry.key == "mappings") {
-        ok = parse_mappings(entry.value, config.mappings);
-      } else if (entry.key == "normalize") {
-        ok = parse_normalize(entry.value, config.normalize);
-      } else if (entry.key == "mqtt") {
-        ok = parse_mqtt(entry.value, config.mqtt);
-      } else if (entry.key == "http") {
-        ok = parse_http(entry.value, config.http);
-      } else if (entry.key == "uplink") {
-        ok = parse_uplink(entry.value, config.uplink);
-      } else if (entry.key == "log") {
-        ok = parse_log(entry.value, config.log);
-      }
-      if (!ok) return false;
-    }
-    if (!require(top, entries, KeyList{"gateway_id", "metrics", "mappings"})) return false;
-    if (!check_metric_references(config)) return false;
-    if (config.mqtt.client_id.empty()) config.mqtt.client_id = "meter-agent-" + config.gateway_id;
-    return true;
+    if (n < sizeof buffer) break;
   }
+  // A directory opens fine on Linux and fails only here, with EISDIR.
+  if (std::ferror(file.get())) return cannot_read(errno != 0 ? errno : EIO);
+  return text;
+}
 
-  bool fail(const YAML::Mark& mark, std::string message) {
-    std::string text = source_;
-    if (mark.line >= 0 && mark.column >= 0) {
-      text += ':' + std::to_string(mark.line + 1) + ':' + std::to_string(mark.column + 1);
-    }
-    text += ": ";
-    text += message;
-    error_ = Error{std::move(text)};
+bool Parser::parse_document(const YAML::Node& root, Config& config) {
+  config.source = source_;
+  const Value top{root, root.Mark(), ""};
+  std::vector<Entry> entries;
+  if (!read_map(top,
+                KeyList{"gateway_id", "buffer", "metrics", "mappings", "presets_dir", "normalize",
+                        "mqtt", "http", "uplink", "log"},
+                entries)) {
     return false;
   }
-
- private:
-  bool fail(const Value& value, const std::string& message) {
-    return fail(value.mark, display_path(value.path) + ": " + message);
+  // Before the mappings, wherever it is written: they may name presets.
+  if (const Entry* presets_dir = find_entry(entries, "presets_dir")) {
+    if (!parse_path(presets_dir->value, config.presets_dir)) return false;
   }
-
-  bool fail_expected(const Value& value, std::string_view expected) {
-    return fail(value, "expected " + std::string(expected) + ", got " + describe(value.node));
-  }
-
-  // Collects the entries of a map, rejecting non-string keys, duplicates
-  // (yaml-cpp 0.7 would silently keep one) and, when `allowed` is given,
-  // unknown keys.
-  bool read_map(const Value& value, std::optional<KeyList> allowed, std::vector<Entry>& out) {
-    // A section left empty (every key commented out) takes all its defaults.
-    if (value.node.IsNull()) return true;
-    if (!value.node.IsMap()) return fail_expected(value, "a map");
-    for (const auto& pair : value.node) {
-      // Copies, not references: yaml-cpp's pair is a temporary proxy.
-      const YAML::Node key = pair.first;
-      const YAML::Node child = pair.second;
-      if (!key.IsScalar()) {
-        return fail(key.Mark(), "expected a string key in " + display_path(value.path) + ", got " +
-                                    describe(key));
-      }
-      const std::string& name = key.Scalar();
-      if (allowed) {
-        bool known = false;
-        for (const std::string_view candidate : *allowed) known = known || candidate == name;
-        if (!known) {
-          return fail(key.Mark(), "unknown key " + quote(name) + " in " + display_path(value.path) +
-                                      "; expected one of " + join(*allowed));
-        }
-      }
-      if (const Entry* first = find_entry(out, name)) {
-        return fail(key.Mark(), "duplicate key " + quote(name) + " in " + display_path(value.path) +
-                                    "; first at line " + std::to_string(first->key_mark.line + 1) +
-                                    ", column " + std::to_string(first->key_mark.column + 1));
-      }
-      out.push_back(Entry{
-          name, key.Mark(),
-          Value{child, child.IsNull() ? key.Mark() : child.Mark(), child_path(value.path, name)}});
+  presets_dir_ = config.presets_dir;
+  for (const Entry& entry : entries) {
+    bool ok = true;
+    if (entry.key == "presets_dir") {
+      continue;
+    } else if (entry.key == "gateway_id") {
+      ok = parse_gateway_id(entry.value, config.gateway_id);
+    } else if (entry.key == "buffer") {
+      ok = parse_buffer(entry.value, config.buffer);
+    } else if (entry.key == "metrics") {
+      ok = parse_metrics(entry.value, config.metrics);
+    } else if (entry.key == "mappings") {
+      ok = parse_mappings(entry.value, config.mappings);
+    } else if (entry.key == "normalize") {
+      ok = parse_normalize(entry.value, config.normalize);
+    } else if (entry.key == "mqtt") {
+      ok = parse_mqtt(entry.value, config.mqtt);
+    } else if (entry.key == "http") {
+      ok = parse_http(entry.value, config.http);
+    } else if (entry.key == "uplink") {
+      ok = parse_uplink(entry.value, config.uplink);
+    } else if (entry.key == "log") {
+      ok = parse_log(entry.value, config.log);
     }
+    if (!ok) return false;
+  }
+  if (!require(top, entries, KeyList{"gateway_id", "metrics", "mappings"})) return false;
+  if (!check_metric_references(config)) return false;
+  if (config.mqtt.client_id.empty()) config.mqtt.client_id = "meter-agent-" + config.gateway_id;
+  return true;
+}
+
+bool Parser::fail(const YAML::Mark& mark, std::string message) {
+  std::string text = source_;
+  if (mark.line >= 0 && mark.column >= 0) {
+    text += ':' + std::to_string(mark.line + 1) + ':' + std::to_string(mark.column + 1);
+  }
+  text += ": ";
+  text += message;
+  error_ = Error{std::move(text)};
+  return false;
+}
+
+bool Parser::fail(const Value& value, const std::string& message) {
+  return fail(value.mark, display_path(value.path) + ": " + message);
+}
+
+bool Parser::fail_expected(const Value& value, std::string_view expected) {
+  return fail(value, "expected " + std::string(expected) + ", got " + describe(value.node));
+}
+
+bool Parser::read_map(const Value& value, std::optional<KeyList> allowed, std::vector<Entry>& out) {
+  // A section left empty (every key commented out) takes all its defaults.
+  if (value.node.IsNull()) return true;
+  if (!value.node.IsMap()) return fail_expected(value, "a map");
+  for (const auto& pair : value.node) {
+    // Copies, not references: yaml-cpp's pair is a temporary proxy.
+    const YAML::Node key = pair.first;
+    const YAML::Node child = pair.second;
+    if (!key.IsScalar()) {
+      return fail(key.Mark(), "expected a string key in " + display_path(value.path) + ", got " +
+                                  describe(key));
+    }
+    const std::string& name = key.Scalar();
+    if (allowed) {
+      bool known = false;
+      for (const std::string_view candidate : *allowed) known = known || candidate == name;
+      if (!known) {
+        return fail(key.Mark(), "unknown key " + quote(name) + " in " + display_path(value.path) +
+                                    "; expected one of " + join(*allowed));
+      }
+    }
+    if (const Entry* first = find_entry(out, name)) {
+      return fail(key.Mark(), "duplicate key " + quote(name) + " in " + display_path(value.path) +
+                                  "; first at line " + std::to_string(first->key_mark.line + 1) +
+                                  ", column " + std::to_string(first->key_mark.column + 1));
+    }
+    out.push_back(Entry{
+        name, key.Mark(),
+        Value{child, child.IsNull() ? key.Mark() : child.Mark(), child_path(value.path, name)}});
+  }
+  return true;
+}
+
+bool Parser::require(const Value& map, const std::vector<Entry>& entries, KeyList required) {
+  for (const std::string_view key : required) {
+    if (find_entry(entries, key) == nullptr) {
+      return fail(map, "missing required key '" + std::string(key) + "'");
+    }
+  }
+  return true;
+}
+
+bool Parser::scalar(const Value& value, std::string_view expected, std::string& out) {
+  if (!value.node.IsScalar()) return fail_expected(value, expected);
+  out = value.node.Scalar();
+  return true;
+}
+
+bool Parser::parse_gateway_id(const Value& value, std::string& out) {
+  constexpr std::string_view kExpected = "1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'";
+  if (!scalar(value, kExpected, out)) return false;
+  if (!is_name(out, true)) return fail_expected(value, kExpected);
+  return true;
+}
+
+bool Parser::parse_buffer(const Value& value, BufferConfig& out) {
+  std::vector<Entry> entries;
+  if (!read_map(value, KeyList{"path", "durability", "max_size_mib"}, entries)) return false;
+  for (const Entry& entry : entries) {
+    bool ok = true;
+    if (entry.key == "path") {
+      ok = parse_buffer_path(entry.value, out.path);
+    } else if (entry.key == "durability") {
+      ok = one_of(entry.value,
+                  {{"power_loss", Durability::power_loss}, {"normal", Durability::normal}},
+                  out.durability);
+    } else if (entry.key == "max_size_mib") {
+      int mib = 0;
+      ok = whole_number(entry.value, 0, 1024 * 1024, mib);
+      if (ok && mib != 0 && mib < 16) {
+        ok = fail(entry.value,
+                  "must be 0 (no budget) or at least 16 MiB, got " + std::to_string(mib));
+      }
+      out.max_size_bytes = static_cast<std::int64_t>(mib) * 1024 * 1024;
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool Parser::parse_buffer_path(const Value& value, std::string& out) {
+  std::string text;
+  if (!scalar(value, "a file path", text)) return false;
+  if (text.empty() || text.find('\0') != std::string::npos) {
+    return fail_expected(value, "a file path");
+  }
+  fs::path path(text);
+  if (!path.has_filename()) return fail(value, "must name a file, got " + quote(text));
+  // Relative to the config file, not to whatever directory the daemon was
+  // started from, so the same file works from systemd and from a shell.
+  if (path.is_relative()) path = base_dir_ / path;
+  out = path.lexically_normal().string();
+  return true;
+}
+
+bool Parser::parse_metrics(const Value& value,
+                           std::map<std::string, MetricConfig, std::less<>>& out) {
+  std::vector<Entry> entries;
+  if (!read_map(value, std::nullopt, entries)) return false;
+  if (entries.empty()) return fail(value, "at least one metric is required");
+  for (const Entry& entry : entries) {
+    if (!is_name(entry.key, false)) {
+      return fail(entry.key_mark, "metrics: invalid metric name " + quote(entry.key) +
+                                      "; expected 1 to 64 characters of a-z, 0-9, '_'");
+    }
+    MetricConfig metric;
+    metric.name = entry.key;
+    if (!parse_metric(entry.value, metric)) return false;
+    out.emplace(metric.name, std::move(metric));
+  }
+  return true;
+}
+
+bool Parser::parse_metric(const Value& value, MetricConfig& out) {
+  std::vector<Entry> entries;
+  if (!read_map(value, KeyList{"kind", "unit", "jump_threshold"}, entries)) return false;
+  for (const Entry& entry : entries) {
+    bool ok = true;
+    if (entry.key == "kind") {
+      ok = one_of(entry.value, {{"counter", MetricKind::counter}, {"gauge", MetricKind::gauge}},
+                  out.kind);
+    } else if (entry.key == "unit") {
+      ok = parse_unit(entry.value, out.unit);
+    } else if (entry.key == "jump_threshold") {
+      ok = parse_jump_threshold(entry.value, out.jump_threshold);
+    }
+    if (!ok) return false;
+  }
+  if (!require(value, entries, KeyList{"kind", "unit"})) return false;
+  // Checked after the walk: `kind` may come after `jump_threshold`.
+  if (const Entry* threshold = find_entry(entries, "jump_threshold");
+      threshold != nullptr && out.kind != MetricKind::counter) {
+    return fail(threshold->key_mark,
+                threshold->value.path + ": only allowed for kind counter, not gauge");
+  }
+  return true;
+}
+
+bool Parser::parse_unit(const Value& value, std::string& out) {
+  constexpr std::string_view kExpected = "a unit without whitespace or '|'";
+  if (!scalar(value, kExpected, out)) return false;
+  // '|' separates the fields hashed into an event id; whitespace would make
+  // "kWh" and "kWh " two different units.
+  bool ok = !out.empty();
+  for (const char c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    ok = ok && u > 0x20 && u != 0x7F && c != '|';
+  }
+  if (!ok) return fail_expected(value, kExpected);
+  return true;
+}
+
+bool Parser::parse_jump_threshold(const Value& value, std::optional<Decimal>& out) {
+  constexpr std::string_view kExpected = "a decimal number greater than 0";
+  std::string text;
+  if (!scalar(value, kExpected, text)) return false;
+  // From the text, never through double: the threshold is compared exactly.
+  Result<Decimal> parsed = Decimal::parse(text);
+  if (!parsed) return fail_expected(value, kExpected);
+  if (parsed->is_zero() || parsed->is_negative()) return fail_expected(value, kExpected);
+  out = std::move(parsed).value();
+  return true;
+}
+
+bool Parser::validate_per_metric_units(const Value& value, const MappingConfig& mapping,
+                                       const std::string& where) {
+  for (std::size_t i = 0; i < mapping.readings.size(); ++i) {
+    const ReadingMapping& reading = mapping.readings[i];
+    if (reading.unit.kind == TextSource::Kind::per_metric_constant &&
+        reading.metric_type.kind == TextSource::Kind::constant &&
+        reading.unit.per_metric.count(reading.metric_type.constant) == 0) {
+      return fail(value, "readings[" + std::to_string(i) + "]" + where + ": unit.per_metric " +
+                             "has no unit for its metric_type " +
+                             quote(reading.metric_type.constant));
+    }
+  }
+  return true;
+}
+
+bool Parser::parse_per_metric_units(const Value& value,
+                                    std::map<std::string, std::string, std::less<>>& out) {
+  std::vector<Entry> entries;
+  if (!value.node.IsMap()) return fail_expected(value, "a map of metric name to unit");
+  if (!read_map(value, std::nullopt, entries)) return false;
+  if (entries.empty()) return fail(value, "at least one metric is required");
+  for (const Entry& entry : entries) {
+    if (!is_name(entry.key, false)) {
+      return fail(entry.key_mark, display_path(value.path) + ": invalid metric name " +
+                                      quote(entry.key) +
+                                      "; expected 1 to 64 characters of a-z, 0-9, '_'");
+    }
+    std::string unit;
+    if (!parse_unit(entry.value, unit)) return false;
+    out.emplace(entry.key, std::move(unit));
+  }
+  return true;
+}
+
+bool Parser::parse_normalize(const Value& value, NormalizeConfig& out) {
+  std::vector<Entry> entries;
+  if (!read_map(value, KeyList{"future_tolerance", "batch_size", "clock"}, entries)) return false;
+  for (const Entry& entry : entries) {
+    bool ok = true;
+    if (entry.key == "clock") {
+      ok = one_of(entry.value,
+                  {{"auto", ClockTrust::automatic}, {"synchronized", ClockTrust::synchronized}},
+                  out.clock);
+    } else if (entry.key == "future_tolerance") {
+      ok = parse_duration(entry.value, out.future_tolerance_ms);
+    } else if (entry.key == "batch_size") {
+      ok = parse_batch_size(entry.value, out.batch_size);
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool Parser::parse_duration(const Value& value, std::int64_t& out_ms) {
+  constexpr std::string_view kExpected =
+      "a duration: a whole number and a unit ms, s, m, h or d, e.g. 300s or 5m";
+  std::string text;
+  if (!scalar(value, kExpected, text)) return false;
+  if (!text.empty() && text.front() == '-')
+    return fail(value, "must not be negative, got " + quote(text));
+  for (const DurationUnit& unit : kDurationUnits) {
+    if (text.size() <= unit.suffix.size() || !std::string_view(text).ends_with(unit.suffix)) {
+      continue;
+    }
+    const auto count =
+        parse_unsigned(std::string_view(text).substr(0, text.size() - unit.suffix.size()));
+    if (!count) break;
+    const auto max = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max() / unit.ms);
+    if (*count > max) return fail(value, "duration too large, got " + quote(text));
+    out_ms = static_cast<std::int64_t>(*count) * unit.ms;
     return true;
   }
+  return fail_expected(value, kExpected);
+}
 
-  bool require(const Value& map, const std::vector<Entry>& entries, KeyList required) {
-    for (const std::string_view key : required) {
-      if (find_entry(entries, key) == nullptr) {
-        return fail(map, "missing required key '" + std::string(key) + "'");
-      }
-    }
-    return true;
-  }
-
-  bool scalar(const Value& value, std::string_view expected, std::string& out) {
-    if (!value.node.IsScalar()) return fail_expected(value, expected);
-    out = value.node.Scalar();
-    return true;
-  }
-
-  template <class E>
-  bool one_of(const Value& value, std::initializer_list<std::pair<std::string_view, E>> choices,
-              E& out) {
-    std::string expected = "one of ";
-    bool first = true;
-    for (const auto& choice : choices) {
-      if (!first) expected += ", ";
-      expected += choice.first;
-      first = false;
-    }
-    if (!value.node.IsScalar()) return fail_expected(value, expected);
-    for (const auto& choice : choices) {
-      if (value.node.Scalar() == choice.first) {
-        out = choice.second;
-        return true;
-      }
-    }
+bool Parser::parse_batch_size(const Value& value, std::size_t& out) {
+  const std::string expected = "a whole number from " + std::to_string(kMinBatchSize) + " to " +
+                               std::to_string(kMaxBatchSize);
+  std::string text;
+  if (!scalar(value, expected, text)) return false;
+  const auto number = parse_unsigned(text);
+  if (!number || *number < kMinBatchSize || *number > kMaxBatchSize) {
     return fail_expected(value, expected);
   }
+  out = static_cast<std::size_t>(*number);
+  return true;
+}
 
-  bool parse_gateway_id(const Value& value, std::string& out) {
-    constexpr std::string_view kExpected = "1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'";
-    if (!scalar(value, kExpected, out)) return false;
-    if (!is_name(out, true)) return fail_expected(value, kExpected);
-    return true;
+bool Parser::parse_mqtt(const Value& value, MqttConfig& out) {
+  std::vector<Entry> entries;
+  if (!read_map(value,
+                KeyList{"host", "port", "client_id", "protocol", "keepalive", "session_expiry",
+                        "username", "password_file", "password_env", "tls", "reconnect",
+                        "status_topic_prefix"},
+                entries)) {
+    return false;
   }
-
-  bool parse_buffer(const Value& value, BufferConfig& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value, KeyList{"path", "durability", "max_size_mib"}, entries)) return false;
-    for (const Entry& entry : entries) {
-      bool ok = true;
-      if (entry.key == "path") {
-        ok = parse_buffer_path(entry.value, out.path);
-      } else if (entry.key == "durability") {
-        ok = one_of(entry.value,
-                    {{"power_loss", Durability::power_loss}, {"normal", Durability::normal}},
-                    out.durability);
-      } else if (entry.key == "max_size_mib") {
-        int mib = 0;
-        ok = whole_number(entry.value, 0, 1024 * 1024, mib);
-        if (ok && mib != 0 && mib < 16) {
-          ok = fail(entry.value,
-                    "must be 0 (no budget) or at least 16 MiB, got " + std::to_string(mib));
-        }
-        out.max_size_bytes = static_cast<std::int64_t>(mib) * 1024 * 1024;
+  for (const Entry& entry : entries) {
+    bool ok = true;
+    const Value& v = entry.value;
+    if (entry.key == "host") {
+      ok = non_empty_text(v, "a host name or address", out.host);
+    } else if (entry.key == "port") {
+      ok = whole_number(v, 1, 65535, out.port);
+    } else if (entry.key == "client_id") {
+      // MQTT 3.1.1 servers must accept 1-23 of [0-9a-zA-Z]; mosquitto takes far more.
+      ok = non_empty_text(v, "a client id", out.client_id);
+      if (ok && (out.client_id.size() > 65535 || !is_valid_utf8(out.client_id))) {
+        ok = fail_expected(v, "a UTF-8 client id");
       }
-      if (!ok) return false;
+    } else if (entry.key == "protocol") {
+      ok = one_of(v, {{"3.1.1", 4}, {"5", 5}}, out.protocol_version);
+    } else if (entry.key == "keepalive") {
+      ok = parse_duration(v, out.keepalive_ms);
+      if (ok && (out.keepalive_ms < 1000 || out.keepalive_ms > 65535LL * 1000)) {
+        ok = fail(v, "must be between 1s and 65535s");
+      }
+    } else if (entry.key == "session_expiry") {
+      ok = parse_duration(v, out.session_expiry_ms);
+    } else if (entry.key == "username") {
+      ok = scalar(v, "a user name", out.username);
+    } else if (entry.key == "password_file") {
+      ok = parse_path(v, out.password_file);
+    } else if (entry.key == "password_env") {
+      ok = non_empty_text(v, "an environment variable name", out.password_env);
+    } else if (entry.key == "tls") {
+      ok = parse_tls(v, out.tls);
+    } else if (entry.key == "reconnect") {
+      ok = parse_reconnect(v, out);
+    } else if (entry.key == "status_topic_prefix") {
+      ok = parse_topic_name(v, out.status_topic_prefix);
     }
-    return true;
+    if (!ok) return false;
   }
+  if (!out.password_file.empty() && !out.password_env.empty()) {
+    return fail(value, "give password_file or password_env, not both");
+  }
+  return true;
+}
 
-  bool parse_buffer_path(const Value& value, std::string& out) {
+bool Parser::parse_tls(const Value& value, MqttTlsConfig& out) {
+  std::vector<Entry> entries;
+  if (!read_map(value, KeyList{"enabled", "ca_file", "cert_file", "key_file", "verify"}, entries)) {
+    return false;
+  }
+  for (const Entry& entry : entries) {
+    bool ok = true;
+    if (entry.key == "enabled") {
+      ok = boolean(entry.value, out.enabled);
+    } else if (entry.key == "ca_file") {
+      ok = parse_path(entry.value, out.ca_file);
+    } else if (entry.key == "cert_file") {
+      ok = parse_path(entry.value, out.cert_file);
+    } else if (entry.key == "key_file") {
+      ok = parse_path(entry.value, out.key_file);
+    } else if (entry.key == "verify") {
+      ok = boolean(entry.value, out.verify);
+    }
+    if (!ok) return false;
+  }
+  if (out.cert_file.empty() != out.key_file.empty()) {
+    return fail(value, "cert_file and key_file go together (a client certificate needs its key)");
+  }
+  return true;
+}
+
+bool Parser::parse_reconnect(const Value& value, MqttConfig& out) {
+  std::vector<Entry> entries;
+  if (!read_map(value, KeyList{"min", "max"}, entries)) return false;
+  for (const Entry& entry : entries) {
+    bool ok = entry.key == "min" ? parse_duration(entry.value, out.reconnect_min_ms)
+                                 : parse_duration(entry.value, out.reconnect_max_ms);
+    if (!ok) return false;
+  }
+  if (out.reconnect_min_ms < 100) return fail(value, "reconnect.min must be at least 100ms");
+  if (out.reconnect_max_ms < out.reconnect_min_ms) {
+    return fail(value, "reconnect.max must not be below reconnect.min");
+  }
+  return true;
+}
+
+bool Parser::parse_http(const Value& value, HttpConfig& out) {
+  std::vector<Entry> entries;
+  if (!read_map(value, KeyList{"listen"}, entries)) return false;
+  for (const Entry& entry : entries) {
+    constexpr std::string_view kExpected =
+        "a loopback address and port, e.g. 127.0.0.1:9108 or [::1]:9108";
     std::string text;
-    if (!scalar(value, "a file path", text)) return false;
-    if (text.empty() || text.find('\0') != std::string::npos) {
-      return fail_expected(value, "a file path");
+    if (!scalar(entry.value, kExpected, text)) return false;
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) return fail_expected(entry.value, kExpected);
+    const std::string host = text.substr(0, colon);
+    const auto port = parse_unsigned(std::string_view(text).substr(colon + 1));
+    const bool loopback = host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+    if (!loopback) {
+      return fail(entry.value,
+                  "the operations endpoint listens on loopback only (it has no "
+                  "authentication), got " +
+                      quote(text));
     }
-    fs::path path(text);
-    if (!path.has_filename()) return fail(value, "must name a file, got " + quote(text));
-    // Relative to the config file, not to whatever directory the daemon was
-    // started from, so the same file works from systemd and from a shell.
-    if (path.is_relative()) path = base_dir_ / path;
-    out = path.lexically_normal().string();
-    return true;
+    if (!port || *port == 0 || *port > 65535) return fail_expected(entry.value, kExpected);
+    out.listen = text;
   }
+  return true;
+}
 
-  bool parse_metrics(const Value& value, std::map<std::string, MetricConfig, std::less<>>& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value, std::nullopt, entries)) return false;
-    if (entries.empty()) return fail(value, "at least one metric is required");
-    for (const Entry& entry : entries) {
-      if (!is_name(entry.key, false)) {
-        return fail(entry.key_mark, "metrics: invalid metric name " + quote(entry.key) +
-                                        "; expected 1 to 64 characters of a-z, 0-9, '_'");
+bool Parser::parse_uplink(const Value& value, UplinkConfig& out) {
+  std::vector<Entry> entries;
+  if (!read_map(value,
+                KeyList{"url", "token_file", "token_env", "ca_file", "cert_file", "key_file",
+                        "verify", "timeout", "connect_timeout", "batch_max_records",
+                        "batch_max_bytes", "max_in_flight", "gzip_level", "retry", "auth_retry",
+                        "interval", "retention", "prune_interval"},
+                entries)) {
+    return false;
+  }
+  for (const Entry& entry : entries) {
+    bool ok = true;
+    const Value& v = entry.value;
+    int number = 0;
+    if (entry.key == "url") {
+      ok = parse_uplink_url(v, out.url);
+    } else if (entry.key == "token_file") {
+      ok = parse_path(v, out.token_file);
+    } else if (entry.key == "token_env") {
+      ok = non_empty_text(v, "an environment variable name", out.token_env);
+    } else if (entry.key == "ca_file") {
+      ok = parse_path(v, out.ca_file);
+    } else if (entry.key == "cert_file") {
+      ok = parse_path(v, out.cert_file);
+    } else if (entry.key == "key_file") {
+      ok = parse_path(v, out.key_file);
+    } else if (entry.key == "verify") {
+      ok = boolean(v, out.verify);
+    } else if (entry.key == "timeout") {
+      ok = parse_duration(v, out.timeout_ms);
+      if (ok && out.timeout_ms < 100) ok = fail(v, "must be at least 100ms");
+    } else if (entry.key == "connect_timeout") {
+      ok = parse_duration(v, out.connect_timeout_ms);
+      if (ok && out.connect_timeout_ms < 100) ok = fail(v, "must be at least 100ms");
+    } else if (entry.key == "batch_max_records") {
+      ok = whole_number(v, 1, 10000, number);
+      out.batch_max_records = static_cast<std::size_t>(number);
+    } else if (entry.key == "batch_max_bytes") {
+      ok = whole_number(v, 4096, 16 * 1024 * 1024, number);
+      out.batch_max_bytes = static_cast<std::size_t>(number);
+    } else if (entry.key == "max_in_flight") {
+      ok = whole_number(v, 1, 8, number);
+      out.max_in_flight = static_cast<std::size_t>(number);
+    } else if (entry.key == "gzip_level") {
+      ok = whole_number(v, 0, 9, out.gzip_level);
+    } else if (entry.key == "retry") {
+      std::vector<Entry> retry;
+      ok = read_map(v, KeyList{"min", "max"}, retry);
+      for (const Entry& bound : retry) {
+        if (!ok) break;
+        ok = parse_duration(bound.value, bound.key == "min" ? out.retry_min_ms : out.retry_max_ms);
       }
-      MetricConfig metric;
-      metric.name = entry.key;
-      if (!parse_metric(entry.value, metric)) return false;
-      out.emplace(metric.name, std::move(metric));
-    }
-    return true;
-  }
-
-  bool parse_metric(const Value& value, MetricConfig& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value, KeyList{"kind", "unit", "jump_threshold"}, entries)) return false;
-    for (const Entry& entry : entries) {
-      bool ok = true;
-      if (entry.key == "kind") {
-        ok = one_of(entry.value, {{"counter", MetricKind::counter}, {"gauge", MetricKind::gauge}},
-                    out.kind);
-      } else if (entry.key == "unit") {
-        ok = parse_unit(entry.value, out.unit);
-      } else if (entry.key == "jump_threshold") {
-        ok = parse_jump_threshold(entry.value, out.jump_threshold);
+      if (ok && out.retry_min_ms < 10) ok = fail(v, "retry.min must be at least 10ms");
+      if (ok && out.retry_max_ms < out.retry_min_ms) {
+        ok = fail(v, "retry.max must not be below retry.min");
       }
-      if (!ok) return false;
+    } else if (entry.key == "auth_retry") {
+      ok = parse_duration(v, out.auth_retry_ms);
+      if (ok && out.auth_retry_ms < 10) ok = fail(v, "must be at least 10ms");
+    } else if (entry.key == "interval") {
+      ok = parse_duration(v, out.interval_ms);
+      if (ok && out.interval_ms < 10) ok = fail(v, "must be at least 10ms");
+    } else if (entry.key == "retention") {
+      ok = parse_duration(v, out.retention_ms);
+    } else if (entry.key == "prune_interval") {
+      ok = parse_duration(v, out.prune_interval_ms);
+      if (ok && out.prune_interval_ms < 10) ok = fail(v, "must be at least 10ms");
     }
-    if (!require(value, entries, KeyList{"kind", "unit"})) return false;
-    // Checked after the walk: `kind` may come after `jump_threshold`.
-    if (const Entry* threshold = find_entry(entries, "jump_threshold");
-        threshold != nullptr && out.kind != MetricKind::counter) {
-      return fail(threshold->key_mark,
-                  threshold->value.path + ": only allowed for kind counter, not gauge");
-    }
-    return true;
+    if (!ok) return false;
   }
-
-  bool parse_unit(const Value& value, std::string& out) {
-    constexpr std::string_view kExpected = "a unit without whitespace or '|'";
-    if (!scalar(value, kExpected, out)) return false;
-    // '|' separates the fields hashed into an event id; whitespace would make
-    // "kWh" and "kWh " two different units.
-    bool ok = !out.empty();
-    for (const char c : out) {
-      const auto u = static_cast<unsigned char>(c);
-      ok = ok && u > 0x20 && u != 0x7F && c != '|';
-    }
-    if (!ok) return fail_expected(value, kExpected);
-    return true;
+  if (!out.token_file.empty() && !out.token_env.empty()) {
+    return fail(value, "give token_file or token_env, not both");
   }
-
-  bool parse_jump_threshold(const Value& value, std::optional<Decimal>& out) {
-    constexpr std::string_view kExpected = "a decimal number greater than 0";
-    std::string text;
-    if (!scalar(value, kExpected, text)) return false;
-    // From the text, never through double: the threshold is compared exactly.
-    Result<Decimal> parsed = Decimal::parse(text);
-    if (!parsed) return fail_expected(value, kExpected);
-    if (parsed->is_zero() || parsed->is_negative()) return fail_expected(value, kExpected);
-    out = std::move(parsed).value();
-    return true;
+  if (!out.url.empty() && out.token_file.empty() && out.token_env.empty()) {
+    return fail(value, "the uplink needs the gateway's token: give token_file or token_env");
   }
-
-  bool parse_mappings(const Value& value, std::vector<MappingConfig>& out) {
-    if (!value.node.IsSequence()) return fail_expected(value, "a list of mappings");
-    if (value.node.size() == 0) return fail(value, "at least one mapping is required");
-    std::vector<YAML::Mark> topic_marks;
-    for (std::size_t i = 0; i < value.node.size(); ++i) {
-      const YAML::Node item = value.node[i];
-      const Value item_value{item, item.IsNull() ? value.mark : item.Mark(),
-                             value.path + "[" + std::to_string(i) + "]"};
-      MappingConfig mapping;
-      YAML::Mark topic_mark;
-      if (!parse_mapping(item_value, mapping, topic_mark)) return false;
-      // A repeated filter can never match: the earlier one always wins.
-      for (std::size_t k = 0; k < out.size(); ++k) {
-        if (out[k].topic == mapping.topic) {
-          return fail(topic_mark, item_value.path + ".topic: same filter as " + value.path + "[" +
-                                      std::to_string(k) + "] (line " +
-                                      std::to_string(topic_marks[k].line + 1) +
-                                      "), so it would never match");
-        }
-      }
-      out.push_back(std::move(mapping));
-      topic_marks.push_back(topic_mark);
-    }
-    return true;
+  if (out.cert_file.empty() != out.key_file.empty()) {
+    return fail(value, "cert_file and key_file go together (a client certificate needs its key)");
   }
+  return true;
+}
 
-  // `allow_preset` is false inside a preset file: presets do not nest.
-  bool parse_mapping(const Value& value, MappingConfig& out, YAML::Mark& topic_mark,
-                     bool allow_preset = true) {
-    std::vector<Entry> entries;
-    const KeyList user_keys{"preset", "topic", "format", "timestamp", "device_id", "readings"};
-    const KeyList preset_keys{"topic", "format", "timestamp", "device_id", "readings"};
-    if (!read_map(value, allow_preset ? user_keys : preset_keys, entries)) return false;
-    // The preset first, then every other key given replaces the preset's
-    // key whole (a shallow merge: what you read in the config is what holds
-    // for that key, nothing is half-inherited).
-    const Entry* preset = find_entry(entries, "preset");
-    if (preset != nullptr) {
-      if (!load_preset(preset->value, out)) return false;
-      topic_mark = preset->value.mark;
-    }
-    for (const Entry& entry : entries) {
-      bool ok = true;
-      if (entry.key == "topic") {
-        ok = parse_topic_filter(entry.value, out.topic);
-        topic_mark = entry.value.mark;
-      } else if (entry.key == "format") {
-        ok = one_of(entry.value,
-                    {{"seed_json", PayloadFormat::seed_json},
-                     {"json", PayloadFormat::json},
-                     {"plain", PayloadFormat::plain}},
-                    out.format);
-      } else if (entry.key == "timestamp") {
-        out.timestamp = TimestampConfig{};
-        ok = parse_timestamp_config(entry.value, out.timestamp);
-      } else if (entry.key == "device_id") {
-        ok = parse_text_source(entry.value, TextSourceUse::device_id, out.device_id);
-      } else if (entry.key == "readings") {
-        out.readings.clear();
-        ok = parse_readings(entry.value, out.readings);
-      }
-      if (!ok) return false;
-    }
-    if (preset == nullptr && !require(value, entries, KeyList{"topic"})) return false;
-    if (!validate_mapping(value, out)) return false;
-    for (const ReadingMapping& reading : out.readings) {
-      if (reading.metric_type.kind == TextSource::Kind::constant) {
-        metric_references_.push_back(
-            MetricReference{reading.metric_type.constant, value.mark, value.path, out.preset});
-      }
-    }
-    return true;
-  }
-
-  // The combinations the decoder relies on; checked after a preset and its
-  // overrides are merged, so the error points at the mapping as a whole.
-  bool validate_mapping(const Value& value, const MappingConfig& mapping) {
-    const std::string where = mapping.preset.empty() ? "" : " (preset '" + mapping.preset + "')";
-    const bool has_device_id =
-        mapping.device_id.kind != TextSource::Kind::constant || !mapping.device_id.constant.empty();
-    if (mapping.format == PayloadFormat::seed_json) {
-      if (has_device_id || !mapping.readings.empty()) {
-        return fail(value, "device_id and readings are for format json or plain; seed_json" +
-                               where + " reads them from each payload");
-      }
-      if (mapping.timestamp.path) {
-        return fail(value, "timestamp.path is for format json; seed_json" + where +
-                               " reads the member 'timestamp'");
-      }
-      return true;
-    }
-    if (!has_device_id) return fail(value, "missing required key 'device_id'" + where);
-    if (mapping.readings.empty()) return fail(value, "missing required key 'readings'" + where);
-    if (mapping.format == PayloadFormat::plain) {
-      if (mapping.readings.size() != 1) {
-        return fail(value, "format plain" + where +
-                               " takes exactly one reading: the payload is one number");
-      }
-      const ReadingMapping& reading = mapping.readings.front();
-      if (mapping.device_id.kind == TextSource::Kind::json_path ||
-          reading.unit.kind == TextSource::Kind::json_path || reading.value ||
-          mapping.timestamp.path) {
-        return fail(value, "format plain" + where +
-                               " has no JSON to point into: no path in device_id, value, unit "
-                               "or timestamp (the value is the whole payload, the timestamp the "
-                               "receive time)");
-      }
-      return validate_per_metric_units(value, mapping, where);
-    }
-    for (std::size_t i = 0; i < mapping.readings.size(); ++i) {
-      if (!mapping.readings[i].value) {
-        return fail(value, "readings[" + std::to_string(i) + "]" + where +
-                               ": missing required key 'value' (format json)");
-      }
-    }
-    return validate_per_metric_units(value, mapping, where);
-  }
-
-  bool validate_per_metric_units(const Value& value, const MappingConfig& mapping,
-                                 const std::string& where) {
-    for (std::size_t i = 0; i < mapping.readings.size(); ++i) {
-      const ReadingMapping& reading = mapping.readings[i];
-      if (reading.unit.kind == TextSource::Kind::per_metric_constant &&
-          reading.metric_type.kind == TextSource::Kind::constant &&
-          reading.unit.per_metric.count(reading.metric_type.constant) == 0) {
-        return fail(value, "readings[" + std::to_string(i) + "]" + where + ": unit.per_metric " +
-                               "has no unit for its metric_type " +
-                               quote(reading.metric_type.constant));
-      }
-    }
-    return true;
-  }
-
-  bool parse_readings(const Value& value, std::vector<ReadingMapping>& out) {
-    if (!value.node.IsSequence()) return fail_expected(value, "a list of readings");
-    if (value.node.size() == 0) return fail(value, "at least one reading is required");
-    for (std::size_t i = 0; i < value.node.size(); ++i) {
-      const YAML::Node item = value.node[i];
-      const Value item_value{item, item.IsNull() ? value.mark : item.Mark(),
-                             value.path + "[" + std::to_string(i) + "]"};
-      ReadingMapping reading;
-      if (!parse_reading(item_value, reading)) return false;
-      out.push_back(std::move(reading));
-    }
-    return true;
-  }
-
-  bool parse_reading(const Value& value, ReadingMapping& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value, KeyList{"metric_type", "value", "unit", "arrays", "required"}, entries)) {
-      return false;
-    }
-    for (const Entry& entry : entries) {
-      bool ok = true;
-      if (entry.key == "metric_type") {
-        ok = parse_text_source(entry.value, TextSourceUse::metric_type, out.metric_type);
-      } else if (entry.key == "value") {
-        ok = parse_value_source(entry.value, out.value);
-      } else if (entry.key == "unit") {
-        ok = parse_text_source(entry.value, TextSourceUse::unit, out.unit);
-      } else if (entry.key == "arrays") {
-        ok = one_of(entry.value,
-                    {{"error", ArrayValues::error}, {"channels", ArrayValues::channels}},
-                    out.arrays);
-      } else if (entry.key == "required") {
-        ok = boolean(entry.value, out.required);
-      }
-      if (!ok) return false;
-    }
-    return require(value, entries, KeyList{"metric_type", "unit"});
-  }
-
-  bool parse_value_source(const Value& value, std::optional<JsonPointer>& out) {
-    std::vector<Entry> entries;
-    if (!value.node.IsMap()) {
-      return fail_expected(value, "a map {path: JSON_POINTER}, e.g. {path: /ENERGY/Total}");
-    }
-    if (!read_map(value, KeyList{"path"}, entries)) return false;
-    if (!require(value, entries, KeyList{"path"})) return false;
-    JsonPointer pointer;
-    if (!parse_json_pointer(entries.front().value, pointer)) return false;
-    out = std::move(pointer);
-    return true;
-  }
-
-  bool parse_json_pointer(const Value& value, JsonPointer& out) {
-    constexpr std::string_view kExpected = "a JSON pointer (RFC 6901), e.g. /ENERGY/Total";
-    std::string text;
-    if (!scalar(value, kExpected, text)) return false;
-    if (!is_valid_utf8(text)) return fail_expected(value, kExpected);
-    Result<JsonPointer> pointer = JsonPointer::parse(text);
-    if (!pointer) return fail(value, pointer.error().message + ", got " + quote(text));
-    out = std::move(*pointer);
-    return true;
-  }
-
-  enum class TextSourceUse { device_id, metric_type, unit };
-
-  // A scalar is a constant; a map names one other source. Which sources a
-  // field may use depends on the field (a metric_type from the payload would
-  // let any device invent metrics; a unit from the topic is not a thing).
-  bool parse_text_source(const Value& value, TextSourceUse use, TextSource& out) {
-    out = TextSource{};
-    if (value.node.IsScalar()) return parse_constant(value, use, out.constant);
-    const KeyList device_keys{"constant", "path", "topic_level", "topic_levels_from"};
-    const KeyList metric_keys{"constant", "topic_level", "topic_levels_from"};
-    const KeyList unit_keys{"constant", "path", "per_metric"};
-    const KeyList keys = use == TextSourceUse::device_id     ? device_keys
-                         : use == TextSourceUse::metric_type ? metric_keys
-                                                             : unit_keys;
-    if (!value.node.IsMap()) {
-      return fail_expected(value, "a constant or a map with one of " + join(keys));
-    }
-    std::vector<Entry> entries;
-    if (!read_map(value, keys, entries)) return false;
-    if (entries.size() != 1) {
-      return fail(value, "expected exactly one of " + join(keys) + ", got " +
-                             std::to_string(entries.size()));
-    }
-    const Entry& entry = entries.front();
-    if (entry.key == "constant") {
-      out.kind = TextSource::Kind::constant;
-      return parse_constant(entry.value, use, out.constant);
-    }
-    if (entry.key == "path") {
-      out.kind = TextSource::Kind::json_path;
-      return parse_json_pointer(entry.value, out.path);
-    }
-    if (entry.key == "per_metric") {
-      out.kind = TextSource::Kind::per_metric_constant;
-      return parse_per_metric_units(entry.value, out.per_metric);
-    }
-    const bool single = entry.key == "topic_level";
-    out.kind = single ? TextSource::Kind::topic_level : TextSource::Kind::topic_levels_from;
-    return parse_topic_level(entry.value, single, out.topic_level);
-  }
-
-  bool parse_constant(const Value& value, TextSourceUse use, std::string& out) {
-    if (use == TextSourceUse::unit) return parse_unit(value, out);
-    if (use == TextSourceUse::metric_type) {
-      constexpr std::string_view kExpected = "a metric name (1 to 64 characters of a-z, 0-9, '_')";
-      if (!scalar(value, kExpected, out)) return false;
-      if (!is_name(out, false)) return fail_expected(value, kExpected);
-      return true;
-    }
-    constexpr std::string_view kExpected = "a device id (UTF-8 text without control characters)";
-    if (!scalar(value, kExpected, out)) return false;
-    bool ok = !out.empty() && is_valid_utf8(out);
-    for (const char c : out) ok = ok && static_cast<unsigned char>(c) >= 0x20 && c != 0x7F;
-    if (!ok) return fail_expected(value, kExpected);
-    return true;
-  }
-
-  bool parse_topic_level(const Value& value, bool allow_negative, int& out) {
-    const std::string expected =
-        allow_negative ? std::string("a topic level index: 0 for the first, -1 for the last")
-                       : std::string("a topic level index from 0 (the first level)");
-    std::string text;
-    if (!scalar(value, expected, text)) return false;
-    const bool negative = !text.empty() && text.front() == '-';
-    if (negative && !allow_negative) return fail_expected(value, expected);
-    const auto number = parse_unsigned(std::string_view(text).substr(negative ? 1 : 0));
-    // An MQTT topic is at most 65535 bytes, so at most 32768 levels.
-    if (!number || *number > 32768 || (negative && *number == 0)) {
-      return fail_expected(value, expected);
-    }
-    out = negative ? -static_cast<int>(*number) : static_cast<int>(*number);
-    return true;
-  }
-
-  bool parse_per_metric_units(const Value& value,
-                              std::map<std::string, std::string, std::less<>>& out) {
-    std::vector<Entry> entries;
-    if (!value.node.IsMap()) return fail_expected(value, "a map of metric name to unit");
-    if (!read_map(value, std::nullopt, entries)) return false;
-    if (entries.empty()) return fail(value, "at least one metric is required");
-    for (const Entry& entry : entries) {
-      if (!is_name(entry.key, false)) {
-        return fail(entry.key_mark, display_path(value.path) + ": invalid metric name " +
-                                        quote(entry.key) +
-                                        "; expected 1 to 64 characters of a-z, 0-9, '_'");
-      }
-      std::string unit;
-      if (!parse_unit(entry.value, unit)) return false;
-      out.emplace(entry.key, std::move(unit));
-    }
-    return true;
-  }
-
-  // --- Presets -------------------------------------------------------------
-
-  std::vector<fs::path> preset_dirs() const {
-    if (!presets_dir_.empty()) return {fs::path(presets_dir_)};
-    return {(base_dir_ / "presets").lexically_normal(), fs::path(kInstalledPresetsDir)};
-  }
-
-  std::string available_presets() const {
-    std::vector<std::string> names;
-    for (const fs::path& dir : preset_dirs()) {
-      std::error_code ec;
-      for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        if (it->path().extension() == ".yaml") names.push_back(it->path().stem().string());
-      }
-    }
-    std::sort(names.begin(), names.end());
-    names.erase(std::unique(names.begin(), names.end()), names.end());
-    std::string out;
-    for (const std::string& name : names) out += (out.empty() ? "" : ", ") + name;
-    return out.empty() ? "none found" : out;
-  }
-
-  std::string searched_dirs() const {
-    std::string out;
-    for (const fs::path& dir : preset_dirs()) out += (out.empty() ? "" : ", ") + dir.string();
-    return out;
-  }
-
-  bool load_preset(const Value& value, MappingConfig& out) {
-    constexpr std::string_view kExpected = "a preset name (a-z, 0-9, '_')";
-    std::string name;
-    if (!scalar(value, kExpected, name)) return false;
-    if (!is_name(name, false)) return fail_expected(value, kExpected);
-    fs::path file;
-    for (const fs::path& dir : preset_dirs()) {
-      std::error_code ec;
-      if (fs::is_regular_file(dir / (name + ".yaml"), ec)) {
-        file = dir / (name + ".yaml");
-        break;
-      }
-    }
-    if (file.empty()) {
-      return fail(value, "unknown preset " + quote(name) + "; available: " + available_presets() +
-                             " (searched " + searched_dirs() + "; set presets_dir to change)");
-    }
-    Result<std::string> text = read_file(file.string());
-    if (!text) return fail(value, "preset " + quote(name) + ": " + text.error().message);
-    Parser preset_parser(file.string(), file.parent_path());
-    if (!preset_parser.parse_preset_document(*text, out)) {
-      return fail(value, "preset " + quote(name) + ": " + preset_parser.error().message);
-    }
-    out.preset = name;
-    return true;
-  }
-
- public:
-  // A preset file: {description: TEXT, mapping: {topic, format, ...}}.
-  bool parse_preset_document(const std::string& text, MappingConfig& out) {
-    try {
-      const YAML::Node root = YAML::Load(text);
-      const Value top{root, root.Mark(), ""};
-      if (root.IsNull()) return fail(top, "empty preset; expected description and mapping");
-      std::vector<Entry> entries;
-      if (!read_map(top, KeyList{"description", "mapping"}, entries)) return false;
-      if (!require(top, entries, KeyList{"description", "mapping"})) return false;
-      std::string description;
-      if (!scalar(find_entry(entries, "description")->value, "a text", description)) {
-        return false;
-      }
-      YAML::Mark topic_mark;
-      return parse_mapping(find_entry(entries, "mapping")->value, out, topic_mark, false);
-    } catch (const YAML::Exception& e) {
-      return fail(e.mark, "invalid YAML: " + e.msg);
-    }
-  }
-
- private:
-  // Metric names a mapping produces must be declared; checked at the end
-  // because `metrics` may come after `mappings` in the file.
-  bool check_metric_references(const Config& config) {
-    for (const MetricReference& reference : metric_references_) {
-      if (config.metric(reference.metric) != nullptr) continue;
-      std::string message =
-          display_path(reference.path) +
-          (reference.preset.empty() ? "" : " (preset '" + reference.preset + "')") +
-          ": a reading has metric_type " + quote(reference.metric) +
-          ", which is not declared under metrics; declare it";
-      message += reference.preset.empty() ? " or remove the reading"
-                                          : " or give this mapping its own readings";
-      return fail(reference.mark, message);
-    }
-    return true;
-  }
-
-  bool parse_topic_filter(const Value& value, std::string& out) {
-    // `topic: #` is the likeliest way to get here: YAML reads it as a comment.
-    if (value.node.IsNull()) {
+bool Parser::parse_uplink_url(const Value& value, std::string& out) {
+  constexpr std::string_view kExpected =
+      "an https:// URL (http:// only to localhost), e.g. https://central.example.com";
+  std::string text;
+  if (!non_empty_text(value, kExpected, text)) return false;
+  while (!text.empty() && text.back() == '/') text.pop_back();
+  const bool https = text.rfind("https://", 0) == 0 && text.size() > 8;
+  const bool http = text.rfind("http://", 0) == 0;
+  if (!https && !http) return fail_expected(value, kExpected);
+  if (http) {
+    const std::string rest = text.substr(7);
+    const std::string host = rest.substr(0, rest.find_first_of(":/"));
+    const bool loopback =
+        host == "localhost" || host.rfind("127.", 0) == 0 || rest.rfind("[::1]", 0) == 0;
+    if (!loopback) {
       return fail(value,
-                  "expected an MQTT topic filter, got an empty value (quote a filter that starts "
-                  "with '#': YAML reads an unquoted one as a comment)");
+                  "plain http:// would send the token in the clear; use https:// (http:// "
+                  "is accepted for localhost only), got " +
+                      quote(text));
     }
-    if (!scalar(value, "an MQTT topic filter", out)) return false;
-    if (const auto problem = topic_filter_problem(out)) {
-      return fail(value, "invalid MQTT topic filter " + quote(out) + ": " + *problem);
+  }
+  if (text.find_first_of(" \t\r\n?#") != std::string::npos) return fail_expected(value, kExpected);
+  out = text;
+  return true;
+}
+
+bool Parser::parse_log(const Value& value, LogConfig& out) {
+  std::vector<Entry> entries;
+  if (!read_map(value, KeyList{"level", "components"}, entries)) return false;
+  for (const Entry& entry : entries) {
+    if (entry.key == "level") {
+      if (!parse_log_level(entry.value, out.level)) return false;
+      continue;
     }
-    return true;
-  }
-
-  bool parse_timestamp_config(const Value& value, TimestampConfig& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value, KeyList{"path", "format", "zone"}, entries)) return false;
-    for (const Entry& entry : entries) {
-      bool ok = true;
-      if (entry.key == "path") {
-        JsonPointer pointer;
-        ok = parse_json_pointer(entry.value, pointer);
-        out.path = std::move(pointer);
-      } else if (entry.key == "format") {
-        ok = one_of(entry.value,
-                    {{"rfc3339", TimestampFormat::rfc3339},
-                     {"epoch_seconds", TimestampFormat::epoch_seconds},
-                     {"epoch_milliseconds", TimestampFormat::epoch_milliseconds}},
-                    out.format);
-      } else if (entry.key == "zone") {
-        ok = parse_zone(entry.value, out);
-      }
-      if (!ok) return false;
-    }
-    return true;
-  }
-
-  bool parse_zone(const Value& value, TimestampConfig& out) {
-    constexpr std::string_view kExpected = "an IANA time zone name such as Europe/Berlin";
-    std::string name;
-    if (!scalar(value, kExpected, name)) return false;
-    if (name.empty()) return fail_expected(value, kExpected);
-    Result<const date::time_zone*> zone = find_time_zone(name);
-    if (!zone) return fail(value, zone.error().message);
-    out.zone_name = std::move(name);
-    out.zone = *zone;
-    return true;
-  }
-
-  bool parse_normalize(const Value& value, NormalizeConfig& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value, KeyList{"future_tolerance", "batch_size", "clock"}, entries)) return false;
-    for (const Entry& entry : entries) {
-      bool ok = true;
-      if (entry.key == "clock") {
-        ok = one_of(entry.value,
-                    {{"auto", ClockTrust::automatic}, {"synchronized", ClockTrust::synchronized}},
-                    out.clock);
-      } else if (entry.key == "future_tolerance") {
-        ok = parse_duration(entry.value, out.future_tolerance_ms);
-      } else if (entry.key == "batch_size") {
-        ok = parse_batch_size(entry.value, out.batch_size);
-      }
-      if (!ok) return false;
-    }
-    return true;
-  }
-
-  bool parse_duration(const Value& value, std::int64_t& out_ms) {
-    constexpr std::string_view kExpected =
-        "a duration: a whole number and a unit ms, s, m, h or d, e.g. 300s or 5m";
-    std::string text;
-    if (!scalar(value, kExpected, text)) return false;
-    if (!text.empty() && text.front() == '-')
-      return fail(value, "must not be negative, got " + quote(text));
-    for (const DurationUnit& unit : kDurationUnits) {
-      if (text.size() <= unit.suffix.size() || !std::string_view(text).ends_with(unit.suffix)) {
-        continue;
-      }
-      const auto count =
-          parse_unsigned(std::string_view(text).substr(0, text.size() - unit.suffix.size()));
-      if (!count) break;
-      const auto max =
-          static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max() / unit.ms);
-      if (*count > max) return fail(value, "duration too large, got " + quote(text));
-      out_ms = static_cast<std::int64_t>(*count) * unit.ms;
-      return true;
-    }
-    return fail_expected(value, kExpected);
-  }
-
-  bool parse_batch_size(const Value& value, std::size_t& out) {
-    const std::string expected = "a whole number from " + std::to_string(kMinBatchSize) + " to " +
-                                 std::to_string(kMaxBatchSize);
-    std::string text;
-    if (!scalar(value, expected, text)) return false;
-    const auto number = parse_unsigned(text);
-    if (!number || *number < kMinBatchSize || *number > kMaxBatchSize) {
-      return fail_expected(value, expected);
-    }
-    out = static_cast<std::size_t>(*number);
-    return true;
-  }
-
-  bool parse_mqtt(const Value& value, MqttConfig& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value,
-                  KeyList{"host", "port", "client_id", "protocol", "keepalive", "session_expiry",
-                          "username", "password_file", "password_env", "tls", "reconnect",
-                          "status_topic_prefix"},
-                  entries)) {
+    std::vector<Entry> components;
+    if (!read_map(entry.value,
+                  KeyList{"mqtt", "buffer", "normalize", "http", "uplink", "config", "agent"},
+                  components)) {
       return false;
     }
-    for (const Entry& entry : entries) {
-      bool ok = true;
-      const Value& v = entry.value;
-      if (entry.key == "host") {
-        ok = non_empty_text(v, "a host name or address", out.host);
-      } else if (entry.key == "port") {
-        ok = whole_number(v, 1, 65535, out.port);
-      } else if (entry.key == "client_id") {
-        // MQTT 3.1.1 servers must accept 1-23 of [0-9a-zA-Z]; mosquitto takes far more.
-        ok = non_empty_text(v, "a client id", out.client_id);
-        if (ok && (out.client_id.size() > 65535 || !is_valid_utf8(out.client_id))) {
-          ok = fail_expected(v, "a UTF-8 client id");
-        }
-      } else if (entry.key == "protocol") {
-        ok = one_of(v, {{"3.1.1", 4}, {"5", 5}}, out.protocol_version);
-      } else if (entry.key == "keepalive") {
-        ok = parse_duration(v, out.keepalive_ms);
-        if (ok && (out.keepalive_ms < 1000 || out.keepalive_ms > 65535LL * 1000)) {
-          ok = fail(v, "must be between 1s and 65535s");
-        }
-      } else if (entry.key == "session_expiry") {
-        ok = parse_duration(v, out.session_expiry_ms);
-      } else if (entry.key == "username") {
-        ok = scalar(v, "a user name", out.username);
-      } else if (entry.key == "password_file") {
-        ok = parse_path(v, out.password_file);
-      } else if (entry.key == "password_env") {
-        ok = non_empty_text(v, "an environment variable name", out.password_env);
-      } else if (entry.key == "tls") {
-        ok = parse_tls(v, out.tls);
-      } else if (entry.key == "reconnect") {
-        ok = parse_reconnect(v, out);
-      } else if (entry.key == "status_topic_prefix") {
-        ok = parse_topic_name(v, out.status_topic_prefix);
-      }
-      if (!ok) return false;
+    for (const Entry& component : components) {
+      LogLevel level = LogLevel::info;
+      if (!parse_log_level(component.value, level)) return false;
+      out.components[component.key] = level;
     }
-    if (!out.password_file.empty() && !out.password_env.empty()) {
-      return fail(value, "give password_file or password_env, not both");
-    }
-    return true;
   }
+  return true;
+}
 
-  bool parse_tls(const Value& value, MqttTlsConfig& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value, KeyList{"enabled", "ca_file", "cert_file", "key_file", "verify"},
-                  entries)) {
-      return false;
-    }
-    for (const Entry& entry : entries) {
-      bool ok = true;
-      if (entry.key == "enabled") {
-        ok = boolean(entry.value, out.enabled);
-      } else if (entry.key == "ca_file") {
-        ok = parse_path(entry.value, out.ca_file);
-      } else if (entry.key == "cert_file") {
-        ok = parse_path(entry.value, out.cert_file);
-      } else if (entry.key == "key_file") {
-        ok = parse_path(entry.value, out.key_file);
-      } else if (entry.key == "verify") {
-        ok = boolean(entry.value, out.verify);
-      }
-      if (!ok) return false;
-    }
-    if (out.cert_file.empty() != out.key_file.empty()) {
-      return fail(value, "cert_file and key_file go together (a client certificate needs its key)");
-    }
-    return true;
+bool Parser::parse_log_level(const Value& value, LogLevel& out) {
+  return one_of(value,
+                {{"error", LogLevel::error},
+                 {"warning", LogLevel::warning},
+                 {"info", LogLevel::info},
+                 {"debug", LogLevel::debug}},
+                out);
+}
+
+bool Parser::parse_path(const Value& value, std::string& out) {
+  std::string text;
+  if (!non_empty_text(value, "a file path", text)) return false;
+  fs::path path(text);
+  if (path.is_relative()) path = base_dir_ / path;
+  out = path.lexically_normal().string();
+  return true;
+}
+
+bool Parser::parse_topic_name(const Value& value, std::string& out) {
+  if (!non_empty_text(value, "a topic prefix", out)) return false;
+  if (out.find_first_of("+#") != std::string::npos || !is_valid_utf8(out)) {
+    return fail(value, "a topic prefix must be UTF-8 without '+' or '#', got " + quote(out));
   }
+  return true;
+}
 
-  bool parse_reconnect(const Value& value, MqttConfig& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value, KeyList{"min", "max"}, entries)) return false;
-    for (const Entry& entry : entries) {
-      bool ok = entry.key == "min" ? parse_duration(entry.value, out.reconnect_min_ms)
-                                   : parse_duration(entry.value, out.reconnect_max_ms);
-      if (!ok) return false;
-    }
-    if (out.reconnect_min_ms < 100) return fail(value, "reconnect.min must be at least 100ms");
-    if (out.reconnect_max_ms < out.reconnect_min_ms) {
-      return fail(value, "reconnect.max must not be below reconnect.min");
-    }
-    return true;
-  }
+bool Parser::non_empty_text(const Value& value, std::string_view expected, std::string& out) {
+  if (!scalar(value, expected, out)) return false;
+  if (out.empty() || out.find('\0') != std::string::npos) return fail_expected(value, expected);
+  return true;
+}
 
-  bool parse_http(const Value& value, HttpConfig& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value, KeyList{"listen"}, entries)) return false;
-    for (const Entry& entry : entries) {
-      constexpr std::string_view kExpected =
-          "a loopback address and port, e.g. 127.0.0.1:9108 or [::1]:9108";
-      std::string text;
-      if (!scalar(entry.value, kExpected, text)) return false;
-      const auto colon = text.rfind(':');
-      if (colon == std::string::npos) return fail_expected(entry.value, kExpected);
-      const std::string host = text.substr(0, colon);
-      const auto port = parse_unsigned(std::string_view(text).substr(colon + 1));
-      const bool loopback = host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
-      if (!loopback) {
-        return fail(entry.value,
-                    "the operations endpoint listens on loopback only (it has no "
-                    "authentication), got " +
-                        quote(text));
-      }
-      if (!port || *port == 0 || *port > 65535) return fail_expected(entry.value, kExpected);
-      out.listen = text;
-    }
-    return true;
-  }
+bool Parser::boolean(const Value& value, bool& out) {
+  return one_of(value, {{"true", true}, {"false", false}}, out);
+}
 
-  bool parse_uplink(const Value& value, UplinkConfig& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value,
-                  KeyList{"url", "token_file", "token_env", "ca_file", "cert_file", "key_file",
-                          "verify", "timeout", "connect_timeout", "batch_max_records",
-                          "batch_max_bytes", "max_in_flight", "gzip_level", "retry", "auth_retry",
-                          "interval", "retention", "prune_interval"},
-                  entries)) {
-      return false;
-    }
-    for (const Entry& entry : entries) {
-      bool ok = true;
-      const Value& v = entry.value;
-      int number = 0;
-      if (entry.key == "url") {
-        ok = parse_uplink_url(v, out.url);
-      } else if (entry.key == "token_file") {
-        ok = parse_path(v, out.token_file);
-      } else if (entry.key == "token_env") {
-        ok = non_empty_text(v, "an environment variable name", out.token_env);
-      } else if (entry.key == "ca_file") {
-        ok = parse_path(v, out.ca_file);
-      } else if (entry.key == "cert_file") {
-        ok = parse_path(v, out.cert_file);
-      } else if (entry.key == "key_file") {
-        ok = parse_path(v, out.key_file);
-      } else if (entry.key == "verify") {
-        ok = boolean(v, out.verify);
-      } else if (entry.key == "timeout") {
-        ok = parse_duration(v, out.timeout_ms);
-        if (ok && out.timeout_ms < 100) ok = fail(v, "must be at least 100ms");
-      } else if (entry.key == "connect_timeout") {
-        ok = parse_duration(v, out.connect_timeout_ms);
-        if (ok && out.connect_timeout_ms < 100) ok = fail(v, "must be at least 100ms");
-      } else if (entry.key == "batch_max_records") {
-        ok = whole_number(v, 1, 10000, number);
-        out.batch_max_records = static_cast<std::size_t>(number);
-      } else if (entry.key == "batch_max_bytes") {
-        ok = whole_number(v, 4096, 16 * 1024 * 1024, number);
-        out.batch_max_bytes = static_cast<std::size_t>(number);
-      } else if (entry.key == "max_in_flight") {
-        ok = whole_number(v, 1, 8, number);
-        out.max_in_flight = static_cast<std::size_t>(number);
-      } else if (entry.key == "gzip_level") {
-        ok = whole_number(v, 0, 9, out.gzip_level);
-      } else if (entry.key == "retry") {
-        std::vector<Entry> retry;
-        ok = read_map(v, KeyList{"min", "max"}, retry);
-        for (const Entry& bound : retry) {
-          if (!ok) break;
-          ok =
-              parse_duration(bound.value, bound.key == "min" ? out.retry_min_ms : out.retry_max_ms);
-        }
-        if (ok && out.retry_min_ms < 10) ok = fail(v, "retry.min must be at least 10ms");
-        if (ok && out.retry_max_ms < out.retry_min_ms) {
-          ok = fail(v, "retry.max must not be below retry.min");
-        }
-      } else if (entry.key == "auth_retry") {
-        ok = parse_duration(v, out.auth_retry_ms);
-        if (ok && out.auth_retry_ms < 10) ok = fail(v, "must be at least 10ms");
-      } else if (entry.key == "interval") {
-        ok = parse_duration(v, out.interval_ms);
-        if (ok && out.interval_ms < 10) ok = fail(v, "must be at least 10ms");
-      } else if (entry.key == "retention") {
-        ok = parse_duration(v, out.retention_ms);
-      } else if (entry.key == "prune_interval") {
-        ok = parse_duration(v, out.prune_interval_ms);
-        if (ok && out.prune_interval_ms < 10) ok = fail(v, "must be at least 10ms");
-      }
-      if (!ok) return false;
-    }
-    if (!out.token_file.empty() && !out.token_env.empty()) {
-      return fail(value, "give token_file or token_env, not both");
-    }
-    if (!out.url.empty() && out.token_file.empty() && out.token_env.empty()) {
-      return fail(value, "the uplink needs the gateway's token: give token_file or token_env");
-    }
-    if (out.cert_file.empty() != out.key_file.empty()) {
-      return fail(value, "cert_file and key_file go together (a client certificate needs its key)");
-    }
-    return true;
-  }
+bool Parser::whole_number(const Value& value, std::uint64_t min, std::uint64_t max, int& out) {
+  const std::string expected =
+      "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+  std::string text;
+  if (!scalar(value, expected, text)) return false;
+  const auto number = parse_unsigned(text);
+  if (!number || *number < min || *number > max) return fail_expected(value, expected);
+  out = static_cast<int>(*number);
+  return true;
+}
 
-  // https:// anywhere; plain http:// only to this host (a TLS-terminating proxy
-  // beside the agent, or tests): the token is a bearer secret.
-  bool parse_uplink_url(const Value& value, std::string& out) {
-    constexpr std::string_view kExpected =
-        "an https:// URL (http:// only to localhost), e.g. https://central.example.com";
-    std::string text;
-    if (!non_empty_text(value, kExpected, text)) return false;
-    while (!text.empty() && text.back() == '/') text.pop_back();
-    const bool https = text.rfind("https://", 0) == 0 && text.size() > 8;
-    const bool http = text.rfind("http://", 0) == 0;
-    if (!https && !http) return fail_expected(value, kExpected);
-    if (http) {
-      const std::string rest = text.substr(7);
-      const std::string host = rest.substr(0, rest.find_first_of(":/"));
-      const bool loopback =
-          host == "localhost" || host.rfind("127.", 0) == 0 || rest.rfind("[::1]", 0) == 0;
-      if (!loopback) {
-        return fail(value,
-                    "plain http:// would send the token in the clear; use https:// (http:// "
-                    "is accepted for localhost only), got " +
-                        quote(text));
-      }
-    }
-    if (text.find_first_of(" \t\r\n?#") != std::string::npos)
-      return fail_expected(value, kExpected);
-    out = text;
-    return true;
-  }
+}  // namespace config_parser
 
-  bool parse_log(const Value& value, LogConfig& out) {
-    std::vector<Entry> entries;
-    if (!read_map(value, KeyList{"level", "components"}, entries)) return false;
-    for (const Entry& entry : entries) {
-      if (entry.key == "level") {
-        if (!parse_log_level(entry.value, out.level)) return false;
-        continue;
-      }
-      std::vector<Entry> components;
-      if (!read_map(entry.value,
-                    KeyList{"mqtt", "buffer", "normalize", "http", "uplink", "config", "agent"},
-                    components)) {
-        return false;
-      }
-      for (const Entry& component : components) {
-        LogLevel level = LogLevel::info;
-        if (!parse_log_level(component.value, level)) return false;
-        out.components[component.key] = level;
-      }
-    }
-    return true;
-  }
+namespace {
 
-  bool parse_log_level(const Value& value, LogLevel& out) {
-    return one_of(value,
-                  {{"error", LogLevel::error},
-                   {"warning", LogLevel::warning},
-                   {"info", LogLevel::info},
-                   {"debug", LogLevel::debug}},
-                  out);
-  }
-
-  bool parse_path(const Value& value, std::string& out) {
-    std::string text;
-    if (!non_empty_text(value, "a file path", text)) return false;
-    fs::path path(text);
-    if (path.is_relative()) path = base_dir_ / path;
-    out = path.lexically_normal().string();
-    return true;
-  }
-
-  bool parse_topic_name(const Value& value, std::string& out) {
-    if (!non_empty_text(value, "a topic prefix", out)) return false;
-    if (out.find_first_of("+#") != std::string::npos || !is_valid_utf8(out)) {
-      return fail(value, "a topic prefix must be UTF-8 without '+' or '#', got " + quote(out));
-    }
-    return true;
-  }
-
-  bool non_empty_text(const Value& value, std::string_view expected, std::string& out) {
-    if (!scalar(value, expected, out)) return false;
-    if (out.empty() || out.find('\0') != std::string::npos) return fail_expected(value, expected);
-    return true;
-  }
-
-  bool boolean(const Value& value, bool& out) {
-    return one_of(value, {{"true", true}, {"false", false}}, out);
-  }
-
-  bool whole_number(const Value& value, std::uint64_t min, std::uint64_t max, int& out) {
-    const std::string expected =
-        "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
-    std::string text;
-    if (!scalar(value, expected, text)) return false;
-    const auto number = parse_unsigned(text);
-    if (!number || *number < min || *number > max) return fail_expected(value, expected);
-    out = static_cast<int>(*number);
-    return true;
-  }
-
-  std::string source_;
-  fs::path base_dir_;
-  std::optional<Error> error_;
-  std::string presets_dir_;  // as configured; empty: the default search
-  std::vector<MetricReference> metric_references_;
-};
+using config_parser::Parser;
+using config_parser::read_file;
+using config_parser::topic_filter_problem;
+namespace fs = std::filesystem;
 
 Result<Config> parse_with_base(std::string_view yaml_text, const std::string& source_name,
                                const fs::path& base_dir) {
@@ -1250,30 +777,6 @@ Result<Config> parse_with_base(std::string_view yaml_text, const std::string& so
   } catch (...) {
     return Error{source_name + ": cannot parse configuration: unknown exception"};
   }
-}
-
-Result<std::string> read_file(const std::string& path) {
-  const auto cannot_read = [&path](int error_number) {
-    return Error{path + ": cannot read: " + std::strerror(error_number)};
-  };
-  errno = 0;
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
-                                                             &std::fclose);
-  if (!file) return cannot_read(errno);
-  std::string text;
-  char buffer[64 * 1024];
-  while (true) {
-    const std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get());
-    text.append(buffer, n);
-    if (text.size() > kMaxConfigBytes) {
-      return Error{path + ": cannot read: larger than " + std::to_string(kMaxConfigBytes) +
-                   " bytes"};
-    }
-    if (n < sizeof buffer) break;
-  }
-  // A directory opens fine on Linux and fails only here, with EISDIR.
-  if (std::ferror(file.get())) return cannot_read(errno != 0 ? errno : EIO);
-  return text;
 }
 
 // Splits off one level of a topic or filter; `done` is set on the last one.
