@@ -10,16 +10,6 @@
 
 namespace meter {
 
-namespace {
-
-std::int64_t read_counter(sqlite::Database& db, std::string_view name) {
-  auto statement = db.prepare(sql::kGetCounter);
-  statement.bind(1, name);
-  return statement.step() ? statement.column_int(0) : 0;
-}
-
-}  // namespace
-
 Result<InboxPosition> Buffer::inbox_position() {
   return guarded([&]() -> Result<InboxPosition> {
     return InboxPosition{read_counter(*db_, "inbox_segment"), read_counter(*db_, "inbox_offset")};

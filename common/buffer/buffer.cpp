@@ -1,7 +1,6 @@
 #include "common/buffer/buffer.hpp"
 
 #include <openssl/rand.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -29,11 +28,6 @@ std::string make_uuid_v4() {
     uuid += digits[bytes[i] & 0x0f];
   }
   return uuid;
-}
-
-std::int64_t file_size(const std::string& path) {
-  struct stat info {};
-  return ::stat(path.c_str(), &info) == 0 ? static_cast<std::int64_t>(info.st_size) : 0;
 }
 
 }  // namespace
@@ -151,13 +145,6 @@ std::int64_t Buffer::insert_raw(const RawMessage& message) {
       .bind(6, message.dup ? 1 : 0);
   statement.run();
   return db_->last_insert_rowid();
-}
-
-Result<std::int64_t> Buffer::append_raw(const RawMessage& message) {
-  return guarded([&]() -> Result<std::int64_t> {
-    // Autocommit: durable (per the synchronous setting) when this returns.
-    return insert_raw(message);
-  });
 }
 
 Result<std::int64_t> Buffer::append_raw_batch(const std::vector<RawMessage>& messages) {
@@ -286,16 +273,6 @@ Result<BufferStatus> Buffer::status() {
   });
 }
 
-Status Buffer::mark_synced(const std::string& event_id_hex, std::int64_t revision) {
-  return guarded([&]() -> Status {
-    auto id = event_id_of_hex(event_id_hex);
-    if (!id) return Error{"not an event_id: '" + event_id_hex + "'"};
-    auto& statement = statements_->mark_synced;
-    statement.bind_blob(1, id->data(), id->size()).bind(2, revision).run();
-    return Ok{};
-  });
-}
-
 Result<PruneStats> Buffer::prune_measurements(const PruneScope& scope) {
   return guarded([&]() -> Result<PruneStats> {
     PruneStats stats;
@@ -393,27 +370,12 @@ Status Buffer::set_cache_kib(std::int64_t kib) {
   });
 }
 
-Status Buffer::set_wal_autocheckpoint(int pages) {
-  return guarded([&]() -> Status {
-    db_->exec(std::string(sql::kSetWalAutocheckpoint) + std::to_string(pages));
-    return Ok{};
-  });
-}
-
 Status Buffer::set_max_page_count(std::int64_t pages) {
   return guarded([&]() -> Status {
     auto statement = db_->prepare(std::string(sql::kSetMaxPageCount) + std::to_string(pages));
     while (statement.step()) {
     }
     return Ok{};
-  });
-}
-
-Result<std::int64_t> Buffer::page_count() {
-  return guarded([&]() -> Result<std::int64_t> {
-    auto statement = db_->prepare(sql::kPageCount);
-    statement.step();
-    return statement.column_int(0);
   });
 }
 

@@ -154,8 +154,6 @@ class Buffer {
   const std::string& buffer_id() const { return buffer_id_; }
   const std::string& path() const;
 
-  // Appends one raw message in its own transaction; committed when this returns.
-  Result<std::int64_t> append_raw(const RawMessage& message);
   // Appends many in one transaction (offline import); all or nothing.
   Result<std::int64_t> append_raw_batch(const std::vector<RawMessage>& messages);
 
@@ -186,9 +184,6 @@ class Buffer {
   // The newest `limit` outcomes of one kind, oldest first.
   Result<std::vector<RawOutcome>> latest_raw_outcomes(const std::string& kind, int limit);
   Result<BufferStatus> status();
-
-  // Records that the central side confirmed `revision` of a measurement.
-  Status mark_synced(const std::string& event_id_hex, std::int64_t revision);
 
   // Deletes measurements the central side has confirmed whose timestamp is
   // older than `cutoff_ms`, keeping the newest of each series. Each series
@@ -242,8 +237,6 @@ class Buffer {
   // may hold at most `max_bytes` of topics and payloads (and kRedeliveryWindow
   // messages): with a small disk budget and big payloads, fewer.
   Result<std::int64_t> redelivery_window(std::int64_t max_bytes);
-  // Bytes the database and its WAL take on disk now.
-  std::int64_t size_on_disk() const;
   // Bytes the data takes: pages in use plus the WAL (what the disk budget
   // counts; pruning lowers it although the file keeps its size).
   Result<std::int64_t> used_bytes();
@@ -265,17 +258,12 @@ class Buffer {
   // they kept it from completing.
   Result<bool> checkpoint_truncate();
 
-  // Connection settings for the daemon. The acknowledging connection turns
-  // automatic checkpoints off (0) so that only the background thread pays for
-  // them; SQLite's max_page_count caps the database size (the tests use it to
-  // simulate a full disk: a write beyond it fails with SQLITE_FULL).
-  Status set_wal_autocheckpoint(int pages);
+  // SQLite's max_page_count caps the database size: the daemon's test seam
+  // for a full disk (a write beyond it fails with SQLITE_FULL).
   Status set_max_page_count(std::int64_t pages);
   // The page cache's size. Normalization sets 16 MiB for its batches; the
   // daemon shrinks it when idle (SQLite frees the pages above it).
   Status set_cache_kib(std::int64_t kib);
-  // The database's size in pages (to compute a max_page_count from).
-  Result<std::int64_t> page_count();
 
  private:
   struct Statements;

@@ -2,10 +2,13 @@
 // how its public methods turn exceptions into errors.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <exception>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/buffer/buffer.hpp"
 #include "common/buffer/sql.hpp"
@@ -44,7 +47,6 @@ struct Buffer::Statements {
         measurements_at(db, sql::kMeasurementsAt),
         insert_measurement(db, sql::kInsertMeasurement),
         revise_measurement(db, sql::kReviseMeasurement),
-        mark_synced(db, sql::kMarkSynced),
         update_series_unit(db, sql::kUpdateSeriesUnit),
         bump_generation(db, sql::kBumpGeneration) {}
 
@@ -63,10 +65,22 @@ struct Buffer::Statements {
   sqlite::Statement measurements_at;
   sqlite::Statement insert_measurement;
   sqlite::Statement revise_measurement;
-  sqlite::Statement mark_synced;
   sqlite::Statement update_series_unit;
   sqlite::Statement bump_generation;
 };
+
+// A value of the counters table (0 when it has none).
+inline std::int64_t read_counter(sqlite::Database& db, std::string_view name) {
+  auto statement = db.prepare(sql::kGetCounter);
+  statement.bind(1, name);
+  return statement.step() ? statement.column_int(0) : 0;
+}
+
+// A file's size in bytes; 0 when it does not exist (a WAL not yet created).
+inline std::int64_t file_size(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 ? static_cast<std::int64_t>(info.st_size) : 0;
+}
 
 // What the normalizer remembers of a series between readings, so that the
 // common case (a reading newer than everything stored) needs no query. Valid

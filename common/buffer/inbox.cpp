@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -24,27 +25,10 @@ constexpr std::size_t kBodyFixedBytes = 8 + 1 + 1 + 4;  // received_ms, qos, fla
 
 std::string errno_text(int error) { return std::strerror(error); }
 
-// CRC-32 (IEEE 802.3, as zlib's crc32), table-driven.
-const std::array<std::uint32_t, 256>& crc_table() {
-  static const auto table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  return table;
-}
-
-std::uint32_t crc32(const char* data, std::size_t size) {
-  const auto& table = crc_table();
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (std::size_t i = 0; i < size; ++i) {
-    c = table[(c ^ static_cast<unsigned char>(data[i])) & 0xFF] ^ (c >> 8);
-  }
-  return c ^ 0xFFFFFFFFu;
+// The record's checksum: CRC-32 (IEEE 802.3), zlib's.
+std::uint32_t record_checksum(const char* data, std::size_t size) {
+  return static_cast<std::uint32_t>(
+      crc32_z(0, reinterpret_cast<const Bytef*>(data), static_cast<z_size_t>(size)));
 }
 
 void put_u32(std::string& out, std::uint32_t value) {
@@ -80,7 +64,7 @@ void encode_record(const RawMessage& message, std::string& record) {
   const std::size_t body = record.size() - kHeaderBytes;
   std::string header;
   put_u32(header, static_cast<std::uint32_t>(body));
-  put_u32(header, crc32(record.data() + kHeaderBytes, body));
+  put_u32(header, record_checksum(record.data() + kHeaderBytes, body));
   record.replace(0, kHeaderBytes, header);
 }
 
@@ -329,7 +313,7 @@ Result<InboxBatch> read_inbox(const std::string& buffer_path, InboxPosition from
         break;
       }
       const char* body = data->data() + at + kHeaderBytes;
-      if (crc32(body, length) != crc) {
+      if (record_checksum(body, length) != crc) {
         problem = "a record whose checksum does not match";
         break;
       }

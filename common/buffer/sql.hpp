@@ -10,7 +10,7 @@ namespace meter::sql {
 // docs/BENCHMARKS.md). Only takes effect before the first table exists.
 inline constexpr const char* kCreatePragmas = "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL;";
 
-// Daemon connection settings (Buffer::set_wal_autocheckpoint, set_max_page_count); the
+// Connection settings (Buffer::tune_for_normalization, set_max_page_count); the
 // number is appended.
 inline constexpr const char* kSetWalAutocheckpoint = "PRAGMA wal_autocheckpoint = ";
 inline constexpr const char* kSetMaxPageCount = "PRAGMA max_page_count = ";
@@ -18,7 +18,6 @@ inline constexpr const char* kSetMaxPageCount = "PRAGMA max_page_count = ";
 // it keeps its largest size otherwise, and the disk budget counts it).
 inline constexpr const char* kCheckpoint = "PRAGMA wal_checkpoint(PASSIVE)";
 inline constexpr const char* kCheckpointTruncate = "PRAGMA wal_checkpoint(TRUNCATE)";
-inline constexpr const char* kPageCount = "PRAGMA page_count";
 // Buffer::used_bytes: pages in use (deleted rows free pages for reuse; the
 // file does not shrink).
 inline constexpr const char* kUsedBytes =
@@ -156,10 +155,6 @@ inline constexpr const char* kRawOutcomes =
     "SELECT seq, kind, reason FROM raw_outcomes ORDER BY seq";
 inline constexpr const char* kLatestRawOutcomes =
     "SELECT seq, kind, reason FROM raw_outcomes WHERE kind = ?1 ORDER BY seq DESC LIMIT ?2";
-
-inline constexpr const char* kMarkSynced =
-    "UPDATE measurements SET synced_revision = max(synced_revision, ?2) "
-    "WHERE event_id = ?1 AND ?2 <= revision";
 
 // Renormalize: keep the old rows aside, rebuild, then carry revisions and sync
 // state over by identity. The rebuild numbers rows afresh, so the rejections of

@@ -1,7 +1,6 @@
 // The uplink's side of the buffer: which records wait for the central, and
 // what its responses confirmed or refused. SQL in sql.hpp ("The
 // uplink's sync state").
-#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -20,12 +19,6 @@ namespace {
 std::string blob_of_hex(const std::string& hex) {
   const auto id = event_id_of_hex(hex);
   return id ? std::string(id->begin(), id->end()) : std::string();
-}
-
-std::int64_t counter_value(sqlite::Database& db, std::string_view name) {
-  auto statement = db.prepare(sql::kGetCounter);
-  statement.bind(1, name);
-  return statement.step() ? statement.column_int(0) : 0;
 }
 
 UplinkRawEvent read_raw(const sqlite::Statement& row) {
@@ -64,11 +57,6 @@ class ReadTransaction {
   sqlite::Database& db_;
 };
 
-std::int64_t file_size(const std::string& path) {
-  struct stat info {};
-  return ::stat(path.c_str(), &info) == 0 ? static_cast<std::int64_t>(info.st_size) : 0;
-}
-
 }  // namespace
 
 Result<UplinkBatch> Buffer::select_unsynced(const SyncLimits& limits,
@@ -78,8 +66,8 @@ Result<UplinkBatch> Buffer::select_unsynced(const SyncLimits& limits,
     UplinkBatch batch;
     // One read transaction: the watermark, the rows and the counters agree.
     ReadTransaction transaction(db);
-    const auto watermark = counter_value(db, "raw_synced_through_seq");
-    const auto normalized = counter_value(db, "normalized_through_seq");
+    const auto watermark = read_counter(db, "raw_synced_through_seq");
+    const auto normalized = read_counter(db, "normalized_through_seq");
     const std::size_t half_bytes = std::max<std::size_t>(limits.max_bytes / 2, 1);
     std::size_t bytes = 0;
     auto take_raw = [&](sqlite::Statement& rows) {
@@ -167,7 +155,7 @@ Result<SyncResult> Buffer::apply_ingest_response(const UplinkBatch& batch,
     auto& db = *db_;
     SyncResult result;
     sqlite::Transaction transaction(db);
-    const auto watermark = counter_value(db, "raw_synced_through_seq");
+    const auto watermark = read_counter(db, "raw_synced_through_seq");
     auto record_rejection = db.prepare(sql::kSyncRecordRejection);
     auto clear_rejection = db.prepare(sql::kSyncClearRejection);
     auto reject = [&](const char* kind, std::int64_t ref, std::int64_t revision,
@@ -261,8 +249,8 @@ Result<SyncStatus> Buffer::sync_status() {
     auto& db = *db_;
     SyncStatus status;
     ReadTransaction transaction(db);
-    status.raw_synced_through_seq = counter_value(db, "raw_synced_through_seq");
-    const auto normalized = counter_value(db, "normalized_through_seq");
+    status.raw_synced_through_seq = read_counter(db, "raw_synced_through_seq");
+    const auto normalized = read_counter(db, "normalized_through_seq");
     {
       auto waiting = db.prepare(sql::kSyncRawWaiting);
       waiting.bind(1, status.raw_synced_through_seq).bind(2, normalized);
@@ -340,8 +328,8 @@ Result<PruneStats> Buffer::prune_synced(const PruneScope& scope) {
     auto& db = *db_;
     PruneStats stats = *pruned;
     sqlite::Transaction transaction(db);
-    std::int64_t bound = std::min({scope.through_seq, counter_value(db, "raw_synced_through_seq"),
-                                   counter_value(db, "normalized_through_seq")});
+    std::int64_t bound = std::min({scope.through_seq, read_counter(db, "raw_synced_through_seq"),
+                                   read_counter(db, "normalized_through_seq")});
     {
       auto min_unsynced = db.prepare(sql::kSyncMinUnsyncedRawSeq);
       if (min_unsynced.step() && !min_unsynced.column_is_null(0)) {
@@ -450,10 +438,6 @@ Result<std::map<std::string, std::string>> Buffer::uplink_state() {
     while (rows.step()) values[rows.column_text(0).substr(7)] = rows.column_text(1);
     return values;
   });
-}
-
-std::int64_t Buffer::size_on_disk() const {
-  return file_size(db_->path()) + file_size(db_->path() + "-wal");
 }
 
 }  // namespace meter

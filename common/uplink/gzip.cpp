@@ -25,36 +25,4 @@ Result<std::string> gzip_compress(std::string_view data, int level) {
   return out;
 }
 
-Result<std::string> gzip_decompress(std::string_view data, std::size_t max_output) {
-  z_stream stream{};
-  if (inflateInit2(&stream, 15 + 16) != Z_OK) return Error{"gunzip: inflateInit2 failed"};
-  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  stream.avail_in = static_cast<uInt>(data.size());
-  std::string out;
-  char chunk[16384];
-  int result = Z_OK;
-  while (result != Z_STREAM_END) {
-    stream.next_out = reinterpret_cast<Bytef*>(chunk);
-    stream.avail_out = sizeof chunk;
-    result = inflate(&stream, Z_NO_FLUSH);
-    if (result != Z_OK && result != Z_STREAM_END) {
-      inflateEnd(&stream);
-      return Error{"gunzip: not one complete gzip member"};
-    }
-    out.append(chunk, sizeof chunk - stream.avail_out);
-    if (out.size() > max_output) {
-      inflateEnd(&stream);
-      return Error{"gunzip: output over " + std::to_string(max_output) + " bytes"};
-    }
-    if (result == Z_OK && stream.avail_in == 0 && stream.avail_out != 0) {
-      inflateEnd(&stream);
-      return Error{"gunzip: truncated gzip member"};
-    }
-  }
-  const bool trailing = stream.avail_in != 0;
-  inflateEnd(&stream);
-  if (trailing) return Error{"gunzip: bytes after the gzip member"};
-  return out;
-}
-
 }  // namespace meter

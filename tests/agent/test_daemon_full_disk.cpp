@@ -36,9 +36,7 @@ TEST_CASE("daemon: a full disk acknowledges nothing it did not store, and recove
   REQUIRE(wait_until([&] { return metrics.normalized.load() == 20; }, 20s));
 
   // The disk is full: a few pages of room left.
-  const auto pages = open_buffer()->page_count();
-  REQUIRE(pages);
-  daemon.set_max_page_count(*pages + 4);
+  daemon.set_max_page_count(rig.page_count() + 4);
   {
     std::vector<std::string> more;
     for (long i = 20; i < 320; ++i) more.push_back(reading(i));

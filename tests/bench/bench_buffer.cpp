@@ -42,6 +42,7 @@
 #include "common/buffer/buffer.hpp"
 #include "common/config/config.hpp"
 #include "common/normalize/timestamp.hpp"
+#include "support/raw_appender.hpp"
 
 namespace {
 
@@ -833,11 +834,8 @@ RunResult run_phases(const std::string& name, const meter::Config& config, const
   r.durability = config.buffer.durability;
   r.stored_before = stored_before;
   r.workload = &w;
-  auto appender = open_buffer(config);
   auto normalizer = open_buffer(config);
-  if (auto set = appender->set_wal_autocheckpoint(0); !set) {
-    die("set_wal_autocheckpoint: " + set.error().message);
-  }
+  meter::testing::RawAppender appender(config.buffer);
 
   std::fprintf(stderr, "  %s: phase 1, %s appends (and as many into the plain table)...\n",
                name.c_str(), grouped(w.messages()).c_str());
@@ -867,7 +865,7 @@ RunResult run_phases(const std::string& name, const meter::Config& config, const
     for (std::size_t i = first; i < last; ++i) {
       fill_message(message, w, devices, w.deliveries[i]);
       const auto start = Clock::now();
-      auto seq = appender->append_raw(message);
+      auto seq = appender.append(message);
       latency[i] =
           std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
       if (!seq) die("append_raw: " + seq.error().message);

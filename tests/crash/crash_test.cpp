@@ -480,10 +480,10 @@ class ChildWork {
     shared_.in_flight_first = next_;
     shared_.in_flight_count = 1;
     shared_.append_phase = kAppending;
-    auto seq = appender_.append_raw(message);
-    if (!seq) child_fail(shared_, "append_raw: " + seq.error().message);
+    auto seq = appender_.append_raw_batch({message});
+    if (!seq) child_fail(shared_, "append: " + seq.error().message);
     if (*seq != last_seq_ + 1) {
-      child_fail(shared_, "append_raw returned seq " + std::to_string(*seq) + ", expected " +
+      child_fail(shared_, "append returned seq " + std::to_string(*seq) + ", expected " +
                               std::to_string(last_seq_ + 1));
     }
     acknowledge(1);
@@ -647,9 +647,6 @@ class ChildWork {
     if (!appender) child_fail(shared, "open: " + appender.error().message);
     auto normalizer = Buffer::open(plan.config.buffer);  // second: kNormalizeConnection
     if (!normalizer) child_fail(shared, "open: " + normalizer.error().message);
-    if (auto set = (*appender)->set_wal_autocheckpoint(0); !set) {
-      child_fail(shared, "wal_autocheckpoint: " + set.error().message);
-    }
     ChildWork work(plan, shared, seq_of, **appender, **normalizer, ready_fd);
     const char ready = 'r';
     if (::write(ready_fd, &ready, 1) != 1) child_fail(shared, "cannot signal readiness");

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <catch2/catch.hpp>
+#include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -11,6 +13,7 @@
 
 #include "common/buffer/buffer.hpp"
 #include "common/config/config.hpp"
+#include "common/model/sync.hpp"
 #include "common/normalize/timestamp.hpp"
 #include "support/temp_dir.hpp"
 
@@ -51,6 +54,14 @@ inline std::string seed_payload(const std::string& device, const std::optional<s
   return json;
 }
 
+// A response that answers every record with `outcome`.
+inline IngestResponse answer_all(const UplinkBatch& batch, RecordOutcome outcome) {
+  IngestResponse response;
+  response.raw_events.assign(batch.raw_events.size(), RecordResult{outcome, "", ""});
+  response.measurements.assign(batch.measurements.size(), RecordResult{outcome, "", ""});
+  return response;
+}
+
 class BufferFixture {
  public:
   explicit BufferFixture(const std::string& yaml = kSeedConfig) : config_(make_config(yaml)) {
@@ -79,9 +90,25 @@ class BufferFixture {
     message.received_ms = received_ms;
     message.dup = dup;
     message.retained = retained;
-    auto seq = buffer_->append_raw(message);
+    auto seq = buffer_->append_raw_batch({message});
     if (!seq) FAIL("append failed: " << seq.error().message);
     return *seq;
+  }
+
+  // The central confirms the current revision of every unsynced measurement
+  // `which` picks, through the uplink's own path (select_unsynced, then
+  // apply_ingest_response); nothing else. How many it confirmed.
+  std::int64_t confirm_measurements(const std::function<bool(const Measurement&)>& which) {
+    auto batch = buffer_->select_unsynced(SyncLimits{1'000'000, std::size_t{1} << 30});
+    REQUIRE(batch);
+    IngestResponse response = answer_all(*batch, RecordOutcome::missing);
+    for (std::size_t i = 0; i < batch->measurements.size(); ++i) {
+      if (which(batch->measurements[i].measurement))
+        response.measurements[i].outcome = RecordOutcome::confirmed;
+    }
+    auto applied = buffer_->apply_ingest_response(*batch, response, 0);
+    REQUIRE(applied);
+    return applied->measurements_confirmed;
   }
 
   NormalizeStats normalize() {

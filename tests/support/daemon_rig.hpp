@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/daemon.hpp"
+#include "common/buffer/sqlite.hpp"
 #include "common/normalize/timestamp.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
@@ -63,6 +64,14 @@ class DaemonRig {
     auto opened = Buffer::open(config);
     REQUIRE(opened);
     return std::move(*opened);
+  }
+
+  // The buffer database's size in pages (to compute a max_page_count from).
+  std::int64_t page_count() const {
+    sqlite::Database db(buffer_path());
+    auto statement = db.prepare("PRAGMA page_count");
+    REQUIRE(statement.step());
+    return statement.column_int(0);
   }
 
   // How many stored measurements carry each value.

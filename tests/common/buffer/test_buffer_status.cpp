@@ -98,18 +98,15 @@ TEST_CASE("buffer status: trigger-kept counts equal a full scan after every chan
   require_counts_match(fixture);
 
   // The central side confirms some; a later revision makes one unsynced again.
-  for (const auto& m : fixture.measurements()) {
-    if (m.device_id == "m1") REQUIRE(fixture.buffer().mark_synced(m.event_id, m.revision));
-  }
+  REQUIRE(fixture.confirm_measurements([](const Measurement& m) { return m.device_id == "m1"; }) >
+          0);
   require_counts_match(fixture);
   fixture.append(seed_payload("m1", ts(25), "energy", "126", "kWh"));  // revises the 30 reading
   fixture.normalize();
   require_counts_match(fixture);
 
   // Pruning deletes confirmed measurements.
-  for (const auto& m : fixture.measurements()) {
-    REQUIRE(fixture.buffer().mark_synced(m.event_id, m.revision));
-  }
+  fixture.confirm_measurements([](const Measurement&) { return true; });
   auto pruned = fixture.buffer().prune_measurements(1717239600000);  // 2024-06-01T11:00:00Z
   REQUIRE(pruned);
   CHECK(pruned->measurements_deleted > 0);

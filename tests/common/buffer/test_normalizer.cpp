@@ -354,7 +354,9 @@ TEST_CASE("renormalize is idempotent and revises only what changed", "[normalize
   f.append(energy("2024-01-01T12:00:00Z", "20000"));
   f.normalize();
   REQUIRE(f.measurements().size() == 3);
-  REQUIRE(f.buffer().mark_synced(f.measurements()[1].event_id, 1));
+  const std::string confirmed = f.measurements()[1].event_id;
+  REQUIRE(f.confirm_measurements([&](const Measurement& m) { return m.event_id == confirmed; }) ==
+          1);
   const auto before = f.measurements();
   REQUIRE(before[1].synced_revision == 1);
 
@@ -411,7 +413,7 @@ TEST_CASE("readings older than the pruned history get beyond_retention", "[norma
     f.append(energy("2024-01-01T" + std::to_string(hour) + ":00:00Z", std::to_string(hour * 10)));
   }
   f.normalize();
-  for (const auto& m : f.measurements()) REQUIRE(f.buffer().mark_synced(m.event_id, m.revision));
+  f.confirm_measurements([](const Measurement&) { return true; });
   // Prune everything before 13:00 -> 10, 11, 12 go; 12:00 (value 120) is the anchor.
   auto pruned = f.buffer().prune_measurements(1704114000000);  // 2024-01-01T13:00:00Z
   REQUIRE(pruned);

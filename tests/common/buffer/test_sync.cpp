@@ -19,14 +19,6 @@ std::string reading(const std::string& ts, const std::string& value,
   return seed_payload(device, ts, "energy", value, "kWh");
 }
 
-// A response that answers every record with `outcome`.
-IngestResponse answer_all(const UplinkBatch& batch, RecordOutcome outcome) {
-  IngestResponse response;
-  response.raw_events.assign(batch.raw_events.size(), RecordResult{outcome, "", ""});
-  response.measurements.assign(batch.measurements.size(), RecordResult{outcome, "", ""});
-  return response;
-}
-
 UplinkBatch select(Buffer& buffer, SyncLimits limits = {}) {
   auto batch = buffer.select_unsynced(limits);
   REQUIRE(batch);
