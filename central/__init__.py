@@ -1,6 +1,7 @@
 """meter-agent central ingest API: the reference receiver of the upload contract in docs/PROTOCOL.md.
 
-FastAPI + PostgreSQL (SQLAlchemy Core, Alembic migrations). Gateways POST batches of raw MQTT
+FastAPI + PostgreSQL (SQLAlchemy for connections and table definitions, SQL written as text,
+Alembic migrations). Gateways POST batches of raw MQTT
 events and canonical measurements to /api/v1/ingest; viewers read them back through /api/v1/*.
 """
 

@@ -1,7 +1,8 @@
-"""Table definitions (SQLAlchemy Core), mirroring the Alembic migrations.
+"""Table definitions (SQLAlchemy Table objects), mirroring the Alembic migrations.
 
-Why Core tables and not ORM classes: ingest is bulk SQL (INSERT ... SELECT FROM unnest ... ON
-CONFLICT) and the read side is a handful of queries; neither wants identity maps. The schema of
+The queries themselves are SQL text (`sa.text`), not built from these tables or ORM classes:
+ingest is bulk SQL (INSERT ... SELECT FROM unnest ... ON CONFLICT) and the read side is a
+handful of queries; neither wants identity maps or a query builder. The schema of
 record is central/migrations/versions/*; tests/test_migrations.py checks the two agree.
 Tables are only ever created by the migrations, never from these definitions.
 """

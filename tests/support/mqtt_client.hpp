@@ -1,5 +1,5 @@
 // MQTT clients for tests (Paho C++): a publisher that counts every PUBACK
-// (mosquitto_pub -l at QoS 1 loses messages, ../shared/PLATFORM.md), and a
+// (mosquitto_pub -l at QoS 1 loses messages: it disconnects early), and a
 // subscriber that collects messages.
 #pragma once
 

@@ -21,8 +21,7 @@ namespace meter::testing {
 class RawAppender {
  public:
   // Automatic checkpoints are off on this connection (wal_autocheckpoint 0),
-  // as they were on the acknowledging connection: the Buffer beside it
-  // checkpoints.
+  // so the append path pays for none: the Buffer beside it checkpoints.
   explicit RawAppender(const BufferConfig& config) : db_(config.path) {
     db_.exec(config.durability == Durability::power_loss ? "PRAGMA synchronous = FULL"
                                                          : "PRAGMA synchronous = NORMAL");
