@@ -394,4 +394,38 @@ bool Parser::parse_zone(const Value& value, TimestampConfig& out) {
   return true;
 }
 
+bool Parser::validate_per_metric_units(const Value& value, const MappingConfig& mapping,
+                                       const std::string& where) {
+  for (std::size_t i = 0; i < mapping.readings.size(); ++i) {
+    const ReadingMapping& reading = mapping.readings[i];
+    if (reading.unit.kind == TextSource::Kind::per_metric_constant &&
+        reading.metric_type.kind == TextSource::Kind::constant &&
+        reading.unit.per_metric.count(reading.metric_type.constant) == 0) {
+      return fail(value, "readings[" + std::to_string(i) + "]" + where + ": unit.per_metric " +
+                             "has no unit for its metric_type " +
+                             quote(reading.metric_type.constant));
+    }
+  }
+  return true;
+}
+
+bool Parser::parse_per_metric_units(const Value& value,
+                                    std::map<std::string, std::string, std::less<>>& out) {
+  std::vector<Entry> entries;
+  if (!value.node.IsMap()) return fail_expected(value, "a map of metric name to unit");
+  if (!read_map(value, std::nullopt, entries)) return false;
+  if (entries.empty()) return fail(value, "at least one metric is required");
+  for (const Entry& entry : entries) {
+    if (!is_name(entry.key, false)) {
+      return fail(entry.key_mark, display_path(value.path) + ": invalid metric name " +
+                                      quote(entry.key) +
+                                      "; expected 1 to 64 characters of a-z, 0-9, '_'");
+    }
+    std::string unit;
+    if (!parse_unit(entry.value, unit)) return false;
+    out.emplace(entry.key, std::move(unit));
+  }
+  return true;
+}
+
 }  // namespace meter::config_parser

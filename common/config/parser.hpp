@@ -1,6 +1,7 @@
 // The YAML reader's private parts, shared by config_reader.cpp (the document,
-// the buffer, metrics, normalize, MQTT, HTTP, uplink and log sections) and
-// mapping_reader.cpp (mappings, their readings and presets): one Parser walks
+// the buffer, metrics and normalize sections), mapping_reader.cpp (mappings,
+// their readings and presets) and connections_reader.cpp (mqtt, http, uplink,
+// log): one Parser walks
 // a document once, in document order, and stops at the first problem with
 // file:line:column. Not for use outside common/config/.
 #pragma once
