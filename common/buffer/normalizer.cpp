@@ -6,13 +6,14 @@
 // The series rules are the engine's (common/normalize/series_engine.hpp);
 // here is only their I/O: the per-series cache (CachedSeries: the engine's
 // state, so that an in-order reading asks nothing), the stored neighbourhood
-// the engine queries (StoredNeighbourhood, with the prepared statements), and
+// the engine queries (StoredNeighbourhood, stored_neighbourhood.hpp), and
 // the writes that apply its decision.
-#include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "common/buffer/buffer.hpp"
 #include "common/buffer/buffer_state.hpp"
+#include "common/buffer/stored_neighbourhood.hpp"
 #include "common/decode/decode.hpp"
 #include "common/decode/mapping.hpp"
 #include "common/normalize/canonicalize.hpp"
@@ -20,90 +21,12 @@
 namespace meter {
 namespace {
 
-// The readings of a series at one timestamp, in series order.
-std::vector<StoredReading> rows_at(sqlite::Statement& statement, std::int64_t series_id,
-                                   std::int64_t timestamp_ms) {
-  std::vector<StoredReading> rows;
-  statement.bind(1, series_id).bind(2, timestamp_ms);
-  while (statement.step()) {
-    StoredReading row;
-    row.id = statement.column_int(0);
-    const std::string value_text = statement.column_text(1);
-    auto value = Decimal::parse(value_text);
-    if (!value) throw std::runtime_error("stored value '" + value_text + "' is not canonical");
-    row.key = SeriesKey{timestamp_ms, std::move(*value)};
-    row.delta = statement.column_optional_text(2);
-    row.flags = static_cast<FlagSet>(statement.column_int(3));
-    row.first_received_ms = statement.column_int(4);
-    rows.push_back(std::move(row));
-  }
-  statement.reset();
-  std::sort(rows.begin(), rows.end(), [](const StoredReading& a, const StoredReading& b) {
-    return a.key.value < b.key.value;
-  });
-  return rows;
-}
-
 std::optional<std::int64_t> optional_int(sqlite::Statement& statement) {
   std::optional<std::int64_t> result;
   if (statement.step() && !statement.column_is_null(0)) result = statement.column_int(0);
   statement.reset();
   return result;
 }
-
-// A series' stored readings as the series engine asks for them: one
-// timestamp's rows at a time, stepping to the previous or next timestamp.
-class StoredNeighbourhood final : public SeriesNeighbourhood {
- public:
-  StoredNeighbourhood(sqlite::Statement& measurements_at, sqlite::Statement& previous_timestamp,
-                      sqlite::Statement& next_timestamp, std::int64_t series_id)
-      : measurements_at_(measurements_at),
-        previous_timestamp_(previous_timestamp),
-        next_timestamp_(next_timestamp),
-        series_id_(series_id) {}
-
-  std::vector<StoredReading> at(std::int64_t timestamp_ms) override {
-    return rows_at(measurements_at_, series_id_, timestamp_ms);
-  }
-
-  std::vector<StoredReading> before(std::int64_t timestamp_ms, std::size_t count) override {
-    std::vector<StoredReading> result;  // nearest first while collecting
-    while (result.size() < count) {
-      previous_timestamp_.bind(1, series_id_).bind(2, timestamp_ms);
-      const auto previous = optional_int(previous_timestamp_);
-      if (!previous) break;
-      auto rows = rows_at(measurements_at_, series_id_, *previous);
-      for (auto row = rows.rbegin(); row != rows.rend() && result.size() < count; ++row) {
-        result.push_back(std::move(*row));
-      }
-      timestamp_ms = *previous;
-    }
-    std::reverse(result.begin(), result.end());
-    return result;
-  }
-
-  std::vector<StoredReading> after(std::int64_t timestamp_ms, std::size_t count) override {
-    std::vector<StoredReading> result;
-    while (result.size() < count) {
-      next_timestamp_.bind(1, series_id_).bind(2, timestamp_ms);
-      const auto next = optional_int(next_timestamp_);
-      if (!next) break;
-      auto rows = rows_at(measurements_at_, series_id_, *next);
-      for (auto& row : rows) {
-        if (result.size() == count) break;
-        result.push_back(std::move(row));
-      }
-      timestamp_ms = *next;
-    }
-    return result;
-  }
-
- private:
-  sqlite::Statement& measurements_at_;
-  sqlite::Statement& previous_timestamp_;
-  sqlite::Statement& next_timestamp_;
-  std::int64_t series_id_;
-};
 
 }  // namespace
 
@@ -365,7 +288,7 @@ Buffer::CachedSeries& Buffer::cached_series(const Reading& reading) {
 
   s.series_tail_timestamp.bind(1, series->id);
   if (auto tail_ts = optional_int(s.series_tail_timestamp)) {
-    auto rows = rows_at(s.measurements_at, series->id, *tail_ts);
+    auto rows = stored_readings_at(s.measurements_at, series->id, *tail_ts);
     if (!rows.empty()) series->state.tail = rows.back().key;
   }
   auto& stored = *series;
