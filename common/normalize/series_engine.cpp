@@ -64,6 +64,11 @@ SeriesDecision decide_newest(const SeriesRules& rules, const SeriesState& state,
   const auto& key = reading.key;
   if (!state.tail && state.anchor && !series_before(*state.anchor, key)) {
     // At or before the anchor: an old reading; the tail is unchanged.
+    // Known gap, kept as the rules were: with no tail nothing stored at this
+    // timestamp is looked at, so a repeat of such a reading (before a newer
+    // one arrives) is inserted again, which the buffer's unique index refuses
+    // (the batch fails, and fails again on retry when both copies are in it),
+    // and a second value at its timestamp gets no timestamp_conflict.
     set_insert(decision, compute_delta(rules.metric, key.value, std::nullopt, true), own_flags);
     return decision;
   }

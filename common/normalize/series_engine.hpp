@@ -13,8 +13,10 @@
 //   after a late reading). Asking lazily keeps today's queries: no more than
 //   the rules use.
 // - The in-order common case (newer than the cached tail) is decided from
-//   SeriesState alone: no virtual call, no query, no allocation beyond the
-//   inserted row's delta text and the new tail.
+//   SeriesState alone: no virtual call, no query, and no more allocation than
+//   the rules took before they were an engine (the delta's text, the new
+//   tail). A virtual call per out-of-order reading costs nothing next to the
+//   queries it makes.
 // - SeriesState is what the caller remembers of a series between readings
 //   (the tail, the anchor); it is the place for per-series state to come (a
 //   learned interval, operator events such as a meter replacement). The engine
