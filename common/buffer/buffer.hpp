@@ -267,7 +267,7 @@ class Buffer {
 
  private:
   struct Statements;
-  struct SeriesState;
+  struct CachedSeries;
   Buffer();
 
   Status migrate();
@@ -281,7 +281,7 @@ class Buffer {
                          std::int64_t received_ms, NormalizeStats& stats);
   bool store_reading(const MetricConfig& metric, const Reading& reading, std::int64_t raw_seq,
                      std::int64_t future_tolerance_ms, NormalizeStats& stats);
-  SeriesState& series_state(const Reading& reading);
+  CachedSeries& cached_series(const Reading& reading);
   void record_outcome(std::int64_t seq, const char* kind, const std::string& reason);
   // The receive time a raw message's readings take: its own, or for a
   // redelivery the original's. Adds the message to the redelivery index.
@@ -295,7 +295,7 @@ class Buffer {
 
   std::unique_ptr<sqlite::Database> db_;
   std::unique_ptr<Statements> statements_;
-  std::unordered_map<std::string, std::unique_ptr<SeriesState>> series_;
+  std::unordered_map<std::string, std::unique_ptr<CachedSeries>> series_;
   std::string buffer_id_;
   // The generation this connection's series cache was built at (see
   // kBumpGeneration); another connection's commit makes it stale.

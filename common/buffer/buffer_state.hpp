@@ -14,7 +14,7 @@
 #include "common/buffer/sql.hpp"
 #include "common/buffer/sqlite.hpp"
 #include "common/normalize/decimal.hpp"
-#include "common/normalize/series.hpp"
+#include "common/normalize/series_engine.hpp"
 
 namespace meter {
 
@@ -82,14 +82,15 @@ inline std::int64_t file_size(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0 ? static_cast<std::int64_t>(info.st_size) : 0;
 }
 
-// What the normalizer remembers of a series between readings, so that the
-// common case (a reading newer than everything stored) needs no query. Valid
-// only while the transaction that filled it commits; cleared on any failure.
-struct Buffer::SeriesState {
+// What the normalizer remembers of a series between readings: its row and
+// unit, and the series engine's state (the tail, so that the common case, a
+// reading newer than everything stored, needs no query; the anchor). Valid
+// only while the transaction that filled it commits; cleared on any failure
+// and whenever another connection changed the series (check_series_cache).
+struct Buffer::CachedSeries {
   std::int64_t id = 0;
   std::string unit;
-  std::optional<SeriesKey> tail;    // the last stored reading in series order
-  std::optional<SeriesKey> anchor;  // the newest reading pruned away
+  SeriesState state;
 };
 
 }  // namespace meter

@@ -1,12 +1,19 @@
 // The normalization stage of the buffer: raw log -> decode -> canonicalize ->
-// series rules -> measurements, in batches, each one transaction that also
+// series engine -> measurements, in batches, each one transaction that also
 // stores how far it got. A crash anywhere rolls the batch back whole, and the
 // next pass redoes it: nothing lost, nothing doubled.
-#include <algorithm>
-#include <map>
+//
+// The series rules are the engine's (common/normalize/series_engine.hpp);
+// here is only their I/O: the per-series cache (CachedSeries: the engine's
+// state, so that an in-order reading asks nothing), the stored neighbourhood
+// the engine queries (StoredNeighbourhood, stored_neighbourhood.hpp), and
+// the writes that apply its decision.
+#include <optional>
+#include <utility>
 
 #include "common/buffer/buffer.hpp"
 #include "common/buffer/buffer_state.hpp"
+#include "common/buffer/stored_neighbourhood.hpp"
 #include "common/decode/decode.hpp"
 #include "common/decode/mapping.hpp"
 #include "common/normalize/canonicalize.hpp"
@@ -14,53 +21,11 @@
 namespace meter {
 namespace {
 
-struct StoredRow {
-  std::int64_t id = 0;
-  SeriesKey key;
-  std::string value_text;
-  std::optional<std::string> delta;
-  FlagSet flags = 0;
-  std::int64_t first_received_ms = 0;
-};
-
-std::vector<StoredRow> rows_at(sqlite::Statement& statement, std::int64_t series_id,
-                               std::int64_t timestamp_ms) {
-  std::vector<StoredRow> rows;
-  statement.bind(1, series_id).bind(2, timestamp_ms);
-  while (statement.step()) {
-    StoredRow row;
-    row.id = statement.column_int(0);
-    row.value_text = statement.column_text(1);
-    auto value = Decimal::parse(row.value_text);
-    if (!value) throw std::runtime_error("stored value '" + row.value_text + "' is not canonical");
-    row.key = SeriesKey{timestamp_ms, std::move(*value)};
-    row.delta = statement.column_optional_text(2);
-    row.flags = static_cast<FlagSet>(statement.column_int(3));
-    row.first_received_ms = statement.column_int(4);
-    rows.push_back(std::move(row));
-  }
-  statement.reset();
-  std::sort(rows.begin(), rows.end(),
-            [](const StoredRow& a, const StoredRow& b) { return a.key.value < b.key.value; });
-  return rows;
-}
-
 std::optional<std::int64_t> optional_int(sqlite::Statement& statement) {
   std::optional<std::int64_t> result;
   if (statement.step() && !statement.column_is_null(0)) result = statement.column_int(0);
   statement.reset();
   return result;
-}
-
-std::optional<std::string> delta_text(const std::optional<Decimal>& delta) {
-  if (!delta) return std::nullopt;
-  return delta->text();
-}
-
-FlagSet future_flag(std::int64_t timestamp_ms, std::int64_t received_ms, std::int64_t tolerance) {
-  return timestamp_ms > received_ms && timestamp_ms - received_ms > tolerance
-             ? flag_bit(Flag::future_timestamp)
-             : 0;
 }
 
 }  // namespace
@@ -278,7 +243,7 @@ void Buffer::normalize_message(const Config& config, std::int64_t seq, const Raw
     }
     const MetricConfig& metric = *config.metric(reading->metric_type);
     if (!store_reading(metric, *reading, seq, config.normalize.future_tolerance_ms, stats)) {
-      note("metric '" + metric.name + "' is stored in unit '" + series_state(*reading).unit +
+      note("metric '" + metric.name + "' is stored in unit '" + cached_series(*reading).unit +
            "' but the config now says '" + metric.unit + "': run 'meter-agent renormalize'");
       ++failed;
     }
@@ -292,7 +257,7 @@ void Buffer::normalize_message(const Config& config, std::int64_t seq, const Raw
   }
 }
 
-Buffer::SeriesState& Buffer::series_state(const Reading& reading) {
+Buffer::CachedSeries& Buffer::cached_series(const Reading& reading) {
   std::string key = reading.device_id;
   key += '\0';
   key += reading.metric_type;
@@ -300,15 +265,15 @@ Buffer::SeriesState& Buffer::series_state(const Reading& reading) {
   if (found != series_.end()) return *found->second;
 
   auto& s = *statements_;
-  auto state = std::make_unique<SeriesState>();
+  auto series = std::make_unique<CachedSeries>();
   s.find_series.bind(1, std::string_view(reading.device_id))
       .bind(2, std::string_view(reading.metric_type));
   if (s.find_series.step()) {
-    state->id = s.find_series.column_int(0);
-    state->unit = s.find_series.column_text(1);
+    series->id = s.find_series.column_int(0);
+    series->unit = s.find_series.column_text(1);
     if (!s.find_series.column_is_null(2)) {
       auto value = Decimal::parse(s.find_series.column_text(3));
-      if (value) state->anchor = SeriesKey{s.find_series.column_int(2), std::move(*value)};
+      if (value) series->state.anchor = SeriesKey{s.find_series.column_int(2), std::move(*value)};
     }
     s.find_series.reset();
   } else {
@@ -317,172 +282,65 @@ Buffer::SeriesState& Buffer::series_state(const Reading& reading) {
         .bind(2, std::string_view(reading.metric_type))
         .bind(3, std::string_view(reading.unit))
         .run();
-    state->id = db_->last_insert_rowid();
-    state->unit = reading.unit;
+    series->id = db_->last_insert_rowid();
+    series->unit = reading.unit;
   }
 
-  s.series_tail_timestamp.bind(1, state->id);
+  s.series_tail_timestamp.bind(1, series->id);
   if (auto tail_ts = optional_int(s.series_tail_timestamp)) {
-    auto rows = rows_at(s.measurements_at, state->id, *tail_ts);
-    if (!rows.empty()) state->tail = rows.back().key;
+    auto rows = stored_readings_at(s.measurements_at, series->id, *tail_ts);
+    if (!rows.empty()) series->state.tail = rows.back().key;
   }
-  auto& stored = *state;
-  series_.emplace(std::move(key), std::move(state));
+  auto& stored = *series;
+  series_.emplace(std::move(key), std::move(series));
   return stored;
 }
 
 bool Buffer::store_reading(const MetricConfig& metric, const Reading& reading, std::int64_t raw_seq,
                            std::int64_t future_tolerance_ms, NormalizeStats& stats) {
   auto& s = *statements_;
-  SeriesState& series = series_state(reading);
+  CachedSeries& series = cached_series(reading);
   if (series.unit.empty()) {  // renormalize: the series takes the config's unit
     s.update_series_unit.bind(1, series.id).bind(2, std::string_view(reading.unit)).run();
     series.unit = reading.unit;
   }
   if (series.unit != reading.unit) return false;
 
-  const SeriesKey key{reading.timestamp_ms, reading.value};
-  const std::string value_text = reading.value.text();
-  const FlagSet own_flags =
-      reading.flags | value_flags(metric, reading.value) |
-      future_flag(reading.timestamp_ms, reading.received_ms, future_tolerance_ms);
+  StoredNeighbourhood neighbourhood(s.measurements_at, s.series_previous_timestamp,
+                                    s.series_next_timestamp, series.id);
+  SeriesDecision decision = decide(SeriesRules{metric, future_tolerance_ms}, series.state,
+                                   SeriesReading{SeriesKey{reading.timestamp_ms, reading.value},
+                                                 reading.flags, reading.received_ms},
+                                   neighbourhood);
 
-  auto insert = [&](const DeltaOutcome& outcome, FlagSet flags) {
+  // The new row, then the revisions of its neighbours (the order of the
+  // writes does not matter: none touches another's row).
+  if (decision.repeat_of) {
+    ++stats.duplicates;
+  } else {
     const EventId id = reading.event_id();
+    const std::string value_text = reading.value.text();
     s.insert_measurement.bind(1, series.id)
         .bind(2, reading.timestamp_ms)
         .bind(3, std::string_view(value_text))
         .bind_blob(4, id.data(), id.size())
-        .bind_optional(5, delta_text(outcome.delta))
-        .bind(6, static_cast<std::int64_t>(flags | outcome.flags))
+        .bind_optional(5, decision.delta)
+        .bind(6, static_cast<std::int64_t>(decision.flags))
         .bind(7, raw_seq)
         .bind(8, reading.received_ms)
         .run();
     ++stats.new_measurements;
-  };
-
-  // The common case: newer than everything stored in the series.
-  if (!series.tail || reading.timestamp_ms > series.tail->timestamp_ms) {
-    if (!series.tail && series.anchor && !series_before(*series.anchor, key)) {
-      insert(compute_delta(metric, reading.value, std::nullopt, true), own_flags);
-      return true;  // at or before the anchor: an old reading; the tail is unchanged
-    }
-    std::optional<Decimal> predecessor;
-    if (series.tail)
-      predecessor = series.tail->value;
-    else if (series.anchor)
-      predecessor = series.anchor->value;
-    insert(compute_delta(metric, reading.value, predecessor, false), own_flags);
-    series.tail = key;
-    return true;
   }
-
-  // Everything else needs the stored neighbours: a repeat, an out-of-order
-  // arrival, or a second reading with the tail's timestamp.
-  std::vector<StoredRow> group = rows_at(s.measurements_at, series.id, reading.timestamp_ms);
-
-  // Revisions are written once per row at the end.
-  struct Revision {
-    StoredRow row;
-    std::optional<std::string> delta;
-    FlagSet flags;
-    std::int64_t first_received_ms;
-  };
-  std::map<std::int64_t, Revision> revisions;
-  auto revise = [&](const StoredRow& row) -> Revision& {
-    auto [it, inserted] =
-        revisions.try_emplace(row.id, Revision{row, row.delta, row.flags, row.first_received_ms});
-    return it->second;
-  };
-  auto write_revisions = [&] {
-    for (const auto& [id, r] : revisions) {
-      const bool content_changed = r.delta != r.row.delta || r.flags != r.row.flags;
-      if (!content_changed && r.first_received_ms == r.row.first_received_ms) continue;
-      s.revise_measurement.bind(1, id)
-          .bind_optional(2, r.delta)
-          .bind(3, static_cast<std::int64_t>(r.flags))
-          .bind(4, r.first_received_ms)
-          .bind(5, content_changed ? 1 : 0)
-          .run();
-      if (content_changed) ++stats.revised;
-    }
-  };
-
-  // A repeat of a stored event: count it, and merge what the copy adds
-  // (its own flags, an earlier receive time) so the result does not depend on
-  // which copy came first.
-  for (const auto& row : group) {
-    if (row.value_text != value_text) continue;
-    auto& r = revise(row);
-    r.first_received_ms = std::min(row.first_received_ms, reading.received_ms);
-    r.flags = (row.flags | (reading.flags & kIntrinsicFlags)) & ~flag_bit(Flag::future_timestamp);
-    r.flags |= future_flag(reading.timestamp_ms, r.first_received_ms, future_tolerance_ms);
-    write_revisions();
-    ++stats.duplicates;
-    return true;
+  for (const auto& r : decision.revisions) {
+    s.revise_measurement.bind(1, r.id)
+        .bind_optional(2, r.delta)
+        .bind(3, static_cast<std::int64_t>(r.flags))
+        .bind(4, r.first_received_ms)
+        .bind(5, r.content_changed ? 1 : 0)
+        .run();
+    if (r.content_changed) ++stats.revised;
   }
-
-  FlagSet flags = own_flags;
-  if (series.tail && series.tail->timestamp_ms > reading.timestamp_ms) {
-    flags |= flag_bit(Flag::out_of_order);
-  }
-  if (!group.empty()) {
-    flags |= flag_bit(Flag::timestamp_conflict);
-    for (const auto& row : group) revise(row).flags |= flag_bit(Flag::timestamp_conflict);
-  }
-
-  const bool beyond_retention = series.anchor && !series_before(*series.anchor, key);
-  if (beyond_retention) {
-    insert(compute_delta(metric, reading.value, std::nullopt, true), flags);
-    write_revisions();
-    return true;
-  }
-
-  // Predecessor: the previous reading in series order, or the anchor.
-  std::optional<SeriesKey> predecessor;
-  for (const auto& row : group) {
-    if (row.key.value < reading.value) predecessor = row.key;
-  }
-  if (!predecessor) {
-    s.series_previous_timestamp.bind(1, series.id).bind(2, reading.timestamp_ms);
-    if (auto previous_ts = optional_int(s.series_previous_timestamp)) {
-      auto rows = rows_at(s.measurements_at, series.id, *previous_ts);
-      if (!rows.empty()) predecessor = rows.back().key;
-    }
-  }
-  if (series.anchor && (!predecessor || series_before(*predecessor, *series.anchor))) {
-    predecessor = series.anchor;
-  }
-
-  // Successor: the next reading in series order; its delta now starts here.
-  std::optional<StoredRow> successor;
-  for (const auto& row : group) {
-    if (reading.value < row.key.value) {
-      successor = row;
-      break;
-    }
-  }
-  if (!successor) {
-    s.series_next_timestamp.bind(1, series.id).bind(2, reading.timestamp_ms);
-    if (auto next_ts = optional_int(s.series_next_timestamp)) {
-      auto rows = rows_at(s.measurements_at, series.id, *next_ts);
-      if (!rows.empty()) successor = rows.front();
-    }
-  }
-
-  std::optional<Decimal> predecessor_value;
-  if (predecessor) predecessor_value = predecessor->value;
-  insert(compute_delta(metric, reading.value, predecessor_value, false), flags);
-
-  if (successor) {
-    auto& r = revise(*successor);
-    const auto outcome = compute_delta(metric, successor->key.value, reading.value, false);
-    r.delta = delta_text(outcome.delta);
-    r.flags = (r.flags & ~kNeighbourFlags) | outcome.flags;
-  }
-  write_revisions();
-
-  if (!series.tail || series_before(*series.tail, key)) series.tail = key;
+  if (decision.new_tail) series.state.tail = std::move(*decision.new_tail);
   return true;
 }
 

@@ -1,7 +1,8 @@
 // The series rules: how a reading's delta and neighbour-dependent flags follow
 // from its place in its series (device_id, metric_type), ordered by
-// (timestamp, value). Pure functions; common/buffer/normalizer.cpp applies them to
-// the stored rows.
+// (timestamp, value). Pure functions; the series engine
+// (common/normalize/series_engine.hpp) decides with them what storing a
+// reading does to its series.
 #pragma once
 
 #include <cstdint>
