@@ -457,7 +457,7 @@ TEST_CASE("a token that cannot be read stops uploads before any request", "[daem
   CHECK(rig.script().requests() == 0);
 }
 
-TEST_CASE("Retry-After delays the next try; the backoff grows while failures go on",
+TEST_CASE("Retry-After delays the next try, and the backoff grows while failures go on",
           "[daemon][uplink]") {
   Rig rig;
   rig.add_readings(2);
@@ -515,7 +515,7 @@ TEST_CASE("a refused batch (other 4xx) waits the longest backoff, nothing droppe
   CHECK(rig.log().find("refused a whole batch as invalid") != std::string::npos);
 }
 
-TEST_CASE("new uplink settings build new transports; the same settings keep them",
+TEST_CASE("new uplink settings build new transports, the same settings keep them",
           "[daemon][uplink]") {
   Rig rig;
   rig.add_readings(1);

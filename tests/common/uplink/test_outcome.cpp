@@ -259,7 +259,7 @@ struct Draw {
 
 }  // namespace
 
-TEST_CASE("the backoff doubles from retry.min to retry.max, drawn from [d/2, d]",
+TEST_CASE("the backoff doubles from retry.min to retry.max, drawn from d/2 to d",
           "[uplink_outcome]") {
   const BackoffPolicy policy{1000, 60000};
   Draw draw;
