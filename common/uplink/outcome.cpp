@@ -48,24 +48,6 @@ UploadOutcome too_big(const UplinkBatch& batch, const IngestError& error, std::s
 
 }  // namespace
 
-const char* describe(UploadOutcome::Kind kind) {
-  switch (kind) {
-    case Kind::delivered:
-      return "delivered";
-    case Kind::retry_later:
-      return "retry later";
-    case Kind::split:
-      return "split";
-    case Kind::too_large:
-      return "too large";
-    case Kind::auth_failed:
-      return "authentication failed";
-    case Kind::refused:
-      return "refused";
-  }
-  return "?";
-}
-
 UploadOutcome classify_answer(const HttpAnswer& answer, const UplinkBatch& batch,
                               const UploadTarget& target) {
   if (answer.status == 0) {

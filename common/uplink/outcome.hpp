@@ -59,8 +59,6 @@ struct UploadOutcome {
   std::size_t split_bytes = 0;
 };
 
-const char* describe(UploadOutcome::Kind kind);
-
 // What the request was, for the reason given when there was no answer.
 struct UploadTarget {
   std::string url;

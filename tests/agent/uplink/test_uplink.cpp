@@ -6,6 +6,7 @@
 // its own thread): tagged [daemon], like every test that starts one.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -164,6 +165,10 @@ class Script {
     std::lock_guard lock(mutex_);
     return sent_.size();
   }
+  std::vector<Sent> sent() {
+    std::lock_guard lock(mutex_);
+    return sent_;
+  }
   std::size_t unanswered() {
     std::lock_guard lock(mutex_);
     return answers_.size();
@@ -252,11 +257,14 @@ uplink:
 // A buffer with readings, and the uplink over it (started by start()).
 class Rig {
  public:
-  explicit Rig(const std::string& extra = "") : fixture_(kSeedConfig + kUplinkConfig + extra) {
+  // `change`: settings beyond kUplinkConfig's.
+  explicit Rig(const std::function<void(Config&)>& change = {})
+      : fixture_(kSeedConfig + kUplinkConfig) {
     const auto token = fixture_.dir().file("token");
     std::ofstream(token) << "secret-token\n";
     ::chmod(token.c_str(), 0600);
     fixture_.config().uplink.token_file = token;
+    if (change) change(fixture_.config());
     config_ = std::make_shared<const Config>(fixture_.config());
   }
   ~Rig() {
@@ -539,4 +547,43 @@ TEST_CASE("new uplink settings build new transports, the same settings keep them
   rig.clock().await_wait(3);
   CHECK(rig.transports_built() == 2);
   CHECK(rig.sync_status().waiting() == 0);
+}
+
+TEST_CASE("with requests in flight, one behind a failed request still confirms its records",
+          "[daemon][uplink]") {
+  Rig rig([](Config& c) {
+    c.uplink.max_in_flight = 2;
+    c.uplink.batch_max_records = 2;
+  });
+  rig.add_readings(4);
+  // Whichever arrives first: the batch starting at raw seq 1 fails, the other passes.
+  const Responder first_fails = [](const nlohmann::json& request) {
+    if (request["raw_events"][0]["seq"] == 1) return status(503);
+    return confirm_all()(request);
+  };
+  rig.script().then(first_fails);
+  rig.script().then(first_fails);
+  rig.start();
+  rig.script().await_request(2);
+  const auto wait = rig.clock().await_wait(1);
+  CHECK(wait >= 500ms);  // the first failure: from [retry.min / 2, retry.min]
+  CHECK(wait <= 1s);
+  CHECK(rig.sync_status().measurements_waiting == 2);  // the failed batch's two
+  CHECK(rig.metrics().measurements_confirmed == 2);
+  CHECK(rig.metrics().consecutive_failures == 1);
+  CHECK(rig.metrics().request_failures == 1);
+
+  // The retry starts from the watermark again and sends what is left.
+  rig.script().then(confirm_all());
+  rig.script().then(confirm_all());
+  rig.clock().advance(wait);
+  CHECK(rig.clock().await_wait(2) == 1s);  // idle again
+  // Two in flight again: their arrival order is the threads'.
+  const auto sent = rig.script().sent();
+  REQUIRE(sent.size() >= 3);
+  CHECK(std::any_of(sent.begin() + 2, sent.end(), [](const Sent& request) {
+    return request.raw_seqs() == std::vector<std::int64_t>{1, 2} && request.measurements() == 2;
+  }));
+  CHECK(rig.sync_status().waiting() == 0);
+  CHECK(rig.metrics().consecutive_failures == 0);
 }
