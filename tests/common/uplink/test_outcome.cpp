@@ -1,11 +1,10 @@
-// The uplink's outcomes (common/uplink/outcome.hpp) and backoff
-// (common/uplink/backoff.hpp): every kind of answer a request can get, as
-// docs/PROTOCOL.md ("Whole-request errors", "The agent's side") describes it.
+// The uplink's outcomes (common/uplink/outcome.hpp): every kind of answer a
+// request can get, as docs/PROTOCOL.md ("Whole-request errors", "The agent's
+// side") describes it.
 // Pure: no SQLite, no network, no threads.
 #include <catch2/catch.hpp>
 #include <string>
 
-#include "common/uplink/backoff.hpp"
 #include "common/uplink/outcome.hpp"
 #include "common/uplink/wire_format.hpp"
 
@@ -237,56 +236,4 @@ TEST_CASE("no answer at all (refused, reset, timeout, TLS) is retried later", "[
   CHECK(pinned.reason ==
         "cannot reach https://c/api/v1/ingest: bad (the server's certificate "
         "could not be verified against uplink.ca_file /etc/ca.pem)");
-}
-
-// ---- backoff ----------------------------------------------------------------
-
-namespace {
-
-// Records the range asked for and answers its top (or bottom).
-struct Draw {
-  std::int64_t low = -1;
-  std::int64_t high = -1;
-  bool top = true;
-  UniformDraw fn() {
-    return [this](std::int64_t l, std::int64_t h) {
-      low = l;
-      high = h;
-      return top ? h : l;
-    };
-  }
-};
-
-}  // namespace
-
-TEST_CASE("the backoff doubles from retry.min to retry.max, drawn from d/2 to d",
-          "[uplink_outcome]") {
-  const BackoffPolicy policy{1000, 60000};
-  Draw draw;
-  CHECK(backoff_ms(policy, 1, false, std::nullopt, draw.fn()) == 1000);
-  CHECK(draw.low == 500);
-  CHECK(backoff_ms(policy, 2, false, std::nullopt, draw.fn()) == 2000);
-  CHECK(backoff_ms(policy, 3, false, std::nullopt, draw.fn()) == 4000);
-  CHECK(backoff_ms(policy, 6, false, std::nullopt, draw.fn()) == 32000);
-  CHECK(backoff_ms(policy, 7, false, std::nullopt, draw.fn()) == 60000);  // capped
-  CHECK(backoff_ms(policy, 1000000, false, std::nullopt, draw.fn()) == 60000);
-  CHECK(draw.low == 30000);
-  draw.top = false;
-  CHECK(backoff_ms(policy, 3, false, std::nullopt, draw.fn()) == 2000);
-}
-
-TEST_CASE("a refused batch waits the longest backoff at once", "[uplink_outcome]") {
-  Draw draw;
-  CHECK(backoff_ms(BackoffPolicy{1000, 300000}, 1, true, std::nullopt, draw.fn()) == 300000);
-  CHECK(draw.low == 150000);
-}
-
-TEST_CASE("the backoff is never shorter than Retry-After, honoured up to an hour",
-          "[uplink_outcome]") {
-  const BackoffPolicy policy{1000, 300000};
-  Draw draw;
-  CHECK(backoff_ms(policy, 1, false, 120000, draw.fn()) == 120000);
-  CHECK(backoff_ms(policy, 1, false, 10, draw.fn()) == 1000);  // the backoff is longer
-  CHECK(backoff_ms(policy, 1, false, 365LL * 24 * 3600 * 1000, draw.fn()) == kMaxRetryAfterMs);
-  CHECK(backoff_ms(policy, 1, true, 365LL * 24 * 3600 * 1000, draw.fn()) == kMaxRetryAfterMs);
 }
