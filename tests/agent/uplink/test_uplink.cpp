@@ -22,8 +22,8 @@
 
 #include "agent/ops/log.hpp"
 #include "agent/uplink/uplink.hpp"
-#include "common/uplink/gzip.hpp"
 #include "support/buffer_fixture.hpp"
+#include "support/gunzip.hpp"
 
 using namespace meter;
 using namespace meter::agent;
@@ -135,7 +135,7 @@ class Script {
 
   HttpAnswer post(const HttpPost& request) {
     std::string body = request.body;
-    if (request.gzip) body = *gzip_decompress(body, 64 << 20);
+    if (request.gzip) body = *testing::gunzip(body, 64 << 20);
     std::unique_lock lock(mutex_);
     sent_.push_back(Sent{nlohmann::json::parse(body), request.bearer_token});
     changed_.notify_all();
