@@ -2,27 +2,10 @@
 
 #include <algorithm>
 
+#include "agent/ops/prometheus.hpp"
+
 namespace meter::agent {
-namespace {
-
-void metric(std::string& out, const char* name, const char* type, const char* help,
-            std::int64_t value) {
-  out += "# HELP ";
-  out += name;
-  out += ' ';
-  out += help;
-  out += "\n# TYPE ";
-  out += name;
-  out += ' ';
-  out += type;
-  out += '\n';
-  out += name;
-  out += ' ';
-  out += std::to_string(value);
-  out += '\n';
-}
-
-}  // namespace
+using prometheus::metric;
 
 void Metrics::add(const NormalizeStats& stats) {
   normalized += stats.messages;
@@ -119,12 +102,11 @@ std::string Metrics::render_prometheus(std::int64_t now_ms) const {
     metric(out, "meter_agent_buffer_wal_bytes", "gauge", "size of the WAL file", status->wal_bytes);
     metric(out, "meter_agent_buffer_inbox_bytes", "gauge",
            "acknowledged messages not yet moved into the raw log, in bytes", status->inbox_bytes);
-    out +=
-        "# HELP meter_agent_buffer_flagged_measurements measurements carrying a flag\n"
-        "# TYPE meter_agent_buffer_flagged_measurements gauge\n";
+    prometheus::header(out, "meter_agent_buffer_flagged_measurements", "gauge",
+                       "measurements carrying a flag");
     for (const auto& [flag, count] : status->flag_counts) {
-      out += "meter_agent_buffer_flagged_measurements{flag=\"" + flag + "\"} " +
-             std::to_string(count) + "\n";
+      prometheus::sample(out, "meter_agent_buffer_flagged_measurements", count,
+                         "flag=\"" + flag + "\"");
     }
   }
   return out;

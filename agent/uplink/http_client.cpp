@@ -48,8 +48,8 @@ CurlTransport::CurlTransport(const UplinkConfig& config)
 
 CurlTransport::~CurlTransport() = default;
 
-HttpOutcome CurlTransport::post(const HttpPost& request) {
-  HttpOutcome outcome;
+HttpAnswer CurlTransport::post(const HttpPost& request) {
+  HttpAnswer outcome;
   CURL* curl = handle_->curl;
   if (curl == nullptr) {
     outcome.transport_error = "curl_easy_init failed";

@@ -1,8 +1,10 @@
 // The uplink's transport: one HTTP POST of a request body, over libcurl
 // (HTTPS, certificate verification on unless configured off, optional client
-// certificate). An interface, because it is the uplink's I/O seam; the one
-// implementation is real, and tests put a fault-injecting proxy in front of a
-// real central service rather than replacing it.
+// certificate). An interface, because it is the uplink's I/O seam: the one
+// implementation is real; the uplink's unit tests (tests/agent/uplink/) script
+// the answers of a fake one, and the end-to-end tests put a fault-injecting
+// proxy in front of a real central service. The answer it returns
+// (HttpAnswer, common/uplink/outcome.hpp) is classified there.
 #pragma once
 
 #include <atomic>
@@ -12,6 +14,7 @@
 #include <string>
 
 #include "common/config/config.hpp"
+#include "common/uplink/outcome.hpp"
 
 namespace meter::agent {
 
@@ -23,20 +26,10 @@ struct HttpPost {
   const std::atomic<bool>* abort = nullptr;  // set: the request ends at once (shutdown)
 };
 
-struct HttpOutcome {
-  // 0: no HTTP response (connection refused or reset, timeout, TLS failure).
-  long status = 0;
-  std::string body;
-  std::string transport_error;                 // when status is 0: what curl said
-  std::optional<std::int64_t> retry_after_ms;  // Retry-After, seconds or HTTP date
-  std::int64_t bytes_sent = 0;                 // request body bytes put on the wire
-  bool tls_failure = false;  // the server's certificate could not be verified (or TLS failed)
-};
-
 class HttpTransport {
  public:
   virtual ~HttpTransport() = default;
-  virtual HttpOutcome post(const HttpPost& request) = 0;
+  virtual HttpAnswer post(const HttpPost& request) = 0;
 };
 
 // libcurl, one easy handle kept for connection reuse. Settings are taken from
@@ -47,7 +40,7 @@ class CurlTransport final : public HttpTransport {
   ~CurlTransport() override;
   CurlTransport(const CurlTransport&) = delete;
   CurlTransport& operator=(const CurlTransport&) = delete;
-  HttpOutcome post(const HttpPost& request) override;
+  HttpAnswer post(const HttpPost& request) override;
 
  private:
   struct Handle;

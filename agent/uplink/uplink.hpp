@@ -4,14 +4,16 @@
 // quarantines what the central rejects, and never deletes anything the
 // central has not confirmed.
 //
-// Outcomes of one request (docs/PROTOCOL.md, "Whole-request errors"):
-//   200            → per record: confirmed (marked), rejected (quarantined), missing (resent)
-//   413            → the batch is halved and sent again
-//   401/403        → uploads stop; loud in logs, status and metrics; retried after
+// What one request's answer means is decided by classify_answer
+// (common/uplink/outcome.hpp, docs/PROTOCOL.md "Whole-request errors"); this
+// class acts on it:
+//   delivered      → per record: confirmed (marked), rejected (quarantined), missing (resent)
+//   split (413)    → the batch is halved and sent again; too_large: its one record quarantined
+//   auth_failed    → uploads stop; loud in logs, status and metrics; retried after
 //                    uplink.auth_retry, or at once after a reload
-//   408/429/5xx, timeouts, connection errors
-//                  → retried with capped exponential backoff and jitter, at least Retry-After
-//   other 4xx      → the batch is refused as a whole (an agent bug): logged loudly, retried
+//   retry_later    → retried with capped exponential backoff and jitter, at least Retry-After
+//                    (common/uplink/backoff.hpp)
+//   refused        → the batch is refused as a whole (an agent bug): logged loudly, retried
 //                    with the longest backoff, nothing dropped
 #pragma once
 
@@ -32,56 +34,26 @@
 
 #include "agent/ops/log.hpp"
 #include "agent/uplink/http_client.hpp"
+#include "agent/uplink/pruning.hpp"
+#include "agent/uplink/uplink_clock.hpp"
+#include "agent/uplink/uplink_metrics.hpp"
 #include "common/buffer/buffer.hpp"
 #include "common/config/config.hpp"
+#include "common/uplink/outcome.hpp"
 #include "common/uplink/wire_format.hpp"
 
 namespace meter::agent {
 
-// Counters and the latest state, for /metrics (written by the uplink thread).
-class UplinkMetrics {
- public:
-  std::atomic<bool> enabled{false};
-  std::atomic<std::int64_t> requests{0};
-  std::atomic<std::int64_t> in_flight{0};         // requests waiting for their answer now
-  std::atomic<std::int64_t> request_failures{0};  // no 200: transport errors and non-200
-  std::atomic<std::int64_t> raw_confirmed{0};
-  std::atomic<std::int64_t> measurements_confirmed{0};
-  std::atomic<std::int64_t> rejected{0};
-  std::atomic<std::int64_t> missing{0};
-  std::atomic<std::int64_t> splits{0};
-  std::atomic<std::int64_t> bytes_sent{0};          // request bodies as sent (gzip)
-  std::atomic<std::int64_t> bytes_uncompressed{0};  // the same bodies before gzip
-  std::atomic<std::int64_t> pruned_measurements{0};
-  std::atomic<std::int64_t> pruned_raw{0};
-  std::atomic<std::int64_t> budget_prunes{0};  // prunes before the retention, for the disk budget
-  std::atomic<bool> auth_failed{false};        // 401/403: uploads stopped until the token is fixed
-  std::atomic<std::int64_t> last_success_ms{0};
-  std::atomic<std::int64_t> last_error_ms{0};
-  std::atomic<std::int64_t> consecutive_failures{0};
-  std::atomic<std::int64_t> waiting{0};                     // records waiting (raw + measurements)
-  std::atomic<std::int64_t> oldest_waiting_received_ms{0};  // 0: none
-  std::atomic<std::int64_t> quarantined{0};
-  std::atomic<std::int64_t> rate_per_minute{0};  // records confirmed in the last minute
-  std::atomic<bool> clock_synchronized{true};    // see agent/ops/clock_sync.hpp
-
-  void set_last_error(std::string error);
-  std::string last_error() const;
-  std::string render_prometheus(std::int64_t now_ms) const;
-
- private:
-  mutable std::mutex mutex_;
-  std::string last_error_;
-};
-
 class Uplink {
  public:
   using ConfigSource = std::function<std::shared_ptr<const Config>()>;
+  using TransportFactory = std::function<std::unique_ptr<HttpTransport>(const UplinkConfig&)>;
 
-  // `transport_factory` builds the transport for a configuration (tests of
-  // the seam may pass their own; the daemon passes none: libcurl).
-  Uplink(ConfigSource config, Logger& logger,
-         std::function<std::unique_ptr<HttpTransport>(const UplinkConfig&)> transport_factory = {});
+  // `transport_factory` builds the transport for a configuration, `clock`
+  // gives the time (tests pass fakes of both; the daemon passes neither:
+  // libcurl and the system's clocks).
+  Uplink(ConfigSource config, Logger& logger, TransportFactory transport_factory = {},
+         std::unique_ptr<UplinkClock> clock = nullptr);
   ~Uplink();
   Uplink(const Uplink&) = delete;
   Uplink& operator=(const Uplink&) = delete;
@@ -102,7 +74,7 @@ class Uplink {
   struct InFlight {
     UplinkBatch batch;
     std::shared_ptr<const HttpPost> post;
-    std::future<HttpOutcome> outcome;
+    std::future<HttpAnswer> answer;
     std::size_t slot = 0;  // its transport in transports_
   };
   void loop();
@@ -112,29 +84,34 @@ class Uplink {
   // Selects the next batch (after `after`, the one in flight before it) and
   // starts its request; or says why not (idle: nothing to send).
   std::optional<Next> launch(const Config& config, std::optional<SyncCursor> after);
-  Next finish(const Config& config, const InFlight& in, const HttpOutcome& outcome);
-  // A 200: marks what it confirms. Behind a failure it changes no backoff,
-  // split or failure count.
-  Next confirm(const Config& config, const UplinkBatch& batch, const HttpOutcome& outcome,
+  // Classifies the answer and acts on it.
+  Next finish(const Config& config, const InFlight& in, const HttpAnswer& answer);
+  // A readable 200: marks what it confirms. Behind a failure it changes no
+  // backoff, split or failure count.
+  Next deliver(const Config& config, const UplinkBatch& batch, const IngestResponse& response,
                bool behind_failure = false);
+  // 413 for a single record: quarantined with the central's error code.
+  Next quarantine_too_large(const UplinkBatch& batch, const UploadOutcome& outcome);
+  // retry_later, auth_failed and refused: counts the failure, says why and
+  // sets the wait before the next try.
+  Next back_off(const UplinkConfig& config, const UploadOutcome& outcome);
   void drain_window();
-  Next handle_failure(const UplinkConfig& config, const std::string& what, bool auth,
-                      std::optional<std::int64_t> retry_after_ms, bool refused);
   void refresh_status();
-  void maybe_prune(const Config& config);
   void save_state();
   void check_clock(const Config& config);
-  std::optional<std::string> read_token(const UplinkConfig& config, std::string& problem);
+  Result<std::string> read_token(const UplinkConfig& config);
 
   ConfigSource config_;
   Logger& logger_;
-  std::function<std::unique_ptr<HttpTransport>(const UplinkConfig&)> transport_factory_;
+  TransportFactory transport_factory_;
+  std::unique_ptr<UplinkClock> clock_;
   UplinkMetrics metrics_;
   std::unique_ptr<Buffer> buffer_;
+  std::unique_ptr<UplinkPruner> pruner_;                    // after buffer_: it uses it
   std::vector<std::unique_ptr<HttpTransport>> transports_;  // one per request in flight
-  std::string transport_key_;    // the settings transports_ were built with
-  std::deque<InFlight> window_;  // after transports_: its requests use them
-  int behind_ = 0;               // requests started behind another since the window was last empty
+  std::optional<UplinkConfig> transport_config_;  // the settings transports_ were built with
+  std::deque<InFlight> window_;                   // after transports_: its requests use them
+  int behind_ = 0;  // requests started behind another since the window was last empty
 
   std::thread thread_;
   std::mutex mutex_;
@@ -147,12 +124,6 @@ class Uplink {
   std::int64_t backoff_ms_ = 0;
   std::size_t split_records_ = 0;  // 0: no split in force; else the records per array now
   std::size_t split_bytes_ = 0;
-  std::chrono::steady_clock::time_point next_prune_{};
-  std::chrono::steady_clock::time_point next_budget_check_{};
-  // For the disk budget: records confirmed at the last prune, and whether
-  // "nothing confirmed to prune" was said (once, until something is pruned).
-  std::int64_t confirmed_at_budget_prune_ = -1;
-  bool nothing_to_prune_said_ = false;
   std::chrono::steady_clock::time_point next_status_{};
   std::chrono::steady_clock::time_point next_state_save_{};
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::int64_t>> recent_;

@@ -1,0 +1,589 @@
+// The uplink stage (agent/uplink/uplink.cpp) with a real buffer, a scripted
+// fake transport injected through its transport factory, and a fake clock
+// whose time passes only when a test advances it: what the buffer holds after
+// each answer (confirmed, quarantined, still waiting), what the next request
+// carries, and how long the uplink waits before it. Threaded (the uplink runs
+// its own thread): tagged [daemon], like every test that starts one.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "agent/ops/log.hpp"
+#include "agent/uplink/uplink.hpp"
+#include "support/buffer_fixture.hpp"
+#include "support/gunzip.hpp"
+
+using namespace meter;
+using namespace meter::agent;
+using namespace meter::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// How long a test waits for the uplink thread to get somewhere before it fails.
+constexpr auto kPatience = 20s;
+
+// Time passes only in advance(). A wait of the uplink blocks until its
+// deadline is reached that way, or it is woken (stop, reload).
+class FakeClock final : public UplinkClock {
+ public:
+  std::int64_t wall_ms() override {
+    std::lock_guard lock(mutex_);
+    return wall_ms_;
+  }
+  SteadyTime steady_now() override {
+    std::lock_guard lock(mutex_);
+    return steady_;
+  }
+  void wait_until(std::unique_lock<std::mutex>& lock, std::condition_variable& wake,
+                  SteadyTime deadline, const std::function<bool()>& done) override {
+    {
+      std::lock_guard guard(mutex_);
+      waiter_mutex_ = lock.mutex();
+      waiter_wake_ = &wake;
+      waits_.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady_));
+      waiting_ = true;
+    }
+    changed_.notify_all();
+    wake.wait(lock, [&] { return done() || steady_now() >= deadline; });
+    {
+      std::lock_guard guard(mutex_);
+      waiting_ = false;
+    }
+    changed_.notify_all();
+  }
+
+  void advance(std::chrono::milliseconds by) {
+    std::mutex* waiter_mutex = nullptr;
+    std::condition_variable* waiter_wake = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      steady_ += by;
+      wall_ms_ += by.count();
+      waiter_mutex = waiter_mutex_;
+      waiter_wake = waiter_wake_;
+    }
+    if (waiter_mutex == nullptr) return;
+    // Taking the waiter's mutex orders this after its last look at the time:
+    // it is either blocked now (and woken below) or has not looked yet.
+    { std::lock_guard order(*waiter_mutex); }
+    waiter_wake->notify_all();
+  }
+
+  // Blocks until the uplink has begun its `count`-th wait (1: the first) and
+  // is in it; returns how long that wait is for.
+  std::chrono::milliseconds await_wait(std::size_t count) {
+    std::unique_lock lock(mutex_);
+    const bool reached =
+        changed_.wait_for(lock, kPatience, [&] { return waits_.size() >= count && waiting_; });
+    if (!reached) FAIL("the uplink did not begin wait " << count << " (" << waits_.size() << ")");
+    return waits_[count - 1];
+  }
+  std::size_t waits() {
+    std::lock_guard lock(mutex_);
+    return waits_.size();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::int64_t wall_ms_ = 1735689600000;  // 2025-01-01
+  SteadyTime steady_ = SteadyTime{} + 1000h;
+  std::mutex* waiter_mutex_ = nullptr;
+  std::condition_variable* waiter_wake_ = nullptr;
+  std::vector<std::chrono::milliseconds> waits_;
+  bool waiting_ = false;
+};
+
+// What one request carried.
+struct Sent {
+  nlohmann::json body;
+  std::string token;
+  std::vector<std::int64_t> raw_seqs() const {
+    std::vector<std::int64_t> seqs;
+    for (const auto& raw : body["raw_events"]) seqs.push_back(raw["seq"].get<std::int64_t>());
+    return seqs;
+  }
+  std::size_t measurements() const { return body["measurements"].size(); }
+};
+
+using Responder = std::function<HttpAnswer(const nlohmann::json& request)>;
+
+// The central's side of the conversation, one answer per request in order. A
+// request with no answer scripted yet waits for one (or for the shutdown).
+class Script {
+ public:
+  void then(Responder responder) {
+    {
+      std::lock_guard lock(mutex_);
+      answers_.push_back(std::move(responder));
+    }
+    changed_.notify_all();
+  }
+
+  HttpAnswer post(const HttpPost& request) {
+    std::string body = request.body;
+    if (request.gzip) body = *testing::gunzip(body, 64 << 20);
+    std::unique_lock lock(mutex_);
+    sent_.push_back(Sent{nlohmann::json::parse(body), request.bearer_token});
+    changed_.notify_all();
+    // The uplink's shutdown sets `abort` without telling us: looked at often.
+    while (answers_.empty()) {
+      if (request.abort != nullptr && request.abort->load()) {
+        HttpAnswer aborted;
+        aborted.transport_error = "aborted";
+        return aborted;
+      }
+      changed_.wait_for(lock, 10ms);
+    }
+    auto responder = std::move(answers_.front());
+    answers_.pop_front();
+    return responder(sent_.back().body);
+  }
+
+  // Blocks until `count` requests were sent; returns the `count`-th.
+  Sent await_request(std::size_t count) {
+    std::unique_lock lock(mutex_);
+    if (!changed_.wait_for(lock, kPatience, [&] { return sent_.size() >= count; })) {
+      FAIL("request " << count << " was not sent (" << sent_.size() << ")");
+    }
+    return sent_[count - 1];
+  }
+  std::size_t requests() {
+    std::lock_guard lock(mutex_);
+    return sent_.size();
+  }
+  std::vector<Sent> sent() {
+    std::lock_guard lock(mutex_);
+    return sent_;
+  }
+  std::size_t unanswered() {
+    std::lock_guard lock(mutex_);
+    return answers_.size();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Responder> answers_;
+  std::vector<Sent> sent_;
+};
+
+class ScriptedTransport final : public HttpTransport {
+ public:
+  explicit ScriptedTransport(Script& script) : script_(script) {}
+  HttpAnswer post(const HttpPost& request) override { return script_.post(request); }
+
+ private:
+  Script& script_;
+};
+
+// ---- answers ------------------------------------------------------------------
+
+HttpAnswer status(long code, std::optional<std::int64_t> retry_after_ms = std::nullopt,
+                  std::string body = "") {
+  HttpAnswer answer;
+  answer.status = code;
+  answer.retry_after_ms = retry_after_ms;
+  answer.body = std::move(body);
+  return answer;
+}
+
+// A 200 whose outcome for each measurement `decide` names ("stored",
+// "rejected", or "" for none); every raw event stored.
+Responder answer_200(std::function<std::string(std::size_t index)> decide) {
+  return [decide](const nlohmann::json& request) {
+    nlohmann::json response{{"protocol_version", "1"},
+                            {"raw_events", nlohmann::json::array()},
+                            {"measurements", nlohmann::json::array()}};
+    for (std::size_t i = 0; i < request["raw_events"].size(); ++i) {
+      response["raw_events"].push_back(
+          {{"index", i}, {"seq", request["raw_events"][i]["seq"]}, {"outcome", "stored"}});
+    }
+    for (std::size_t i = 0; i < request["measurements"].size(); ++i) {
+      const auto outcome = decide(i);
+      if (outcome.empty()) continue;
+      nlohmann::json entry{{"index", i},
+                           {"event_id", request["measurements"][i]["event_id"]},
+                           {"revision", request["measurements"][i]["revision"]},
+                           {"outcome", outcome}};
+      if (outcome == "rejected") {
+        entry["reason"] = "value_out_of_range";
+        entry["detail"] = "negative energy";
+      }
+      response["measurements"].push_back(entry);
+    }
+    return status(200, std::nullopt, response.dump());
+  };
+}
+
+Responder confirm_all() {
+  return answer_200([](std::size_t) { return std::string("stored"); });
+}
+
+Responder just(HttpAnswer answer) {
+  return [answer](const nlohmann::json&) { return answer; };
+}
+
+// ---- the rig ------------------------------------------------------------------
+
+const std::string kUplinkConfig = R"(
+normalize:
+  clock: synchronized
+uplink:
+  url: https://central.test
+  token_file: replaced-by-the-rig
+  max_in_flight: 1
+  gzip_level: 0
+  retry:
+    min: 1s
+    max: 5m
+  auth_retry: 10m
+  interval: 1s
+)";
+
+// A buffer with readings, and the uplink over it (started by start()).
+class Rig {
+ public:
+  // `change`: settings beyond kUplinkConfig's.
+  explicit Rig(const std::function<void(Config&)>& change = {})
+      : fixture_(kSeedConfig + kUplinkConfig) {
+    const auto token = fixture_.dir().file("token");
+    std::ofstream(token) << "secret-token\n";
+    ::chmod(token.c_str(), 0600);
+    fixture_.config().uplink.token_file = token;
+    if (change) change(fixture_.config());
+    config_ = std::make_shared<const Config>(fixture_.config());
+  }
+  ~Rig() {
+    if (uplink_) uplink_->stop();
+  }
+
+  // `count` m1 energy readings an hour apart, normalized.
+  void add_readings(int count, int from = 0) {
+    for (int i = from; i < from + count; ++i) {
+      const std::string hour = (i < 10 ? "0" : "") + std::to_string(i);
+      fixture_.append(seed_payload("m1", "2024-01-01T" + hour + ":00:00Z", "energy",
+                                   std::to_string(i + 1), "kWh"));
+    }
+    fixture_.normalize();
+  }
+
+  void start() {
+    auto clock = std::make_unique<FakeClock>();
+    clock_ = clock.get();
+    uplink_ = std::make_unique<Uplink>(
+        [this] {
+          std::lock_guard lock(config_mutex_);
+          return config_;
+        },
+        logger_,
+        [this](const UplinkConfig&) {
+          ++transports_built_;
+          return std::make_unique<ScriptedTransport>(script_);
+        },
+        std::move(clock));
+    auto started = uplink_->start(fixture_.config().buffer);
+    if (!started) FAIL("the uplink did not start: " << started.error().message);
+  }
+
+  // A reload: `change` applied to a copy of the config, then swapped in.
+  void reload(const std::function<void(Config&)>& change = {}) {
+    {
+      std::lock_guard lock(config_mutex_);
+      auto next = *config_;
+      if (change) change(next);
+      config_ = std::make_shared<const Config>(std::move(next));
+    }
+    uplink_->reloaded();
+  }
+
+  SyncStatus sync_status() {
+    auto status = fixture_.buffer().sync_status();
+    if (!status) FAIL("sync_status: " << status.error().message);
+    return *status;
+  }
+
+  Script& script() { return script_; }
+  FakeClock& clock() { return *clock_; }
+  const UplinkMetrics& metrics() { return uplink_->metrics(); }
+  BufferFixture& fixture() { return fixture_; }
+  int transports_built() const { return transports_built_; }
+  std::string log() const { return log_.str(); }
+
+ private:
+  BufferFixture fixture_;
+  std::ostringstream log_;
+  Logger logger_{log_, false};
+  std::mutex config_mutex_;
+  std::shared_ptr<const Config> config_;
+  Script script_;
+  std::atomic<int> transports_built_{0};
+  FakeClock* clock_ = nullptr;  // owned by uplink_
+  std::unique_ptr<Uplink> uplink_;
+};
+
+}  // namespace
+
+TEST_CASE("a 200 confirms what it names, quarantines what it rejects, resends the rest",
+          "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(3);
+  // Measurement 0 stored, 1 rejected, 2 not answered.
+  rig.script().then(answer_200([](std::size_t i) {
+    return std::string(i == 0 ? "stored" : i == 1 ? "rejected" : "");
+  }));
+  rig.start();
+  const auto first = rig.script().await_request(1);
+  CHECK(first.raw_seqs() == std::vector<std::int64_t>{1, 2, 3});
+  CHECK(first.measurements() == 3);
+  CHECK(first.token == "secret-token");
+  // Something was left unanswered: the uplink waits its interval, then resends.
+  CHECK(rig.clock().await_wait(1) == 1s);
+  auto status = rig.sync_status();
+  CHECK(status.raw_waiting == 0);
+  CHECK(status.measurements_waiting == 1);
+  CHECK(status.quarantined == 1);
+  CHECK(status.quarantined_by_reason.at("value_out_of_range") == 1);
+  CHECK(rig.metrics().rejected == 1);
+  CHECK(rig.metrics().missing == 1);
+  CHECK(rig.metrics().measurements_confirmed == 1);
+  CHECK(rig.metrics().raw_confirmed == 3);
+
+  rig.script().then(confirm_all());
+  rig.clock().advance(1s);
+  const auto second = rig.script().await_request(2);
+  CHECK(second.raw_seqs().empty());
+  REQUIRE(second.measurements() == 1);  // only the unanswered one
+  CHECK(second.body["measurements"][0]["event_id"] == first.body["measurements"][2]["event_id"]);
+  rig.clock().await_wait(2);
+  status = rig.sync_status();
+  CHECK(status.waiting() == 0);
+  CHECK(status.quarantined == 1);
+  CHECK(rig.metrics().consecutive_failures == 0);
+  CHECK(rig.metrics().request_failures == 0);
+}
+
+TEST_CASE("a 413 halves the next batch, which grows back after a success", "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(4);
+  rig.script().then(
+      just(status(413, std::nullopt, R"({"protocol_version":"1","error":"payload_too_large"})")));
+  for (int i = 0; i < 4; ++i) rig.script().then(confirm_all());
+  rig.start();
+  const auto whole = rig.script().await_request(1);
+  CHECK(whole.raw_seqs().size() == 4);
+  CHECK(whole.measurements() == 4);
+  // At once (no backoff): half as many records per array.
+  const auto half = rig.script().await_request(2);
+  CHECK(half.raw_seqs() == std::vector<std::int64_t>{1, 2});
+  CHECK(half.measurements() == 2);
+  const auto rest = rig.script().await_request(3);
+  CHECK(rest.raw_seqs() == std::vector<std::int64_t>{3, 4});
+  CHECK(rest.measurements() == 2);
+  CHECK(rig.clock().await_wait(1) == 1s);  // idle: everything confirmed
+  CHECK(rig.clock().waits() == 1);         // no backoff on the way
+  CHECK(rig.sync_status().waiting() == 0);
+  CHECK(rig.metrics().splits == 1);
+  CHECK(rig.metrics().rejected == 0);
+
+  // Grown back to the configured size: 3 new readings go in one request.
+  rig.add_readings(3, 4);
+  rig.clock().advance(1s);
+  const auto grown = rig.script().await_request(4);
+  CHECK(grown.raw_seqs() == std::vector<std::int64_t>{5, 6, 7});
+  CHECK(grown.measurements() == 3);
+}
+
+TEST_CASE("a 413 for a single record quarantines it and goes on", "[daemon][uplink]") {
+  Rig rig;
+  rig.fixture().append("this is not json");  // a raw event alone: no measurement
+  rig.fixture().normalize();
+  rig.script().then(just(status(413, std::nullopt,
+                                R"({"protocol_version":"1","error":"payload_too_large",)"
+                                R"("detail":"over the limit"})")));
+  rig.start();
+  CHECK(rig.script().await_request(1).raw_seqs() == std::vector<std::int64_t>{1});
+  CHECK(rig.clock().await_wait(1) == 1s);
+  const auto status = rig.sync_status();
+  CHECK(status.waiting() == 0);
+  CHECK(status.quarantined == 1);
+  CHECK(status.quarantined_by_reason.at("payload_too_large") == 1);
+  CHECK(rig.metrics().rejected == 1);
+  CHECK(rig.script().requests() == 1);
+}
+
+TEST_CASE("401 stops uploads until uplink.auth_retry passes or a reload", "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(2);
+  rig.script().then(
+      just(status(401, std::nullopt, R"({"protocol_version":"1","error":"unauthorized"})")));
+  rig.start();
+  rig.script().await_request(1);
+  CHECK(rig.clock().await_wait(1) == 10min);
+  CHECK(rig.metrics().auth_failed);
+  CHECK(rig.metrics().last_error() == "HTTP 401 unauthorized");
+  CHECK(rig.sync_status().waiting() == 4);  // nothing lost
+
+  // uplink.auth_retry later it tries again, and is refused again (403 too).
+  rig.script().then(just(status(403)));
+  rig.clock().advance(10min);
+  rig.script().await_request(2);
+  CHECK(rig.clock().await_wait(2) == 10min);
+  CHECK(rig.metrics().auth_failed);
+
+  // A reload (a new token) ends the wait at once: no time passes here.
+  rig.script().then(confirm_all());
+  rig.reload();
+  rig.script().await_request(3);
+  rig.clock().await_wait(3);
+  CHECK_FALSE(rig.metrics().auth_failed);
+  CHECK(rig.sync_status().waiting() == 0);
+  CHECK(rig.script().requests() == 3);
+}
+
+TEST_CASE("a token that cannot be read stops uploads before any request", "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(1);
+  std::filesystem::remove(rig.fixture().config().uplink.token_file);
+  rig.start();
+  CHECK(rig.clock().await_wait(1) == 10min);
+  CHECK(rig.metrics().auth_failed);
+  CHECK(rig.metrics().last_error().find("cannot read uplink.token_file") == 0);
+  CHECK(rig.script().requests() == 0);
+}
+
+TEST_CASE("Retry-After delays the next try, and the backoff grows while failures go on",
+          "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(2);
+  rig.script().then(just(status(503, 120000)));
+  rig.start();
+  rig.script().await_request(1);
+  // Retry-After (120 s) is longer than the first backoff (0.5 to 1 s).
+  CHECK(rig.clock().await_wait(1) == 120s);
+  rig.clock().advance(119s);
+  CHECK(rig.script().requests() == 1);
+
+  // Connection refused, then a 200 the agent cannot read: the backoff doubles.
+  HttpAnswer refused;
+  refused.transport_error = "Couldn't connect to server";
+  rig.script().then(just(refused));
+  rig.clock().advance(1s);
+  rig.script().await_request(2);
+  const auto second = rig.clock().await_wait(2);
+  CHECK(second >= 1s);  // the second failure in a row: from [1 s, 2 s]
+  CHECK(second <= 2s);
+  CHECK(rig.metrics().consecutive_failures == 2);
+  CHECK(rig.metrics().last_error() ==
+        "cannot reach https://central.test/api/v1/ingest: Couldn't connect to server");
+
+  rig.script().then(just(status(200, std::nullopt, "<html>captive portal</html>")));
+  rig.clock().advance(second);
+  rig.script().await_request(3);
+  const auto third = rig.clock().await_wait(3);
+  CHECK(third >= 2s);
+  CHECK(third <= 4s);
+  CHECK(rig.sync_status().waiting() == 4);  // nothing confirmed by any of them
+
+  rig.script().then(confirm_all());
+  rig.clock().advance(third);
+  rig.script().await_request(4);
+  CHECK(rig.clock().await_wait(4) == 1s);
+  CHECK(rig.sync_status().waiting() == 0);
+  CHECK(rig.metrics().consecutive_failures == 0);
+  CHECK(rig.metrics().request_failures == 3);
+}
+
+TEST_CASE("a refused batch (other 4xx) waits the longest backoff, nothing dropped",
+          "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(1);
+  rig.script().then(
+      just(status(422, std::nullopt, R"({"protocol_version":"1","error":"invalid_envelope"})")));
+  rig.start();
+  rig.script().await_request(1);
+  const auto wait = rig.clock().await_wait(1);
+  CHECK(wait >= 150s);  // [retry.max / 2, retry.max]
+  CHECK(wait <= 5min);
+  CHECK(rig.sync_status().waiting() == 2);
+  CHECK(rig.sync_status().quarantined == 0);
+  CHECK(rig.log().find("refused a whole batch as invalid") != std::string::npos);
+}
+
+TEST_CASE("new uplink settings build new transports, the same settings keep them",
+          "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(1);
+  rig.script().then(confirm_all());
+  rig.start();
+  rig.script().await_request(1);
+  rig.clock().await_wait(1);
+  CHECK(rig.transports_built() == 1);
+
+  rig.add_readings(1, 1);
+  rig.script().then(confirm_all());
+  rig.reload();  // nothing changed
+  rig.script().await_request(2);
+  rig.clock().await_wait(2);
+  CHECK(rig.transports_built() == 1);
+
+  rig.add_readings(1, 2);
+  rig.script().then(confirm_all());
+  rig.reload([](Config& c) { c.uplink.timeout_ms = 5000; });
+  rig.script().await_request(3);
+  rig.clock().await_wait(3);
+  CHECK(rig.transports_built() == 2);
+  CHECK(rig.sync_status().waiting() == 0);
+}
+
+TEST_CASE("with requests in flight, one behind a failed request still confirms its records",
+          "[daemon][uplink]") {
+  Rig rig([](Config& c) {
+    c.uplink.max_in_flight = 2;
+    c.uplink.batch_max_records = 2;
+  });
+  rig.add_readings(4);
+  // Whichever arrives first: the batch starting at raw seq 1 fails, the other passes.
+  const Responder first_fails = [](const nlohmann::json& request) {
+    if (request["raw_events"][0]["seq"] == 1) return status(503);
+    return confirm_all()(request);
+  };
+  rig.script().then(first_fails);
+  rig.script().then(first_fails);
+  rig.start();
+  rig.script().await_request(2);
+  const auto wait = rig.clock().await_wait(1);
+  CHECK(wait >= 500ms);  // the first failure: from [retry.min / 2, retry.min]
+  CHECK(wait <= 1s);
+  CHECK(rig.sync_status().measurements_waiting == 2);  // the failed batch's two
+  CHECK(rig.metrics().measurements_confirmed == 2);
+  CHECK(rig.metrics().consecutive_failures == 1);
+  CHECK(rig.metrics().request_failures == 1);
+
+  // The retry starts from the watermark again and sends what is left.
+  rig.script().then(confirm_all());
+  rig.script().then(confirm_all());
+  rig.clock().advance(wait);
+  CHECK(rig.clock().await_wait(2) == 1s);  // idle again
+  // Two in flight again: their arrival order is the threads'.
+  const auto sent = rig.script().sent();
+  REQUIRE(sent.size() >= 3);
+  CHECK(std::any_of(sent.begin() + 2, sent.end(), [](const Sent& request) {
+    return request.raw_seqs() == std::vector<std::int64_t>{1, 2} && request.measurements() == 2;
+  }));
+  CHECK(rig.sync_status().waiting() == 0);
+  CHECK(rig.metrics().consecutive_failures == 0);
+}
