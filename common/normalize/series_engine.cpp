@@ -62,16 +62,6 @@ SeriesDecision decide_newest(const SeriesRules& rules, const SeriesState& state,
                              const SeriesReading& reading, FlagSet own_flags) {
   SeriesDecision decision;
   const auto& key = reading.key;
-  if (!state.tail && state.anchor && !series_before(*state.anchor, key)) {
-    // At or before the anchor: an old reading; the tail is unchanged.
-    // Known gap, kept as the rules were: with no tail nothing stored at this
-    // timestamp is looked at, so a repeat of such a reading (before a newer
-    // one arrives) is inserted again, which the buffer's unique index refuses
-    // (the batch fails, and fails again on retry when both copies are in it),
-    // and a second value at its timestamp gets no timestamp_conflict.
-    set_insert(decision, compute_delta(rules.metric, key.value, std::nullopt, true), own_flags);
-    return decision;
-  }
   std::optional<Decimal> predecessor;
   if (state.tail)
     predecessor = state.tail->value;
@@ -92,8 +82,12 @@ SeriesDecision decide(const SeriesRules& rules, const SeriesState& state,
       reading.flags | value_flags(metric, key.value) |
       future_flag(key.timestamp_ms, reading.received_ms, rules.future_tolerance_ms);
 
-  // The common case: newer than everything stored in the series.
-  if (!state.tail || key.timestamp_ms > state.tail->timestamp_ms) {
+  // The common case: newer than everything stored in the series. A series
+  // whose every row was pruned has no tail but an anchor: a reading at or
+  // before the anchor is old, and what is stored at its timestamp (an earlier
+  // copy, another value) must be looked at like for any late reading.
+  const bool at_or_before_anchor = state.anchor && !series_before(*state.anchor, key);
+  if (!state.tail ? !at_or_before_anchor : key.timestamp_ms > state.tail->timestamp_ms) {
     return decide_newest(rules, state, reading, own_flags);
   }
 

@@ -302,7 +302,7 @@ TEST_CASE("Series engine: the anchor (the newest pruned reading)", "[series_engi
   }
   SECTION("no stored reading: at or before the anchor is beyond_retention, tail unmoved") {
     MemorySeries series(SeriesState{std::nullopt, key(5000, "500")});
-    for (const auto& old : {reading(5000, "500"), reading(5000, "400"), reading(4000, "600")}) {
+    for (const auto& old : {reading(5000, "500"), reading(4000, "600")}) {
       auto decision = series.store(rules, old);
       CHECK_FALSE(decision.delta);
       CHECK(decision.flags == bit(Flag::beyond_retention));
@@ -311,6 +311,23 @@ TEST_CASE("Series engine: the anchor (the newest pruned reading)", "[series_engi
     CHECK_FALSE(series.state().tail);
     auto after = series.store(rules, reading(5000, "501"));
     CHECK(after.delta == "1");
+  }
+  SECTION("no stored reading: an old reading's repeat merges, a second value conflicts") {
+    // The store's unique index refuses a second row with the same timestamp
+    // and value (MemorySeries throws like it): a repeat must merge.
+    MemorySeries series(SeriesState{std::nullopt, key(5000, "500")});
+    series.store(rules, reading(4000, "450"));
+    auto repeat = series.store(rules, reading(4000, "450", bit(Flag::gateway_timestamp)));
+    CHECK(repeat.repeat_of);
+    CHECK(row_at(series, 4000, "450").flags ==
+          (bit(Flag::beyond_retention) | bit(Flag::gateway_timestamp)));
+    auto other = series.store(rules, reading(4000, "440"));
+    CHECK(other.flags == (bit(Flag::beyond_retention) | bit(Flag::timestamp_conflict)));
+    CHECK(row_at(series, 4000, "450").flags ==
+          (bit(Flag::beyond_retention) | bit(Flag::gateway_timestamp) |
+           bit(Flag::timestamp_conflict)));
+    CHECK(series.rows().size() == 2);
+    CHECK_FALSE(series.state().tail);
   }
   SECTION("with stored readings") {
     MemorySeries series(SeriesState{std::nullopt, key(5000, "500")});
