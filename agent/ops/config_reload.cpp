@@ -1,5 +1,7 @@
 #include "agent/ops/config_reload.hpp"
 
+#include <algorithm>
+
 namespace meter::agent {
 
 std::vector<std::string> changed_sections(const Config& before, const Config& after) {
@@ -18,6 +20,7 @@ std::vector<std::string> changed_sections(const Config& before, const Config& af
   compare("http", before.http, after.http);
   compare("uplink", before.uplink, after.uplink);
   compare("log", before.log, after.log);
+  std::sort(changed.begin(), changed.end());  // the report lists them alphabetically
   return changed;
 }
 

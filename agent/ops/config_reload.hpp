@@ -13,7 +13,8 @@
 
 namespace meter::agent {
 
-// The top-level sections of the file (as named in YAML) whose values differ.
+// The top-level sections of the file (as named in YAML) whose values differ,
+// in alphabetical order.
 std::vector<std::string> changed_sections(const Config& before, const Config& after);
 
 struct ReloadedConfig {
