@@ -3,6 +3,7 @@
 // holds too much that is not absorbed) and the disk budget's measurement.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -13,14 +14,16 @@ namespace meter::agent {
 
 class InboxProgress {
  public:
-  InboxPosition absorbed() const {
-    std::lock_guard lock(mutex_);
-    return absorbed_;
-  }
+  // Read once per message by the acknowledge path: two atomics, no lock. The
+  // two halves may come from two publications (a read racing one); the
+  // backlog computed from them is then off for that one message, which only
+  // moves when the acknowledge path waits.
+  InboxPosition absorbed() const { return {segment_.load(), offset_.load()}; }
   void publish(InboxPosition absorbed) {
     {
       std::lock_guard lock(mutex_);
-      absorbed_ = absorbed;
+      segment_ = absorbed.segment;
+      offset_ = absorbed.offset;
     }
     changed_.notify_all();
   }
@@ -28,13 +31,14 @@ class InboxProgress {
   template <class Done>
   bool wait_until(Done&& done, std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, timeout, [&] { return done(absorbed_); });
+    return changed_.wait_for(lock, timeout, [&] { return done(absorbed()); });
   }
 
  private:
-  mutable std::mutex mutex_;
+  std::mutex mutex_;  // with changed_: publish() wakes waiters
   std::condition_variable changed_;
-  InboxPosition absorbed_;
+  std::atomic<std::int64_t> segment_{0};
+  std::atomic<std::int64_t> offset_{0};
 };
 
 // Bytes written to the inbox (up to `written`) that are not absorbed.
