@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "agent/cli/cli.hpp"
+#include "agent/version.hpp"
 
 namespace meter::agent {
 namespace {
