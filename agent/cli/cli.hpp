@@ -7,10 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "agent/version.hpp"
+
 namespace meter::agent {
 
 inline constexpr const char* kDefaultConfigPath = "/etc/meter-agent/agent.yaml";
-inline constexpr const char* kVersion = "0.1.0";
 
 // Exit codes, as documented in README (Troubleshooting).
 enum ExitCode : int {

@@ -1,5 +1,4 @@
 // The offline commands: import, export, renormalize, status, check-config.
-#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -11,17 +10,12 @@
 #include "common/config/config.hpp"
 #include "common/decode/json.hpp"
 #include "common/normalize/timestamp.hpp"
+#include "common/util/clock.hpp"
 
 namespace meter::agent {
 namespace {
 
 constexpr std::size_t kImportChunk = 10000;
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::optional<Config> load(const CommandLine& command_line, std::ostream& err) {
   auto config = load_config(command_line.config_path);
@@ -91,7 +85,7 @@ int run_import(const CommandLine& command_line, std::ostream& out, std::ostream&
   auto config = load(command_line, err);
   if (!config) return kExitConfig;
 
-  std::int64_t received_ms = now_ms();
+  std::int64_t received_ms = SystemClock().now_ms();
   if (command_line.received_at) {
     auto parsed = parse_timestamp(*command_line.received_at, TimestampFormat::rfc3339);
     if (!parsed) {

@@ -26,6 +26,9 @@ struct MetricConfig {
   std::string unit;  // canonical unit, e.g. "kWh"
   // counter only: a delta above this (canonical unit) is flagged suspicious_jump.
   std::optional<Decimal> jump_threshold;
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const MetricConfig&, const MetricConfig&) = default;
 };
 
 enum class Durability {
@@ -59,6 +62,9 @@ struct TimestampConfig {
   // format json: where the timestamp is in the payload; none: the receive
   // time is used (flag gateway_timestamp). Unused by seed_json and plain.
   std::optional<JsonPointer> path;
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const TimestampConfig&, const TimestampConfig&) = default;
 };
 
 // Where a text field of a reading (device_id, metric_type, unit) comes from.
@@ -75,6 +81,9 @@ struct TextSource {
   JsonPointer path;
   int topic_level = 0;
   std::map<std::string, std::string, std::less<>> per_metric;
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const TextSource&, const TextSource&) = default;
 };
 
 // What a reading's JSON value may be when it is an array (Tasmota's
@@ -93,6 +102,9 @@ struct ReadingMapping {
   // no reading from this message (the others in it still count). true: that
   // is a decode error.
   bool required = false;
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const ReadingMapping&, const ReadingMapping&) = default;
 };
 
 struct MappingConfig {
@@ -103,6 +115,9 @@ struct MappingConfig {
   // format json and plain (seed_json carries its own in every reading):
   TextSource device_id;
   std::vector<ReadingMapping> readings;  // at least one
+
+  // Compared whole, so a reload sees every changed field (a new field included).
+  friend bool operator==(const MappingConfig&, const MappingConfig&) = default;
 };
 
 // Whether the gateway clock may be trusted (clock_unsynced, agent/ops/clock_sync.hpp).
