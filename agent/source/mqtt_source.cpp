@@ -60,10 +60,18 @@ std::set<std::string> topic_filters(const Config& config) {
 }
 
 bool connection_settings_differ(const Config& before, const Config& after) {
-  MqttConfig compared = after.mqtt;
-  compared.reconnect_min_ms = before.mqtt.reconnect_min_ms;
-  compared.reconnect_max_ms = before.mqtt.reconnect_max_ms;
-  return compared != before.mqtt || after.gateway_id != before.gateway_id;
+  // The server as connected to (an unset port and its default are the same
+  // server); the reconnect backoff applies to the next try without a new
+  // connection.
+  auto connected_as = [](const MqttConfig& mqtt) {
+    MqttConfig settings = mqtt;
+    settings.port = mqtt.effective_port();
+    settings.reconnect_min_ms = 0;
+    settings.reconnect_max_ms = 0;
+    return settings;
+  };
+  return connected_as(after.mqtt) != connected_as(before.mqtt) ||
+         after.gateway_id != before.gateway_id;
 }
 
 MqttSource::MqttSource(Shared shared)

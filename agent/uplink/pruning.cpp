@@ -65,7 +65,7 @@ void UplinkPruner::maybe_prune(const Config& config) {
   if (by_age) {
     next_prune_ = now + std::chrono::milliseconds(uplink.prune_interval_ms);
     auto pruned = buffer_.prune_synced(PruneScope{
-        clock_.wall_ms() - uplink.retention_ms, std::numeric_limits<std::int64_t>::max(), window});
+        clock_.now_ms() - uplink.retention_ms, std::numeric_limits<std::int64_t>::max(), window});
     if (!pruned) {
       logger_.warning(kUplink, "pruning failed (nothing deleted): " + pruned.error().message);
       return;

@@ -146,7 +146,7 @@ void Uplink::check_clock(const Config& config) {
   const auto now = clock_->steady_now();
   if (now < next_clock_check_) return;
   next_clock_check_ = now + 1s;
-  const auto wall = clock_->wall_ms();
+  const auto wall = clock_->now_ms();
   ClockState state = ClockState::synchronized;
   if (config.normalize.clock == ClockTrust::automatic) state = probe_clock();
   const bool synchronized = state == ClockState::synchronized;
@@ -213,7 +213,7 @@ Uplink::Next Uplink::back_off(const UplinkConfig& config, const UploadOutcome& o
   const auto& what = outcome.reason;
   ++metrics_.request_failures;
   ++metrics_.consecutive_failures;
-  metrics_.last_error_ms = clock_->wall_ms();
+  metrics_.last_error_ms = clock_->now_ms();
   metrics_.set_last_error(what);
   if (outcome.kind == Kind::auth_failed) {
     if (!metrics_.auth_failed) {
@@ -292,7 +292,7 @@ std::optional<Uplink::Next> Uplink::launch(const Config& config, std::optional<S
   if (metrics_.oldest_waiting_received_ms > 0) {
     batch.oldest_received_ms = metrics_.oldest_waiting_received_ms.load();
   }
-  UplinkEnvelope envelope{config.gateway_id, buffer_->buffer_id(), clock_->wall_ms()};
+  UplinkEnvelope envelope{config.gateway_id, buffer_->buffer_id(), clock_->now_ms()};
   auto post = std::make_shared<HttpPost>();
   post->url = uplink.ingest_url();
   post->bearer_token = *token;
@@ -393,7 +393,7 @@ void Uplink::drain_window() {
 Uplink::Next Uplink::deliver(const Config& config, const UplinkBatch& batch,
                              const IngestResponse& response, bool behind_failure) {
   const auto& uplink = config.uplink;
-  auto applied = buffer_->apply_ingest_response(batch, response, clock_->wall_ms());
+  auto applied = buffer_->apply_ingest_response(batch, response, clock_->now_ms());
   if (!applied) {
     // The central has the records; marking them failed, so they are sent
     // again later and answered `duplicate`: harmless.
@@ -411,7 +411,7 @@ Uplink::Next Uplink::deliver(const Config& config, const UplinkBatch& batch,
   metrics_.quarantined += applied->raw_rejected + applied->measurements_rejected;
   recent_.emplace_back(clock_->steady_now(),
                        applied->raw_confirmed + applied->measurements_confirmed);
-  metrics_.last_success_ms = clock_->wall_ms();
+  metrics_.last_success_ms = clock_->now_ms();
   if (!behind_failure) {
     metrics_.consecutive_failures = 0;
     if (metrics_.auth_failed) {
@@ -486,7 +486,7 @@ Uplink::Next Uplink::finish(const Config& config, const InFlight& in, const Http
 
 Uplink::Next Uplink::quarantine_too_large(const UplinkBatch& batch, const UploadOutcome& outcome) {
   // It neither blocks the rest nor is dropped.
-  if (auto applied = buffer_->apply_ingest_response(batch, outcome.response, clock_->wall_ms());
+  if (auto applied = buffer_->apply_ingest_response(batch, outcome.response, clock_->now_ms());
       applied) {
     metrics_.rejected += static_cast<std::int64_t>(batch.records());
     logger_.error(kUplink, "one record is too large for the central (" + outcome.reason +

@@ -252,5 +252,12 @@ TEST_CASE("mqtt source: which config changes need a new connection", "[source]")
   Config gateway = base;
   gateway.gateway_id = "another";
   CHECK(connection_settings_differ(base, gateway));
+  // 1883 written out or left to its default is the same server.
+  Config default_port = base;
+  default_port.mqtt.port = 0;
+  CHECK_FALSE(connection_settings_differ(base, default_port));
+  Config other_port = base;
+  other_port.mqtt.port = 1884;
+  CHECK(connection_settings_differ(base, other_port));
   CHECK(topic_filters(filters) == std::set<std::string>{"site/#"});
 }

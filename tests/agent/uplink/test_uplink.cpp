@@ -39,11 +39,11 @@ constexpr auto kPatience = 20s;
 // deadline is reached that way, or it is woken (stop, reload).
 class FakeClock final : public UplinkClock {
  public:
-  std::int64_t wall_ms() override {
+  std::int64_t now_ms() const override {
     std::lock_guard lock(mutex_);
     return wall_ms_;
   }
-  SteadyTime steady_now() override {
+  SteadyTime steady_now() const override {
     std::lock_guard lock(mutex_);
     return steady_;
   }
@@ -97,7 +97,7 @@ class FakeClock final : public UplinkClock {
   }
 
  private:
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::int64_t wall_ms_ = 1735689600000;  // 2025-01-01
   SteadyTime steady_ = SteadyTime{} + 1000h;
