@@ -3,7 +3,8 @@
 # then the include rules between the folders (scripts/check-includes.sh).
 # Exits non-zero on any finding.
 #   scripts/lint.sh                  every .cpp file in common/ and agent/
-#   scripts/lint.sh FILE...          only these (their headers too)
+#   scripts/lint.sh FILE...          only these .cpp files, named from the top of the
+#                                    tree (and the headers of ours they include)
 #   METER_LINT_BUILD_DIR=DIR         where to configure (default: build-lint)
 #   METER_LINT_JOBS=N                clang-tidy processes at once (default: nproc)
 #
@@ -28,17 +29,19 @@ fi
 # (a clang) understands; without the tests there is no precompiled header.
 # Debug, so that assert() bodies are compiled and checked too. Configuring
 # again each time is ~2 s and picks up new and removed files.
+output=$(mktemp -d)
+trap 'rm -rf "$output"' EXIT
+
 compiler_args=()
 if clang_compiler=$(command -v clang++-14 || command -v clang++); then
   compiler_args=(-DCMAKE_CXX_COMPILER="$clang_compiler")
 fi
 if ! cmake -S "$source_dir" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMETER_TESTS=OFF \
-  -DMETER_WERROR=OFF -DMETER_SANITIZE=OFF "${compiler_args[@]}" >"$build_dir.configure.log" 2>&1; then
-  cat "$build_dir.configure.log" >&2
+  -DMETER_WERROR=OFF -DMETER_SANITIZE=OFF "${compiler_args[@]}" >"$output/configure" 2>&1; then
+  cat "$output/configure" >&2
   echo "lint: configuring $build_dir failed" >&2
   exit 1
 fi
-rm -f "$build_dir.configure.log"
 
 if [ $# -gt 0 ]; then
   files=("$@")
@@ -46,8 +49,6 @@ else
   mapfile -t files < <(git ls-files --cached --others --exclude-standard -- 'common/*.cpp' 'agent/*.cpp' | sort -u)
 fi
 
-output=$(mktemp -d)
-trap 'rm -rf "$output"' EXIT
 # One clang-tidy per file, N at once; each writes its own log so that
 # parallel output does not interleave. Our headers only (the config's filter,
 # anchored here at this checkout), never system or third-party ones.
@@ -61,7 +62,7 @@ printf '%s\n' "${files[@]}" |
 
 # A header's finding is reported by every file that includes it: print each
 # once, with the paths relative to the checkout.
-findings=$(cat "$output"/*.log 2>/dev/null |
+findings=$(cat "$output"/*.cpp.log 2>/dev/null |
   grep -E '^[^ ]+:[0-9]+:[0-9]+: (warning|error): ' | sed "s|^$source_dir/||" | sort -u || true)
 if [ -n "$findings" ]; then
   echo "$findings"
