@@ -30,7 +30,7 @@ const std::array<std::uint32_t, 256>& crc_table() {
     std::array<std::uint32_t, 256> t{};
     for (std::uint32_t i = 0; i < 256; ++i) {
       std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320U ^ (c >> 1) : c >> 1;
       t[i] = c;
     }
     return t;
@@ -40,11 +40,11 @@ const std::array<std::uint32_t, 256>& crc_table() {
 
 std::uint32_t crc32(const char* data, std::size_t size) {
   const auto& table = crc_table();
-  std::uint32_t c = 0xFFFFFFFFu;
+  std::uint32_t c = 0xFFFFFFFFU;
   for (std::size_t i = 0; i < size; ++i) {
     c = table[(c ^ static_cast<unsigned char>(data[i])) & 0xFF] ^ (c >> 8);
   }
-  return c ^ 0xFFFFFFFFu;
+  return c ^ 0xFFFFFFFFU;
 }
 
 void put_u32(std::string& out, std::uint32_t value) {
