@@ -21,15 +21,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Tracked files and new ones not yet added (but not ignored ones such as build
-# directories).
-mapfile -t files < <(git ls-files --cached --others --exclude-standard -- \
+# Tracked files and new ones not yet added (not ignored ones such as build
+# directories, nor ones deleted but not yet committed).
+files=()
+while read -r file; do
+  if [ -f "$file" ]; then files+=("$file"); fi
+done < <(git ls-files --cached --others --exclude-standard -- \
   '*.cpp' '*.hpp' '*.h' '*.cc' '*.hh' '*.ipp' | sort -u)
 [ ${#files[@]} -gt 0 ] || exit 0
 
 # grep prints file:line:text; awk splits out the included name and applies the
 # rules. The delimiters say whether it is "ours" or <system>.
-grep -HnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^>"]+[>"]' -- "${files[@]}" |
+# (grep exits 1 when no file has an #include: that is not an error.)
+{ grep -HnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"][^>"]+[>"]' -- "${files[@]}" ||
+  [ $? -eq 1 ]; } |
   awk '
     {
       # file:line:text (file names of ours have no colon)
