@@ -53,6 +53,7 @@ fi
 # parallel output does not interleave. Our headers only (the config's filter,
 # anchored here at this checkout), never system or third-party ones.
 status=0
+# shellcheck disable=SC2016 # $1... are the inner shell's arguments
 printf '%s\n' "${files[@]}" |
   xargs -P "$jobs" -I{} sh -c '
     log="$1/$(printf %s "$2" | tr / _).log"
@@ -70,9 +71,9 @@ if [ -n "$findings" ]; then
   status=1
 elif [ -f "$output/failed" ]; then
   # clang-tidy failed without a finding of its own (a crash, a missing file).
-  for file in $(cat "$output/failed"); do
+  while read -r file; do
     cat "$output/$(printf %s "$file" | tr / _).log" >&2
-  done
+  done <"$output/failed"
   echo "lint: clang-tidy failed on: $(tr '\n' ' ' <"$output/failed")" >&2
   status=1
 fi
