@@ -11,7 +11,7 @@ packages=(
   libpaho-mqttpp-dev libpaho-mqtt-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libyaml-cpp-dev zlib1g-dev nlohmann-json3-dev libhowardhinnant-date-dev tzdata
   # tests, fuzzing, tools
-  catch2 sqlite3 clang-14 libclang-rt-14-dev clang-format python3 ca-certificates
+  catch2 sqlite3 clang-14 libclang-rt-14-dev clang-format clang-tidy python3 ca-certificates
   mosquitto mosquitto-clients postgresql python3-paho-mqtt
   # the central dashboard's browser tests (central/web/run-tests.sh); node and npm are the
   # machine's own (Debian's npm conflicts with them)

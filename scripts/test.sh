@@ -2,7 +2,8 @@
 # The whole test suite: installs what is missing, builds with AddressSanitizer
 # and UndefinedBehaviorSanitizer, runs every test (ctest: unit, property, CLI,
 # crash and benchmark smoke tests), a short fuzzing smoke of each parser, and
-# the central service's tests against a real PostgreSQL it starts itself.
+# the central service's tests against a real PostgreSQL it starts itself, and
+# the style and include rules (scripts/format.sh --check, scripts/lint.sh).
 #   scripts/test.sh            everything
 #   FUZZ_SECONDS=0 scripts/test.sh   skip the fuzzing smoke
 set -euo pipefail
@@ -37,6 +38,13 @@ unit_tests() {
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir "$build_dir" -j "$jobs" --output-on-failure --timeout 600
 }
+lint() {
+  local status=0
+  "$source_dir/scripts/format.sh" --check || status=1
+  # clang-tidy over common/ and agent/, then scripts/check-includes.sh.
+  "$source_dir/scripts/lint.sh" || status=1
+  return "$status"
+}
 fuzz_smoke() {
   METER_FUZZ_BUILD_DIR="$source_dir/build-fuzz" "$source_dir/tests/fuzz/run.sh" "$fuzz_seconds"
 }
@@ -45,6 +53,8 @@ suite "build" build || true
 if [ "$failed" -eq 0 ]; then
   suite "ctest" unit_tests
 fi
+# After the tests, so that a style finding does not keep them from running.
+suite "lint (clang-format, clang-tidy, include rules)" lint
 if [ "$fuzz_seconds" -gt 0 ]; then
   suite "fuzz smoke (${fuzz_seconds}s per target)" fuzz_smoke
 fi

@@ -1,9 +1,9 @@
 #include "agent/ops/service_notify.hpp"
 
 #include <systemd/sd-daemon.h>
-#include <time.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <string>
 
 namespace meter::agent {
@@ -18,7 +18,7 @@ ServiceNotifier::ServiceNotifier() {
   }
 }
 
-void ServiceNotifier::send(const char* state) {
+void ServiceNotifier::send(const char* state) const {
   if (!active_) return;
   // Failures are not worth reporting: a lost notification shows in systemctl
   // status, and the daemon must not stop over one.
@@ -33,8 +33,8 @@ void ServiceNotifier::reloading() {
   // systemd ignores it.
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
-  const auto usec = static_cast<std::uint64_t>(now.tv_sec) * 1000000u +
-                    static_cast<std::uint64_t>(now.tv_nsec) / 1000u;
+  const auto usec = static_cast<std::uint64_t>(now.tv_sec) * 1000000U +
+                    static_cast<std::uint64_t>(now.tv_nsec) / 1000U;
   send(("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec)).c_str());
 }
 

@@ -50,7 +50,7 @@ class ServiceNotifier {
   void watchdog(const Heartbeat& worker);
 
  private:
-  void send(const char* state);
+  void send(const char* state) const;
 
   bool active_ = false;
   std::chrono::microseconds watchdog_interval_{0};

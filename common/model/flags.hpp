@@ -11,19 +11,19 @@
 namespace meter {
 
 enum class Flag : std::uint32_t {
-  first_reading = 1u << 0,       // counter: no earlier reading in the series; delta null
-  counter_reset = 1u << 1,       // counter: value below its predecessor; delta null
-  suspicious_jump = 1u << 2,     // counter: delta above the metric's jump threshold; delta kept
-  out_of_order = 1u << 3,        // arrived after a later reading of its series was stored
-  timestamp_conflict = 1u << 4,  // another reading of the series has the same timestamp
-  negative_value = 1u << 5,      // counter register below zero
-  future_timestamp = 1u << 6,    // timestamp ahead of the gateway clock beyond the tolerance
-  gateway_timestamp = 1u << 7,   // no timestamp in the message: the gateway's receive time used
-  beyond_retention = 1u << 8,  // older than what the buffer still holds for its series; delta null
-  leap_second = 1u << 9,       // sent as second 60; stored as hh:mm:59.999
-  dst_ambiguous = 1u << 10,    // local time in a DST fall-back overlap; the earlier instant used
-  dst_gap = 1u << 11,          // local time that does not exist (DST spring-forward); shifted
-  clock_unsynced = 1u << 12,   // stamped by a gateway clock that was not synchronized
+  first_reading = 1U << 0,       // counter: no earlier reading in the series; delta null
+  counter_reset = 1U << 1,       // counter: value below its predecessor; delta null
+  suspicious_jump = 1U << 2,     // counter: delta above the metric's jump threshold; delta kept
+  out_of_order = 1U << 3,        // arrived after a later reading of its series was stored
+  timestamp_conflict = 1U << 4,  // another reading of the series has the same timestamp
+  negative_value = 1U << 5,      // counter register below zero
+  future_timestamp = 1U << 6,    // timestamp ahead of the gateway clock beyond the tolerance
+  gateway_timestamp = 1U << 7,   // no timestamp in the message: the gateway's receive time used
+  beyond_retention = 1U << 8,  // older than what the buffer still holds for its series; delta null
+  leap_second = 1U << 9,       // sent as second 60; stored as hh:mm:59.999
+  dst_ambiguous = 1U << 10,    // local time in a DST fall-back overlap; the earlier instant used
+  dst_gap = 1U << 11,          // local time that does not exist (DST spring-forward); shifted
+  clock_unsynced = 1U << 12,   // stamped by a gateway clock that was not synchronized
 };
 
 using FlagSet = std::uint32_t;

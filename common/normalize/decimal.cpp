@@ -254,6 +254,7 @@ std::strong_ordering operator<=>(const Decimal& a, const Decimal& b) {
     const int c = a.digits_.compare(b.digits_);
     magnitude = c <=> 0;
   }
+  // NOLINTNEXTLINE(modernize-use-nullptr): a false positive on `0 <=> x` (clang-tidy 14)
   return sign_a > 0 ? magnitude : 0 <=> magnitude;
 }
 

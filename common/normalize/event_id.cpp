@@ -19,7 +19,7 @@ EventId compute_event_id(std::string_view device_id, std::string_view canonical_
   // The algorithm is fetched once and the context reused: EVP_sha256() makes
   // OpenSSL 3 look the algorithm up on every call and EVP_Digest allocates a
   // context, which together cost more than the hash itself (callgrind).
-  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  static const EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(
       EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   EventId id{};
@@ -34,11 +34,11 @@ EventId compute_event_id(std::string_view device_id, std::string_view canonical_
 }
 
 std::string to_hex(const EventId& id) {
-  static constexpr char digits[] = "0123456789abcdef";
+  static constexpr char kDigits[] = "0123456789abcdef";
   std::string hex(id.size() * 2, '0');
   for (std::size_t i = 0; i < id.size(); ++i) {
-    hex[2 * i] = digits[id[i] >> 4];
-    hex[2 * i + 1] = digits[id[i] & 0x0f];
+    hex[2 * i] = kDigits[id[i] >> 4];
+    hex[2 * i + 1] = kDigits[id[i] & 0x0f];
   }
   return hex;
 }

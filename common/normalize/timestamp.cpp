@@ -153,9 +153,8 @@ Result<LocalFields> parse_rfc3339_fields(std::string_view text) {
       int oh = 0;
       int om = 0;
       if (!read_digits(text, pos, 2, oh)) return fail("expected a two-digit offset hour");
-      if (!basic && read_char(text, pos, ':')) {
-        if (!read_digits(text, pos, 2, om)) return fail("expected two-digit offset minutes");
-      } else if (pos < text.size() && is_digit(text[pos])) {
+      // Minutes after a ':' (extended format only) or straight after the hour.
+      if ((!basic && read_char(text, pos, ':')) || (pos < text.size() && is_digit(text[pos]))) {
         if (!read_digits(text, pos, 2, om)) return fail("expected two-digit offset minutes");
       }
       if (oh > 23) return fail("offset hour " + two_digits(oh) + " out of range");

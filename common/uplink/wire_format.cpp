@@ -121,7 +121,7 @@ void read_outcomes(const JsonValue* array, std::vector<RecordResult>& results, M
 }  // namespace
 
 std::string base64_encode(std::string_view bytes) {
-  static constexpr char alphabet[] =
+  static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);
@@ -130,22 +130,22 @@ std::string base64_encode(std::string_view bytes) {
     const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) |
                        (static_cast<unsigned char>(bytes[i + 1]) << 8) |
                        static_cast<unsigned char>(bytes[i + 2]);
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
-    out += alphabet[v & 63];
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
   }
   if (i + 1 == bytes.size()) {
     const unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
     out += "==";
   } else if (i + 2 == bytes.size()) {
     const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) |
                        (static_cast<unsigned char>(bytes[i + 1]) << 8);
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += alphabet[(v >> 6) & 63];
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
     out += '=';
   }
   return out;
@@ -168,8 +168,8 @@ std::size_t estimated_size(const UplinkRawEvent& raw) {
          (raw.decode_error ? raw.decode_error->size() : 0);
 }
 
-std::size_t estimated_size(const UplinkMeasurement& record) {
-  const auto& m = record.measurement;
+std::size_t estimated_size(const UplinkMeasurement& measurement) {
+  const auto& m = measurement.measurement;
   return 300 + m.device_id.size() + m.metric_type.size() + m.value.size() + m.unit.size() +
          (m.delta ? m.delta->size() : 0) + 24 * flag_names(m.flags).size();
 }
