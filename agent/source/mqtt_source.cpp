@@ -139,7 +139,8 @@ void MqttSource::create_client() {
   } else {
     client_ = std::make_unique<mqtt::async_client>(uri, client_id(*current));
   }
-  client_->set_message_callback([this](mqtt::const_message_ptr message) { on_message(*message); });
+  client_->set_message_callback(
+      [this](const mqtt::const_message_ptr& message) { on_message(*message); });
   client_->set_connection_lost_handler([this](const std::string&) {
     connection_lost_ = true;
     shared_.wake_supervisor();
@@ -396,10 +397,10 @@ void MqttSource::reconfigure(const Config& before, const Config& after) {
   std::set<std::string> stale;
   std::set<std::string> added;
   for (const auto& filter : subscribed_) {
-    if (!wanted.count(filter)) stale.insert(filter);
+    if (!wanted.contains(filter)) stale.insert(filter);
   }
   for (const auto& filter : wanted) {
-    if (!subscribed_.count(filter)) added.insert(filter);
+    if (!subscribed_.contains(filter)) added.insert(filter);
   }
   if (!stale.empty()) unsubscribe(stale);
   if (!added.empty()) (void)subscribe(added, Wait::no);

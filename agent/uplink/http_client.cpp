@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <mutex>
+#include <utility>
 
 namespace meter::agent {
 namespace {
@@ -35,13 +36,19 @@ void init_curl_once() {
 
 struct CurlTransport::Handle {
   CURL* curl = nullptr;
+  Handle() = default;
   ~Handle() {
     if (curl != nullptr) curl_easy_cleanup(curl);
   }
+  // Owns the easy handle: a copy would clean it up twice.
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  Handle(Handle&&) = delete;
+  Handle& operator=(Handle&&) = delete;
 };
 
-CurlTransport::CurlTransport(const UplinkConfig& config)
-    : config_(config), handle_(std::make_unique<Handle>()) {
+CurlTransport::CurlTransport(UplinkConfig config)
+    : config_(std::move(config)), handle_(std::make_unique<Handle>()) {
   init_curl_once();
   handle_->curl = curl_easy_init();
 }

@@ -36,7 +36,7 @@ class HttpTransport {
 // `config` at construction; a reload builds a new one.
 class CurlTransport final : public HttpTransport {
  public:
-  explicit CurlTransport(const UplinkConfig& config);
+  explicit CurlTransport(UplinkConfig config);
   ~CurlTransport() override;
   CurlTransport(const CurlTransport&) = delete;
   CurlTransport& operator=(const CurlTransport&) = delete;

@@ -197,7 +197,12 @@ void Uplink::save_state() {
       {"confirmed_last_minute", std::to_string(metrics_.rate_per_minute.load())},
   };
   std::string text;
-  for (const auto& [key, value] : state) text += key + "=" + value + "\n";
+  for (const auto& [key, value] : state) {
+    text += key;
+    text += '=';
+    text += value;
+    text += '\n';
+  }
   // Written when something other than the rate changed, or every few seconds.
   const auto without_rate = text.substr(0, text.find("confirmed_last_minute")) +
                             text.substr(text.find('\n', text.find("confirmed_last_minute")));

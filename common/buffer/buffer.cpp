@@ -20,12 +20,12 @@ std::string make_uuid_v4() {
   if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("no random bytes for a UUID");
   bytes[6] = static_cast<unsigned char>((bytes[6] & 0x0f) | 0x40);
   bytes[8] = static_cast<unsigned char>((bytes[8] & 0x3f) | 0x80);
-  static constexpr char digits[] = "0123456789abcdef";
+  static constexpr char kDigits[] = "0123456789abcdef";
   std::string uuid;
   for (int i = 0; i < 16; ++i) {
     if (i == 4 || i == 6 || i == 8 || i == 10) uuid += '-';
-    uuid += digits[bytes[i] >> 4];
-    uuid += digits[bytes[i] & 0x0f];
+    uuid += kDigits[bytes[i] >> 4];
+    uuid += kDigits[bytes[i] & 0x0f];
   }
   return uuid;
 }
@@ -119,7 +119,6 @@ Status Buffer::migrate() {
   if (version == 2) {  // counts for status kept by triggers (sql.hpp, kMigrateV3)
     db.exec(sql::kMigrateV3);
     db.exec("PRAGMA user_version = 3");
-    version = 3;
   }
   transaction.commit();
   return load_identity();
@@ -278,7 +277,7 @@ Result<PruneStats> Buffer::prune_measurements(const PruneScope& scope) {
     PruneStats stats;
     sqlite::Transaction transaction(*db_);
     struct Anchor {
-      std::int64_t timestamp_ms;
+      std::int64_t timestamp_ms = 0;
       Decimal value;
       std::string text;
     };

@@ -144,9 +144,8 @@ bool Parser::parse_document(const YAML::Node& root, Config& config) {
   presets_dir_ = config.presets_dir;
   for (const Entry& entry : entries) {
     bool ok = true;
-    if (entry.key == "presets_dir") {
-      continue;
-    } else if (entry.key == "gateway_id") {
+    if (entry.key == "presets_dir") continue;
+    if (entry.key == "gateway_id") {
       ok = parse_gateway_id(entry.value, config.gateway_id);
     } else if (entry.key == "buffer") {
       ok = parse_buffer(entry.value, config.buffer);
@@ -173,7 +172,7 @@ bool Parser::parse_document(const YAML::Node& root, Config& config) {
   return true;
 }
 
-bool Parser::fail(const YAML::Mark& mark, std::string message) {
+bool Parser::fail(const YAML::Mark& mark, const std::string& message) {
   std::string text = source_;
   if (mark.line >= 0 && mark.column >= 0) {
     text += ':' + std::to_string(mark.line + 1) + ':' + std::to_string(mark.column + 1);

@@ -400,7 +400,7 @@ bool Parser::validate_per_metric_units(const Value& value, const MappingConfig& 
     const ReadingMapping& reading = mapping.readings[i];
     if (reading.unit.kind == TextSource::Kind::per_metric_constant &&
         reading.metric_type.kind == TextSource::Kind::constant &&
-        reading.unit.per_metric.count(reading.metric_type.constant) == 0) {
+        !reading.unit.per_metric.contains(reading.metric_type.constant)) {
       return fail(value, "readings[" + std::to_string(i) + "]" + where + ": unit.per_metric " +
                              "has no unit for its metric_type " +
                              quote(reading.metric_type.constant));

@@ -120,7 +120,7 @@ class Parser {
 
   bool parse_document(const YAML::Node& root, Config& config);
 
-  bool fail(const YAML::Mark& mark, std::string message);
+  bool fail(const YAML::Mark& mark, const std::string& message);
 
  private:
   bool fail(const Value& value, const std::string& message);
