@@ -813,8 +813,8 @@ class PlainTable {
 // with it).
 constexpr int kSlices = 20;
 
-// As in the daemon (agent/daemon.cpp), the acknowledge connection never
-// checkpoints (wal_autocheckpoint=0): the normalizer's connection does, after
+// The appending connection never checkpoints (wal_autocheckpoint=0,
+// tests/support/raw_appender.hpp): the normalizer's connection does, after
 // each run of work. Phase 1 has no normalizer running, so a checkpoint runs
 // every batch_size appends; its time is not the acknowledge path's (it is
 // reported apart) but the bytes it writes count.

@@ -3,11 +3,11 @@
 // doubled; it reports how many kills landed inside a transaction (it must see
 // some), and PRAGMA integrity_check passes."
 //
-// A child process (fork, no exec) opens the buffer as the daemon does, with
-// two connections (agent/daemon.cpp): one appends raw messages (one per
-// transaction as the MQTT acknowledge path does, and now and then an import
-// batch; wal_autocheckpoint=0), the other normalizes them in batches of 50 to
-// 500 and checkpoints. In even rounds the two take turns on one thread; in odd
+// A child process (fork, no exec) opens the buffer with two connections: one
+// appends raw messages (one per transaction, as the acknowledge path committed
+// before the inbox took that job, and now and then an import batch), the other
+// normalizes them in batches of 50 to 500 and checkpoints, as the daemon's
+// normalizer thread (agent/normalizer/) does. In even rounds the two take turns on one thread; in odd
 // rounds the normalizing connection runs on a thread of its own, as in the
 // daemon. A quarter of the rounds use durability power_loss, the rest normal.
 // The parent SIGKILLs the child at a random moment after it has opened the
@@ -283,7 +283,7 @@ struct ConnectionState {
   }
 };
 
-// The child's two connections, as the daemon has them (agent/daemon.cpp).
+// The child's two connections: the appender and the normalizer.
 enum ConnectionRole : int { kAppendConnection = 0, kNormalizeConnection = 1 };
 enum AppendPhase : int { kAppendIdle, kAppending, kAppendingBatch };
 enum NormalizePhase : int { kNormalizeIdle, kNormalizing, kCheckpointing };

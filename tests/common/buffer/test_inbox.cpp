@@ -1,4 +1,4 @@
-// The inbox (common/inbox.*) and the buffer's absorption of it
+// The inbox (common/buffer/inbox.*) and the buffer's absorption of it
 // (common/buffer/absorb_inbox.cpp): records come back byte for byte and in order,
 // reach the raw log exactly once, a torn tail is never taken for a record,
 // and a failed append leaves nothing behind.

@@ -1,4 +1,4 @@
-// The mapping layer (common/mapping.*) and the shipped presets
+// The mapping layer (common/decode/mapping.*) and the shipped presets
 // (config/presets/), each through the whole path: raw message appended to a
 // real buffer -> decode by the preset's mapping -> normalize -> the stored
 // measurements the export reads. Payloads are shaped like the vendors' own

@@ -1,4 +1,4 @@
-// The flag list in common/flags.* and the one in docs/PROTOCOL.md stay the same.
+// The flag list in common/model/flags.* and the one in docs/PROTOCOL.md stay the same.
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <regex>
