@@ -63,8 +63,9 @@ printf '%s\n' "${files[@]}" |
 
 # A header's finding is reported by every file that includes it: print each
 # once, with the paths relative to the checkout.
+# Findings without a location (on code the compiler invents) count too.
 findings=$(cat "$output"/*.cpp.log 2>/dev/null |
-  grep -E '^[^ ]+:[0-9]+:[0-9]+: (warning|error): ' | sed "s|^$source_dir/||" | sort -u || true)
+  grep -E '^([^ ]+:[0-9]+:[0-9]+: )?(warning|error): ' | sed "s|^$source_dir/||" | sort -u || true)
 if [ -n "$findings" ]; then
   echo "$findings"
   echo "lint: clang-tidy: $(echo "$findings" | wc -l) finding(s)" >&2

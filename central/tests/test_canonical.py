@@ -114,7 +114,7 @@ def _protocol_flags() -> list[str]:
 def test_flags_match_protocol_table_and_agent_header():
     assert sorted(_protocol_flags()) == sorted(FLAGS)
     header = (REPO / "common/model/flags.hpp").read_text(encoding="utf-8")
-    assert sorted(re.findall(r"^\s+([a-z_]+) = 1u << \d+,", header, flags=re.M)) == sorted(FLAGS)
+    assert sorted(re.findall(r"^\s+([a-z_]+) = 1[uU] << \d+,", header, flags=re.M)) == sorted(FLAGS)
 
 
 def test_units_match_protocol():

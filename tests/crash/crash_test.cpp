@@ -7,13 +7,12 @@
 // appends raw messages (one per transaction, as the acknowledge path committed
 // before the inbox took that job, and now and then an import batch), the other
 // normalizes them in batches of 50 to 500 and checkpoints, as the daemon's
-// normalizer thread (agent/normalizer/) does. In even rounds the two take turns on one thread; in odd
-// rounds the normalizing connection runs on a thread of its own, as in the
-// daemon. A quarter of the rounds use durability power_loss, the rest normal.
-// The parent SIGKILLs the child at a random moment after it has opened the
-// buffer, checks the database, and starts the next child, many times over. At
-// the end it normalizes the rest and compares everything with a reference
-// buffer that got the same raw log and was normalized without any crash.
+// normalizer thread (agent/normalizer/) does. In even rounds the two take turns on one thread; in
+// odd rounds the normalizing connection runs on a thread of its own, as in the daemon. A quarter of
+// the rounds use durability power_loss, the rest normal. The parent SIGKILLs the child at a random
+// moment after it has opened the buffer, checks the database, and starts the next child, many times
+// over. At the end it normalizes the rest and compares everything with a reference buffer that got
+// the same raw log and was normalized without any crash.
 //
 // Where each kill landed is known exactly, not guessed from timing: the child
 // marks which buffer call each connection is in, and each connection reports
