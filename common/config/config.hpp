@@ -20,12 +20,42 @@ namespace meter {
 
 enum class MetricKind { counter, gauge };
 
+// Which way a counter register moves (`direction`).
+enum class Direction {
+  imported,  // `import`: only rises (a fall is a glitch, rollback or reset)
+  exported,  // `export`: only rises, like import (energy fed into the grid)
+  net,       // `net`: may fall; signed deltas; glitches by rate only
+};
+
+// When a counter register resets by design (`period`).
+enum class Period {
+  none,
+  daily,  // resets at local midnight in `period_zone` (Tasmota Today, OpenDTU YieldDay)
+};
+
+// What a metric says about its device besides its own value (`role`).
+enum class MetricRole {
+  none,
+  uptime_seconds,  // falls when the device restarts
+  boot_count,      // rises when the device restarts
+};
+
 struct MetricConfig {
   std::string name;  // e.g. "energy"; never contains '|'
   MetricKind kind = MetricKind::gauge;
   std::string unit;  // canonical unit, e.g. "kWh"
   // counter only: a delta above this (canonical unit) is flagged suspicious_jump.
   std::optional<Decimal> jump_threshold;
+  // The series rules of docs/QUALITY.md (counter only unless noted).
+  std::size_t glitch_window = 3;        // readings after an off-course one to wait for a return
+  std::optional<Decimal> max_rate;      // most the register advances per hour (canonical unit)
+  std::optional<Decimal> rollback_max;  // largest drop taken for a restored older total
+  Decimal gap_factor = Decimal::from_int(10);  // gap: interval > factor x median interval
+  Direction direction = Direction::imported;
+  Period period = Period::none;
+  std::string period_zone_name;                  // period daily: IANA zone
+  const date::time_zone* period_zone = nullptr;  // resolved from period_zone_name
+  MetricRole role = MetricRole::none;            // counter or gauge
 
   // Compared whole, so a reload sees every changed field (a new field included).
   friend bool operator==(const MetricConfig&, const MetricConfig&) = default;

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/util/quote.hpp"
 
@@ -229,6 +230,47 @@ Result<Decimal> subtract(const Decimal& a, const Decimal& b) {
   }
   auto parts =
       normalize(negative, digits, scale, "difference '" + a.text() + "' - '" + b.text() + "'");
+  if (!parts) return parts.error();
+  Decimal d;
+  d.negative_ = parts->negative;
+  d.digits_ = std::move(parts->digits);
+  d.exponent_ = parts->exponent;
+  return d;
+}
+
+Decimal Decimal::from_int(std::int64_t value) {
+  // Through the text: one parse, no second place that knows the invariants.
+  auto parsed = Decimal::parse(std::to_string(value));
+  return parsed ? *parsed : Decimal{};
+}
+
+Decimal Decimal::negated() const {
+  Decimal d = *this;
+  if (!d.is_zero()) d.negative_ = !d.negative_;
+  return d;
+}
+
+Result<Decimal> add(const Decimal& a, const Decimal& b) { return subtract(a, b.negated()); }
+
+Result<Decimal> multiply(const Decimal& a, const Decimal& b) {
+  if (a.is_zero() || b.is_zero()) return Decimal{};
+  // Schoolbook product of the digit strings (at most 40 x 40 digits).
+  std::vector<int> product(a.digits_.size() + b.digits_.size(), 0);
+  for (std::size_t i = a.digits_.size(); i-- > 0;) {
+    for (std::size_t j = b.digits_.size(); j-- > 0;) {
+      product[i + j + 1] += (a.digits_[i] - '0') * (b.digits_[j] - '0');
+    }
+  }
+  for (std::size_t k = product.size(); k-- > 1;) {
+    product[k - 1] += product[k] / 10;
+    product[k] %= 10;
+  }
+  std::string digits;
+  digits.reserve(product.size());
+  for (const int digit : product) digits += static_cast<char>('0' + digit);
+  auto parts = normalize(a.negative_ != b.negative_, digits,
+                         static_cast<std::int64_t>(a.exponent_) + b.exponent_,
+                         "product '" + a.text() + "' x '" + b.text() + "'");
   if (!parts) return parts.error();
   Decimal d;
   d.negative_ = parts->negative;

@@ -40,8 +40,19 @@ class Decimal {
   bool is_zero() const { return digits_.empty(); }
   bool is_negative() const { return negative_; }
 
+  // An integer, exactly (every int64 is within the limits).
+  static Decimal from_int(std::int64_t value);
+
+  // The same magnitude with the other sign ("0" stays "0").
+  Decimal negated() const;
+
   // Exact difference; fails only when the result exceeds the limits above.
   friend Result<Decimal> subtract(const Decimal& a, const Decimal& b);
+  // Exact sum; fails only when the result exceeds the limits above.
+  friend Result<Decimal> add(const Decimal& a, const Decimal& b);
+  // Exact product; fails when the result exceeds the limits above (more
+  // significant digits, or a step finer than 10^kMinExponent): never rounds.
+  friend Result<Decimal> multiply(const Decimal& a, const Decimal& b);
 
   friend std::strong_ordering operator<=>(const Decimal& a, const Decimal& b);
   friend bool operator==(const Decimal& a, const Decimal& b);

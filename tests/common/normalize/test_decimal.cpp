@@ -300,3 +300,33 @@ TEST_CASE("Decimal invariants across a grid of values", "[decimal]") {
     }
   }
 }
+
+TEST_CASE("Decimal add, multiply, negated and from_int are exact", "[decimal]") {
+  CHECK(add(dec("1000.003"), dec("-0.004")).value().text() == "999.999");
+  CHECK(add(dec("0.1"), dec("0.2")).value().text() == "0.3");
+  CHECK(multiply(dec("81010"), dec("0.0000166666")).value().text() == "1.350161866");
+  CHECK(multiply(dec("-2.5"), dec("4")).value().text() == "-10");
+  CHECK(multiply(dec("0"), dec("-4")).value().text() == "0");
+  CHECK(multiply(dec("0.001"), dec("0.001")).value().text() == "0.000001");
+  CHECK(Decimal::from_int(-3600000).text() == "-3600000");
+  CHECK(Decimal::from_int(0).text() == "0");
+  CHECK(dec("1.5").negated().text() == "-1.5");
+  CHECK(dec("0").negated().text() == "0");
+  // Never rounds: a product past the limits is an error naming both factors.
+  auto too_fine = multiply(dec("1e-30"), dec("1e-30"));
+  REQUIRE_FALSE(too_fine.ok());
+  CHECK(too_fine.error().message.find("product") != std::string::npos);
+  auto too_many_digits =
+      multiply(dec("1234567890123456789012345"), dec("1.234567890123456789012345"));
+  REQUIRE_FALSE(too_many_digits.ok());
+  // a x b == b x a, and (a x b) agrees with repeated addition for small b.
+  for (const char* a : {"1.5", "-0.007", "123456.789", "0"}) {
+    for (int b = -3; b <= 3; ++b) {
+      Decimal sum;
+      for (int i = 0; i < (b < 0 ? -b : b); ++i) sum = add(sum, dec(a)).value();
+      if (b < 0) sum = sum.negated();
+      CHECK(multiply(dec(a), Decimal::from_int(b)).value() == sum);
+      CHECK(multiply(Decimal::from_int(b), dec(a)).value() == sum);
+    }
+  }
+}
