@@ -91,6 +91,9 @@ struct Buffer::CachedSeries {
   std::int64_t id = 0;
   std::string unit;
   SeriesState state;
+  // The scan's state was rebuilt from the stored rows (recover_state): once
+  // per load, with the first reading, which brings the metric's rules.
+  bool recovered = false;
 };
 
 }  // namespace meter

@@ -308,13 +308,19 @@ bool Buffer::store_reading(const MetricConfig& metric, const Reading& reading, s
 
   StoredNeighbourhood neighbourhood(s.measurements_at, s.series_previous_timestamp,
                                     s.series_next_timestamp, series.id);
-  SeriesDecision decision = decide(SeriesRules{metric, future_tolerance_ms}, series.state,
+  const SeriesRules rules{metric, future_tolerance_ms};
+  if (!series.recovered) {
+    series.state = recover_state(rules, series.state, neighbourhood);
+    series.recovered = true;
+  }
+  SeriesDecision decision = decide(rules, series.state,
                                    SeriesReading{SeriesKey{reading.timestamp_ms, reading.value},
                                                  reading.flags, reading.received_ms},
                                    neighbourhood);
 
   // The new row, then the revisions of its neighbours (the order of the
   // writes does not matter: none touches another's row).
+  std::int64_t inserted_id = 0;
   if (decision.repeat_of) {
     ++stats.duplicates;
   } else {
@@ -329,6 +335,7 @@ bool Buffer::store_reading(const MetricConfig& metric, const Reading& reading, s
         .bind(7, raw_seq)
         .bind(8, reading.received_ms)
         .run();
+    inserted_id = db_->last_insert_rowid();
     ++stats.new_measurements;
   }
   for (const auto& r : decision.revisions) {
@@ -340,7 +347,8 @@ bool Buffer::store_reading(const MetricConfig& metric, const Reading& reading, s
         .run();
     if (r.content_changed) ++stats.revised;
   }
-  if (decision.new_tail) series.state.tail = std::move(*decision.new_tail);
+  series.state = std::move(decision.state);
+  if (inserted_id != 0) series.state.adopt_inserted(inserted_id);
   return true;
 }
 

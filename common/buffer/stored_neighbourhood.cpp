@@ -57,7 +57,8 @@ std::vector<StoredReading> StoredNeighbourhood::before(std::int64_t timestamp_ms
     const auto previous = nearest_timestamp(previous_timestamp_, series_id_, timestamp_ms);
     if (!previous) break;
     auto rows = stored_readings_at(measurements_at_, series_id_, *previous);
-    for (auto row = rows.rbegin(); row != rows.rend() && result.size() < count; ++row) {
+    // Whole timestamps: a group is never cut.
+    for (auto row = rows.rbegin(); row != rows.rend(); ++row) {
       result.push_back(std::move(*row));
     }
     timestamp_ms = *previous;
@@ -73,7 +74,7 @@ std::vector<StoredReading> StoredNeighbourhood::after(std::int64_t timestamp_ms,
     const auto next = nearest_timestamp(next_timestamp_, series_id_, timestamp_ms);
     if (!next) break;
     auto rows = stored_readings_at(measurements_at_, series_id_, *next);
-    for (auto row = rows.begin(); row != rows.end() && result.size() < count; ++row) {
+    for (auto row = rows.begin(); row != rows.end(); ++row) {
       result.push_back(std::move(*row));
     }
     timestamp_ms = *next;

@@ -17,9 +17,27 @@ FlagSet future_flag(std::int64_t timestamp_ms, std::int64_t received_ms, std::in
              : 0;
 }
 
-void set_insert(SeriesDecision& decision, const DeltaOutcome& outcome, FlagSet flags) {
-  decision.delta = delta_text(outcome.delta);
-  decision.flags = flags | outcome.flags;
+// Stored readings a late reading's re-scan needs on each side: the window it
+// can turn into glitches, and the timestamps the gap rule learns from.
+std::size_t context_rows(const MetricConfig& metric) {
+  return metric.glitch_window + kLearnedIntervals + 2;
+}
+
+ScanReading scan_reading(const StoredReading& row) { return ScanReading{row.id, row.key}; }
+
+// Where the kept readings begin: the scan's state at the anchor. A buffer
+// from before the scan kept only the anchor's key, which was then the
+// predecessor of the oldest kept reading: the same thing.
+ScanStart anchor_start(const SeriesState& state) {
+  ScanStart start = state.anchor_scan;
+  if (!start.good && state.anchor) start.good = state.anchor;
+  if (!start.last_timestamp_ms && start.good) start.last_timestamp_ms = start.good->timestamp_ms;
+  return start;
+}
+
+// Where an in-order reading's scan starts.
+ScanStart tail_start(const SeriesState& state) {
+  return state.tail ? state.scan : anchor_start(state);
 }
 
 // The rows a decision revises, as they were and as they become; each row is
@@ -28,49 +46,238 @@ class Revisions {
  public:
   SeriesRevision& revise(const StoredReading& row) {
     for (auto& entry : entries_) {
-      if (entry.original->id == row.id) return entry.revised;
+      if (entry.original.id == row.id) return entry.revised;
     }
-    entries_.push_back(
-        Entry{&row, SeriesRevision{row.id, row.delta, row.flags, row.first_received_ms, false}});
+    entries_.push_back(Entry{row, SeriesRevision{row.id, row.delta, row.flags,
+                                                 row.first_received_ms, row.delta_from_ms, false}});
     return entries_.back().revised;
   }
 
-  // Moves the rows that change into the decision, in id order.
+  void apply_verdict(const StoredReading& row, const Verdict& verdict) {
+    auto& r = revise(row);
+    r.delta = delta_text(verdict.delta);
+    r.delta_from_ms = verdict.delta_from_ms;
+    r.flags = (r.flags & ~kSeriesRuleFlags) | verdict.flags;
+  }
+
+  // Moves the rows that change into the decision, in id order, and brings
+  // the state's copies of pending rows up to date.
   void finish(SeriesDecision& decision) {
     std::sort(entries_.begin(), entries_.end(),
-              [](const Entry& a, const Entry& b) { return a.original->id < b.original->id; });
+              [](const Entry& a, const Entry& b) { return a.original.id < b.original.id; });
     for (auto& entry : entries_) {
       auto& r = entry.revised;
-      const auto& row = *entry.original;
-      r.content_changed = r.delta != row.delta || r.flags != row.flags;
+      const auto& row = entry.original;
+      r.content_changed =
+          r.delta != row.delta || r.flags != row.flags || r.delta_from_ms != row.delta_from_ms;
       if (!r.content_changed && r.first_received_ms == row.first_received_ms) continue;
+      for (auto& pending : decision.state.pending) {
+        if (pending.id != r.id) continue;
+        pending.delta = r.delta;
+        pending.flags = r.flags;
+        pending.first_received_ms = r.first_received_ms;
+        pending.delta_from_ms = r.delta_from_ms;
+      }
       decision.revisions.push_back(std::move(r));
     }
   }
 
  private:
   struct Entry {
-    const StoredReading* original;  // owned by the caller, alive until finish
+    StoredReading original;
     SeriesRevision revised;
   };
   std::vector<Entry> entries_;
 };
 
-// A reading newer than everything stored (or the first of its series):
-// decided from the state alone.
-SeriesDecision decide_newest(const SeriesRules& rules, const SeriesState& state,
-                             const SeriesReading& reading, FlagSet own_flags) {
-  SeriesDecision decision;
-  const auto& key = reading.key;
-  std::optional<Decimal> predecessor;
-  if (state.tail)
-    predecessor = state.tail->value;
-  else if (state.anchor)
-    predecessor = state.anchor->value;
-  set_insert(decision, compute_delta(rules.metric, key.value, predecessor, false), own_flags);
-  decision.new_tail = key;
-  return decision;
+// The pending readings of `scan` as stored rows with the verdicts `finished`
+// gives them; `rows` has every reading the scans were fed.
+std::vector<StoredReading> pending_rows(const SeriesScan& scan, const SeriesScan& finished,
+                                        const std::vector<StoredReading>& rows) {
+  std::vector<StoredReading> pending;
+  for (const auto& waiting : scan.pending()) {
+    for (const auto& row : rows) {
+      if (row.id != waiting.id) continue;
+      StoredReading copy = row;
+      for (const auto& [id, verdict] : finished.decided()) {
+        if (id != row.id) continue;
+        copy.delta = delta_text(verdict.delta);
+        copy.delta_from_ms = verdict.delta_from_ms;
+        copy.flags = (copy.flags & ~kSeriesRuleFlags) | verdict.flags;
+      }
+      pending.push_back(std::move(copy));
+      break;
+    }
+  }
+  return pending;
 }
+
+// Applies the scan's verdicts: the inserted row's into the decision, the
+// stored rows' as revisions.
+void apply_verdicts(const std::vector<std::pair<std::int64_t, Verdict>>& verdicts,
+                    const std::vector<StoredReading>& rows, Revisions& revisions,
+                    SeriesDecision& decision) {
+  for (const auto& [id, verdict] : verdicts) {
+    if (id == kInsertedRow) {
+      decision.delta = delta_text(verdict.delta);
+      decision.delta_from_ms = verdict.delta_from_ms;
+      decision.flags = (decision.flags & ~kSeriesRuleFlags) | verdict.flags;
+      continue;
+    }
+    for (const auto& row : rows) {
+      if (row.id == id) {
+        revisions.apply_verdict(row, verdict);
+        break;
+      }
+    }
+  }
+}
+
+// A re-scan of the stored readings around `pivot`, with `inserted` fed in its
+// place when there is one. The scan restarts glitch_window readings before
+// the pivot (no earlier verdict can change: their windows end before it) and
+// stops where a scan without the inserted reading reaches the same state, or
+// at the end of the series.
+class Rescan {
+ public:
+  Rescan(const SeriesRules& rules, const SeriesState& state, SeriesNeighbourhood& neighbourhood)
+      : rules_(rules), state_(state), neighbourhood_(neighbourhood) {}
+
+  // `before_pivot`: rows in series order before the pivot; `after_pivot`:
+  // rows after it at the pivot's own timestamp. Fills decision.state.
+  void run(const SeriesKey& pivot, std::vector<StoredReading> before_pivot,
+           std::vector<StoredReading> after_pivot, const std::optional<ScanReading>& inserted,
+           const StoredReading* inserted_row, Revisions& revisions, SeriesDecision& decision) {
+    const MetricConfig& metric = rules_.metric;
+    const std::size_t wanted = context_rows(metric);
+    std::size_t restart = 0;
+    std::vector<StoredReading> prefix;
+    const ScanStart start = restart_point(pivot, std::move(before_pivot), prefix, restart);
+    SeriesScan with(metric, rules_.boundaries, start);
+    SeriesScan without(metric, rules_.boundaries, start);
+    std::vector<StoredReading> fed;
+    for (std::size_t i = restart; i < prefix.size(); ++i) {
+      with.feed(scan_reading(prefix[i]));
+      without.feed(scan_reading(prefix[i]));
+      fed.push_back(prefix[i]);
+    }
+    if (inserted) {
+      with.feed(*inserted);
+      fed.push_back(*inserted_row);
+    }
+
+    bool converged = false;
+    std::vector<StoredReading> later = std::move(after_pivot);
+    std::size_t next = 0;
+    bool at_end = false;
+    for (;;) {
+      if (next == later.size()) {
+        if (at_end) break;
+        const std::int64_t from =
+            later.empty() ? pivot.timestamp_ms : later.back().key.timestamp_ms;
+        auto chunk = neighbourhood_.after(from, wanted);
+        at_end = chunk.size() < wanted;
+        for (auto& row : chunk) later.push_back(std::move(row));
+        if (next == later.size()) break;
+      }
+      const StoredReading& row = later[next++];
+      with.feed(scan_reading(row));
+      fed.push_back(row);
+      if (inserted) {
+        without.feed(scan_reading(row));
+        if (with.same_state(without)) {
+          converged = true;
+          break;
+        }
+      }
+    }
+
+    decision.state = state_;
+    if (converged) {
+      apply_verdicts(with.decided(), fed, revisions, decision);
+      return;
+    }
+    SeriesScan finished = with;
+    finished.finish();
+    apply_verdicts(finished.decided(), fed, revisions, decision);
+    decision.state.scan = with.start();
+    decision.state.pending = pending_rows(with, finished, fed);
+  }
+
+  // The stored rows before `pivot` (then `before_pivot`) that a re-scan
+  // feeds again, from `restart` on, and the scan's state before them.
+  ScanStart restart_point(const SeriesKey& pivot, std::vector<StoredReading> before_pivot,
+                          std::vector<StoredReading>& prefix, std::size_t& restart) {
+    const MetricConfig& metric = rules_.metric;
+    const std::size_t wanted = context_rows(metric);
+    auto earlier = neighbourhood_.before(pivot.timestamp_ms, wanted);
+    bool reached_start = earlier.size() < wanted;
+    for (auto& row : before_pivot) earlier.push_back(std::move(row));
+    for (auto& row : earlier) {
+      if (state_.anchor && !series_before(*state_.anchor, row.key)) {
+        reached_start = true;  // beyond retention: not part of the scan
+        continue;
+      }
+      prefix.push_back(std::move(row));
+    }
+
+    // No verdict before `restart` can change: the windows of those readings
+    // end before the pivot. The last good reading before it is the last one
+    // not a glitch (every other verdict makes a reading the last good one).
+    restart = prefix.size() > metric.glitch_window ? prefix.size() - metric.glitch_window : 0;
+    ScanStart start;
+    std::optional<std::size_t> good;
+    for (std::size_t i = restart; i-- > 0;) {
+      if (!has_flag(prefix[i].flags, Flag::glitch)) {
+        good = i;
+        break;
+      }
+    }
+    if (good || !reached_start) {
+      // Not found far from the start: the stored verdicts came from other
+      // settings (a wider window); the oldest row read is the best guess.
+      start.good = prefix[good.value_or(0)].key;
+      if (reached_start) start.history = anchor_start(state_).history;
+    } else {
+      start = anchor_start(state_);
+    }
+    for (std::size_t i = 0; i < restart; ++i) {
+      const auto timestamp = prefix[i].key.timestamp_ms;
+      if (start.history.empty() || start.history.back() < timestamp) {
+        start.history.push_back(timestamp);
+      }
+    }
+    if (restart > 0) start.last_timestamp_ms = prefix[restart - 1].key.timestamp_ms;
+    return start;
+  }
+
+  // The state at the tail, from the stored rows (a store opened again, or
+  // its cache dropped): the scan over the last rows, their stored verdicts
+  // kept.
+  SeriesState recover() {
+    SeriesState state = state_;
+    if (!state_.tail || rules_.metric.kind != MetricKind::counter) return state;
+    std::vector<StoredReading> prefix;
+    std::size_t restart = 0;
+    const ScanStart start =
+        restart_point(SeriesKey{state_.tail->timestamp_ms + 1, Decimal{}}, {}, prefix, restart);
+    SeriesScan scan(rules_.metric, rules_.boundaries, start);
+    for (std::size_t i = restart; i < prefix.size(); ++i) scan.feed(scan_reading(prefix[i]));
+    state.scan = scan.start();
+    state.pending.clear();
+    for (const auto& waiting : scan.pending()) {
+      for (const auto& row : prefix) {
+        if (row.id == waiting.id) state.pending.push_back(row);
+      }
+    }
+    return state;
+  }
+
+ private:
+  const SeriesRules& rules_;
+  const SeriesState& state_;
+  SeriesNeighbourhood& neighbourhood_;
+};
 
 }  // namespace
 
@@ -82,18 +289,36 @@ SeriesDecision decide(const SeriesRules& rules, const SeriesState& state,
       reading.flags | value_flags(metric, key.value) |
       future_flag(key.timestamp_ms, reading.received_ms, rules.future_tolerance_ms);
 
-  // The common case: newer than everything stored in the series. A series
-  // whose every row was pruned has no tail but an anchor: a reading at or
-  // before the anchor is old, and what is stored at its timestamp (an earlier
-  // copy, another value) must be looked at like for any late reading.
+  // The common case: newer than everything stored in the series, decided
+  // from the state alone. A series whose every row was pruned has no tail
+  // but an anchor: a reading at or before the anchor is old, and what is
+  // stored at its timestamp must be looked at like for any late reading.
   const bool at_or_before_anchor = state.anchor && !series_before(*state.anchor, key);
   if (!state.tail ? !at_or_before_anchor : key.timestamp_ms > state.tail->timestamp_ms) {
-    return decide_newest(rules, state, reading, own_flags);
+    SeriesDecision decision;
+    decision.flags = own_flags;
+    decision.state = state;
+    decision.state.tail = key;
+    SeriesScan scan(metric, rules.boundaries, tail_start(state));
+    for (const auto& row : state.pending) scan.feed(scan_reading(row));
+    scan.feed(ScanReading{kInsertedRow, key});
+    SeriesScan finished = scan;
+    finished.finish();
+    Revisions revisions;
+    apply_verdicts(finished.decided(), state.pending, revisions, decision);
+    std::vector<StoredReading> rows = state.pending;
+    rows.push_back(StoredReading{kInsertedRow, key, decision.delta, decision.flags,
+                                 reading.received_ms, decision.delta_from_ms});
+    decision.state.scan = scan.start();
+    decision.state.pending = pending_rows(scan, finished, rows);
+    revisions.finish(decision);
+    return decision;
   }
 
   // Everything else needs the stored neighbours: a repeat, an out-of-order
   // arrival, or a second reading with the tail's timestamp.
   SeriesDecision decision;
+  decision.state = state;
   const std::vector<StoredReading> group = neighbourhood.at(key.timestamp_ms);
   Revisions revisions;
 
@@ -119,53 +344,52 @@ SeriesDecision decide(const SeriesRules& rules, const SeriesState& state,
     flags |= flag_bit(Flag::timestamp_conflict);
     for (const auto& row : group) revisions.revise(row).flags |= flag_bit(Flag::timestamp_conflict);
   }
+  decision.flags = flags;
 
-  if (state.anchor && !series_before(*state.anchor, key)) {
-    set_insert(decision, compute_delta(metric, key.value, std::nullopt, true), flags);
+  if (at_or_before_anchor) {
+    // Older than what the buffer holds: no neighbours to judge it by.
+    if (metric.kind == MetricKind::counter) decision.flags |= flag_bit(Flag::beyond_retention);
     revisions.finish(decision);
     return decision;  // the tail is unchanged
   }
 
-  // Predecessor: the previous reading in series order, or the anchor.
-  std::optional<SeriesKey> predecessor;
+  // The readings at the same timestamp are in series order around it.
+  std::vector<StoredReading> below;
+  std::vector<StoredReading> above;
   for (const auto& row : group) {
-    if (row.key.value < key.value) predecessor = row.key;
+    StoredReading copy = row;
+    copy.flags |= flag_bit(Flag::timestamp_conflict);
+    (series_before(row.key, key) ? below : above).push_back(std::move(copy));
   }
-  if (!predecessor) {
-    auto previous = neighbourhood.before(key.timestamp_ms, 1);
-    if (!previous.empty()) predecessor = std::move(previous.back().key);
-  }
-  if (state.anchor && (!predecessor || series_before(*predecessor, *state.anchor))) {
-    predecessor = state.anchor;
-  }
-
-  // Successor: the next reading in series order; its delta now starts here.
-  std::vector<StoredReading> next;
-  const StoredReading* successor = nullptr;
-  for (const auto& row : group) {
-    if (key.value < row.key.value) {
-      successor = &row;
-      break;
-    }
-  }
-  if (successor == nullptr) {
-    next = neighbourhood.after(key.timestamp_ms, 1);
-    if (!next.empty()) successor = &next.front();
-  }
-
-  std::optional<Decimal> predecessor_value;
-  if (predecessor) predecessor_value = predecessor->value;
-  set_insert(decision, compute_delta(metric, key.value, predecessor_value, false), flags);
-
-  if (successor != nullptr) {
-    auto& r = revisions.revise(*successor);
-    const auto outcome = compute_delta(metric, successor->key.value, key.value, false);
-    r.delta = delta_text(outcome.delta);
-    r.flags = (r.flags & ~kNeighbourFlags) | outcome.flags;
-  }
+  const StoredReading inserted_row{kInsertedRow,        key,         std::nullopt, flags,
+                                   reading.received_ms, std::nullopt};
+  Rescan(rules, state, neighbourhood)
+      .run(key, std::move(below), std::move(above), ScanReading{kInsertedRow, key}, &inserted_row,
+           revisions, decision);
+  if (!state.tail || series_before(*state.tail, key)) decision.state.tail = key;
+  decision.flags |= flags;
   revisions.finish(decision);
+  return decision;
+}
 
-  if (!state.tail || series_before(*state.tail, key)) decision.new_tail = key;
+SeriesState recover_state(const SeriesRules& rules, const SeriesState& state,
+                          SeriesNeighbourhood& neighbourhood) {
+  return Rescan(rules, state, neighbourhood).recover();
+}
+
+SeriesDecision rejudge(const SeriesRules& rules, const SeriesState& state, std::int64_t from_ms,
+                       SeriesNeighbourhood& neighbourhood) {
+  SeriesDecision decision;
+  decision.state = state;
+  if (rules.metric.kind != MetricKind::counter) return decision;
+  Revisions revisions;
+  // Pivot just before the first reading at from_ms: every reading at or
+  // after it is fed again, with glitch_window readings before it.
+  auto at_from = neighbourhood.at(from_ms);
+  Rescan(rules, state, neighbourhood)
+      .run(SeriesKey{from_ms, Decimal{}}, {}, std::move(at_from), std::nullopt, nullptr, revisions,
+           decision);
+  revisions.finish(decision);
   return decision;
 }
 

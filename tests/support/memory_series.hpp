@@ -31,6 +31,7 @@ class MemorySeries final : public SeriesNeighbourhood {
       row.delta = r.delta;
       row.flags = r.flags;
       row.first_received_ms = r.first_received_ms;
+      row.delta_from_ms = r.delta_from_ms;
       if (r.content_changed) ++revisions_[r.id];
     }
     if (!decision.repeat_of) {
@@ -44,10 +45,13 @@ class MemorySeries final : public SeriesNeighbourhood {
       }
       const std::int64_t id = next_id_++;
       rows_.insert(position, StoredReading{id, reading.key, decision.delta, decision.flags,
-                                           reading.received_ms});
+                                           reading.received_ms, decision.delta_from_ms});
       revisions_[id] = 1;
+      state_ = decision.state;
+      state_.adopt_inserted(id);
+    } else {
+      state_ = decision.state;
     }
-    if (decision.new_tail) state_.tail = *decision.new_tail;
   }
 
   // In series order.
@@ -69,8 +73,11 @@ class MemorySeries final : public SeriesNeighbourhood {
   std::vector<StoredReading> before(std::int64_t timestamp_ms, std::size_t count) override {
     ++queries_;
     std::vector<StoredReading> result;
-    for (auto row = rows_.rbegin(); row != rows_.rend() && result.size() < count; ++row) {
-      if (row->key.timestamp_ms < timestamp_ms) result.push_back(*row);
+    // Whole timestamps, like the store: a group is never cut.
+    for (auto row = rows_.rbegin(); row != rows_.rend(); ++row) {
+      if (row->key.timestamp_ms >= timestamp_ms) continue;
+      if (result.size() >= count && row->key.timestamp_ms != result.back().key.timestamp_ms) break;
+      result.push_back(*row);
     }
     std::reverse(result.begin(), result.end());
     return result;
@@ -79,8 +86,10 @@ class MemorySeries final : public SeriesNeighbourhood {
   std::vector<StoredReading> after(std::int64_t timestamp_ms, std::size_t count) override {
     ++queries_;
     std::vector<StoredReading> result;
-    for (auto row = rows_.begin(); row != rows_.end() && result.size() < count; ++row) {
-      if (row->key.timestamp_ms > timestamp_ms) result.push_back(*row);
+    for (auto row = rows_.begin(); row != rows_.end(); ++row) {
+      if (row->key.timestamp_ms <= timestamp_ms) continue;
+      if (result.size() >= count && row->key.timestamp_ms != result.back().key.timestamp_ms) break;
+      result.push_back(*row);
     }
     return result;
   }

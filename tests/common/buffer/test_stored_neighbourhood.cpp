@@ -98,11 +98,23 @@ TEST_CASE("StoredNeighbourhood: the rows at, before and after a timestamp, in se
     CHECK(rows(neighbourhood.at(probe)) == at);
     for (std::size_t count = 0; count <= expected.size() + 1; ++count) {
       INFO("count " << count);
-      const auto nearest_before = std::vector<Row>(
-          before.end() - static_cast<std::ptrdiff_t>(std::min(count, before.size())), before.end());
-      const auto nearest_after = std::vector<Row>(
-          after.begin(),
-          after.begin() + static_cast<std::ptrdiff_t>(std::min(count, after.size())));
+      // At least `count` rows, whole timestamps: the group of the last row
+      // counted comes whole.
+      std::size_t before_count = std::min(count, before.size());
+      while (before_count > 0 && before_count < before.size() &&
+             before[before.size() - before_count - 1].timestamp_ms ==
+                 before[before.size() - before_count].timestamp_ms) {
+        ++before_count;
+      }
+      std::size_t after_count = std::min(count, after.size());
+      while (after_count > 0 && after_count < after.size() &&
+             after[after_count].timestamp_ms == after[after_count - 1].timestamp_ms) {
+        ++after_count;
+      }
+      const auto nearest_before =
+          std::vector<Row>(before.end() - static_cast<std::ptrdiff_t>(before_count), before.end());
+      const auto nearest_after =
+          std::vector<Row>(after.begin(), after.begin() + static_cast<std::ptrdiff_t>(after_count));
       CHECK(rows(neighbourhood.before(probe, count)) == nearest_before);
       CHECK(rows(neighbourhood.after(probe, count)) == nearest_after);
     }

@@ -29,6 +29,10 @@ MetricConfig counter() {
   metric.kind = MetricKind::counter;
   metric.unit = "kWh";
   metric.jump_threshold = number("10000");
+  // The seed's rules are the case without a glitch window: every reading is
+  // decided at once against its predecessor. test_series_rules.cpp has the
+  // window.
+  metric.glitch_window = 0;
   return metric;
 }
 
@@ -51,6 +55,13 @@ SeriesReading reading(std::int64_t timestamp_ms, const std::string& value, FlagS
 }
 
 constexpr FlagSet bit(Flag flag) { return flag_bit(flag); }
+
+// A series whose readings up to `anchor` were pruned.
+SeriesState anchored(SeriesKey anchor) {
+  SeriesState state;
+  state.anchor = std::move(anchor);
+  return state;
+}
 
 const StoredReading& row_at(const MemorySeries& series, std::int64_t timestamp_ms,
                             const std::string& value) {
@@ -117,8 +128,8 @@ TEST_CASE("Series engine: in-order readings are decided from the state alone", "
   CHECK_FALSE(first.delta);
   CHECK(first.flags == bit(Flag::first_reading));
   CHECK(first.revisions.empty());
-  REQUIRE(first.new_tail);
-  CHECK(first.new_tail->timestamp_ms == 1000);
+  REQUIRE(first.state.tail);
+  CHECK(first.state.tail->timestamp_ms == 1000);
 
   auto second = series.store(rules, reading(2000, "150.25"));
   CHECK(second.delta == "50.25");
@@ -179,7 +190,7 @@ TEST_CASE("Series engine: a repeat merges into the stored row", "[series_engine]
         series.store(rules, reading(1'000'000, "100", bit(Flag::gateway_timestamp), 900'000));
     CHECK(repeat.repeat_of == id);
     CHECK(repeat.revisions.empty());
-    CHECK_FALSE(repeat.new_tail);
+    CHECK(repeat.state.tail->timestamp_ms == 1'000'000);  // unmoved
   }
   SECTION("an earlier copy moves first_received_ms only: no new revision") {
     auto repeat = series.store(rules, reading(1'000'000, "100", 0, 700'000));
@@ -236,7 +247,7 @@ TEST_CASE("Series engine: an out-of-order reading revises its successor", "[seri
   CHECK(late.revisions[0].delta == "120");
   CHECK(late.revisions[0].flags == 0);
   CHECK(late.revisions[0].content_changed);
-  CHECK_FALSE(late.new_tail);  // older than the tail
+  CHECK(late.state.tail->timestamp_ms == 3000);  // older than the tail: unmoved
   CHECK(series.state().tail->timestamp_ms == 3000);
 
   SECTION("before the first reading: first_reading moves to it") {
@@ -271,8 +282,8 @@ TEST_CASE("Series engine: timestamp_conflict marks the whole group", "[series_en
   CHECK(second.revisions[0].id == row_at(series, 2000, "100").id);
   CHECK(second.revisions[0].flags == bit(Flag::timestamp_conflict));
   CHECK(second.revisions[0].delta == "50");
-  REQUIRE(second.new_tail);
-  CHECK(second.new_tail->value == number("120"));
+  REQUIRE(second.state.tail);
+  CHECK(second.state.tail->value == number("120"));
 
   auto middle = series.store(rules, reading(2000, "110"));
   CHECK(middle.delta == "10");
@@ -281,7 +292,7 @@ TEST_CASE("Series engine: timestamp_conflict marks the whole group", "[series_en
   CHECK(middle.revisions[0].id == row_at(series, 2000, "120").id);
   CHECK(middle.revisions[0].delta == "10");
   CHECK(middle.revisions[0].flags == bit(Flag::timestamp_conflict));
-  CHECK_FALSE(middle.new_tail);
+  CHECK(middle.state.tail->value == number("120"));  // unmoved
 
   auto lowest = series.store(rules, reading(2000, "40"));
   CHECK_FALSE(lowest.delta);
@@ -294,19 +305,19 @@ TEST_CASE("Series engine: the anchor (the newest pruned reading)", "[series_engi
   const auto metric = counter();
   const SeriesRules rules{metric, kTolerance};
   SECTION("no stored reading: the next one's predecessor is the anchor") {
-    MemorySeries series(SeriesState{std::nullopt, key(5000, "500")});
+    MemorySeries series(anchored(key(5000, "500")));
     auto next = series.store(rules, reading(6000, "600"));
     CHECK(next.delta == "100");
     CHECK(next.flags == 0);
     CHECK(series.queries() == 0);
   }
   SECTION("no stored reading: at or before the anchor is beyond_retention, tail unmoved") {
-    MemorySeries series(SeriesState{std::nullopt, key(5000, "500")});
+    MemorySeries series(anchored(key(5000, "500")));
     for (const auto& old : {reading(5000, "500"), reading(4000, "600")}) {
       auto decision = series.store(rules, old);
       CHECK_FALSE(decision.delta);
       CHECK(decision.flags == bit(Flag::beyond_retention));
-      CHECK_FALSE(decision.new_tail);
+      CHECK_FALSE(decision.state.tail);
     }
     CHECK_FALSE(series.state().tail);
     auto after = series.store(rules, reading(5000, "501"));
@@ -315,7 +326,7 @@ TEST_CASE("Series engine: the anchor (the newest pruned reading)", "[series_engi
   SECTION("no stored reading: an old reading's repeat merges, a second value conflicts") {
     // The store's unique index refuses a second row with the same timestamp
     // and value (MemorySeries throws like it): a repeat must merge.
-    MemorySeries series(SeriesState{std::nullopt, key(5000, "500")});
+    MemorySeries series(anchored(key(5000, "500")));
     series.store(rules, reading(4000, "450"));
     auto repeat = series.store(rules, reading(4000, "450", bit(Flag::gateway_timestamp)));
     CHECK(repeat.repeat_of);
@@ -330,7 +341,7 @@ TEST_CASE("Series engine: the anchor (the newest pruned reading)", "[series_engi
     CHECK_FALSE(series.state().tail);
   }
   SECTION("with stored readings") {
-    MemorySeries series(SeriesState{std::nullopt, key(5000, "500")});
+    MemorySeries series(anchored(key(5000, "500")));
     series.store(rules, reading(8000, "800"));
     auto old = series.store(rules, reading(4000, "450"));
     CHECK_FALSE(old.delta);
