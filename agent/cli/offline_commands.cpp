@@ -56,6 +56,13 @@ bool absorb_leftovers(Buffer& buffer, std::ostream& err) {
 std::unique_ptr<Buffer> open_buffer_absorbed(const Config& config, std::ostream& err) {
   auto buffer = open_buffer(config, err);
   if (buffer && !absorb_leftovers(*buffer, err)) return nullptr;
+  if (buffer) {
+    // Before anything normalizes: the series of role metrics stay local.
+    if (auto roles = buffer->set_local_only_metrics(config); !roles) {
+      err << "meter-agent: " << roles.error().message << "\n";
+      return nullptr;
+    }
+  }
   return buffer;
 }
 

@@ -141,6 +141,7 @@ void NormalizerThread::loop() {
   }
   Buffer& buffer = *buffer_;
   std::int64_t applied_cap = 0;
+  const Config* roles_applied_for = nullptr;  // the config set_local_only_metrics last saw
   auto last_refresh = std::chrono::steady_clock::time_point{};
   std::chrono::milliseconds failure_delay = 100ms;
   bool failing = false;
@@ -199,6 +200,19 @@ void NormalizerThread::loop() {
       if (absorbed->messages >= kLargePass && !large_cache) {
         (void)buffer.set_cache_kib(kLargeCacheKib);
         large_cache = true;
+      }
+      if (current.get() != roles_applied_for) {
+        // Before normalizing under a config (the first, or a reload's): the
+        // series of metrics with a role are kept local.
+        if (auto roles = buffer.set_local_only_metrics(*current); !roles) {
+          ++metrics.normalize_failures;
+          logger.error(kNormalize, "cannot record the metrics with a role, will retry: " +
+                                       roles.error().message);
+          failing = true;
+          failure_delay = std::min<std::chrono::milliseconds>(failure_delay * 2, 5000ms);
+          break;
+        }
+        roles_applied_for = current.get();
       }
       auto stats = buffer.normalize_pending(*current, current->normalize.batch_size);
       if (!stats) {

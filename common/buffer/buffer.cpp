@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <set>
 
 #include "common/buffer/buffer_state.hpp"
 #include "common/buffer/inbox.hpp"
@@ -119,6 +120,16 @@ Status Buffer::migrate() {
   if (version == 2) {  // counts for status kept by triggers (sql.hpp, kMigrateV3)
     db.exec(sql::kMigrateV3);
     db.exec("PRAGMA user_version = 3");
+    version = 3;
+  }
+  if (version == 3) {  // measurements.delta_from_ms (sql.hpp, kMigrateV4)
+    db.exec(sql::kMigrateV4);
+    db.exec("PRAGMA user_version = 4");
+    version = 4;
+  }
+  if (version == 4) {  // local-only series (sql.hpp, kMigrateV5)
+    db.exec(sql::kMigrateV5);
+    db.exec("PRAGMA user_version = 5");
   }
   transaction.commit();
   return load_identity();
@@ -182,6 +193,7 @@ Status Buffer::for_each_measurement(const std::function<void(const Measurement&)
       m.synced_revision = statement.column_int(9);
       m.raw_seq = statement.column_int(10);
       m.first_received_ms = statement.column_int(11);
+      m.delta_from_ms = statement.column_optional_int(12);
       if (!run.empty()) {
         const auto& last = run.back().second;
         if (last.device_id != m.device_id || last.metric_type != m.metric_type ||
@@ -193,6 +205,32 @@ Status Buffer::for_each_measurement(const std::function<void(const Measurement&)
       run.emplace_back(value ? *value : Decimal(), std::move(m));
     }
     flush();
+    return Ok{};
+  });
+}
+
+Status Buffer::set_local_only_metrics(const Config& config) {
+  std::set<std::string> wanted;
+  for (const auto& [name, metric] : config.metrics) {
+    if (metric.role != MetricRole::none) wanted.insert(name);
+  }
+  return guarded([&]() -> Status {
+    auto& db = *db_;
+    // Read first: the daemon and every offline command call this on start,
+    // and an unchanged list must not take the write lock.
+    std::set<std::string> stored;
+    {
+      auto list = db.prepare(sql::kLocalOnlyMetrics);
+      while (list.step()) stored.insert(list.column_text(0));
+    }
+    if (stored == wanted) return Ok{};
+    sqlite::Transaction transaction(db);
+    db.exec(sql::kClearLocalOnlyMetrics);
+    auto add = db.prepare(sql::kAddLocalOnlyMetric);
+    for (const std::string& name : wanted) add.bind(1, std::string_view(name)).run();
+    db.exec(sql::kApplyLocalOnlyMetrics);
+    bump_generation();
+    transaction.commit();
     return Ok{};
   });
 }

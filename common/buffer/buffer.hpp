@@ -30,7 +30,9 @@ namespace sqlite {
 class Database;
 }
 
-inline constexpr int kSchemaVersion = 3;  // 2: the uplink's sync state; 3: status counts
+// 2: the uplink's sync state; 3: status counts; 4: measurements.delta_from_ms;
+// 5: local-only series (sql.hpp has each migration).
+inline constexpr int kSchemaVersion = 5;
 
 // How many raw messages before a redelivery (MQTT DUP) are searched for its
 // original. Redeliveries follow a reconnect within the broker's in-flight
@@ -177,6 +179,14 @@ class Buffer {
   // revision and sync state, a quarantine and its rejection included. Running
   // it twice changes nothing the second time.
   Result<NormalizeStats> renormalize(const Config& config);
+
+  // Makes the series of metrics with a role (restart evidence) local only:
+  // stored for the series rules, never uploaded as measurements, never
+  // unsynced (their raw messages are uploaded as usual). Call it with every
+  // config the buffer normalizes under, before normalizing (start, reload,
+  // the offline commands); it writes only when the list changed. A series
+  // whose metric lost its role is sent whole.
+  Status set_local_only_metrics(const Config& config);
 
   // Every measurement in export order: device_id, metric_type, timestamp, value.
   Status for_each_measurement(const std::function<void(const Measurement&)>& visit);

@@ -128,8 +128,11 @@ inline constexpr const char* kRecordOutcome =
 inline constexpr const char* kFindSeries =
     "SELECT id, unit, anchor_ts, anchor_value FROM series WHERE device_id = ?1 AND metric_type = "
     "?2";
+// A series of a metric with a role (restart evidence) is local only from its
+// first row on (schema version 5, kMigrateV5).
 inline constexpr const char* kInsertSeries =
-    "INSERT INTO series (device_id, metric_type, unit) VALUES (?1, ?2, ?3)";
+    "INSERT INTO series (device_id, metric_type, unit, local_only) VALUES (?1, ?2, ?3, "
+    "EXISTS (SELECT 1 FROM local_only_metrics WHERE metric_type = ?2))";
 inline constexpr const char* kSeriesTailTimestamp =
     "SELECT max(timestamp_ms) FROM measurements WHERE series_id = ?1";
 inline constexpr const char* kSeriesPreviousTimestamp =
@@ -139,16 +142,24 @@ inline constexpr const char* kSeriesNextTimestamp =
 inline constexpr const char* kMeasurementsAt =
     "SELECT id, value, delta, flags, first_received_ms FROM measurements "
     "WHERE series_id = ?1 AND timestamp_ms = ?2";
+// ?9 / ?6: delta_from_ms (schema version 4), NULL while unbound. A
+// measurement of a local-only series (schema version 5) is born, and stays,
+// with nothing to send: synced_revision = revision, so it never waits in the
+// unsynced index, never counts as unsynced and prunes like a confirmed one.
+// The series' row is one lookup by primary key inside the same statement.
 inline constexpr const char* kInsertMeasurement =
     "INSERT INTO measurements (series_id, timestamp_ms, value, event_id, delta, flags, revision, "
-    "synced_revision, raw_seq, first_received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, 0, ?7, ?8)";
+    "synced_revision, raw_seq, first_received_ms, delta_from_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+    "1, (SELECT local_only FROM series WHERE id = ?1), ?7, ?8, ?9)";
 inline constexpr const char* kReviseMeasurement =
     "UPDATE measurements SET delta = ?2, flags = ?3, first_received_ms = ?4, "
-    "revision = revision + ?5 WHERE id = ?1";
+    "revision = revision + ?5, delta_from_ms = ?6, "
+    "synced_revision = CASE WHEN (SELECT local_only FROM series WHERE id = measurements.series_id) "
+    "THEN revision + ?5 ELSE synced_revision END WHERE id = ?1";
 
 inline constexpr const char* kExportMeasurements =
     "SELECT s.device_id, s.metric_type, s.unit, m.timestamp_ms, m.value, m.event_id, m.delta, "
-    "m.flags, m.revision, m.synced_revision, m.raw_seq, m.first_received_ms "
+    "m.flags, m.revision, m.synced_revision, m.raw_seq, m.first_received_ms, m.delta_from_ms "
     "FROM series s JOIN measurements m ON m.series_id = s.id "
     "ORDER BY s.device_id, s.metric_type, m.timestamp_ms";
 inline constexpr const char* kRawOutcomes =
@@ -163,7 +174,7 @@ inline constexpr const char* kLatestRawOutcomes =
 inline constexpr const char* kRenormalizeBegin = R"sql(
 CREATE TEMP TABLE previous_measurements AS
   SELECT series_id, timestamp_ms, value, delta, flags, revision, synced_revision,
-         quarantined_revision FROM measurements;
+         quarantined_revision, delta_from_ms FROM measurements;
 CREATE UNIQUE INDEX temp.previous_identity ON previous_measurements (series_id, timestamp_ms, value);
 CREATE TEMP TABLE previous_rejected AS
   SELECT r.ref AS old_id, m.series_id, m.timestamp_ms, m.value
@@ -185,7 +196,8 @@ UPDATE counters SET value = 0 WHERE name IN ('normalized_through_seq', 'duplicat
 inline constexpr const char* kRenormalizeCarryOver = R"sql(
 UPDATE measurements SET
   revision = CASE
-    WHEN p.delta IS measurements.delta AND p.flags = measurements.flags THEN p.revision
+    WHEN p.delta IS measurements.delta AND p.flags = measurements.flags
+      AND p.delta_from_ms IS measurements.delta_from_ms THEN p.revision
     ELSE p.revision + 1 END,
   synced_revision = p.synced_revision,
   quarantined_revision = p.quarantined_revision
@@ -201,6 +213,8 @@ DELETE FROM rejections WHERE kind = 'measurement' AND ref > 0;
 UPDATE rejections SET ref = -ref WHERE kind = 'measurement';
 DROP TABLE temp.previous_measurements;
 DROP TABLE temp.previous_rejected;
+UPDATE measurements SET synced_revision = revision
+WHERE synced_revision < revision AND series_id IN (SELECT id FROM series WHERE local_only = 1);
 )sql";
 inline constexpr const char* kUpdateSeriesUnit = "UPDATE series SET unit = ?2 WHERE id = ?1";
 
@@ -217,6 +231,42 @@ inline constexpr const char* kGetAnchor =
     "SELECT anchor_ts, anchor_value FROM series WHERE id = ?1";
 inline constexpr const char* kSetAnchor =
     "UPDATE series SET anchor_ts = ?2, anchor_value = ?3 WHERE id = ?1";
+
+// Schema version 4: the timestamp of the reading a delta is measured from (the
+// series' last good reading; NULL when the delta is), uploaded as delta_from
+// (protocol version 2) and carried in revisions like delta and flags.
+inline constexpr const char* kMigrateV4 =
+    "ALTER TABLE measurements ADD COLUMN delta_from_ms INTEGER";
+
+// Schema version 5: series the central never receives as measurements (the
+// readings of a metric with a role, restart evidence the series rules use;
+// their raw messages are uploaded as usual). local_only_metrics is the
+// config's list of such metrics (Buffer::set_local_only_metrics); a new series
+// takes its local_only from it (kInsertSeries), and its measurements are kept
+// with synced_revision = revision (kInsertMeasurement).
+inline constexpr const char* kMigrateV5 = R"sql(
+ALTER TABLE series ADD COLUMN local_only INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE local_only_metrics (
+  metric_type TEXT PRIMARY KEY
+) WITHOUT ROWID;
+)sql";
+inline constexpr const char* kLocalOnlyMetrics = "SELECT metric_type FROM local_only_metrics";
+inline constexpr const char* kClearLocalOnlyMetrics = "DELETE FROM local_only_metrics";
+inline constexpr const char* kAddLocalOnlyMetric =
+    "INSERT OR IGNORE INTO local_only_metrics (metric_type) VALUES (?1)";
+// After the list changed: series that are no longer local only send their
+// measurements (all of them: the central deduplicates what it has), then every
+// series takes its state from the list, then the local-only series have
+// nothing to send.
+inline constexpr const char* kApplyLocalOnlyMetrics = R"sql(
+UPDATE measurements SET synced_revision = 0 WHERE series_id IN
+  (SELECT id FROM series WHERE local_only = 1
+     AND metric_type NOT IN (SELECT metric_type FROM local_only_metrics));
+UPDATE series SET local_only = (metric_type IN (SELECT metric_type FROM local_only_metrics))
+WHERE local_only <> (metric_type IN (SELECT metric_type FROM local_only_metrics));
+UPDATE measurements SET synced_revision = revision
+WHERE synced_revision < revision AND series_id IN (SELECT id FROM series WHERE local_only = 1);
+)sql";
 
 // Status reads counts the triggers of schema version 3 keep (kMigrateV3): a
 // status must not scan tables of millions of rows (the daemon refreshes it for
@@ -339,10 +389,10 @@ inline constexpr const char* kSyncRawRequeued =
 // the WHERE).
 inline constexpr const char* kSyncMeasurements =
     "SELECT m.id, s.device_id, s.metric_type, s.unit, m.timestamp_ms, m.value, m.event_id, "
-    "m.delta, m.flags, m.revision, m.raw_seq, m.first_received_ms "
+    "m.delta, m.flags, m.revision, m.raw_seq, m.first_received_ms, m.delta_from_ms "
     "FROM measurements m JOIN series s ON s.id = m.series_id "
     "WHERE m.synced_revision < m.revision AND m.quarantined_revision < m.revision "
-    "AND m.id > ?1 ORDER BY m.id LIMIT ?2";
+    "AND s.local_only = 0 AND m.id > ?1 ORDER BY m.id LIMIT ?2";
 // Only upward, and never beyond the revision the row has (a revision raised
 // while the batch was in flight stays unsynced). The event_id guards against a
 // row id that renormalize gave to another measurement meanwhile.

@@ -68,6 +68,7 @@ class Statement {
   Statement& bind_blob(int index, const void* data, std::size_t size);
   Statement& bind_null(int index);
   Statement& bind_optional(int index, const std::optional<std::string>& text);
+  Statement& bind_optional(int index, const std::optional<std::int64_t>& value);
 
   // Steps once; true while a row is available.
   bool step();
@@ -79,6 +80,7 @@ class Statement {
   bool column_is_null(int index) const;
   std::string column_text(int index) const;
   std::optional<std::string> column_optional_text(int index) const;
+  std::optional<std::int64_t> column_optional_int(int index) const;
   std::string column_blob(int index) const;
 
  private:

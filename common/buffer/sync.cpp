@@ -131,6 +131,7 @@ Result<UplinkBatch> Buffer::select_unsynced(const SyncLimits& limits,
       m.revision = rows.column_int(9);
       m.raw_seq = rows.column_int(10);
       m.first_received_ms = rows.column_int(11);
+      m.delta_from_ms = rows.column_optional_int(12);
       const auto size = estimated_size(record);
       if (!batch.measurements.empty() && measurement_bytes + size > measurement_budget) {
         batch.limited = true;

@@ -268,6 +268,10 @@ struct Config {
   const MappingConfig* mapping_for(std::string_view topic) const;
 };
 
+// Topics of the agent's own raw records (operator events); a mapping may not
+// subscribe to them. MQTT never delivers `$` topics to `#` or `+` filters.
+inline constexpr std::string_view kReservedTopicPrefix = "$meter-agent";
+
 // Where packages install the shipped presets (config/presets/ in the source tree).
 inline constexpr std::string_view kInstalledPresetsDir = "/usr/share/meter-agent/presets";
 

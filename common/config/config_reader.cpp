@@ -1,8 +1,9 @@
-// The configuration's YAML reader: the document, the gateway id, the buffer,
-// metrics and normalize sections, the helpers every part uses, and the public
-// entry points of config.hpp. The mappings are read in mapping_reader.cpp, the
-// mqtt, http, uplink and log sections in connections_reader.cpp; the Parser
-// class they share is declared in parser.hpp.
+// The configuration's YAML reader: the document, the gateway id, the buffer
+// and normalize sections, the helpers every part uses, and the public entry
+// points of config.hpp. The metrics are read in metric_reader.cpp, the
+// mappings in mapping_reader.cpp, the mqtt, http, uplink and log sections in
+// connections_reader.cpp; the Parser class they share is declared in
+// parser.hpp.
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -283,75 +284,6 @@ bool Parser::parse_buffer_path(const Value& value, std::string& out) {
   // started from, so the same file works from systemd and from a shell.
   if (path.is_relative()) path = base_dir_ / path;
   out = path.lexically_normal().string();
-  return true;
-}
-
-bool Parser::parse_metrics(const Value& value,
-                           std::map<std::string, MetricConfig, std::less<>>& out) {
-  std::vector<Entry> entries;
-  if (!read_map(value, std::nullopt, entries)) return false;
-  if (entries.empty()) return fail(value, "at least one metric is required");
-  for (const Entry& entry : entries) {
-    if (!is_name(entry.key, false)) {
-      return fail(entry.key_mark, "metrics: invalid metric name " + quote(entry.key) +
-                                      "; expected 1 to 64 characters of a-z, 0-9, '_'");
-    }
-    MetricConfig metric;
-    metric.name = entry.key;
-    if (!parse_metric(entry.value, metric)) return false;
-    out.emplace(metric.name, std::move(metric));
-  }
-  return true;
-}
-
-bool Parser::parse_metric(const Value& value, MetricConfig& out) {
-  std::vector<Entry> entries;
-  if (!read_map(value, KeyList{"kind", "unit", "jump_threshold"}, entries)) return false;
-  for (const Entry& entry : entries) {
-    bool ok = true;
-    if (entry.key == "kind") {
-      ok = one_of(entry.value, {{"counter", MetricKind::counter}, {"gauge", MetricKind::gauge}},
-                  out.kind);
-    } else if (entry.key == "unit") {
-      ok = parse_unit(entry.value, out.unit);
-    } else if (entry.key == "jump_threshold") {
-      ok = parse_jump_threshold(entry.value, out.jump_threshold);
-    }
-    if (!ok) return false;
-  }
-  if (!require(value, entries, KeyList{"kind", "unit"})) return false;
-  // Checked after the walk: `kind` may come after `jump_threshold`.
-  if (const Entry* threshold = find_entry(entries, "jump_threshold");
-      threshold != nullptr && out.kind != MetricKind::counter) {
-    return fail(threshold->key_mark,
-                threshold->value.path + ": only allowed for kind counter, not gauge");
-  }
-  return true;
-}
-
-bool Parser::parse_unit(const Value& value, std::string& out) {
-  constexpr std::string_view kExpected = "a unit without whitespace or '|'";
-  if (!scalar(value, kExpected, out)) return false;
-  // '|' separates the fields hashed into an event id; whitespace would make
-  // "kWh" and "kWh " two different units.
-  bool ok = !out.empty();
-  for (const char c : out) {
-    const auto u = static_cast<unsigned char>(c);
-    ok = ok && u > 0x20 && u != 0x7F && c != '|';
-  }
-  if (!ok) return fail_expected(value, kExpected);
-  return true;
-}
-
-bool Parser::parse_jump_threshold(const Value& value, std::optional<Decimal>& out) {
-  constexpr std::string_view kExpected = "a decimal number greater than 0";
-  std::string text;
-  if (!scalar(value, kExpected, text)) return false;
-  // From the text, never through double: the threshold is compared exactly.
-  Result<Decimal> parsed = Decimal::parse(text);
-  if (!parsed) return fail_expected(value, kExpected);
-  if (parsed->is_zero() || parsed->is_negative()) return fail_expected(value, kExpected);
-  out = std::move(parsed).value();
   return true;
 }
 

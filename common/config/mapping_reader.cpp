@@ -356,6 +356,12 @@ bool Parser::parse_topic_filter(const Value& value, std::string& out) {
   if (const auto problem = topic_filter_problem(out)) {
     return fail(value, "invalid MQTT topic filter " + quote(out) + ": " + *problem);
   }
+  // The agent's own raw log uses these topics (operator events such as
+  // `meter replace`, docs/PROTOCOL.md): a mapping must never decode them.
+  if (std::string_view(out).starts_with(kReservedTopicPrefix)) {
+    return fail(value, "topics starting with " + std::string(kReservedTopicPrefix) +
+                           " are reserved for the agent's own records, got " + quote(out));
+  }
   return true;
 }
 
@@ -375,22 +381,23 @@ bool Parser::parse_timestamp_config(const Value& value, TimestampConfig& out) {
                    {"epoch_milliseconds", TimestampFormat::epoch_milliseconds}},
                   out.format);
     } else if (entry.key == "zone") {
-      ok = parse_zone(entry.value, out);
+      ok = parse_zone(entry.value, out.zone_name, out.zone);
     }
     if (!ok) return false;
   }
   return true;
 }
 
-bool Parser::parse_zone(const Value& value, TimestampConfig& out) {
+bool Parser::parse_zone(const Value& value, std::string& name_out,
+                        const date::time_zone*& zone_out) {
   constexpr std::string_view kExpected = "an IANA time zone name such as Europe/Berlin";
   std::string name;
   if (!scalar(value, kExpected, name)) return false;
   if (name.empty()) return fail_expected(value, kExpected);
   Result<const date::time_zone*> zone = find_time_zone(name);
   if (!zone) return fail(value, zone.error().message);
-  out.zone_name = std::move(name);
-  out.zone = *zone;
+  name_out = std::move(name);
+  zone_out = *zone;
   return true;
 }
 

@@ -168,7 +168,13 @@ class Parser {
 
   bool parse_unit(const Value& value, std::string& out);
 
-  bool parse_jump_threshold(const Value& value, std::optional<Decimal>& out);
+  // A decimal read from its text (never through double: compared exactly),
+  // greater than `above` or, when `or_equal`, at least `above`.
+  bool parse_decimal_above(const Value& value, const Decimal& above, bool or_equal,
+                           std::optional<Decimal>& out);
+
+  // The combinations parse_metric checks after the walk (keys come in any order).
+  bool validate_metric(const std::vector<Entry>& entries, const MetricConfig& metric);
 
   bool parse_mappings(const Value& value, std::vector<MappingConfig>& out);
 
@@ -228,7 +234,8 @@ class Parser {
 
   bool parse_timestamp_config(const Value& value, TimestampConfig& out);
 
-  bool parse_zone(const Value& value, TimestampConfig& out);
+  // An IANA zone name, resolved (a mapping's timestamp zone, a metric's period_zone).
+  bool parse_zone(const Value& value, std::string& name_out, const date::time_zone*& zone_out);
 
   bool parse_normalize(const Value& value, NormalizeConfig& out);
 

@@ -21,6 +21,9 @@ struct Measurement {
   std::optional<std::string>
       delta;  // canonical decimal text, none for first readings, resets, gauges
   FlagSet flags = 0;
+  // The timestamp of the reading the delta is measured from (the series' last
+  // good reading); none when the delta is none (or not yet recorded).
+  std::optional<std::int64_t> delta_from_ms;
   std::int64_t revision = 1;         // rises whenever delta or flags change
   std::int64_t synced_revision = 0;  // highest revision the central side confirmed
   std::int64_t raw_seq = 0;          // the raw message that first carried it

@@ -112,6 +112,9 @@ class BufferFixture {
   }
 
   NormalizeStats normalize() {
+    // As the daemon and the offline commands do before normalizing.
+    auto roles = buffer_->set_local_only_metrics(config_);
+    if (!roles) FAIL("cannot record the metrics with a role: " << roles.error().message);
     auto stats = buffer_->normalize_all(config_);
     if (!stats) FAIL("normalize failed: " << stats.error().message);
     return *stats;

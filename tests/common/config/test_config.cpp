@@ -202,7 +202,8 @@ TEST_CASE("unknown keys are errors at every level", "[config]") {
         "max_size_mib");
   CHECK(error_of("metrics:\n  energy:\n    kind: counter\n    units: kWh\n") ==
         "t.yaml:4:5: unknown key 'units' in metrics.energy; expected one of kind, unit, "
-        "jump_threshold");
+        "jump_threshold, glitch_window, max_rate, rollback_max, gap_factor, direction, period, "
+        "period_zone, role");
   CHECK(error_of("mappings:\n  - topic: a\n  - topic: b\n    fromat: seed_json\n") ==
         "t.yaml:4:5: unknown key 'fromat' in mappings[1]; expected one of preset, topic, format, "
         "timestamp, device_id, readings");
