@@ -64,8 +64,9 @@ void UplinkPruner::maybe_prune(const Config& config) {
   };
   if (by_age) {
     next_prune_ = now + std::chrono::milliseconds(uplink.prune_interval_ms);
-    auto pruned = buffer_.prune_synced(PruneScope{
-        clock_.now_ms() - uplink.retention_ms, std::numeric_limits<std::int64_t>::max(), window});
+    auto pruned = buffer_.prune_synced(PruneScope{clock_.now_ms() - uplink.retention_ms,
+                                                  std::numeric_limits<std::int64_t>::max(), window,
+                                                  keep_for_series_rules(config)});
     if (!pruned) {
       logger_.warning(kUplink, "pruning failed (nothing deleted): " + pruned.error().message);
       return;
@@ -78,7 +79,8 @@ void UplinkPruner::maybe_prune(const Config& config) {
     confirmed_at_budget_prune_ = confirmed;
     const auto started = clock_.steady_now();
     auto pruned = buffer_.prune_to_size(
-        static_cast<std::int64_t>(kBudgetPruneTo * static_cast<double>(budget)), window);
+        static_cast<std::int64_t>(kBudgetPruneTo * static_cast<double>(budget)), window,
+        keep_for_series_rules(config));
     // Each try scans the measurements; while the central confirms a backlog
     // batch by batch, trying every second could keep this thread from
     // uploading: at most a tenth of its time goes to pruning.

@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <set>
@@ -130,6 +131,11 @@ Status Buffer::migrate() {
   if (version == 4) {  // local-only series (sql.hpp, kMigrateV5)
     db.exec(sql::kMigrateV5);
     db.exec("PRAGMA user_version = 5");
+    version = 5;
+  }
+  if (version == 5) {  // the series rules' state at the anchor (sql.hpp, kMigrateV6)
+    db.exec(sql::kMigrateV6);
+    db.exec("PRAGMA user_version = 6");
   }
   transaction.commit();
   return load_identity();
@@ -310,53 +316,120 @@ Result<BufferStatus> Buffer::status() {
   });
 }
 
+std::int64_t keep_for_series_rules(const Config& config) {
+  std::size_t window = 0;
+  for (const auto& [name, metric] : config.metrics) {
+    if (metric.kind == MetricKind::counter) window = std::max(window, metric.glitch_window);
+  }
+  return static_cast<std::int64_t>(window) + 1;
+}
+
+namespace {
+
+std::string history_text(const std::vector<std::int64_t>& history) {
+  std::string text;
+  for (const auto timestamp : history) {
+    if (!text.empty()) text += ',';
+    text += std::to_string(timestamp);
+  }
+  return text;
+}
+
+}  // namespace
+
+std::vector<std::int64_t> parse_anchor_history(std::string_view text) {
+  std::vector<std::int64_t> history;
+  std::size_t begin = 0;
+  while (begin < text.size()) {
+    auto end = text.find(',', begin);
+    if (end == std::string_view::npos) end = text.size();
+    std::int64_t value = 0;
+    const auto* first = text.data() + begin;
+    const auto* last = text.data() + end;
+    if (std::from_chars(first, last, value).ptr == last) history.push_back(value);
+    begin = end + 1;
+  }
+  return history;
+}
+
 Result<PruneStats> Buffer::prune_measurements(const PruneScope& scope) {
   return guarded([&]() -> Result<PruneStats> {
     PruneStats stats;
     sqlite::Transaction transaction(*db_);
-    struct Anchor {
-      std::int64_t timestamp_ms = 0;
-      Decimal value;
+    // Per series, the pruned rows in series order: the newest becomes the
+    // anchor (readings at or before it are beyond retention); the last good
+    // one among them and their timestamps become the scan's state where the
+    // kept readings begin (docs/QUALITY.md), so the oldest kept reading keeps
+    // its delta, and renormalize finds the same state.
+    struct Pruned {
+      SeriesKey key;
       std::string text;
+      FlagSet flags = 0;
     };
-    std::map<std::int64_t, Anchor> anchors;
+    std::map<std::int64_t, std::vector<Pruned>> pruned_by_series;
     {
       auto candidates = db_->prepare(sql::kPruneCandidates);
       auto remove = db_->prepare(sql::kDeleteMeasurement);
-      candidates.bind(1, scope.before_ms).bind(2, scope.through_seq);
+      candidates.bind(1, scope.before_ms)
+          .bind(2, scope.through_seq)
+          .bind(3, std::max<std::int64_t>(scope.keep_newest_measurements, 1) - 1);
       std::vector<std::int64_t> ids;
       while (candidates.step()) {
         ids.push_back(candidates.column_int(0));
-        const auto series_id = candidates.column_int(1);
-        const auto ts = candidates.column_int(2);
         auto text = candidates.column_text(3);
         auto value = Decimal::parse(text);
         if (!value) continue;  // stored values are canonical; cannot happen
-        auto found = anchors.find(series_id);
-        if (found == anchors.end() ||
-            series_before(SeriesKey{found->second.timestamp_ms, found->second.value},
-                          SeriesKey{ts, *value})) {
-          anchors[series_id] = Anchor{ts, *value, text};
-        }
+        pruned_by_series[candidates.column_int(1)].push_back(
+            Pruned{SeriesKey{candidates.column_int(2), std::move(*value)}, std::move(text),
+                   static_cast<FlagSet>(candidates.column_int(4))});
       }
       for (auto id : ids) remove.bind(1, id).run();
       stats.measurements_deleted = static_cast<std::int64_t>(ids.size());
     }
     auto set_anchor = db_->prepare(sql::kSetAnchor);
     auto find_anchor = db_->prepare(sql::kGetAnchor);
-    for (const auto& [series_id, anchor] : anchors) {
-      // Keep the newer of the old and the new anchor.
+    for (auto& [series_id, rows] : pruned_by_series) {
+      std::sort(rows.begin(), rows.end(),
+                [](const Pruned& a, const Pruned& b) { return series_before(a.key, b.key); });
+      // The old anchor and its state, kept when it is newer.
       find_anchor.bind(1, series_id);
-      bool keep_old = false;
+      std::optional<SeriesKey> old_anchor;
+      std::optional<std::pair<std::int64_t, std::string>> good;
+      std::vector<std::int64_t> history;
       if (find_anchor.step() && !find_anchor.column_is_null(0)) {
         auto old_value = Decimal::parse(find_anchor.column_text(1));
-        keep_old = old_value && !series_before(SeriesKey{find_anchor.column_int(0), *old_value},
-                                               SeriesKey{anchor.timestamp_ms, anchor.value});
+        if (old_value) old_anchor = SeriesKey{find_anchor.column_int(0), std::move(*old_value)};
+        if (!find_anchor.column_is_null(2)) {
+          good = std::pair{find_anchor.column_int(2), find_anchor.column_text(3)};
+        } else if (old_anchor) {
+          good = std::pair{old_anchor->timestamp_ms, old_anchor->value.text()};
+        }
+        if (!find_anchor.column_is_null(4))
+          history = parse_anchor_history(find_anchor.column_text(4));
       }
       find_anchor.reset();
-      if (!keep_old) {
-        set_anchor.bind(1, series_id).bind(2, anchor.timestamp_ms).bind(3, anchor.text).run();
+      const Pruned& newest = rows.back();
+      if (old_anchor && !series_before(*old_anchor, newest.key)) continue;
+      for (const auto& row : rows) {
+        if (old_anchor && !series_before(*old_anchor, row.key)) continue;
+        if (history.empty() || history.back() < row.key.timestamp_ms) {
+          history.push_back(row.key.timestamp_ms);
+        }
+        if (!has_flag(row.flags, Flag::glitch) && !has_flag(row.flags, Flag::beyond_retention)) {
+          good = std::pair{row.key.timestamp_ms, row.text};
+        }
       }
+      if (history.size() > kLearnedIntervals + 1) {
+        history.erase(history.begin(),
+                      history.end() - static_cast<std::ptrdiff_t>(kLearnedIntervals + 1));
+      }
+      set_anchor.bind(1, series_id).bind(2, newest.key.timestamp_ms).bind(3, newest.text);
+      if (good) {
+        set_anchor.bind(4, good->first).bind(5, std::string_view(good->second));
+      } else {
+        set_anchor.bind_null(4).bind_null(5);
+      }
+      set_anchor.bind(6, std::string_view(history_text(history))).run();
     }
     bump_generation();
     transaction.commit();

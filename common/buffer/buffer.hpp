@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -32,7 +33,7 @@ class Database;
 
 // 2: the uplink's sync state; 3: status counts; 4: measurements.delta_from_ms;
 // 5: local-only series (sql.hpp has each migration).
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
 
 // How many raw messages before a redelivery (MQTT DUP) are searched for its
 // original. Redeliveries follow a reconnect within the broker's in-flight
@@ -102,7 +103,17 @@ struct PruneScope {
   std::int64_t before_ms = std::numeric_limits<std::int64_t>::max();
   std::int64_t through_seq = std::numeric_limits<std::int64_t>::max();
   std::int64_t keep_newest_raw = kRedeliveryWindow;
+  // The newest measurements of each series that stay whatever their age:
+  // the series rules may still revise them (keep_for_series_rules).
+  std::int64_t keep_newest_measurements = 1;
 };
+
+// How many of a series' newest measurements pruning keeps for the series
+// rules: the longest glitch window and the reading before it.
+std::int64_t keep_for_series_rules(const Config& config);
+
+// The anchor's timestamps as stored (series.anchor_history).
+std::vector<std::int64_t> parse_anchor_history(std::string_view text);
 
 // ---- The uplink's view (common/buffer/sync.cpp) ----
 // How big one upload may get. Each array is bounded by `max_records`; the
@@ -242,7 +253,8 @@ class Buffer {
   // nothing confirmed is left to prune. Unconfirmed data, the newest reading
   // of each series, quarantined raw messages and the newest `keep_newest_raw`
   // raw messages are kept. Truncates the WAL after pruning (it counts too).
-  Result<PruneStats> prune_to_size(std::int64_t target_bytes, std::int64_t keep_newest_raw);
+  Result<PruneStats> prune_to_size(std::int64_t target_bytes, std::int64_t keep_newest_raw,
+                                   std::int64_t keep_newest_measurements = 1);
   // How many of the newest raw messages the redelivery window keeps when it
   // may hold at most `max_bytes` of topics and payloads (and kRedeliveryWindow
   // messages): with a small disk budget and big payloads, fewer.

@@ -275,6 +275,15 @@ Buffer::CachedSeries& Buffer::cached_series(const Reading& reading) {
       auto value = Decimal::parse(s.find_series.column_text(3));
       if (value) series->state.anchor = SeriesKey{s.find_series.column_int(2), std::move(*value)};
     }
+    auto& anchor_scan = series->state.anchor_scan;
+    if (!s.find_series.column_is_null(4)) {
+      auto value = Decimal::parse(s.find_series.column_text(5));
+      if (value) anchor_scan.good = SeriesKey{s.find_series.column_int(4), std::move(*value)};
+    }
+    if (!s.find_series.column_is_null(6)) {
+      anchor_scan.history = parse_anchor_history(s.find_series.column_text(6));
+    }
+    if (series->state.anchor) anchor_scan.last_timestamp_ms = series->state.anchor->timestamp_ms;
     s.find_series.reset();
   } else {
     s.find_series.reset();
@@ -334,6 +343,7 @@ bool Buffer::store_reading(const MetricConfig& metric, const Reading& reading, s
         .bind(6, static_cast<std::int64_t>(decision.flags))
         .bind(7, raw_seq)
         .bind(8, reading.received_ms)
+        .bind_optional(9, decision.delta_from_ms)
         .run();
     inserted_id = db_->last_insert_rowid();
     ++stats.new_measurements;
@@ -344,6 +354,7 @@ bool Buffer::store_reading(const MetricConfig& metric, const Reading& reading, s
         .bind(3, static_cast<std::int64_t>(r.flags))
         .bind(4, r.first_received_ms)
         .bind(5, r.content_changed ? 1 : 0)
+        .bind_optional(6, r.delta_from_ms)
         .run();
     if (r.content_changed) ++stats.revised;
   }

@@ -126,8 +126,8 @@ inline constexpr const char* kRecordOutcome =
     "INSERT OR REPLACE INTO raw_outcomes (seq, kind, reason) VALUES (?1, ?2, ?3)";
 
 inline constexpr const char* kFindSeries =
-    "SELECT id, unit, anchor_ts, anchor_value FROM series WHERE device_id = ?1 AND metric_type = "
-    "?2";
+    "SELECT id, unit, anchor_ts, anchor_value, anchor_good_ts, anchor_good_value, anchor_history "
+    "FROM series WHERE device_id = ?1 AND metric_type = ?2";
 // A series of a metric with a role (restart evidence) is local only from its
 // first row on (schema version 5, kMigrateV5).
 inline constexpr const char* kInsertSeries =
@@ -140,9 +140,9 @@ inline constexpr const char* kSeriesPreviousTimestamp =
 inline constexpr const char* kSeriesNextTimestamp =
     "SELECT min(timestamp_ms) FROM measurements WHERE series_id = ?1 AND timestamp_ms > ?2";
 inline constexpr const char* kMeasurementsAt =
-    "SELECT id, value, delta, flags, first_received_ms FROM measurements "
+    "SELECT id, value, delta, flags, first_received_ms, delta_from_ms FROM measurements "
     "WHERE series_id = ?1 AND timestamp_ms = ?2";
-// ?9 / ?6: delta_from_ms (schema version 4), NULL while unbound. A
+// ?9 / ?6: delta_from_ms (schema version 4), the series engine's. A
 // measurement of a local-only series (schema version 5) is born, and stays,
 // with nothing to send: synced_revision = revision, so it never waits in the
 // unsynced index, never counts as unsynced and prunes like a confirmed one.
@@ -181,7 +181,7 @@ CREATE TEMP TABLE previous_rejected AS
   FROM rejections r JOIN measurements m ON m.id = r.ref WHERE r.kind = 'measurement';
 DELETE FROM measurements;
 DELETE FROM raw_outcomes;
-UPDATE series SET anchor_ts = NULL, anchor_value = NULL, unit = '';
+UPDATE series SET unit = '';
 UPDATE counters SET value = 0 WHERE name IN ('normalized_through_seq', 'duplicates');
 )sql";
 // Unchanged content keeps its revision and sync state (confirmed or
@@ -221,16 +221,30 @@ inline constexpr const char* kUpdateSeriesUnit = "UPDATE series SET unit = ?2 WH
 // Prune: per series, synced rows stamped before ?1 and stored from raw
 // messages up to seq ?2, except the newest row.
 inline constexpr const char* kPruneCandidates = R"sql(
-SELECT m.id, m.series_id, m.timestamp_ms, m.value FROM measurements m
+SELECT m.id, m.series_id, m.timestamp_ms, m.value, m.flags FROM measurements m
 WHERE m.timestamp_ms < ?1 AND m.raw_seq <= ?2 AND m.synced_revision >= m.revision
-  AND m.timestamp_ms < (SELECT max(timestamp_ms) FROM measurements t WHERE t.series_id = m.series_id)
-ORDER BY m.series_id, m.timestamp_ms
+  AND m.timestamp_ms < (SELECT t.timestamp_ms FROM measurements t WHERE t.series_id = m.series_id
+                        ORDER BY t.timestamp_ms DESC LIMIT 1 OFFSET ?3)
+ORDER BY m.series_id, m.timestamp_ms, m.id
 )sql";
 inline constexpr const char* kDeleteMeasurement = "DELETE FROM measurements WHERE id = ?1";
 inline constexpr const char* kGetAnchor =
-    "SELECT anchor_ts, anchor_value FROM series WHERE id = ?1";
+    "SELECT anchor_ts, anchor_value, anchor_good_ts, anchor_good_value, anchor_history "
+    "FROM series WHERE id = ?1";
 inline constexpr const char* kSetAnchor =
-    "UPDATE series SET anchor_ts = ?2, anchor_value = ?3 WHERE id = ?1";
+    "UPDATE series SET anchor_ts = ?2, anchor_value = ?3, anchor_good_ts = ?4, "
+    "anchor_good_value = ?5, anchor_history = ?6 WHERE id = ?1";
+
+// Schema version 6: the series rules' state where the kept readings begin
+// (docs/QUALITY.md): the last good reading pruned (anchor_good_*) and the
+// timestamps before it the gap rule learns from (anchor_history, decimal
+// milliseconds joined by ','). Pruning sets them with the anchor; renormalize
+// keeps them, so the oldest kept reading keeps its delta.
+inline constexpr const char* kMigrateV6 = R"sql(
+ALTER TABLE series ADD COLUMN anchor_good_ts INTEGER;
+ALTER TABLE series ADD COLUMN anchor_good_value TEXT;
+ALTER TABLE series ADD COLUMN anchor_history TEXT;
+)sql";
 
 // Schema version 4: the timestamp of the reading a delta is measured from (the
 // series' last good reading; NULL when the delta is), uploaded as delta_from

@@ -37,6 +37,7 @@ std::vector<StoredReading> stored_readings_at(sqlite::Statement& measurements_at
     row.delta = statement.column_optional_text(2);
     row.flags = static_cast<FlagSet>(statement.column_int(3));
     row.first_received_ms = statement.column_int(4);
+    if (!statement.column_is_null(5)) row.delta_from_ms = statement.column_int(5);
     rows.push_back(std::move(row));
   }
   statement.reset();

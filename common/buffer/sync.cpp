@@ -351,7 +351,8 @@ Result<PruneStats> Buffer::prune_synced(const PruneScope& scope) {
   });
 }
 
-Result<PruneStats> Buffer::prune_to_size(std::int64_t target_bytes, std::int64_t keep_newest_raw) {
+Result<PruneStats> Buffer::prune_to_size(std::int64_t target_bytes, std::int64_t keep_newest_raw,
+                                         std::int64_t keep_newest_measurements) {
   PruneStats total;
   // Each round prunes a share of the raw log's seq range, the oldest first:
   // the share of the bytes above the target (and a margin: not every byte of
@@ -373,6 +374,7 @@ Result<PruneStats> Buffer::prune_to_size(std::int64_t target_bytes, std::int64_t
     const auto [first, last] = *range;
     PruneScope scope;
     scope.keep_newest_raw = keep_newest_raw;
+    scope.keep_newest_measurements = keep_newest_measurements;
     if (share < 1.0) {
       scope.through_seq =
           first + static_cast<std::int64_t>(share * static_cast<double>(last - first));

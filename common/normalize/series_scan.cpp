@@ -25,16 +25,16 @@ bool within_rate(const Decimal& change, const Decimal& rate, std::int64_t elapse
 
 // The local calendar day of an instant in `zone`, as days since the epoch.
 std::int64_t local_day(const date::time_zone& zone, std::int64_t timestamp_ms) {
-  const auto instant = std::chrono::sys_time<std::chrono::milliseconds>(
-      std::chrono::milliseconds(timestamp_ms));
+  const auto instant =
+      std::chrono::sys_time<std::chrono::milliseconds>(std::chrono::milliseconds(timestamp_ms));
   const auto local = zone.to_local(instant);
   return date::floor<date::days>(local).time_since_epoch().count();
 }
 
 // The instant the local day of `timestamp_ms` began in `zone`.
 std::int64_t local_midnight_ms(const date::time_zone& zone, std::int64_t timestamp_ms) {
-  const auto instant = std::chrono::sys_time<std::chrono::milliseconds>(
-      std::chrono::milliseconds(timestamp_ms));
+  const auto instant =
+      std::chrono::sys_time<std::chrono::milliseconds>(std::chrono::milliseconds(timestamp_ms));
   const auto midnight = date::floor<date::days>(zone.to_local(instant));
   // A midnight that does not exist (a DST gap at 00:00) or exists twice takes
   // the earliest instant: choose::earliest never throws.
@@ -153,8 +153,8 @@ Verdict SeriesScan::off_course_verdict(const SeriesKey& reading, Mode mode) cons
   }
   if (metric_.direction != Direction::net && change->is_negative()) {
     const bool small = metric_.rollback_max && change->negated() <= *metric_.rollback_max;
-    verdict.flags = mode == Mode::final && small ? flag_bit(Flag::rollback)
-                                                 : flag_bit(Flag::counter_reset);
+    verdict.flags =
+        mode == Mode::final && small ? flag_bit(Flag::rollback) : flag_bit(Flag::counter_reset);
     return verdict;
   }
   if (metric_.jump_threshold && magnitude(*change) > *metric_.jump_threshold) {
@@ -256,8 +256,7 @@ void SeriesScan::judge(const ScanReading& reading) {
   if (expected_reset || on_course(reading.key)) {
     // Back on course: whatever waited was a glitch.
     for (const auto& glitch : pending_) {
-      decided_.emplace_back(glitch.id,
-                            Verdict{std::nullopt, std::nullopt, flag_bit(Flag::glitch)});
+      decided_.emplace_back(glitch.id, Verdict{std::nullopt, std::nullopt, flag_bit(Flag::glitch)});
     }
     pending_.clear();
     Verdict verdict;

@@ -48,7 +48,7 @@ UplinkBatch select_all(Buffer& buffer) {
 
 }  // namespace
 
-TEST_CASE("a populated version 3 buffer migrates to versions 4 and 5 keeping its rows",
+TEST_CASE("a populated version 3 buffer migrates to versions 4, 5 and 6 keeping its rows",
           "[buffer][migration]") {
   TempDir dir;
   const auto path = dir.file("v3.db");
@@ -63,8 +63,9 @@ TEST_CASE("a populated version 3 buffer migrates to versions 4 and 5 keeping its
     db.exec(
         "INSERT INTO raw_messages (received_ms, topic, payload, qos, retained, dup) "
         "VALUES (1, 't', x'00', 1, 0, 0), (2, 't', x'01', 1, 0, 0)");
-    db.exec("INSERT INTO series (id, device_id, metric_type, unit) VALUES (1, 'm1', 'energy', "
-            "'kWh')");
+    db.exec(
+        "INSERT INTO series (id, device_id, metric_type, unit) VALUES (1, 'm1', 'energy', "
+        "'kWh')");
     db.exec(
         "INSERT INTO measurements (series_id, timestamp_ms, value, event_id, delta, flags, "
         "revision, synced_revision, raw_seq, first_received_ms) VALUES "
@@ -81,7 +82,7 @@ TEST_CASE("a populated version 3 buffer migrates to versions 4 and 5 keeping its
     CHECK(buffer.buffer_id() == "6f1c2a4e-3b7d-4c1e-9a55-0d2f8e7b1c90");
     auto status = buffer.status();
     REQUIRE(status);
-    CHECK(status->schema_version == 5);
+    CHECK(status->schema_version == kSchemaVersion);
     CHECK(status->raw_messages == 2);
     CHECK(status->measurements == 2);
     CHECK(status->unsynced == 1);
@@ -94,7 +95,11 @@ TEST_CASE("a populated version 3 buffer migrates to versions 4 and 5 keeping its
     CHECK_FALSE(batch->measurements[0].measurement.delta_from_ms.has_value());
   }
   sqlite::Database db(path);
-  CHECK(scalar(db, "PRAGMA user_version") == 5);
+  CHECK(scalar(db, "PRAGMA user_version") == kSchemaVersion);
+  // Version 6: the series rules' state at the anchor, empty until a prune.
+  CHECK(scalar(db,
+               "SELECT count(*) FROM series WHERE anchor_good_ts IS NULL AND "
+               "anchor_good_value IS NULL AND anchor_history IS NULL") == 1);
   CHECK(scalar(db, "SELECT count(*) FROM measurements WHERE delta_from_ms IS NULL") == 2);
   CHECK(scalar(db, "SELECT count(*) FROM series WHERE local_only = 0") == 1);
   CHECK(scalar(db, "SELECT count(*) FROM local_only_metrics") == 0);

@@ -3,9 +3,10 @@
 // properties over random streams: the sum of deltas across injected glitches
 // is the register's real advance, and deciding reading by reading in any
 // arrival order ends where one scan over the whole series does.
+#include <date/tz.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <date/tz.h>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -262,7 +263,7 @@ TEST_CASE("Rules: a daily register resets at local midnight", "[series_rules]") 
     series.store(rules, SeriesReading{SeriesKey{t, number(values[i])}, 0, t});
   }
   const auto r = rows(series);
-  check_row(r[3], "0.1", "0.1", bit(Flag::period_reset));  // 00:00 Berlin
+  check_row(r[3], "0.1", "0.1", bit(Flag::period_reset));      // 00:00 Berlin
   CHECK(series.rows()[3].delta_from_ms == 1'709'679'600'000);  // 2024-03-05T23:00:00Z
   check_row(r[4], "0.3", "0.2", 0);
   // A reset at any other time is a counter_reset.
@@ -303,7 +304,8 @@ TEST_CASE("Rules: restart evidence: a drop after a restart is never a glitch", "
   check_row(r[3], "1000.5", std::nullopt, bit(Flag::device_restarted) | bit(Flag::rollback));
   check_row(r[4], "1003", "2.5", 0);
   auto reset = store_hourly(metric, {"1000", "1001", "1002", "3", "1003"}, restarted);
-  check_row(rows(reset)[3], "3", std::nullopt, bit(Flag::device_restarted) | bit(Flag::counter_reset));
+  check_row(rows(reset)[3], "3", std::nullopt,
+            bit(Flag::device_restarted) | bit(Flag::counter_reset));
   check_row(rows(reset)[4], "1003", "1000", 0);
   auto survived = store_hourly(metric, {"1000", "1001", "1002", "1004", "1005"}, restarted);
   check_row(rows(survived)[3], "1004", "2", bit(Flag::device_restarted));
@@ -361,11 +363,19 @@ TrueStream glitchy_stream(std::mt19937_64& random) {
     const bool may_be_bad = i > 1 && i < count - 1 && bad_run < 2;
     if (may_be_bad && uniform(0, 4) == 0) {
       switch (uniform(0, 3)) {
-        case 0: shown = 0; break;
-        case 1: shown = register_milli - uniform(1, register_milli / 2 + 1); break;
+        case 0:
+          shown = 0;
+          break;
+        case 1:
+          shown = register_milli - uniform(1, register_milli / 2 + 1);
+          break;
         // Beyond what 3 kW can add in the 3 hours back to the last good reading.
-        case 2: shown = register_milli + uniform(20'000, 90'000'000); break;
-        default: shown = register_milli - uniform(1, 9); break;
+        case 2:
+          shown = register_milli + uniform(20'000, 90'000'000);
+          break;
+        default:
+          shown = register_milli - uniform(1, 9);
+          break;
       }
       shown = std::max<std::int64_t>(shown, 0);
       ++bad_run;
