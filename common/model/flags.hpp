@@ -24,6 +24,13 @@ enum class Flag : std::uint32_t {
   dst_ambiguous = 1U << 10,    // local time in a DST fall-back overlap; the earlier instant used
   dst_gap = 1U << 11,          // local time that does not exist (DST spring-forward); shifted
   clock_unsynced = 1U << 12,   // stamped by a gateway clock that was not synchronized
+  glitch = 1U << 13,    // counter: off course, back on course within the glitch window; delta null
+  rollback = 1U << 14,  // counter: a drop of at most rollback_max, no return; delta null
+  implausible_rate = 1U << 15,  // counter: rise faster than max_rate, no return; delta kept
+  gap = 1U << 16,  // counter: interval > gap_factor x median interval; delta kept whole (estimated)
+  meter_replaced = 1U << 17,    // counter: first reading of an operator's replacement epoch
+  device_restarted = 1U << 18,  // counter: restart evidence between it and the last good reading
+  period_reset = 1U << 19,      // counter: a period: daily register's reset at local midnight
 };
 
 using FlagSet = std::uint32_t;

@@ -63,8 +63,9 @@ TEST_CASE("a populated version 3 buffer migrates to versions 4 and 5 keeping its
     db.exec(
         "INSERT INTO raw_messages (received_ms, topic, payload, qos, retained, dup) "
         "VALUES (1, 't', x'00', 1, 0, 0), (2, 't', x'01', 1, 0, 0)");
-    db.exec("INSERT INTO series (id, device_id, metric_type, unit) VALUES (1, 'm1', 'energy', "
-            "'kWh')");
+    db.exec(
+        "INSERT INTO series (id, device_id, metric_type, unit) VALUES (1, 'm1', 'energy', "
+        "'kWh')");
     db.exec(
         "INSERT INTO measurements (series_id, timestamp_ms, value, event_id, delta, flags, "
         "revision, synced_revision, raw_seq, first_received_ms) VALUES "
