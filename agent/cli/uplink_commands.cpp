@@ -7,6 +7,7 @@
 #include "agent/cli/cli.hpp"
 #include "common/decode/json.hpp"
 #include "common/normalize/timestamp.hpp"
+#include "common/uplink/wire_format.hpp"
 
 namespace meter::agent {
 namespace {
@@ -44,6 +45,19 @@ bool append_uplink_status(Buffer& buffer, const Config& config, bool as_json, st
     return found == state->end() ? std::string() : found->second;
   };
   const auto& s = *sync;
+  // The protocol the running (or last) uplink used; while it is 1 the held
+  // measurements are counted now, not as the daemon last saw them.
+  const std::string protocol =
+      value("protocol_version").empty() ? std::string(kProtocolVersion) : value("protocol_version");
+  std::int64_t held = 0;
+  if (protocol == kProtocolVersion1) {
+    auto counted = buffer.count_waiting_with_flags(kVersion2Flags);
+    if (!counted) {
+      err << "meter-agent: " << counted.error().message << "\n";
+      return false;
+    }
+    held = *counted;
+  }
   if (as_json) {
     out += "{\"enabled\":";
     out += config.uplink.enabled() ? "true" : "false";
@@ -57,6 +71,9 @@ bool append_uplink_status(Buffer& buffer, const Config& config, bool as_json, st
     append_json_string(out, value("last_error"));
     out += ",\"auth_failed\":";
     out += value("auth_failed") == "1" ? "true" : "false";
+    out += ",\"protocol_version\":";
+    append_json_string(out, protocol);
+    out += ",\"held_measurements\":" + std::to_string(held);
     out += ",\"backlog_records\":" + std::to_string(s.waiting()) +
            ",\"backlog_raw_events\":" + std::to_string(s.raw_waiting) +
            ",\"backlog_measurements\":" + std::to_string(s.measurements_waiting) +
@@ -86,6 +103,12 @@ bool append_uplink_status(Buffer& buffer, const Config& config, bool as_json, st
   if (value("auth_failed") == "1") {
     out += "                UPLOADS STOPPED: the central refuses the token; fix it and reload\n";
   }
+  out += "protocol        " + protocol;
+  if (protocol == kProtocolVersion1) {
+    out += " (central speaks protocol 1: " + std::to_string(held) +
+           " measurements held until it is upgraded)";
+  }
+  out += "\n";
   out += "last success    " + when(value("last_success_ms")) + "\n";
   out += "last error      " + when(value("last_error_ms"));
   if (!value("last_error").empty()) out += " " + value("last_error");

@@ -29,6 +29,9 @@ constexpr auto kStateSave = 5s;
 constexpr int kMaxBehind = 100;
 // Bodies smaller than this go uncompressed (gzip's header costs more than it saves).
 constexpr std::size_t kGzipThreshold = 2048;
+// After falling back to protocol 1: how often to ask whether the central
+// speaks 2 now (a reload asks at once).
+constexpr auto kProtocolProbe = 10min;
 
 using Kind = UploadOutcome::Kind;
 
@@ -119,6 +122,7 @@ void Uplink::loop() {
         logger_.info(kUplink, "uploading to " + uplink.ingest_url());
         announced = true;
       }
+      maybe_probe();
       refresh_status();
       pruner_->maybe_prune(*config);
       next = send_once(*config);
@@ -136,6 +140,7 @@ void Uplink::loop() {
       reloaded_ = false;
       backoff_ms_ = 0;  // a new token (or URL) is tried at once
       metrics_.consecutive_failures = 0;
+      next_probe_ = {};  // and protocol 2, if the central did not speak it
     }
   }
   drain_window();  // stop() has set abort_: the requests end at once
@@ -181,6 +186,7 @@ void Uplink::refresh_status() {
   metrics_.waiting = status->waiting();
   metrics_.oldest_waiting_received_ms = status->oldest_waiting_received_ms.value_or(0);
   metrics_.quarantined = status->quarantined;
+  count_held();
   while (!recent_.empty() && now - recent_.front().first > 60s) recent_.pop_front();
   std::int64_t sum = 0;
   for (const auto& entry : recent_) sum += entry.second;
@@ -195,6 +201,8 @@ void Uplink::save_state() {
       {"last_error", metrics_.last_error()},
       {"auth_failed", metrics_.auth_failed ? "1" : "0"},
       {"confirmed_last_minute", std::to_string(metrics_.rate_per_minute.load())},
+      {"protocol_version", protocol_},
+      {"held_measurements", std::to_string(metrics_.held.load())},
   };
   std::string text;
   for (const auto& [key, value] : state) {
@@ -257,6 +265,8 @@ Uplink::Next Uplink::back_off(const UplinkConfig& config, const UploadOutcome& o
 std::optional<Uplink::Next> Uplink::launch(const Config& config, std::optional<SyncCursor> after) {
   const auto& uplink = config.uplink;
   SyncLimits limits{uplink.batch_max_records, uplink.batch_max_bytes};
+  // Protocol 1 cannot carry version 2's flags: those measurements wait.
+  if (protocol_ == kProtocolVersion1) limits.held_flags = kVersion2Flags;
   if (split_records_ != 0) {
     limits.max_records = split_records_;
     limits.max_bytes = split_bytes_;
@@ -297,7 +307,8 @@ std::optional<Uplink::Next> Uplink::launch(const Config& config, std::optional<S
   if (metrics_.oldest_waiting_received_ms > 0) {
     batch.oldest_received_ms = metrics_.oldest_waiting_received_ms.load();
   }
-  UplinkEnvelope envelope{config.gateway_id, buffer_->buffer_id(), clock_->now_ms()};
+  in.protocol = protocol_;
+  UplinkEnvelope envelope{config.gateway_id, buffer_->buffer_id(), clock_->now_ms(), in.protocol};
   auto post = std::make_shared<HttpPost>();
   post->url = uplink.ingest_url();
   post->bearer_token = *token;
@@ -386,7 +397,8 @@ void Uplink::drain_window() {
       ++metrics_.request_failures;
       continue;
     }
-    const auto outcome = classify_answer(answer, in.batch, UploadTarget{in.post->url, {}});
+    const auto outcome =
+        classify_answer(answer, in.batch, UploadTarget{in.post->url, {}, in.protocol});
     if (outcome.kind == Kind::delivered) {
       deliver(*config_(), in.batch, outcome.response, true);
     } else {
@@ -419,6 +431,11 @@ Uplink::Next Uplink::deliver(const Config& config, const UplinkBatch& batch,
   metrics_.last_success_ms = clock_->now_ms();
   if (!behind_failure) {
     metrics_.consecutive_failures = 0;
+    if (probing_) {
+      probing_ = false;
+      metrics_.held = 0;
+      logger_.info(kUplink, "the central speaks protocol 2 now: the held measurements are sent");
+    }
     if (metrics_.auth_failed) {
       logger_.info(kUplink, "the central accepts the token again: uploads resumed");
       metrics_.auth_failed = false;
@@ -466,7 +483,7 @@ Uplink::Next Uplink::deliver(const Config& config, const UplinkBatch& batch,
 Uplink::Next Uplink::finish(const Config& config, const InFlight& in, const HttpAnswer& answer) {
   const auto& uplink = config.uplink;
   const auto outcome =
-      classify_answer(answer, in.batch, UploadTarget{in.post->url, uplink.ca_file});
+      classify_answer(answer, in.batch, UploadTarget{in.post->url, uplink.ca_file, in.protocol});
   switch (outcome.kind) {
     case Kind::delivered:
       return deliver(config, in.batch, outcome.response);
@@ -481,12 +498,62 @@ Uplink::Next Uplink::finish(const Config& config, const InFlight& in, const Http
     case Kind::too_large:
       ++metrics_.splits;
       return quarantine_too_large(in.batch, outcome);
+    case Kind::protocol_unsupported:
+      return fall_back(outcome);
     case Kind::retry_later:
     case Kind::auth_failed:
     case Kind::refused:
       return back_off(uplink, outcome);
   }
   return back_off(uplink, outcome);  // not reached: every kind is handled above
+}
+
+Uplink::Next Uplink::fall_back(const UploadOutcome& outcome) {
+  ++metrics_.request_failures;
+  metrics_.last_error_ms = clock_->now_ms();
+  metrics_.set_last_error(outcome.reason);
+  // Nothing was stored: the batch is sent again in version 1, without what
+  // version 1 cannot carry (those stay waiting: never quarantined, never pruned).
+  protocol_ = std::string(kProtocolVersion1);
+  metrics_.protocol_version = 1;
+  next_probe_ = clock_->steady_now() + kProtocolProbe;
+  drain_window();  // requests behind it were sent in version 2 too
+  count_held();
+  const std::string held = std::to_string(metrics_.held.load());
+  if (probing_) {
+    logger_.info(kUplink, "the central still speaks protocol 1: " + held +
+                              " measurements held until it is upgraded");
+  } else {
+    logger_.warning(kUplink, "central speaks protocol 1: " + held +
+                                 " measurements held until it is upgraded (" + outcome.reason +
+                                 "); raw events and the other measurements are sent in protocol "
+                                 "1, protocol 2 is tried again every 10 minutes and on reload");
+  }
+  probing_ = false;
+  backoff_ms_ = 0;
+  return Next::more;
+}
+
+void Uplink::maybe_probe() {
+  if (protocol_ != kProtocolVersion1 || !window_.empty()) return;
+  if (clock_->steady_now() < next_probe_) return;
+  protocol_ = std::string(kProtocolVersion);
+  metrics_.protocol_version = 2;
+  probing_ = true;
+  logger_.info(kUplink, "asking whether the central speaks protocol 2 now");
+}
+
+void Uplink::count_held() {
+  if (protocol_ != kProtocolVersion1) {
+    if (!probing_) metrics_.held = 0;
+    return;
+  }
+  auto held = buffer_->count_waiting_with_flags(kVersion2Flags);
+  if (!held) {
+    logger_.warning(kUplink, "cannot count the held measurements: " + held.error().message);
+    return;
+  }
+  metrics_.held = *held;
 }
 
 Uplink::Next Uplink::quarantine_too_large(const UplinkBatch& batch, const UploadOutcome& outcome) {

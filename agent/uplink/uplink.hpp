@@ -15,6 +15,9 @@
 //                    (common/uplink/backoff.hpp)
 //   refused        → the batch is refused as a whole (an agent bug): logged loudly, retried
 //                    with the longest backoff, nothing dropped
+//   protocol_unsupported → an older central: protocol 1 from now on, holding the
+//                    measurements 1 cannot carry; 2 is asked again every 10 minutes
+//                    and after a reload
 #pragma once
 
 #include <atomic>
@@ -76,6 +79,7 @@ class Uplink {
     std::shared_ptr<const HttpPost> post;
     std::future<HttpAnswer> answer;
     std::size_t slot = 0;  // its transport in transports_
+    std::string protocol;  // the protocol version it was sent in
   };
   void loop();
   // Keeps up to uplink.max_in_flight requests going while a backlog drains,
@@ -95,6 +99,13 @@ class Uplink {
   // retry_later, auth_failed and refused: counts the failure, says why and
   // sets the wait before the next try.
   Next back_off(const UplinkConfig& config, const UploadOutcome& outcome);
+  // protocol_unsupported: from now on version 1, holding what it cannot carry.
+  Next fall_back(const UploadOutcome& outcome);
+  // While on version 1: version 2 again once the probe interval has passed
+  // (or after a reload), with nothing in flight.
+  void maybe_probe();
+  // The held measurements, counted again (version 1 only).
+  void count_held();
   void drain_window();
   void refresh_status();
   void save_state();
@@ -122,6 +133,9 @@ class Uplink {
 
   std::mt19937_64 random_;
   std::int64_t backoff_ms_ = 0;
+  std::string protocol_{kProtocolVersion};  // the version requests are sent in
+  bool probing_ = false;  // protocol_ is 2 again after a fallback, not yet answered
+  std::chrono::steady_clock::time_point next_probe_{};
   std::size_t split_records_ = 0;  // 0: no split in force; else the records per array now
   std::size_t split_bytes_ = 0;
   std::chrono::steady_clock::time_point next_status_{};

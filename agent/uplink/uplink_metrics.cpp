@@ -79,6 +79,13 @@ std::string UplinkMetrics::render_prometheus(std::int64_t now) const {
          "times confirmed data was pruned before uplink.retention to keep the buffer within "
          "buffer.max_size_mib",
          budget_prunes.load());
+  metric(out, "meter_agent_uplink_protocol_version", "gauge",
+         "the upload protocol version in use: 2, or 1 while the central does not speak 2",
+         protocol_version.load());
+  metric(out, "meter_agent_uplink_held_measurements", "gauge",
+         "measurements held back because the central speaks protocol 1 (their flags are new in "
+         "2); sent once it is upgraded",
+         held.load());
   return out;
 }
 

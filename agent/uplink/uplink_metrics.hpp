@@ -34,6 +34,8 @@ class UplinkMetrics {
   std::atomic<std::int64_t> quarantined{0};
   std::atomic<std::int64_t> rate_per_minute{0};  // records confirmed in the last minute
   std::atomic<bool> clock_synchronized{true};    // see agent/ops/clock_sync.hpp
+  std::atomic<int> protocol_version{2};          // the upload protocol in use (1: fallback)
+  std::atomic<std::int64_t> held{0};             // measurements protocol 1 cannot carry, held back
 
   void set_last_error(std::string error);
   std::string last_error() const;

@@ -121,6 +121,9 @@ std::vector<std::int64_t> parse_anchor_history(std::string_view text);
 struct SyncLimits {
   std::size_t max_records = 1000;
   std::size_t max_bytes = 4 * 1024 * 1024;
+  // Measurements carrying any of these flags are left waiting, not selected
+  // (what a central speaking an older protocol cannot accept).
+  FlagSet held_flags = 0;
 };
 
 // What applying one response did.
@@ -232,6 +235,8 @@ class Buffer {
   Result<SyncResult> apply_ingest_response(const UplinkBatch& batch, const IngestResponse& response,
                                            std::int64_t now_ms);
   Result<SyncStatus> sync_status();
+  // How many measurements wait with one of `flags` (held: SyncLimits::held_flags).
+  Result<std::int64_t> count_waiting_with_flags(FlagSet flags);
   // The newest `limit` rejections, newest first.
   Result<std::vector<Rejection>> latest_rejections(int limit);
   // Releases quarantined records (all, or those rejected for `reason`) to be

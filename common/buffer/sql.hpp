@@ -406,7 +406,12 @@ inline constexpr const char* kSyncMeasurements =
     "m.delta, m.flags, m.revision, m.raw_seq, m.first_received_ms, m.delta_from_ms "
     "FROM measurements m JOIN series s ON s.id = m.series_id "
     "WHERE m.synced_revision < m.revision AND m.quarantined_revision < m.revision "
-    "AND s.local_only = 0 AND m.id > ?1 ORDER BY m.id LIMIT ?2";
+    "AND s.local_only = 0 AND (m.flags & ?3) = 0 AND m.id > ?1 ORDER BY m.id LIMIT ?2";
+// Measurements waiting that carry one of the flags ?1 (held while the central
+// speaks protocol version 1).
+inline constexpr const char* kSyncMeasurementsHeld =
+    "SELECT count(*) FROM measurements "
+    "WHERE synced_revision < revision AND quarantined_revision < revision AND (flags & ?1) <> 0";
 // Only upward, and never beyond the revision the row has (a revision raised
 // while the batch was in flight stays unsynced). The event_id guards against a
 // row id that renormalize gave to another measurement meanwhile.

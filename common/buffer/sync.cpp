@@ -111,7 +111,8 @@ Result<UplinkBatch> Buffer::select_unsynced(const SyncLimits& limits,
     batch.through.measurement_id = after ? after->measurement_id : 0;
     auto rows = db.prepare(sql::kSyncMeasurements);
     rows.bind(1, batch.through.measurement_id)
-        .bind(2, static_cast<std::int64_t>(limits.max_records) + 1);
+        .bind(2, static_cast<std::int64_t>(limits.max_records) + 1)
+        .bind(3, static_cast<std::int64_t>(limits.held_flags));
     while (rows.step()) {
       if (batch.measurements.size() >= limits.max_records) {
         batch.limited = true;
@@ -242,6 +243,15 @@ Result<SyncResult> Buffer::apply_ingest_response(const UplinkBatch& batch,
     }
     transaction.commit();
     return result;
+  });
+}
+
+Result<std::int64_t> Buffer::count_waiting_with_flags(FlagSet flags) {
+  return guarded([&]() -> Result<std::int64_t> {
+    auto count = db_->prepare(sql::kSyncMeasurementsHeld);
+    count.bind(1, static_cast<std::int64_t>(flags));
+    count.step();
+    return count.column_int(0);
   });
 }
 

@@ -61,7 +61,7 @@ UploadOutcome classify_answer(const HttpAnswer& answer, const UplinkBatch& batch
     return make(Kind::retry_later, std::move(what));
   }
   if (answer.status == 200) {
-    auto response = parse_ingest_response(answer.body, batch);
+    auto response = parse_ingest_response(answer.body, batch, target.protocol_version);
     if (!response) {
       // Not a protocol answer (a proxy's page?): nothing confirmed, sent again.
       return make(Kind::retry_later,
@@ -76,6 +76,10 @@ UploadOutcome classify_answer(const HttpAnswer& answer, const UplinkBatch& batch
   if (answer.status == 413) return too_big(batch, error, std::move(what));
   if (answer.status == 401 || answer.status == 403) {
     return make(Kind::auth_failed, std::move(what));
+  }
+  if (answer.status == 400 && error.error == "unsupported_protocol_version" &&
+      target.protocol_version != kProtocolVersion1) {
+    return make(Kind::protocol_unsupported, std::move(what));
   }
   // Transient: the same request may pass later. Any other status says the
   // request itself is wrong: sending it unchanged soon would not help.

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "common/model/sync.hpp"
+#include "common/uplink/wire_format.hpp"
 
 namespace meter {
 
@@ -49,6 +50,10 @@ struct UploadOutcome {
     // whole batch as invalid, a bug on one side: the longest backoff, nothing
     // dropped, never sooner than `retry_after_ms`.
     refused,
+    // 400 unsupported_protocol_version to a version 2 request: an older
+    // central. The agent falls back to version 1 and holds what 1 cannot
+    // carry (docs/PROTOCOL.md, "Versions").
+    protocol_unsupported,
   };
 
   Kind kind = Kind::retry_later;
@@ -62,7 +67,8 @@ struct UploadOutcome {
 // What the request was, for the reason given when there was no answer.
 struct UploadTarget {
   std::string url;
-  std::string ca_file;  // empty: the system's CA certificates
+  std::string ca_file;                             // empty: the system's CA certificates
+  std::string protocol_version{kProtocolVersion};  // the request's
 };
 
 // Classifies `answer`, the answer to a request carrying `batch`.

@@ -42,7 +42,7 @@ void append_raw(std::string& out, const UplinkRawEvent& raw) {
 }
 
 void append_measurement(std::string& out, const UplinkMeasurement& record,
-                        std::string_view buffer_id) {
+                        std::string_view buffer_id, std::string_view protocol_version) {
   const auto& m = record.measurement;
   out += "{\"event_id\":\"";
   out += m.event_id;
@@ -58,6 +58,17 @@ void append_measurement(std::string& out, const UplinkMeasurement& record,
   append_json_string(out, m.unit);
   out += ",\"delta\":";
   out += m.delta ? *m.delta : std::string("null");
+  if (protocol_version != kProtocolVersion1) {
+    // Version 2: the reading the delta is measured from; null with the delta.
+    out += ",\"delta_from\":";
+    if (m.delta && m.delta_from_ms) {
+      out += '"';
+      out += format_timestamp(*m.delta_from_ms);
+      out += '"';
+    } else {
+      out += "null";
+    }
+  }
   out += ",\"flags\":[";
   bool first = true;
   for (auto name : flag_names(m.flags)) {  // sorted by name
@@ -159,7 +170,7 @@ std::size_t encoded_size(const UplinkRawEvent& raw) {
 
 std::size_t encoded_size(const UplinkMeasurement& measurement) {
   std::string out;
-  append_measurement(out, measurement, "00000000-0000-0000-0000-000000000000");
+  append_measurement(out, measurement, "00000000-0000-0000-0000-000000000000", kProtocolVersion);
   return out.size() + 1;
 }
 
@@ -170,7 +181,7 @@ std::size_t estimated_size(const UplinkRawEvent& raw) {
 
 std::size_t estimated_size(const UplinkMeasurement& measurement) {
   const auto& m = measurement.measurement;
-  return 300 + m.device_id.size() + m.metric_type.size() + m.value.size() + m.unit.size() +
+  return 340 + m.device_id.size() + m.metric_type.size() + m.value.size() + m.unit.size() +
          (m.delta ? m.delta->size() : 0) + 24 * flag_names(m.flags).size();
 }
 
@@ -178,7 +189,7 @@ std::string encode_batch(const UplinkEnvelope& envelope, const UplinkBatch& batc
   std::string out;
   out.reserve(256 + batch.raw_events.size() * 300 + batch.measurements.size() * 330);
   out += "{\"protocol_version\":\"";
-  out += kProtocolVersion;
+  out += envelope.protocol_version;
   out += "\",\"gateway_id\":";
   append_json_string(out, envelope.gateway_id);
   out += ",\"buffer_id\":";
@@ -203,18 +214,20 @@ std::string encode_batch(const UplinkEnvelope& envelope, const UplinkBatch& batc
   out += "],\"measurements\":[";
   for (std::size_t i = 0; i < batch.measurements.size(); ++i) {
     if (i != 0) out += ',';
-    append_measurement(out, batch.measurements[i], envelope.buffer_id);
+    append_measurement(out, batch.measurements[i], envelope.buffer_id, envelope.protocol_version);
   }
   out += "]}";
   return out;
 }
 
-Result<IngestResponse> parse_ingest_response(std::string_view body, const UplinkBatch& batch) {
+Result<IngestResponse> parse_ingest_response(std::string_view body, const UplinkBatch& batch,
+                                             std::string_view protocol_version) {
   auto parsed = parse_json(body);
   if (!parsed) return Error{"the central's response is not JSON: " + parsed.error().message};
   if (parsed->object() == nullptr) return Error{"the central's response is not a JSON object"};
-  if (string_of(parsed->find("protocol_version")) != kProtocolVersion) {
-    return Error{"the central's response has protocol_version other than \"1\""};
+  if (string_of(parsed->find("protocol_version")) != protocol_version) {
+    return Error{"the central's response has protocol_version other than \"" +
+                 std::string(protocol_version) + "\" (the version sent)"};
   }
   IngestResponse response;
   response.raw_events.resize(batch.raw_events.size());

@@ -13,6 +13,7 @@
 #include <deque>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,8 +21,10 @@
 #include <string>
 #include <vector>
 
+#include "agent/cli/uplink_commands.hpp"
 #include "agent/ops/log.hpp"
 #include "agent/uplink/uplink.hpp"
+#include "common/buffer/sqlite.hpp"
 #include "support/buffer_fixture.hpp"
 #include "support/gunzip.hpp"
 
@@ -205,7 +208,8 @@ HttpAnswer status(long code, std::optional<std::int64_t> retry_after_ms = std::n
 // "rejected", or "" for none); every raw event stored.
 Responder answer_200(std::function<std::string(std::size_t index)> decide) {
   return [decide](const nlohmann::json& request) {
-    nlohmann::json response{{"protocol_version", "1"},
+    // A central answers in the version it was sent (docs/PROTOCOL.md).
+    nlohmann::json response{{"protocol_version", request["protocol_version"]},
                             {"raw_events", nlohmann::json::array()},
                             {"measurements", nlohmann::json::array()}};
     for (std::size_t i = 0; i < request["raw_events"].size(); ++i) {
@@ -586,4 +590,154 @@ TEST_CASE("with requests in flight, one behind a failed request still confirms i
   }));
   CHECK(rig.sync_status().waiting() == 0);
   CHECK(rig.metrics().consecutive_failures == 0);
+}
+
+// ---- protocol version 2, and the fallback to 1 -----------------------------------
+
+namespace {
+
+// A central that speaks only version 1: what it answers a version 2 request.
+HttpAnswer version1_only() {
+  return status(400, std::nullopt,
+                R"({"protocol_version":"1","error":"unsupported_protocol_version",)"
+                R"("detail":"protocol_version must be \"1\""})");
+}
+
+// Gives the measurement at `timestamp` a version 2 flag, as the series engine
+// would (a glitch: no delta).
+void flag_glitch(Rig& rig, const std::string& timestamp) {
+  sqlite::Database db(rig.fixture().config().buffer.path);
+  auto update = db.prepare(
+      "UPDATE measurements SET flags = flags | ?1, delta = NULL, delta_from_ms = NULL, "
+      "revision = revision + 1 WHERE timestamp_ms = ?2");
+  update.bind(1, static_cast<std::int64_t>(flag_bit(Flag::glitch)))
+      .bind(2, parse_timestamp(timestamp, TimestampFormat::rfc3339)->ms)
+      .run();
+  REQUIRE(db.changes() == 1);
+}
+
+std::string uplink_status(Rig& rig, bool as_json) {
+  std::string out;
+  std::ostringstream err;
+  REQUIRE(append_uplink_status(rig.fixture().buffer(), rig.fixture().config(), as_json, out, err));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("requests are version 2 and carry delta_from", "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(2);
+  {
+    // What the series engine records for the second reading's delta.
+    sqlite::Database db(rig.fixture().config().buffer.path);
+    db.exec("UPDATE measurements SET delta_from_ms = 1704067200000 WHERE delta IS NOT NULL");
+  }
+  rig.script().then(confirm_all());
+  rig.start();
+  const auto sent = rig.script().await_request(1);
+  CHECK(sent.body["protocol_version"] == "2");
+  REQUIRE(sent.measurements() == 2);
+  CHECK(sent.body["measurements"][0]["delta_from"].is_null());
+  CHECK(sent.body["measurements"][1]["delta_from"] == "2024-01-01T00:00:00.000Z");
+  rig.clock().await_wait(1);
+  CHECK(rig.sync_status().waiting() == 0);
+  CHECK(rig.metrics().protocol_version == 2);
+  CHECK(uplink_status(rig, false).find("protocol        2\n") != std::string::npos);
+}
+
+TEST_CASE("a central that speaks only protocol 1 gets what 1 carries; the rest is held",
+          "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(3);
+  flag_glitch(rig, "2024-01-01T01:00:00Z");
+  rig.script().then(just(version1_only()));
+  rig.script().then(confirm_all());
+  rig.start();
+  const auto refused = rig.script().await_request(1);
+  CHECK(refused.body["protocol_version"] == "2");
+  CHECK(refused.measurements() == 3);
+  // At once, no backoff: version 1, without the glitch and without delta_from.
+  const auto fallback = rig.script().await_request(2);
+  CHECK(fallback.body["protocol_version"] == "1");
+  CHECK(fallback.raw_seqs() == std::vector<std::int64_t>{1, 2, 3});
+  REQUIRE(fallback.measurements() == 2);
+  for (const auto& m : fallback.body["measurements"]) {
+    CHECK(m["timestamp"] != "2024-01-01T01:00:00.000Z");
+    CHECK_FALSE(m.contains("delta_from"));
+  }
+  CHECK(rig.clock().await_wait(1) == 1s);  // idle, not backing off
+  auto status = rig.sync_status();
+  CHECK(status.raw_waiting == 0);
+  CHECK(status.measurements_waiting == 1);  // held: waiting, not quarantined
+  CHECK(status.quarantined == 0);
+  CHECK(rig.metrics().protocol_version == 1);
+  CHECK(rig.metrics().held == 1);
+  CHECK(rig.log().find("central speaks protocol 1: 1 measurements held until it is upgraded") !=
+        std::string::npos);
+  CHECK(uplink_status(rig, false)
+            .find("protocol        1 (central speaks protocol 1: 1 "
+                  "measurements held until it is upgraded)") != std::string::npos);
+  const auto json = nlohmann::json::parse(uplink_status(rig, true));
+  CHECK(json["protocol_version"] == "1");
+  CHECK(json["held_measurements"] == 1);
+
+  // Pruning keeps it, whatever its age.
+  auto pruned = rig.fixture().buffer().prune_synced(std::numeric_limits<std::int64_t>::max(), 0);
+  REQUIRE(pruned);
+  CHECK(rig.sync_status().measurements_waiting == 1);
+  CHECK(rig.fixture().measurements().size() == 2);  // the held one and the newest confirmed
+
+  // Idle in version 1: nothing it can carry is waiting, so nothing is sent.
+  rig.clock().advance(1s);
+  rig.clock().await_wait(2);
+  CHECK(rig.script().requests() == 2);
+
+  // A reload asks with version 2 at once; the upgraded central takes the held one.
+  rig.script().then(confirm_all());
+  rig.reload();
+  const auto probe = rig.script().await_request(3);
+  CHECK(probe.body["protocol_version"] == "2");
+  REQUIRE(probe.measurements() == 1);
+  CHECK(probe.body["measurements"][0]["flags"] == nlohmann::json::array({"glitch"}));
+  rig.clock().await_wait(3);
+  CHECK(rig.sync_status().waiting() == 0);
+  CHECK(rig.metrics().protocol_version == 2);
+  CHECK(rig.metrics().held == 0);
+  CHECK(rig.log().find("the central speaks protocol 2 now") != std::string::npos);
+}
+
+TEST_CASE("after a fallback, protocol 2 is asked again every 10 minutes", "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(2);
+  flag_glitch(rig, "2024-01-01T01:00:00Z");
+  rig.script().then(just(version1_only()));
+  rig.script().then(confirm_all());
+  rig.start();
+  rig.script().await_request(2);
+  CHECK(rig.clock().await_wait(1) == 1s);
+  CHECK(rig.metrics().held == 1);
+
+  // Not before 10 minutes: idle polls send nothing.
+  rig.clock().advance(9min);
+  rig.clock().await_wait(2);
+  CHECK(rig.script().requests() == 2);
+  // Then version 2 again; still refused: back to 1, quietly, and 10 more minutes.
+  rig.script().then(just(version1_only()));
+  rig.clock().advance(1min);
+  const auto probe = rig.script().await_request(3);
+  CHECK(probe.body["protocol_version"] == "2");
+  CHECK(rig.clock().await_wait(3) == 1s);
+  CHECK(rig.metrics().protocol_version == 1);
+  CHECK(rig.metrics().held == 1);
+  CHECK(rig.log().find("the central still speaks protocol 1: 1 measurements held") !=
+        std::string::npos);
+  CHECK(rig.sync_status().measurements_waiting == 1);
+  CHECK(rig.sync_status().quarantined == 0);
+  // The next one after another 10 minutes, and the central has been upgraded.
+  rig.script().then(confirm_all());
+  rig.clock().advance(10min);
+  CHECK(rig.script().await_request(4).body["protocol_version"] == "2");
+  rig.clock().await_wait(4);
+  CHECK(rig.sync_status().waiting() == 0);
 }

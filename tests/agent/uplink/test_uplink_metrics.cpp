@@ -1,7 +1,8 @@
 // The uplink's /metrics text (agent/uplink/uplink_metrics.cpp), byte for byte
 // as the uplink wrote it before the one Prometheus writer
 // (agent/ops/prometheus.hpp): dashboards, alerts and the end-to-end tests read
-// these names. The expected text is what commit cc1b410 rendered for these values.
+// these names. The expected text is what commit cc1b410 rendered for these values,
+// plus the protocol fallback's two gauges at the end (issue #14).
 #include <catch2/catch.hpp>
 #include <string>
 
@@ -34,6 +35,8 @@ TEST_CASE("the uplink's metrics render exactly as before", "[uplink_metrics]") {
   u.quarantined = 3;
   u.rate_per_minute = 60;
   u.clock_synchronized = false;
+  u.protocol_version = 1;
+  u.held = 17;
   const std::string expected =
       R"(# HELP meter_agent_uplink_enabled 1 when uplink.url is configured
 # TYPE meter_agent_uplink_enabled gauge
@@ -104,6 +107,12 @@ meter_agent_uplink_pruned_raw_total 8
 # HELP meter_agent_uplink_budget_prunes_total times confirmed data was pruned before uplink.retention to keep the buffer within buffer.max_size_mib
 # TYPE meter_agent_uplink_budget_prunes_total counter
 meter_agent_uplink_budget_prunes_total 1
+# HELP meter_agent_uplink_protocol_version the upload protocol version in use: 2, or 1 while the central does not speak 2
+# TYPE meter_agent_uplink_protocol_version gauge
+meter_agent_uplink_protocol_version 1
+# HELP meter_agent_uplink_held_measurements measurements held back because the central speaks protocol 1 (their flags are new in 2); sent once it is upgraded
+# TYPE meter_agent_uplink_held_measurements gauge
+meter_agent_uplink_held_measurements 17
 )";
   CHECK(u.render_prometheus(1735689700000) == expected);
 }

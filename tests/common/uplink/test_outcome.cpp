@@ -58,12 +58,12 @@ HttpAnswer no_answer(std::string error, bool tls = false) {
   return a;
 }
 
-const char* kAllConfirmed = R"({"protocol_version":"1",
+const char* kAllConfirmed = R"({"protocol_version":"2",
   "raw_events":[{"index":0,"seq":7,"outcome":"stored"},{"index":1,"seq":8,"outcome":"duplicate"}],
   "measurements":[{"index":0,"event_id":"ev-1","revision":2,"outcome":"superseded"}]})";
 
 std::string error_body(const std::string& code, const std::string& detail) {
-  return R"({"protocol_version":"1","error":")" + code + R"(","detail":")" + detail + R"("})";
+  return R"({"protocol_version":"2","error":")" + code + R"(","detail":")" + detail + R"("})";
 }
 
 UploadOutcome classify(const HttpAnswer& a, const UplinkBatch& batch = small_batch()) {
@@ -85,7 +85,7 @@ TEST_CASE("a readable 200 is delivered, with an outcome per record", "[uplink_ou
 
 TEST_CASE("a 200 rejecting one record delivers the rest and names the rejection",
           "[uplink_outcome]") {
-  const auto outcome = classify(answer(200, R"({"protocol_version":"1",
+  const auto outcome = classify(answer(200, R"({"protocol_version":"2",
     "raw_events":[{"index":0,"seq":7,"outcome":"stored"},{"index":1,"seq":8,"outcome":"stored"}],
     "measurements":[{"index":0,"event_id":"ev-1","revision":2,"outcome":"rejected",
                      "reason":"unit_mismatch","detail":"Wh is not kWh"}]})"));
@@ -99,7 +99,7 @@ TEST_CASE("a 200 rejecting one record delivers the rest and names the rejection"
 
 TEST_CASE("a partial 200 is delivered: what it does not answer is missing, sent again",
           "[uplink_outcome]") {
-  const auto outcome = classify(answer(200, R"({"protocol_version":"1",
+  const auto outcome = classify(answer(200, R"({"protocol_version":"2",
     "raw_events":[{"index":0,"seq":7,"outcome":"stored"}]})"));
   REQUIRE(outcome.kind == Kind::delivered);
   CHECK(outcome.response.raw_events[0].outcome == RecordOutcome::confirmed);
@@ -108,7 +108,7 @@ TEST_CASE("a partial 200 is delivered: what it does not answer is missing, sent 
 }
 
 TEST_CASE("a 200 naming records that were not sent confirms none of them", "[uplink_outcome]") {
-  const auto outcome = classify(answer(200, R"({"protocol_version":"1",
+  const auto outcome = classify(answer(200, R"({"protocol_version":"2",
     "raw_events":[{"index":0,"seq":99,"outcome":"stored"},{"index":5,"seq":8,"outcome":"stored"},
                   {"index":-1,"seq":7,"outcome":"stored"}],
     "measurements":[{"index":0,"event_id":"ev-1","revision":3,"outcome":"stored"},
@@ -121,8 +121,8 @@ TEST_CASE("a 200 naming records that were not sent confirms none of them", "[upl
 
 TEST_CASE("a 200 the agent cannot read is retried later, nothing confirmed", "[uplink_outcome]") {
   for (const char* body : {"", "<html>proxy login</html>", "[1,2]", R"({"raw_events":[]})",
-                           R"({"protocol_version":"2","raw_events":[]})",
-                           R"({"protocol_version":"1","raw_events":[)"}) {
+                           R"({"protocol_version":"1","raw_events":[]})",
+                           R"({"protocol_version":"2","raw_events":[)"}) {
     CAPTURE(body);
     const auto outcome = classify(answer(200, body, 30000));
     CHECK(outcome.kind == Kind::retry_later);
@@ -236,4 +236,26 @@ TEST_CASE("no answer at all (refused, reset, timeout, TLS) is retried later", "[
   CHECK(pinned.reason ==
         "cannot reach https://c/api/v1/ingest: bad (the server's certificate "
         "could not be verified against uplink.ca_file /etc/ca.pem)");
+}
+
+TEST_CASE("400 unsupported_protocol_version to version 2 means an older central; to 1 a refusal",
+          "[uplink_outcome]") {
+  const auto body =
+      error_body("unsupported_protocol_version", "protocol_version must be \\\"1\\\"");
+  const auto older = classify(answer(400, body));
+  CHECK(older.kind == Kind::protocol_unsupported);
+  CHECK(older.reason.rfind("HTTP 400 unsupported_protocol_version", 0) == 0);
+  // Sent in version 1 already: nothing older to fall back to, a bug somewhere.
+  const UploadTarget version1{"https://central.test/api/v1/ingest", "", "1"};
+  CHECK(classify_answer(answer(400, body), small_batch(), version1).kind == Kind::refused);
+  // Another 400, or the code with another status, is no fallback.
+  CHECK(classify(answer(400, error_body("invalid_json", ""))).kind == Kind::refused);
+  CHECK(classify(answer(422, body)).kind == Kind::refused);
+  // A version 1 answer is read as such only when the request was version 1.
+  const char* version1_answer = R"({"protocol_version":"1",
+    "raw_events":[{"index":0,"seq":7,"outcome":"stored"},{"index":1,"seq":8,"outcome":"stored"}],
+    "measurements":[]})";
+  CHECK(classify_answer(answer(200, version1_answer), small_batch(), version1).kind ==
+        Kind::delivered);
+  CHECK(classify(answer(200, version1_answer)).kind == Kind::retry_later);
 }
