@@ -86,4 +86,6 @@ normalized_measurements = sa.Table(
     sa.Column("raw_seq", sa.BigInteger, nullable=False),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # Protocol "2": the timestamp of the reading the delta is measured from (migration 0005).
+    sa.Column("delta_from", sa.DateTime(timezone=True)),
 )

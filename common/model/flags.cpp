@@ -20,6 +20,13 @@ const std::vector<FlagName>& all_flags() {
         {Flag::dst_ambiguous, "dst_ambiguous"},
         {Flag::dst_gap, "dst_gap"},
         {Flag::clock_unsynced, "clock_unsynced"},
+        {Flag::glitch, "glitch"},
+        {Flag::rollback, "rollback"},
+        {Flag::implausible_rate, "implausible_rate"},
+        {Flag::gap, "gap"},
+        {Flag::meter_replaced, "meter_replaced"},
+        {Flag::device_restarted, "device_restarted"},
+        {Flag::period_reset, "period_reset"},
     };
     std::sort(list.begin(), list.end(),
               [](const FlagName& a, const FlagName& b) { return a.name < b.name; });

@@ -19,11 +19,18 @@ enum class Flag : std::uint32_t {
   negative_value = 1U << 5,      // counter register below zero
   future_timestamp = 1U << 6,    // timestamp ahead of the gateway clock beyond the tolerance
   gateway_timestamp = 1U << 7,   // no timestamp in the message: the gateway's receive time used
-  beyond_retention = 1U << 8,  // older than what the buffer still holds for its series; delta null
-  leap_second = 1U << 9,       // sent as second 60; stored as hh:mm:59.999
-  dst_ambiguous = 1U << 10,    // local time in a DST fall-back overlap; the earlier instant used
-  dst_gap = 1U << 11,          // local time that does not exist (DST spring-forward); shifted
-  clock_unsynced = 1U << 12,   // stamped by a gateway clock that was not synchronized
+  beyond_retention = 1U << 8,   // older than what the buffer still holds for its series; delta null
+  leap_second = 1U << 9,        // sent as second 60; stored as hh:mm:59.999
+  dst_ambiguous = 1U << 10,     // local time in a DST fall-back overlap; the earlier instant used
+  dst_gap = 1U << 11,           // local time that does not exist (DST spring-forward); shifted
+  clock_unsynced = 1U << 12,    // stamped by a gateway clock that was not synchronized
+  glitch = 1U << 13,            // counter: off course, back within the glitch window; delta null
+  rollback = 1U << 14,          // counter: drop of at most rollback_max, no return; delta null
+  implausible_rate = 1U << 15,  // counter: rise faster than max_rate, no return; delta kept
+  gap = 1U << 16,               // counter: interval over gap_factor x median; delta estimated
+  meter_replaced = 1U << 17,    // counter: first reading of an operator's replacement epoch
+  device_restarted = 1U << 18,  // counter: restart evidence between g and this reading
+  period_reset = 1U << 19,      // counter: a daily register's reset at local midnight
 };
 
 using FlagSet = std::uint32_t;
