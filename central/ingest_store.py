@@ -31,7 +31,7 @@ import psycopg2
 import psycopg2.errorcodes
 from sqlalchemy.engine import Engine
 
-from central import PROTOCOL_VERSION
+from central import PROTOCOL_VERSION, operator_events
 from central.canonical import decimal_text
 from central.ingest_validate import Batch, MeasurementRecord, RawRecord
 
@@ -341,6 +341,8 @@ def _store(conn, batch: Batch, gateway_pk: int) -> Outcomes:
         if batch.raw_events:
             for r, rendered in zip(batch.raw_events, _insert_raw(cur, batch, gateway_pk)):
                 raw_out[r.index] = rendered
+            operator_events.apply(cur, batch.gateway_id, gateway_pk, batch.buffer_id,
+                                  batch.raw_events)
         if batch.measurements:
             for m, rendered in zip(batch.measurements,
                                    _upsert_measurements(cur, batch, gateway_pk)):
