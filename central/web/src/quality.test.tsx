@@ -135,3 +135,10 @@ test("why panel: fetches the readings after and before the flagged one from the 
   fireEvent.click(screen.getByTestId("why-close"));
   expect(onClose).toHaveBeenCalled();
 });
+
+test("a bucket with a reading without delta is outlined, not hatched (the hatch means estimated)", () => {
+  render(<ConsumptionView data={quality} chartWidth={900} />);
+  const outlined = [...document.querySelectorAll('[data-testid="null-delta-outline"]')].map((o) => o.closest('[data-testid="consumption-bar"]')!.getAttribute("data-start"));
+  expect(outlined).toEqual([hour(1)]);
+  expect(document.querySelector('[data-testid="bucket-consumption"]')).not.toBeNull();
+});

@@ -1,8 +1,8 @@
 // Energy per bucket as bars (recharts), split into what to trust and what not: a bar stacks the
 // bucket's trusted energy (blue), flagged energy (amber: suspicious jumps, implausible rates) and
 // estimated energy (hatched: its part of gap deltas, spread over the silence). What makes a total
-// doubtful is drawn on it: a white hatch when a reading in it has no delta (first reading, reset:
-// consumption across it is unknown), a red "R" above each bucket with a counter reset, an amber
+// doubtful is drawn on it: a dashed outline when a reading in it has no delta (first reading,
+// reset, glitch: consumption across a reset is unknown), a red "R" above each bucket with a counter reset, an amber
 // "G" marker (not a bar: a glitch has no delta) above each bucket with glitches, and a purple
 // vertical line where an operator recorded a meter replacement. Every bar carries its exact
 // numbers as data-* attributes and a tooltip.
@@ -93,7 +93,9 @@ function BucketBar(props: BarShapeProps) {
             </g>
           );
         })}
-      {b.null_deltas > 0 && height > 0 && <rect x={x} y={y} width={width} height={height} fill="url(#hatch)" />}
+      {b.null_deltas > 0 && height > 0 && (
+        <rect data-testid="null-delta-outline" x={x + 1} y={y + 1} width={Math.max(width - 2, 0)} height={Math.max(height - 2, 0)} fill="none" stroke="#1d2430" strokeWidth={2} strokeDasharray="4 3" />
+      )}
       {payload.replacements.map((r) => (
         <g key={r.at} data-testid="replacement-line" data-at={r.at}>
           <title>{`meter replaced at ${formatTime(r.at)}: a new epoch starts`}</title>
@@ -164,9 +166,6 @@ export function ConsumptionChart({
   const chart = (
     <ComposedChart data={rows} width={width} height={height} margin={{ top: 28, right: 16, bottom: 8, left: 8 }}>
       <defs>
-        <pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">
-          <line x1="0" y1="0" x2="0" y2="6" stroke="#fff" strokeWidth="2" />
-        </pattern>
         <pattern id="hatch-estimated" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(-45)">
           <line x1="0" y1="0" x2="0" y2="6" stroke="#2f6db5" strokeWidth="2" />
         </pattern>

@@ -139,14 +139,14 @@ export function ConsumptionView({ data, chartWidth, epochs = [] }: { data: Consu
       </p>
       <p data-testid="consumption-total" className="muted">
         Sum of all deltas <span className="num">{data.total.consumption ?? "—"}</span> {unit} from {data.total.readings} readings
-        {data.total.null_deltas > 0 && `; ${data.total.null_deltas} without a delta (first reading or reset: consumption across them is unknown)`}
+        {data.total.null_deltas > 0 && `; ${data.total.null_deltas} without a delta (first reading, reset, glitch: consumption across a reset is unknown)`}
         {data.total.suspicious_jump_delta !== null && `; includes ${data.total.suspicious_jump_delta} ${unit} of suspicious jumps`}
         {(data.total.glitches ?? 0) > 0 && `; ${data.total.glitches} glitch(es) kept without a delta`}.
       </p>
       <ConsumptionChart buckets={data.buckets} size={data.bucket} unit={unit} width={chartWidth} epochs={epochs} />
       <p className="legend">
         <span className="swatch normal" /> trusted <span className="swatch jump" /> flagged (suspicious jump, implausible rate){" "}
-        <span className="swatch estimated" /> estimated (a gap's energy, spread) <span className="swatch hatched" /> a reading without delta{" "}
+        <span className="swatch estimated" /> estimated (a gap's energy, spread) <span className="swatch no-delta" /> a reading without delta{" "}
         <span className="swatch reset">R</span> counter reset <span className="swatch glitch">G</span> glitch{" "}
         <span className="swatch replacement" /> meter replaced
       </p>
