@@ -146,3 +146,46 @@ def test_the_same_payload_on_another_topic_is_just_a_raw_event(client, gw, viewe
 def test_epochs_need_a_viewer_token(client, gw):
     r = client.get("/api/v1/epochs", params={"device_id": "m1"}, headers=headers(gw))
     assert r.status_code == 403
+
+
+def _fuzzed(rng) -> bytes:
+    """A valid payload with random damage: bytes flipped, cut, fields swapped for odd values."""
+    data = payload(device=rng.choice(["m1", "m\u00e9", "x" * 256]),
+                   new_initial=rng.choice(["0", None, "12.5"]))
+    roll = rng.random()
+    if roll < 0.3:
+        obj = json.loads(data)
+        key = rng.choice(sorted(obj))
+        obj[key] = rng.choice([None, True, 0, -1, 1.5, "", [], {}, "x" * 300, "\u0000", "1e3",
+                               "2024-03-01T12:00:00.000Z", "meter_replaced", "energy"])
+        return json.dumps(obj).encode()
+    if roll < 0.5:
+        return data[:rng.randrange(len(data))]
+    if roll < 0.8:
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        return bytes(damaged)
+    return data
+
+
+def test_fuzzed_payloads_are_applied_or_reported_never_an_error(client, gw, viewer, engine):
+    import random
+    rng = random.Random(16)
+    blobs = [_fuzzed(rng) for _ in range(300)]
+    parsed = {}
+    for seq, blob in enumerate(blobs, start=1):
+        try:
+            parsed[seq] = operator_events.parse(blob)
+        except operator_events.OperatorEventProblem:
+            pass  # any other exception fails the test
+    assert 20 < len(parsed) < 280  # both kinds were exercised
+    assert post(client, gw, [op_event(seq, blob) for seq, blob in enumerate(blobs, start=1)]) \
+        == ["stored"] * len(blobs)
+    reported = {p["seq"] for p in client.get("/api/v1/operator_event_problems",
+                                             params={"limit": 1000},
+                                             headers=headers(viewer)).json()["items"]}
+    assert reported == set(range(1, len(blobs) + 1)) - set(parsed)
+    with engine.connect() as conn:
+        identities = set(conn.execute(sa.text("SELECT identity FROM epochs")).scalars())
+    assert identities == {e.identity for e in parsed.values()}
