@@ -1,5 +1,8 @@
 """Validation of an ingest batch: the envelope (whole-request errors) and each record.
 
+(Over 600 lines: the record rules and the whole-batch fast path that must agree with them belong
+side by side.)
+
 Two levels, as the contract requires: a bad envelope raises ApiError (400/403/422) and the batch
 changes nothing; a bad record becomes a `rejected` outcome with a reason code while the rest of
 the batch proceeds. Every check a client could get wrong is here, before any SQL runs, so the
