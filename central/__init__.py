@@ -5,4 +5,6 @@ Alembic migrations). Gateways POST batches of raw MQTT
 events and canonical measurements to /api/v1/ingest; viewers read them back through /api/v1/*.
 """
 
-PROTOCOL_VERSION = "1"
+PROTOCOL_VERSION = "1"  # the version of answers whose request's version is not known
+# Every version /api/v1/ingest accepts; answers carry the version the request was sent with.
+PROTOCOL_VERSIONS = ("1", "2")

@@ -25,9 +25,13 @@ router = APIRouter()
 def _process(request_state, raw: bytes, content_encoding: str | None, principal: Principal) -> bytes:
     settings, engine = request_state.settings, request_state.engine
     body = decode_body(raw, content_encoding, settings.max_decompressed_bytes)
-    check_protocol_version(body)
-    batch = parse_envelope(body, settings, principal.name)
-    return store_batch(engine, batch, principal.gateway_pk).response_json()
+    version = check_protocol_version(body)
+    try:
+        batch = parse_envelope(body, settings, principal.name)
+        return store_batch(engine, batch, principal.gateway_pk).response_json()
+    except ApiError as exc:  # answered in the version the request was sent with
+        exc.protocol_version = version
+        raise
 
 
 @router.post("/api/v1/ingest", tags=["ingest"], summary="Upload one batch (gateway token)",

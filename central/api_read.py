@@ -210,7 +210,7 @@ def list_measurements(request: Request, authorization: Optional[str] = Header(No
         rows = conn.execute(sa.text(f"""
             SELECT m.event_id, m.device_id, m.metric_type, m."timestamp", m.value, m.unit, m.delta,
                    m.flags, m.revision, g.name AS gateway, m.raw_buffer_id, m.raw_seq,
-                   m.ingested_at, m.updated_at
+                   m.ingested_at, m.updated_at, m.delta_from
               FROM normalized_measurements m JOIN gateways g ON g.id = m.gateway_id
              {where}
              ORDER BY m."timestamp", m.event_id
@@ -218,7 +218,8 @@ def list_measurements(request: Request, authorization: Optional[str] = Header(No
     items = [{
         "event_id": r["event_id"], "device_id": r["device_id"], "metric_type": r["metric_type"],
         "timestamp": _ts(r["timestamp"]), "value": _num(r["value"]), "unit": r["unit"],
-        "delta": _num(r["delta"]), "flags": list(r["flags"]), "revision": r["revision"],
+        "delta": _num(r["delta"]), "delta_from": _ts(r["delta_from"]), "flags": list(r["flags"]),
+        "revision": r["revision"],
         "gateway_id": r["gateway"], "raw": {"buffer_id": str(r["raw_buffer_id"]), "seq": r["raw_seq"]},
         "ingested_at": _ts(r["ingested_at"]), "updated_at": _ts(r["updated_at"]),
     } for r in rows]

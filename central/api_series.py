@@ -30,6 +30,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 
 from central.api_read import _json, _num, _parse_time, _ts, _viewer
+from central.consumption_split import GapDelta, estimated_per_bucket
 from central.errors import ApiError
 
 router = APIRouter()
@@ -94,13 +95,34 @@ SELECT b.start, b."end",
        count(m.event_id) FILTER (WHERE 'first_reading' = ANY(m.flags)) AS first_readings,
        count(m.event_id) FILTER (WHERE 'counter_reset' = ANY(m.flags)) AS counter_resets,
        count(m.event_id) FILTER (WHERE 'suspicious_jump' = ANY(m.flags)) AS suspicious_jumps,
-       sum(m.delta) FILTER (WHERE 'suspicious_jump' = ANY(m.flags)) AS suspicious_jump_delta
+       sum(m.delta) FILTER (WHERE 'suspicious_jump' = ANY(m.flags)) AS suspicious_jump_delta,
+       sum(m.delta) FILTER (WHERE NOT m.flags && CAST(:untrusted AS text[])) AS trusted,
+       sum(m.delta) FILTER (WHERE m.flags && CAST(:flagged_flags AS text[])) AS flagged_energy,
+       count(m.event_id) FILTER (WHERE 'glitch' = ANY(m.flags)) AS glitches,
+       count(m.event_id) FILTER (WHERE 'gap' = ANY(m.flags)) AS gaps
   FROM buckets b
   LEFT JOIN normalized_measurements m
          ON m.device_id = :device_id AND m.metric_type = :metric_type
         AND m."timestamp" >= b.start AND m."timestamp" < b."end"
  GROUP BY b.start, b."end"
  ORDER BY b.start
+""")
+
+
+# Energy classes (docs/PROTOCOL.md, Flags): flagged energy is carried by these flags' deltas;
+# trusted energy by deltas with none of them and no `gap`; the rest, `gap` deltas, is estimated.
+FLAGGED_ENERGY_FLAGS = ["implausible_rate", "suspicious_jump"]
+UNTRUSTED_FLAGS = ["gap", *FLAGGED_ENERGY_FLAGS]
+
+# The gap deltas that reach into [:start, :end): the reading is at or after :start and its
+# interval (delta_from, timestamp] begins before :end. One index range scan from :start.
+_GAP_DELTAS = sa.text("""
+SELECT m."timestamp", m.delta_from, m.delta
+  FROM normalized_measurements m
+ WHERE m.device_id = :device_id AND m.metric_type = :metric_type
+   AND m."timestamp" >= :start AND coalesce(m.delta_from, m."timestamp") < :end
+   AND 'gap' = ANY(m.flags) AND NOT m.flags && CAST(:flagged_flags AS text[])
+   AND m.delta IS NOT NULL
 """)
 
 
@@ -129,18 +151,26 @@ def consumption(request: Request, authorization: Optional[str] = Header(None),
                 tz: str = Query("UTC", description="IANA zone the buckets follow")) -> Response:
     _viewer(request, authorization)
     plan = BucketPlan(from_, to, bucket, tz)
+    params = {**plan.params(), "device_id": device_id, "metric_type": metric_type,
+              "untrusted": UNTRUSTED_FLAGS, "flagged_flags": FLAGGED_ENERGY_FLAGS}
     with request.app.state.engine.begin() as conn:
         _in_zone(conn, plan.tz)
-        rows = conn.execute(_CONSUMPTION, {**plan.params(), "device_id": device_id,
-                                           "metric_type": metric_type}).mappings().all()
+        rows = conn.execute(_CONSUMPTION, params).mappings().all()
+        gaps = []
+        if rows:
+            gaps = [GapDelta(*g) for g in conn.execute(_GAP_DELTAS, {
+                **params, "start": rows[0]["start"], "end": rows[-1]["end"]})]
+    estimated = estimated_per_bucket(gaps, [(r["start"], r["end"]) for r in rows])
     buckets, totals = [], {"readings": 0, "null_deltas": 0, "flagged": 0, "counter_resets": 0,
-                           "suspicious_jumps": 0}
-    total = jump_total = None
-    for r in rows:
-        if r["consumption"] is not None:
-            total = (total or decimal.Decimal(0)) + r["consumption"]
-        if r["suspicious_jump_delta"] is not None:
-            jump_total = (jump_total or decimal.Decimal(0)) + r["suspicious_jump_delta"]
+                           "suspicious_jumps": 0, "glitches": 0, "gaps": 0}
+    sums: dict[str, Optional[decimal.Decimal]] = dict.fromkeys(
+        ("consumption", "suspicious_jump_delta", "trusted", "flagged_energy", "estimated"))
+    for r, bucket_estimated in zip(rows, estimated):
+        values = {key: r[key] for key in sums if key != "estimated"}
+        values["estimated"] = bucket_estimated
+        for key, value in values.items():
+            if value is not None:
+                sums[key] = (sums[key] or decimal.Decimal(0)) + value
         for key in totals:
             totals[key] += r[key]
         buckets.append({
@@ -149,13 +179,15 @@ def consumption(request: Request, authorization: Optional[str] = Header(None),
             "flagged": r["flagged"], "first_readings": r["first_readings"],
             "counter_resets": r["counter_resets"], "suspicious_jumps": r["suspicious_jumps"],
             "suspicious_jump_delta": _num(r["suspicious_jump_delta"]),
+            "trusted": _num(r["trusted"]), "flagged_energy": _num(r["flagged_energy"]),
+            "estimated": _num(bucket_estimated), "glitches": r["glitches"], "gaps": r["gaps"],
         })
     return _json({
         "device_id": device_id, "metric_type": metric_type, "bucket": plan.bucket, "tz": plan.tz,
         "from": buckets[0]["start"] if buckets else _ts(plan.start),
         "to": buckets[-1]["end"] if buckets else _ts(plan.end),
         "suspicious_jumps_included": True,
-        "total": {"consumption": _num(total), "suspicious_jump_delta": _num(jump_total), **totals},
+        "total": {**{key: _num(value) for key, value in sums.items()}, **totals},
         "buckets": buckets,
     })
 

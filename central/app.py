@@ -14,6 +14,7 @@ from typing import Optional
 from fastapi import FastAPI
 
 from central import PROTOCOL_VERSION
+from central.api_epochs import router as epochs_router
 from central.api_ingest import router as ingest_router
 from central.api_read import router as read_router
 from central.api_series import router as series_router
@@ -37,6 +38,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.include_router(ingest_router)
     app.include_router(read_router)
     app.include_router(series_router)
+    app.include_router(epochs_router)
     mount_dashboard(app, Path(settings.web_dist) if settings.web_dist else DEFAULT_DIST)
 
     @app.on_event("startup")

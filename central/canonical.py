@@ -21,13 +21,22 @@ UTC = dt.timezone.utc
 CANONICAL_UNITS: dict[str, str] = {"energy": "kWh", "power": "kW"}
 
 # The Flags table of docs/PROTOCOL.md (and common/model/flags.hpp). A test keeps them in step.
-FLAGS: frozenset[str] = frozenset({
+# Protocol "1" knows the first thirteen; the rest came with protocol "2" and are unknown flags in
+# a "1" request (an agent talking to a "1" central holds such measurements instead).
+FLAGS_V1: frozenset[str] = frozenset({
     "first_reading", "counter_reset", "suspicious_jump", "out_of_order", "timestamp_conflict",
     "negative_value", "future_timestamp", "gateway_timestamp", "beyond_retention", "leap_second",
     "dst_ambiguous", "dst_gap", "clock_unsynced",
 })
+FLAGS_SINCE_V2: frozenset[str] = frozenset({
+    "glitch", "rollback", "implausible_rate", "gap", "meter_replaced", "device_restarted",
+    "period_reset",
+})
+FLAGS: frozenset[str] = FLAGS_V1 | FLAGS_SINCE_V2
+FLAGS_BY_VERSION: dict[str, frozenset[str]] = {"1": FLAGS_V1, "2": FLAGS}
 # Flags whose meaning is "delta is null" (PROTOCOL.md, Measurements.delta).
-NULL_DELTA_FLAGS: frozenset[str] = frozenset({"first_reading", "counter_reset", "beyond_retention"})
+NULL_DELTA_FLAGS: frozenset[str] = frozenset({"first_reading", "counter_reset", "beyond_retention",
+                                              "glitch", "rollback"})
 
 MAX_SIGNIFICANT_DIGITS = 40
 MAX_INTEGER_DIGITS = 40   # |value| < 10^40

@@ -25,9 +25,10 @@ class ApiError(Exception):
         self.detail = detail
         self.limit = limit
         self.headers = headers or {}
+        self.protocol_version = PROTOCOL_VERSION  # ingest sets the request's once it is known
 
     def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"protocol_version": PROTOCOL_VERSION, "error": self.error,
+        out: dict[str, Any] = {"protocol_version": self.protocol_version, "error": self.error,
                                "detail": self.detail}
         if self.limit is not None:
             out["limit"] = self.limit

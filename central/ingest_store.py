@@ -31,7 +31,7 @@ import psycopg2
 import psycopg2.errorcodes
 from sqlalchemy.engine import Engine
 
-from central import PROTOCOL_VERSION
+from central import PROTOCOL_VERSION, operator_events
 from central.canonical import decimal_text
 from central.ingest_validate import Batch, MeasurementRecord, RawRecord
 
@@ -64,19 +64,19 @@ RETURNING seq
 # column itself (migration 0003) rather than through the locale.
 _UPSERT_MEASUREMENTS = """
 INSERT INTO normalized_measurements AS m (event_id, gateway_id, device_id, metric_type,
-       "timestamp", value, unit, delta, flags, revision, raw_buffer_id, raw_seq)
+       "timestamp", value, unit, delta, flags, revision, raw_buffer_id, raw_seq, delta_from)
 SELECT u.event_id, %(gw)s, u.device_id, u.metric_type, u.ts, u.value, u.unit, u.delta,
-       string_to_array(u.flags, ','), u.revision, u.raw_buffer_id::uuid, u.raw_seq
+       string_to_array(u.flags, ','), u.revision, u.raw_buffer_id::uuid, u.raw_seq, u.delta_from
   FROM unnest(%(event_id)s::text[], %(device_id)s::text[], %(metric_type)s::text[],
               %(ts)s::timestamptz[], %(value)s::numeric[], %(unit)s::text[], %(delta)s::numeric[],
               %(flags)s::text[], %(revision)s::integer[], %(raw_buffer_id)s::text[],
-              %(raw_seq)s::bigint[])
+              %(raw_seq)s::bigint[], %(delta_from)s::timestamptz[])
        AS u(event_id, device_id, metric_type, ts, value, unit, delta, flags, revision,
-            raw_buffer_id, raw_seq)
+            raw_buffer_id, raw_seq, delta_from)
  ORDER BY u.event_id COLLATE "C"
 ON CONFLICT (event_id) DO UPDATE
    SET delta = EXCLUDED.delta, flags = EXCLUDED.flags, revision = EXCLUDED.revision,
-       updated_at = now()
+       delta_from = EXCLUDED.delta_from, updated_at = now()
  WHERE m.revision < EXCLUDED.revision
 RETURNING event_id
 """
@@ -207,15 +207,18 @@ class Outcomes:
     server's CPU per batch. `as_dicts()` gives the same data as plain values (tests, tools).
     """
 
-    __slots__ = ("raw", "measurements")
+    __slots__ = ("raw", "measurements", "protocol_version")
 
-    def __init__(self, raw: list[str], measurements: list[str]):
+    def __init__(self, raw: list[str], measurements: list[str],
+                 protocol_version: str = PROTOCOL_VERSION):
         self.raw = raw
         self.measurements = measurements
+        self.protocol_version = protocol_version  # the request's: "1" or "2", no escaping needed
 
     def response_json(self) -> bytes:
         return ('{"protocol_version":"%s","raw_events":[%s],"measurements":[%s]}' % (
-            PROTOCOL_VERSION, ",".join(self.raw), ",".join(self.measurements))).encode("utf-8")
+            self.protocol_version, ",".join(self.raw), ",".join(self.measurements))
+                ).encode("utf-8")
 
     def as_dicts(self) -> dict:
         return {"raw_events": [json.loads(o) for o in self.raw],
@@ -296,6 +299,7 @@ def _upsert_measurements(cur, batch: Batch, gateway_pk: int) -> list[str]:
         "revision": _array_of_ints([m.revision for m in rows]),
         "raw_buffer_id": _array_of_tokens([m.raw_buffer_id for m in rows]),
         "raw_seq": _array_of_ints([m.raw_seq for m in rows]),
+        "delta_from": _array_of_tokens([m.delta_from for m in rows]),
     })
     written = {row[0] for row in cur.fetchall()}
     existing: dict[str, tuple] = {}
@@ -337,6 +341,8 @@ def _store(conn, batch: Batch, gateway_pk: int) -> Outcomes:
         if batch.raw_events:
             for r, rendered in zip(batch.raw_events, _insert_raw(cur, batch, gateway_pk)):
                 raw_out[r.index] = rendered
+            operator_events.apply(cur, batch.gateway_id, gateway_pk, batch.buffer_id,
+                                  batch.raw_events)
         if batch.measurements:
             for m, rendered in zip(batch.measurements,
                                    _upsert_measurements(cur, batch, gateway_pk)):
@@ -352,4 +358,5 @@ def _store(conn, batch: Batch, gateway_pk: int) -> Outcomes:
             "backlog_oldest": backlog.oldest_received_at if backlog else None,
             "rejected": len(rejections), "last_reason": rejections[-1] if rejections else None,
         })
-    return Outcomes(raw_out, m_out)  # type: ignore[arg-type]  # every index filled above
+    return Outcomes(raw_out, m_out,  # type: ignore[arg-type]  # every index filled above
+                    batch.protocol_version)

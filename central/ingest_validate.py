@@ -1,5 +1,8 @@
 """Validation of an ingest batch: the envelope (whole-request errors) and each record.
 
+(Over 600 lines: the record rules and the whole-batch fast path that must agree with them belong
+side by side.)
+
 Two levels, as the contract requires: a bad envelope raises ApiError (400/403/422) and the batch
 changes nothing; a bad record becomes a `rejected` outcome with a reason code while the rest of
 the batch proceeds. Every check a client could get wrong is here, before any SQL runs, so the
@@ -26,9 +29,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from central import PROTOCOL_VERSION
-from central.canonical import (CANONICAL_UNITS, DECIMAL_PATTERN, FLAGS, MAX_SIGNIFICANT_DIGITS,
-                               NULL_DELTA_FLAGS, TIMESTAMP_PATTERN, NotCanonical,
+from central import PROTOCOL_VERSIONS
+from central.canonical import (CANONICAL_UNITS, DECIMAL_PATTERN, FLAGS, FLAGS_BY_VERSION,
+                               FLAGS_V1, MAX_SIGNIFICANT_DIGITS, NULL_DELTA_FLAGS,
+                               TIMESTAMP_PATTERN, NotCanonical,
                                check_decimal_text, check_timestamp, event_id, is_event_id_syntax,
                                parse_timestamp, real_date)
 from central.errors import ApiError
@@ -82,6 +86,7 @@ class MeasurementRecord:
     revision: int
     raw_buffer_id: str
     raw_seq: int
+    delta_from: Optional[str] = None  # protocol "2": canonical text of the delta's start, or None
 
 
 @dataclass
@@ -98,6 +103,7 @@ class Batch:
     buffer_id: str
     sent_at: dt.datetime
     backlog: Optional[Backlog]
+    protocol_version: str = "1"
     raw_events: list[RawRecord] = field(default_factory=list)
     measurements: list[MeasurementRecord] = field(default_factory=list)
     rejected_raw: list[tuple[int, Any, str, str]] = field(default_factory=list)
@@ -228,14 +234,17 @@ def _decimal_text(value: Any, name: str) -> str:
 # envelope
 # ---------------------------------------------------------------------------------------------
 
-def check_protocol_version(body: Any) -> None:
-    """400 unless the body is an object with protocol_version "1" (checked before anything else)."""
+def check_protocol_version(body: Any) -> str:
+    """The request's protocol_version ("1" or "2"); 400 unless the body is an object with one of
+    them (checked before anything else)."""
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "request body must be a JSON object")
     version = body.get("protocol_version")
-    if version != PROTOCOL_VERSION or isinstance(version, Num):
+    if version not in PROTOCOL_VERSIONS or type(version) is not str:
         raise ApiError(400, "unsupported_protocol_version",
-                       f'protocol_version must be the string "{PROTOCOL_VERSION}"')
+                       "protocol_version must be one of the strings "
+                       + " or ".join(f'"{v}"' for v in PROTOCOL_VERSIONS))
+    return version
 
 
 def parse_envelope(body: dict, settings: Settings, token_gateway: str) -> Batch:
@@ -276,11 +285,12 @@ def parse_envelope(body: dict, settings: Settings, token_gateway: str) -> Batch:
             raise ApiError(413, "too_many_records",
                            f"{name} has {len(value)} records; the limit is {settings.max_records}",
                            limit=settings.max_records)
-    batch = Batch(gateway_id=gateway_id, buffer_id=buffer_id, sent_at=sent_at, backlog=backlog)
+    batch = Batch(gateway_id=gateway_id, buffer_id=buffer_id, sent_at=sent_at, backlog=backlog,
+                  protocol_version=check_protocol_version(body))
     batch.raw_count = len(arrays["raw_events"])
     batch.measurement_count = len(arrays["measurements"])
     _validate_raw_events(batch, arrays["raw_events"], settings)
-    _validate_measurements(batch, arrays["measurements"], settings)
+    _validate_measurements(batch, arrays["measurements"], settings, batch.protocol_version)
     return batch
 
 
@@ -385,31 +395,53 @@ def _validate_raw_events(batch: Batch, items: list, settings: Settings) -> None:
             batch.rejected_raw.append((index, echo, exc.reason, exc.detail))
 
 
-_SORTED_FLAG_LISTS: dict[tuple, bool] = {}  # flags tuple -> known, sorted, unique (at most 2^13)
+# flags tuple -> known, sorted, unique; the value tells whether protocol "1" knows every flag of
+# it. Only valid lists are kept (sorted subsets of FLAGS, so at most 2^20 of them).
+_SORTED_FLAG_LISTS: dict[tuple, bool] = {}
 
 
-def _flags(flags: Any) -> list[str]:
+def _flags(flags: Any, version: str = "1") -> list[str]:
     if type(flags) is not list:
         raise RecordError("wrong_type", "flags must be an array of strings")
     if not flags:
         return flags
     try:
-        if tuple(flags) in _SORTED_FLAG_LISTS:
+        in_v1 = _SORTED_FLAG_LISTS.get(tuple(flags))
+        if in_v1 or (in_v1 is not None and version != "1"):
             return flags  # equal to a list of flag names, so strings (no number reads "dst_gap")
     except TypeError:  # an unhashable element (object or array): refused just below
         pass
     if not all(type(f) is str for f in flags):
         raise RecordError("wrong_type", "flags must be an array of strings")
-    unknown = [f for f in flags if f not in FLAGS]
+    known = FLAGS_BY_VERSION[version]
+    unknown = [f for f in flags if f not in known]
     if unknown:
-        raise RecordError("unknown_flag", f"unknown flag {unknown[0][:64]!r}")
+        raise RecordError("unknown_flag", f"unknown flag {unknown[0][:64]!r}"
+                          + (" in protocol version 1 (it came with version 2)"
+                             if unknown[0] in FLAGS else ""))
     if any(a >= b for a, b in zip(flags, flags[1:])):
         raise RecordError("flags_not_sorted", "flags must be sorted and without duplicates")
-    _SORTED_FLAG_LISTS[tuple(flags)] = True  # only valid lists: sorted subsets of FLAGS
+    _SORTED_FLAG_LISTS[tuple(flags)] = FLAGS_V1.issuperset(flags)
     return flags
 
 
-def _measurement(index: int, obj: Any, settings: Settings, devices: _Seen) -> MeasurementRecord:
+def _delta_from(obj: dict, timestamp: str, delta_text: Optional[str]) -> Optional[str]:
+    """Protocol "2": the optional start of the delta's interval, the timestamp of the reading the
+    delta is measured from. Null when the delta is null; never after the reading itself."""
+    value = obj.get("delta_from")
+    if value is None:
+        return None
+    value = _timestamp_text(value, "delta_from")
+    if delta_text is None:
+        raise RecordError("delta_from_without_delta", "delta_from must be null when delta is null")
+    if value > timestamp:  # canonical timestamps order as text
+        raise RecordError("delta_from_after_timestamp",
+                          "delta_from must not be later than the reading's timestamp")
+    return value
+
+
+def _measurement(index: int, obj: Any, settings: Settings, devices: _Seen,
+                 version: str = "1") -> MeasurementRecord:
     if type(obj) is not dict:
         raise RecordError("wrong_type", "a measurement must be a JSON object")
     try:
@@ -432,13 +464,14 @@ def _measurement(index: int, obj: Any, settings: Settings, devices: _Seen) -> Me
             _string_value(unit, "unit", 16)
             raise RecordError("wrong_unit", f"unit must be the canonical unit {unit_wanted!r} "
                               f"for {metric_type}")
-        flags = _flags(obj["flags"])
+        flags = _flags(obj["flags"], version)
         delta_text = obj["delta"]
         if delta_text is not None:
             delta_text = _decimal_text(delta_text, "delta")
             if NULL_DELTA_FLAGS.intersection(flags):
                 raise RecordError("delta_not_null", "delta must be null with first_reading, "
-                                  "counter_reset or beyond_retention")
+                                  "counter_reset, beyond_retention, glitch or rollback")
+        delta_from = _delta_from(obj, timestamp, delta_text) if version != "1" else None
         revision = _integer_value(obj["revision"], "revision", 1, MAX_REVISION)
         raw = obj["raw"]
         if type(raw) is not dict:
@@ -453,11 +486,12 @@ def _measurement(index: int, obj: Any, settings: Settings, devices: _Seen) -> Me
         raise RecordError("event_id_mismatch",
                           f"event_id does not match the canonical fields (expected {expected})")
     return MeasurementRecord(index, claimed, device_id, metric_type, timestamp, value_text, unit,
-                             delta_text, flags, revision, raw_buffer_id, raw_seq)
+                             delta_text, flags, revision, raw_buffer_id, raw_seq, delta_from)
 
 
-def _validate_measurements(batch: Batch, items: list, settings: Settings) -> None:
-    valid = _measurements_if_all_valid(items, settings)
+def _validate_measurements(batch: Batch, items: list, settings: Settings,
+                           version: str = "1") -> None:
+    valid = _measurements_if_all_valid(items, settings, version)
     if valid is not None:
         batch.measurements = valid
         return
@@ -465,7 +499,7 @@ def _validate_measurements(batch: Batch, items: list, settings: Settings) -> Non
     append = batch.measurements.append
     for index, obj in enumerate(items):
         try:
-            append(_measurement(index, obj, settings, devices))
+            append(_measurement(index, obj, settings, devices, version))
         except RecordError as exc:
             eid = obj.get("event_id") if isinstance(obj, dict) else None
             eid = eid if isinstance(eid, str) and is_event_id_syntax(eid) else None
@@ -563,8 +597,8 @@ def _raw_events_if_all_valid(items: list, settings: Settings) -> Optional[list[R
         retained, dup, received_at, decode_errors))]
 
 
-def _measurements_if_all_valid(items: list,
-                               settings: Settings) -> Optional[list[MeasurementRecord]]:
+def _measurements_if_all_valid(items: list, settings: Settings,
+                               version: str = "1") -> Optional[list[MeasurementRecord]]:
     if not items:
         return []
     if set(map(type, items)) != {dict}:
@@ -596,9 +630,17 @@ def _measurements_if_all_valid(items: list,
             if type(record_flags) is not list:
                 return None
             if record_flags:
-                _flags(record_flags)
+                _flags(record_flags, version)
                 if delta is not None and NULL_DELTA_FLAGS.intersection(record_flags):
                     return None
+        delta_froms = [None] * len(items)
+        if version != "1":
+            delta_froms = [m.get("delta_from") for m in items]
+            present = [(f, d, t) for f, d, t in zip(delta_froms, deltas, timestamps)
+                       if f is not None]
+            if present and (not _all_timestamps([f for f, _, _ in present])
+                            or any(d is None or f > t for f, d, t in present)):
+                return None
         normalized = {b: _uuid(b, "raw.buffer_id") for b in set(buffers)}
         if event_ids != list(map(event_id, devices, timestamps, metrics, values)):
             return None
@@ -606,4 +648,4 @@ def _measurements_if_all_valid(items: list,
         return None
     return [MeasurementRecord(i, *fields) for i, fields in enumerate(zip(
         event_ids, devices, metrics, timestamps, values, units, deltas, flags, revisions,
-        [normalized[b] for b in buffers], raw_seqs))]
+        [normalized[b] for b in buffers], raw_seqs, delta_froms))]

@@ -86,4 +86,35 @@ normalized_measurements = sa.Table(
     sa.Column("raw_seq", sa.BigInteger, nullable=False),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # Protocol "2": the timestamp of the reading the delta is measured from (migration 0005).
+    sa.Column("delta_from", sa.DateTime(timezone=True)),
+)
+
+# Operator events (`$meter-agent/operator` raw events) parsed into epochs (migration 0006): one row
+# per identity (device, metric, at); the latest record by (received_at, seq) wins.
+epochs = sa.Table(
+    "epochs", metadata,
+    sa.Column("identity", sa.Text(collation="C"), primary_key=True),
+    sa.Column("device_id", sa.Text, nullable=False),
+    sa.Column("metric_type", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("old_final", sa.Numeric),
+    sa.Column("new_initial", sa.Numeric),
+    sa.Column("withdrawn", sa.Boolean, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("gateway_id", sa.BigInteger, sa.ForeignKey("gateways.id"), nullable=False),
+    sa.Column("raw_buffer_id", pg.UUID(as_uuid=False), nullable=False),
+    sa.Column("raw_seq", sa.BigInteger, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# Operator events whose payload could not be parsed: stored as raw events, never applied.
+operator_event_problems = sa.Table(
+    "operator_event_problems", metadata,
+    sa.Column("gateway_id", sa.BigInteger, sa.ForeignKey("gateways.id"), primary_key=True),
+    sa.Column("buffer_id", pg.UUID(as_uuid=False), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("problem", sa.Text, nullable=False),
+    sa.Column("found_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

@@ -36,6 +36,8 @@ class MeasurementIn(BaseModel):
     value: float = Field(..., description="JSON number whose text is the canonical decimal text")
     unit: str = Field(..., description="kWh for energy, kW for power")
     delta: Optional[float] = Field(..., description="JSON number (canonical text) or null")
+    delta_from: Optional[str] = Field(None, description='protocol "2" only: canonical timestamp '
+                                      "of the reading the delta is measured from, or null")
     flags: List[str]
     revision: int = Field(..., ge=1)
     raw: RawRef
@@ -47,7 +49,7 @@ class Backlog(BaseModel):
 
 
 class IngestRequest(BaseModel):
-    protocol_version: str = Field(..., description='"1"')
+    protocol_version: str = Field(..., description='"1" or "2"; answers carry the same')
     gateway_id: str
     buffer_id: str = Field(..., description="UUID of the gateway's buffer instance")
     sent_at: str

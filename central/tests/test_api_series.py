@@ -83,9 +83,11 @@ def test_consumption_per_utc_day_by_hand(client, gw, viewer):
         ("2024-03-04T00:00:00.000Z", 1, 0.75, 0, 0, 0, 0, None),
     ]
     assert [b["end"] for b in out["buckets"]][-1] == "2024-03-05T00:00:00.000Z"
+    # #14 added the energy classes and glitch/gap counts; the fields before them are unchanged
     assert out["total"] == {"consumption": 19903, "suspicious_jump_delta": 19870, "readings": 9,
                             "null_deltas": 2, "flagged": 4, "counter_resets": 1,
-                            "suspicious_jumps": 1}
+                            "suspicious_jumps": 1, "trusted": 33, "flagged_energy": 19870,
+                            "estimated": None, "glitches": 0, "gaps": 0}
     assert out["suspicious_jumps_included"] is True
     # exact decimal text, never through a float
     assert '"consumption":19872.25,' in r.text and '"consumption":30,' in r.text

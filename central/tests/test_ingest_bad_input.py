@@ -91,8 +91,10 @@ REQUEST_CASES = [
     ("gzip-bomb", req(data=BOMB, encoding="gzip"), 413, "payload_too_large"),
     ("body-over-limit", req(data=b" " * (SMALL["max_body_bytes"] + 1) + ok_body()), 413,
      "payload_too_large"),
-    ("protocol-version-2", req(data=ok_body(protocol_version="2")), 400,
+    ("protocol-version-3", req(data=ok_body(protocol_version="3")), 400,
      "unsupported_protocol_version"),
+    ("protocol-version-number-2", req(data=ok_body(protocol_version="2").replace(
+        b'"protocol_version":"2"', b'"protocol_version":2')), 400, "unsupported_protocol_version"),
     ("protocol-version-number", req(data=ok_body().replace(b'"protocol_version":"1"',
                                                             b'"protocol_version":1')),
      400, "unsupported_protocol_version"),

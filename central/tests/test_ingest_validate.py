@@ -19,6 +19,8 @@ SETTINGS = make_settings()
 BUFFER = str(uuid.uuid4())
 FLAG_CHOICES = ["clock_unsynced", "counter_reset", "dst_gap", "first_reading", "leap_second",
                 "out_of_order", "suspicious_jump"]
+# Protocol "2" flags: unknown flags in a "1" batch, valid in a "2" batch.
+V2_FLAG_CHOICES = ["gap", "glitch", "implausible_rate"]
 NUM = "num"  # (NUM, text): written into the JSON as a number with exactly this text
 
 
@@ -69,15 +71,21 @@ def _mutate(rng: random.Random, record: dict) -> dict:
     return record
 
 
-def _measurement(rng: random.Random, i: int, odd: float) -> dict:
+def _measurement(rng: random.Random, i: int, odd: float, v2: float = 0) -> dict:
     device = rng.choice(["m1", "m2", "compteur-\u00e9", "site A | meter 7"])
     ts = _timestamp(rng) if rng.random() < odd else "2024-01-01T00:00:00.000Z"
     value = _decimal(rng) if rng.random() < odd else rng.choice(["1.5", "2", "0.001", "-3"])
     metric = rng.choice(["energy", "power"])
-    flags = sorted(rng.sample(FLAG_CHOICES, rng.randint(0, 2)))
-    delta = None if rng.random() < 0.5 or set(flags) & {"first_reading", "counter_reset"} \
+    flags = sorted(rng.sample(FLAG_CHOICES + (V2_FLAG_CHOICES if rng.random() < v2 else []),
+                              rng.randint(0, 2)))
+    delta = None if rng.random() < 0.5 or set(flags) & {"first_reading", "counter_reset",
+                                                         "glitch"} \
         else (NUM, "0.5")
-    return {"event_id": event_id(device, ts, metric, value), "device_id": device,
+    extra = {}
+    if rng.random() < v2:  # ignored in a "1" batch (an unknown field), checked in a "2" batch
+        extra["delta_from"] = rng.choice([None, "2023-12-31T23:00:00.000Z", ts,
+                                          "2024-01-02T00:00:00.000Z", _timestamp(rng), (NUM, "1")])
+    return {**extra, "event_id": event_id(device, ts, metric, value), "device_id": device,
             "metric_type": metric, "timestamp": ts, "value": (NUM, value),
             "unit": "kWh" if metric == "energy" else "kW", "delta": delta, "flags": flags,
             "revision": (NUM, str(rng.choice([1, 2, 7]))),
@@ -117,17 +125,17 @@ def _json(value) -> str:
     return json.dumps(value)
 
 
-def _body(raws: list, ms: list) -> dict:
-    text = ('{"protocol_version":"1","gateway_id":"gw1","buffer_id":"%s",'
+def _body(raws: list, ms: list, version: str = "1") -> dict:
+    text = ('{"protocol_version":"%s","gateway_id":"gw1","buffer_id":"%s",'
             '"sent_at":"2024-01-01T00:00:00.000Z","raw_events":[%s],"measurements":[%s]}'
-            % (BUFFER, ",".join(map(_json, raws)), ",".join(map(_json, ms))))
+            % (version, BUFFER, ",".join(map(_json, raws)), ",".join(map(_json, ms))))
     return decode_body(text.encode("utf-8"), None, 1 << 26)
 
 
 def _record_by_record(monkeypatch, body) -> validate.Batch:
     with monkeypatch.context() as m:
-        m.setattr(validate, "_raw_events_if_all_valid", lambda items, settings: None)
-        m.setattr(validate, "_measurements_if_all_valid", lambda items, settings: None)
+        m.setattr(validate, "_raw_events_if_all_valid", lambda *args: None)
+        m.setattr(validate, "_measurements_if_all_valid", lambda *args: None)
         return validate.parse_envelope(body, SETTINGS, "gw1")
 
 
@@ -138,16 +146,20 @@ def test_fast_path_agrees_with_record_by_record(monkeypatch, seed):
     for _ in range(60):
         odd = rng.choice([0, 0.02, 0.1])  # odd, often still valid values (long decimals, Feb 29)
         mutation_rate = rng.choice([0, 0, 0.02, 0.3])
-        ms = [_measurement(rng, i, odd) for i in range(rng.randint(0, 40))]
+        # Protocol "2" records (new flags, delta_from) in either version: the cache of valid
+        # flag lists is shared, so a "1" batch after a "2" one must still refuse the new flags.
+        version, v2 = rng.choice([("1", 0), ("1", 0.1), ("2", 0), ("2", 0.3)])
+        ms = [_measurement(rng, i, odd, v2) for i in range(rng.randint(0, 40))]
         raws = [_raw_event(rng, i) for i in range(rng.randint(0, 40))]
         ms = [(_rehash if rng.random() < 0.5 else dict)(_mutate(rng, m))
               if rng.random() < mutation_rate else m for m in ms]
         raws = [_mutate(rng, r) if rng.random() < mutation_rate else r for r in raws]
-        body = _body(raws, ms)
+        body = _body(raws, ms, version)
         fast = validate.parse_envelope(body, SETTINGS, "gw1")
         slow = _record_by_record(monkeypatch, body)
         assert fast == slow
-        if validate._measurements_if_all_valid(body["measurements"], SETTINGS) is not None:
+        if validate._measurements_if_all_valid(body["measurements"], SETTINGS,
+                                               version) is not None:
             assert not slow.rejected_measurements  # it accepts only what all records pass
             fast_taken += 1
         if validate._raw_events_if_all_valid(body["raw_events"], SETTINGS) is not None:

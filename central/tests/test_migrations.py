@@ -12,7 +12,8 @@ from sqlalchemy.engine import make_url
 from central import migrate
 from central.models import metadata
 
-TABLES = {"gateways", "viewers", "api_tokens", "raw_events", "normalized_measurements"}
+TABLES = {"gateways", "viewers", "api_tokens", "raw_events", "normalized_measurements", "epochs",
+          "operator_event_problems"}
 
 
 @pytest.fixture
@@ -130,3 +131,97 @@ def test_gateways_row_versions_stay_few(scratch_url):
         assert most <= 10  # ~60 with the default fillfactor
     finally:
         engine.dispose()
+
+
+def _populate_at_0004(url: str) -> None:
+    """A gateway, a raw event and a measurement written with the schema of 0004."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            gw = conn.execute(sa.text(
+                "INSERT INTO gateways (name) VALUES ('g') RETURNING id")).scalar()
+            conn.execute(sa.text(
+                "INSERT INTO raw_events (gateway_id, buffer_id, seq, topic, payload, qos, "
+                "retained, dup, received_at) VALUES (:g, gen_random_uuid(), 1, 't', 'x', 0, "
+                "false, false, now())"), {"g": gw})
+            conn.execute(sa.text(
+                "INSERT INTO normalized_measurements (event_id, gateway_id, device_id, "
+                "metric_type, \"timestamp\", value, unit, delta, flags, revision, raw_buffer_id, "
+                "raw_seq) VALUES (:e, :g, 'd', 'energy', '2024-01-01T00:00:00Z', 2, 'kWh', 1.5, "
+                "'{suspicious_jump}', 3, gen_random_uuid(), 1)"), {"e": "ab" * 32, "g": gw})
+    finally:
+        engine.dispose()
+
+
+def _measurement_row(url: str):
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT event_id, value::text, delta::text, flags, revision "
+                "FROM normalized_measurements")).all()
+    finally:
+        engine.dispose()
+
+
+def test_0005_delta_from_on_a_populated_database(scratch_url):
+    """Rows stored before protocol "2" keep everything and get no delta_from (their delta stays
+    in their own bucket); down again drops only the column."""
+    migrate.upgrade(scratch_url, "0004")
+    _populate_at_0004(scratch_url)
+    before = _measurement_row(scratch_url)
+    migrate.upgrade(scratch_url, "0005")
+    engine = sa.create_engine(scratch_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text(
+                "SELECT delta_from FROM normalized_measurements")).all() == [(None,)]
+    finally:
+        engine.dispose()
+    assert _measurement_row(scratch_url) == before
+    migrate.downgrade(scratch_url, "0004")
+    assert _measurement_row(scratch_url) == before
+
+
+def test_0006_epochs_parses_operator_events_already_stored(scratch_url):
+    """A central upgraded after agents sent replacements (as protocol "1" raw events) has their
+    epochs; the other data is untouched, and down again drops only the new tables."""
+    import json
+
+    from central import operator_events
+    migrate.upgrade(scratch_url, "0005")
+    _populate_at_0004(scratch_url)
+    at = "2024-03-01T12:00:00.000Z"
+    good = json.dumps({"at": at, "device_id": "d", "event": "meter_replaced",
+                       "identity": operator_events.identity("d", "energy", at),
+                       "metric_type": "energy", "new_initial": "0", "old_final": None,
+                       "recorded_at": at, "withdrawn": False}).encode()
+    engine = sa.create_engine(scratch_url)
+    try:
+        with engine.begin() as conn:
+            for seq, payload in ((2, good), (3, b"not json")):
+                conn.execute(sa.text(
+                    "INSERT INTO raw_events (gateway_id, buffer_id, seq, topic, payload, qos, "
+                    "retained, dup, received_at) VALUES (1, gen_random_uuid(), :seq, "
+                    "'$meter-agent/operator', :p, 0, false, false, now())"),
+                    {"seq": seq, "p": payload})
+        before = _measurement_row(scratch_url)
+        migrate.upgrade(scratch_url, "0006")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text(
+                "SELECT device_id, \"at\", new_initial::text, withdrawn, raw_seq FROM epochs"
+            )).all() == [("d", operator_events_time(at), "0", False, 3 - 1)]
+            assert conn.execute(sa.text(
+                "SELECT seq FROM operator_event_problems")).scalars().all() == [3]
+            assert conn.execute(sa.text("SELECT count(*) FROM raw_events")).scalar() == 3
+        assert _measurement_row(scratch_url) == before
+        migrate.downgrade(scratch_url, "0005")
+        assert "epochs" not in tables(scratch_url) and _measurement_row(scratch_url) == before
+        migrate.upgrade(scratch_url)
+    finally:
+        engine.dispose()
+
+
+def operator_events_time(text: str):
+    from central.canonical import parse_timestamp
+    return parse_timestamp(text)

@@ -47,6 +47,7 @@ exec "$repo/central/tests/with_postgres.sh" bash -c '
   $py -m central migrate 2>/dev/null
   export GW_NORTH_TOKEN=$($py -m central gateway create gw-north 2>/dev/null)
   export GW_SOUTH_TOKEN=$($py -m central gateway create gw-south 2>/dev/null)
+  export GW_LAB_TOKEN=$($py -m central gateway create gw-lab 2>/dev/null)
   export VIEWER_TOKEN=$($py -m central viewer create e2e 2>/dev/null)
   port=$($py -c "import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])")
   export CENTRAL_URL="http://127.0.0.1:$port"

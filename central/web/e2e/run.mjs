@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { launchChromium, loggedInContext } from "./chromium.mjs";
-import { decimalText, expectedPerDay, seed } from "./seed.mjs";
+import { decimalText, expectedPerDay, seed, seedLab } from "./seed.mjs";
 
 const base = process.env.CENTRAL_URL;
 const viewer = process.env.VIEWER_TOKEN;
@@ -20,7 +20,7 @@ async function api(path) {
   const text = await response.text();
   assert.equal(response.status, 200, `${path}: ${text.slice(0, 200)}`);
   // value/delta/consumption as exact text, the way the dashboard reads them
-  return JSON.parse(text.replace(/"(value|delta|consumption|suspicious_jump_delta)":(-?[0-9.]+)(?=[,}\]])/g, '"$1":"$2"'));
+  return JSON.parse(text.replace(/"(value|delta|consumption|suspicious_jump_delta|trusted|flagged_energy|estimated)":(-?[0-9.]+)(?=[,}\]])/g, '"$1":"$2"'));
 }
 
 const seeded = await seed(base, { north: process.env.GW_NORTH_TOKEN, south: process.env.GW_SOUTH_TOKEN });
@@ -164,6 +164,57 @@ test("an unknown raw event and a revoked-looking token say what to do", async ()
   await stalePage.goto(base + "/device?device_id=m-north-1");
   await stalePage.getByRole("alert").first().getByText("Log out and paste a valid viewer token").waitFor(WAIT);
   await stale.close();
+});
+
+// Last, so that its gateway and flags do not change what the tests above count fleet-wide.
+test("Device (protocol 2): glitch marker, hatched estimated hours, replacement line, trusted total first, why a reading is flagged", async () => {
+  const lab = await seedLab(base, process.env.GW_LAB_TOKEN);
+  const page = await context.newPage();
+  const consumptionCall = page.waitForRequest((r) => r.url().includes("/api/v1/consumption"), WAIT);
+  await page.goto(base + "/device?device_id=m-lab-1&metric_type=energy&bucket=hour&days=3");
+  const requestUrl = new URL((await consumptionCall).url());
+  await page.locator('[data-testid="buckets"]').waitFor(WAIT);
+  const fromApi = await api(requestUrl.pathname + requestUrl.search);
+
+  // the trusted total comes first and is the by-hand sum (glitch and gap excluded)
+  assert.equal(fromApi.total.trusted, decimalText(lab.trusted));
+  assert.equal(fromApi.total.estimated, "10");
+  const firstTotal = page.locator("section p[data-testid]").first();
+  assert.equal(await firstTotal.getAttribute("data-testid"), "trusted-total");
+  assert.match(await firstTotal.textContent(), new RegExp(`^Trusted ${decimalText(lab.trusted).replace(".", "\\.")} kWh`));
+
+  // the glitch: a marker in its hour, no bar of its own
+  const hourOf = (ms) => fromApi.buckets.find((b) => Date.parse(b.start) <= ms && ms < Date.parse(b.end)).start;
+  const glitchMarkers = await page.locator('[data-testid="glitch-marker"]').evaluateAll((ms) => ms.map((m) => m.dataset.start));
+  assert.deepEqual(glitchMarkers, [hourOf(lab.glitch.t)]);
+  // the gap: 1 kWh estimated in each of the ten silent hours, drawn hatched
+  const estimated = fromApi.buckets.filter((b) => b.estimated !== null);
+  assert.deepEqual(estimated.map((b) => b.start), Array.from({ length: 10 }, (_, k) => hourOf(lab.silence[0] + k * 3600_000)));
+  assert.ok(estimated.every((b) => b.estimated === "1"));
+  const hatched = await page.locator('[data-testid="consumption-bar"]').evaluateAll((gs) =>
+    gs.filter((g) => g.querySelector('[data-testid="segment-estimated"] rect[fill="url(#hatch-estimated)"]')).map((g) => g.dataset.start));
+  assert.deepEqual(hatched, estimated.map((b) => b.start));
+  // the replacement: a vertical line at the operator's time
+  const epochs = await api("/api/v1/epochs?device_id=m-lab-1");
+  assert.deepEqual(epochs.items.map((e) => [e.at, e.withdrawn]), [[lab.at, false]]);
+  await page.locator('[data-testid="replacement-line"]').waitFor({ ...WAIT, state: "attached" }); // a line has no area: never "visible"
+  assert.deepEqual(await page.locator('[data-testid="replacement-line"]').evaluateAll((ls) => ls.map((l) => l.dataset.at)), [lab.at]);
+
+  // why: the glitch's neighbours and the rule that decided
+  const row = page.locator(`[data-testid="readings"] tr[data-event-id="${lab.glitch.event_id}"]`);
+  await row.locator('[data-testid="why-button"]').click();
+  const panel = page.locator('[data-testid="why-panel"]');
+  await panel.locator('[data-testid="why-neighbours"]').waitFor(WAIT);
+  await panel.locator('[data-testid="why-rule"][data-flag="glitch"]').getByText("glitch_window").waitFor(WAIT);
+  const around = lab.readings.filter((r) => Math.abs(r.t - lab.glitch.t) <= 4 * 3600_000).map((r) => `${r.valueText} kWh`);
+  assert.deepEqual(await panel.locator('[data-testid="why-value"]').allTextContents(), around);
+  await panel.scrollIntoViewIfNeeded();
+  await page.mouse.move(0, 0); // no tooltip in the pictures
+  await page.screenshot({ path: join(screenshots, "device-quality-why.png"), fullPage: false });
+  await page.locator('[data-testid="consumption-bar"]').first().scrollIntoViewIfNeeded();
+  await page.mouse.move(0, 0);
+  await page.screenshot({ path: join(screenshots, "device-quality.png"), fullPage: false });
+  await page.close();
 });
 
 for (const { name, body } of tests) {

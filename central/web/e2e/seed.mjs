@@ -152,3 +152,85 @@ export function expectedPerDay(readings, zone) {
   }
   return out;
 }
+
+/**
+ * gw-lab, protocol "2": meter m-lab-1, hourly over 40 hours, with what #14 taught the agent:
+ *  - a glitch: reading 8 reads 0 (kept, no delta); reading 9 is back on course, its delta from
+ *    reading 7 (two hours of energy);
+ *  - a gap: silent after reading 15 until reading 25, whose `gap` delta (ten hours of energy)
+ *    starts at reading 15 (delta_from), so it is estimated 1 kWh per silent hour;
+ *  - a meter replacement recorded by an operator at reading 30 + 30 min (a raw event on
+ *    `$meter-agent/operator`); the new meter starts at 0 and its first reading is
+ *    `meter_replaced` with its delta from that new initial value.
+ * Every other hour adds exactly 1 kWh. Values in hundredths, as above.
+ */
+export async function seedLab(base, token, now = Date.now()) {
+  const lastHour = Math.floor(now / HOUR) * HOUR - HOUR;
+  const t = (i) => lastHour - (39 - i) * HOUR;
+  const replacedAt = t(30) + HOUR / 2;
+  const readings = [];
+  let value = 500_000;
+  let good = null; // the last good reading
+  for (let i = 0; i < 40; i++) {
+    if (i > 15 && i < 25) continue; // the silence
+    const r = { device: "m-lab-1", metric: "energy", t: t(i), flags: [], delta: null, deltaFrom: null };
+    if (i === 0) {
+      r.value = value;
+      r.flags.push("first_reading");
+    } else if (i === 8) {
+      r.value = 0;
+      r.flags.push("glitch");
+    } else if (i === 31) {
+      value = 50; // the new meter: 0.5 kWh since it was fitted
+      r.value = value;
+      r.delta = 50;
+      r.deltaFrom = replacedAt;
+      r.flags.push("meter_replaced");
+    } else {
+      const hours = (t(i) - good.t) / HOUR;
+      value += 100 * hours;
+      r.value = value;
+      r.delta = 100 * hours;
+      r.deltaFrom = good.t;
+      if (i === 25) r.flags.push("gap");
+    }
+    if (!r.flags.includes("glitch")) good = r;
+    readings.push(r);
+  }
+  const bufferId = randomUUID();
+  const prepared = readings.map((r, index) => {
+    const timestamp = canonicalTime(r.t);
+    const valueText = decimalText(r.value);
+    const payload = JSON.stringify({ id: r.device, ts: timestamp, kWh: Number(valueText) });
+    return { ...r, seq: index + 1, timestamp, valueText, payload, event_id: eventId(r.device, timestamp, r.metric, valueText) };
+  });
+  const at = canonicalTime(replacedAt);
+  const identity = createHash("sha256").update(`meter_replaced\0m-lab-1\0energy\0${at}`, "utf8").digest("hex");
+  const operatorPayload = JSON.stringify({
+    at, device_id: "m-lab-1", event: "meter_replaced", identity, metric_type: "energy", new_initial: "0",
+    old_final: decimalText(prepared.find((r) => r.t === t(30)).value), recorded_at: at, withdrawn: false,
+  });
+  const raws = [
+    ...prepared.map((m) => ({
+      seq: m.seq, topic: "site/m-lab-1/energy", payload: Buffer.from(m.payload).toString("base64"),
+      qos: 1, retained: false, dup: false, received_at: m.timestamp, decode_error: null,
+    })),
+    { seq: prepared.length + 1, topic: "$meter-agent/operator", payload: Buffer.from(operatorPayload).toString("base64"),
+      qos: 0, retained: false, dup: false, received_at: at, decode_error: null },
+  ];
+  const ms = prepared.map((m) => ({
+    event_id: m.event_id, device_id: m.device, metric_type: m.metric, timestamp: m.timestamp, value: `@@${m.valueText}@@`, unit: "kWh",
+    delta: m.delta === null ? null : `@@${decimalText(m.delta)}@@`, delta_from: m.deltaFrom === null ? null : canonicalTime(m.deltaFrom),
+    flags: m.flags.sort(), revision: 1, raw: { buffer_id: bufferId, seq: m.seq },
+  }));
+  const body = JSON.stringify({
+    protocol_version: "2", gateway_id: "gw-lab", buffer_id: bufferId, sent_at: canonicalTime(Date.now()),
+    backlog: { records: 0, oldest_received_at: null }, raw_events: raws, measurements: ms,
+  }).replace(/"@@(-?[0-9.]+)@@"/g, "$1");
+  const out = await post(base, token, body);
+  if (out.protocol_version !== "2" || out.measurements.some((o) => o.outcome !== "stored") || out.raw_events.some((o) => o.outcome !== "stored")) {
+    throw new Error(`seeding gw-lab: ${JSON.stringify(out).slice(0, 400)}`);
+  }
+  const trusted = prepared.filter((r) => r.delta !== null && !r.flags.includes("gap")).reduce((sum, r) => sum + r.delta, 0);
+  return { readings: prepared, at, trusted, glitch: prepared.find((r) => r.flags.includes("glitch")), silence: [t(15), t(25)], t };
+}

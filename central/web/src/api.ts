@@ -19,7 +19,7 @@ export function setToken(token: string | null): void {
 /** A decimal in the API's exact canonical text, e.g. "19872.25". */
 export type Decimal = string;
 
-const EXACT_FIELDS = /"(value|delta|consumption|suspicious_jump_delta|last_value)":(-?[0-9]+(?:\.[0-9]+)?)(?=[,}\]])/g;
+const EXACT_FIELDS = /"(value|delta|consumption|suspicious_jump_delta|last_value|trusted|flagged_energy|estimated|old_final|new_initial)":(-?[0-9]+(?:\.[0-9]+)?)(?=[,}\]])/g;
 
 export function parseExact<T>(text: string): T {
   return JSON.parse(text.replace(EXACT_FIELDS, '"$1":"$2"')) as T;
@@ -113,6 +113,8 @@ export interface Measurement {
   value: Decimal;
   unit: string;
   delta: Decimal | null;
+  /** Protocol "2": when the delta's interval starts (the last good reading); null otherwise. */
+  delta_from?: string | null;
   flags: string[];
   revision: number;
   gateway_id: string;
@@ -137,6 +139,14 @@ export interface ConsumptionBucket {
   counter_resets: number;
   suspicious_jumps: number;
   suspicious_jump_delta: Decimal | null;
+  /** Deltas without suspicious_jump, implausible_rate or gap: the total to trust. */
+  trusted: Decimal | null;
+  /** Deltas with suspicious_jump or implausible_rate. */
+  flagged_energy: Decimal | null;
+  /** This bucket's part of gap deltas, spread over the silence they cover. */
+  estimated: Decimal | null;
+  glitches: number;
+  gaps: number;
 }
 
 export interface Consumption {
@@ -149,6 +159,21 @@ export interface Consumption {
   suspicious_jumps_included: boolean;
   total: Omit<ConsumptionBucket, "start" | "end" | "first_readings">;
   buckets: ConsumptionBucket[];
+}
+
+/** A meter replacement recorded by an operator (GET /api/v1/epochs). */
+export interface Epoch {
+  identity: string;
+  device_id: string;
+  metric_type: string;
+  at: string;
+  old_final: Decimal | null;
+  new_initial: Decimal | null;
+  withdrawn: boolean;
+  recorded_at: string;
+  gateway_id: string;
+  raw: { buffer_id: string; seq: number };
+  received_at: string;
 }
 
 export interface FlagBucket {
@@ -199,4 +224,11 @@ export const FLAGS = [
   "dst_ambiguous",
   "dst_gap",
   "clock_unsynced",
+  "glitch",
+  "rollback",
+  "implausible_rate",
+  "gap",
+  "meter_replaced",
+  "device_restarted",
+  "period_reset",
 ] as const;

@@ -53,18 +53,21 @@ test("meters gone silent come first and are counted", () => {
 
 const bucket = (start: string, consumption: string | null, over: Partial<Consumption["buckets"][0]> = {}) => ({
   start, end: start, readings: 4, consumption, null_deltas: 0, flagged: 0, first_readings: 0, counter_resets: 0,
-  suspicious_jumps: 0, suspicious_jump_delta: null, ...over,
+  suspicious_jumps: 0, suspicious_jump_delta: null, trusted: consumption, flagged_energy: null, estimated: null, glitches: 0,
+  gaps: 0, ...over,
 });
 
 const consumption: Consumption = {
   device_id: "m1", metric_type: "energy", bucket: "day", tz: "Europe/Berlin", from: "2026-01-01T23:00:00.000Z",
   to: "2026-01-04T23:00:00.000Z", suspicious_jumps_included: true,
   total: { readings: 9, consumption: "19903.000000000000000000000000000001", null_deltas: 2, flagged: 3, counter_resets: 1,
-           suspicious_jumps: 1, suspicious_jump_delta: "19870" },
+           suspicious_jumps: 1, suspicious_jump_delta: "19870", trusted: "33.000000000000000000000000000001",
+           flagged_energy: "19870", estimated: null, glitches: 0, gaps: 0 },
   buckets: [
     bucket("2026-01-01T23:00:00.000Z", "30.000000000000000000000000000001", { null_deltas: 1, first_readings: 1 }),
     bucket("2026-01-02T23:00:00.000Z", null, { readings: 0 }),
-    bucket("2026-01-03T23:00:00.000Z", "19873", { counter_resets: 1, null_deltas: 1, suspicious_jumps: 1, suspicious_jump_delta: "19870" }),
+    bucket("2026-01-03T23:00:00.000Z", "19873", { counter_resets: 1, null_deltas: 1, suspicious_jumps: 1, suspicious_jump_delta: "19870",
+                                                  trusted: "3", flagged_energy: "19870" }),
   ],
 };
 

@@ -1,4 +1,4 @@
-const SEVERE = new Set(["counter_reset", "suspicious_jump", "timestamp_conflict", "negative_value", "future_timestamp"]);
+const SEVERE = new Set(["counter_reset", "suspicious_jump", "implausible_rate", "timestamp_conflict", "negative_value", "future_timestamp"]);
 
 export function Flags({ flags }: { flags: string[] }) {
   if (flags.length === 0) return <span className="muted">—</span>;

@@ -1,7 +1,8 @@
 import { useState } from "react";
-import type { Consumption, DeviceSeries, Measurement, Page } from "../api";
+import type { Consumption, DeviceSeries, Epoch, Measurement, Page } from "../api";
 import { ConsumptionChart } from "../components/ConsumptionChart";
 import { Flags } from "../components/Flags";
+import { WhyPanel } from "../components/WhyPanel";
 import { Link } from "../components/Link";
 import { Empty, ErrorState, Loading } from "../components/States";
 import { href, navigate } from "../router";
@@ -36,7 +37,7 @@ export function DevicePage({ params }: { params: URLSearchParams }) {
           <label>
             Range{" "}
             <select value={days} onChange={(e) => set({ days: e.target.value })} data-testid="days">
-              {[1, 2, 7, 14, 31, 92].map((d) => (
+              {[1, 2, 3, 7, 14, 31, 92].map((d) => (
                 <option key={d} value={d}>
                   last {d} day{d > 1 ? "s" : ""}
                 </option>
@@ -87,6 +88,8 @@ function DeviceData({ deviceId, metric, bucket, days }: { deviceId: string; metr
   const consumption = useApi<Consumption>("/api/v1/consumption", {
     device_id: deviceId, metric_type: metric, bucket, tz, from: span.from, to: span.to,
   });
+  // Replacements only draw a line: without them (or while they load) the chart is still right.
+  const epochs = useApi<Page<Epoch>>("/api/v1/epochs", { device_id: deviceId, metric_type: metric });
   return (
     <>
       <section>
@@ -98,7 +101,7 @@ function DeviceData({ deviceId, metric, bucket, days }: { deviceId: string; metr
         ) : consumption.loading ? (
           <Loading what="consumption" />
         ) : (
-          <ConsumptionView data={consumption.data!} />
+          <ConsumptionView data={consumption.data!} epochs={epochs.data?.items ?? []} />
         )}
       </section>
       <section>
@@ -109,7 +112,7 @@ function DeviceData({ deviceId, metric, bucket, days }: { deviceId: string; metr
   );
 }
 
-export function ConsumptionView({ data, chartWidth }: { data: Consumption; chartWidth?: number }) {
+export function ConsumptionView({ data, chartWidth, epochs = [] }: { data: Consumption; chartWidth?: number; epochs?: Epoch[] }) {
   if (data.total.readings === 0) {
     return (
       <Empty>
@@ -121,22 +124,42 @@ export function ConsumptionView({ data, chartWidth }: { data: Consumption; chart
   const unit = data.metric_type === "power" ? "kW" : "kWh";
   return (
     <>
-      <p data-testid="consumption-total">
-        Total <strong className="num">{data.total.consumption ?? "—"}</strong> {unit} from {data.total.readings} readings
-        {data.total.null_deltas > 0 && `; ${data.total.null_deltas} without a delta (first reading or reset: consumption across them is unknown)`}
-        {data.total.suspicious_jump_delta !== null && `; includes ${data.total.suspicious_jump_delta} ${unit} of suspicious jumps`}.
+      <p data-testid="trusted-total" className="trusted-total">
+        Trusted <strong className="num">{data.total.trusted ?? "—"}</strong> {unit}
+        {data.total.flagged_energy !== null && (
+          <>
+            {" "}+ flagged <span className="num" data-testid="flagged-total">{data.total.flagged_energy}</span> {unit} (suspicious jumps, implausible rates)
+          </>
+        )}
+        {data.total.estimated !== null && (
+          <>
+            {" "}+ estimated <span className="num" data-testid="estimated-total">{data.total.estimated}</span> {unit} (gaps, spread over the silence)
+          </>
+        )}
       </p>
-      <ConsumptionChart buckets={data.buckets} size={data.bucket} unit={unit} width={chartWidth} />
+      <p data-testid="consumption-total" className="muted">
+        Sum of all deltas <span className="num">{data.total.consumption ?? "—"}</span> {unit} from {data.total.readings} readings
+        {data.total.null_deltas > 0 && `; ${data.total.null_deltas} without a delta (first reading, reset, glitch: consumption across a reset is unknown)`}
+        {data.total.suspicious_jump_delta !== null && `; includes ${data.total.suspicious_jump_delta} ${unit} of suspicious jumps`}
+        {(data.total.glitches ?? 0) > 0 && `; ${data.total.glitches} glitch(es) kept without a delta`}.
+      </p>
+      <ConsumptionChart buckets={data.buckets} size={data.bucket} unit={unit} width={chartWidth} epochs={epochs} />
       <p className="legend">
-        <span className="swatch normal" /> consumption <span className="swatch jump" /> contains a suspicious jump (included in the total){" "}
-        <span className="swatch hatched" /> a reading without delta <span className="swatch reset">R</span> counter reset
+        <span className="swatch normal" /> trusted <span className="swatch jump" /> flagged (suspicious jump, implausible rate){" "}
+        <span className="swatch estimated" /> estimated (a gap's energy, spread) <span className="swatch no-delta" /> a reading without delta{" "}
+        <span className="swatch reset">R</span> counter reset <span className="swatch glitch">G</span> glitch{" "}
+        <span className="swatch replacement" /> meter replaced
       </p>
       <table data-testid="buckets">
         <thead>
           <tr>
             <th>{data.bucket === "day" ? "Day" : "Hour"}</th>
+            <th>Trusted ({unit})</th>
+            <th>Flagged ({unit})</th>
+            <th>Estimated ({unit})</th>
             <th>Consumption ({unit})</th>
             <th>Readings</th>
+            <th>Glitches</th>
             <th>Without delta</th>
             <th>Counter resets</th>
             <th>Suspicious jumps ({unit})</th>
@@ -147,10 +170,22 @@ export function ConsumptionView({ data, chartWidth }: { data: Consumption; chart
           {data.buckets.map((b) => (
             <tr key={b.start} data-start={b.start} className={b.counter_resets ? "has-reset" : ""}>
               <td>{formatBucket(b.start, data.bucket)}</td>
+              <td className="num" data-testid="bucket-trusted">
+                {b.trusted ?? "—"}
+              </td>
+              <td className="num" data-testid="bucket-flagged">
+                {b.flagged_energy ?? ""}
+              </td>
+              <td className="num" data-testid="bucket-estimated">
+                {b.estimated ?? ""}
+              </td>
               <td className="num" data-testid="bucket-consumption">
                 {b.consumption ?? "—"}
               </td>
               <td className="num">{b.readings}</td>
+              <td className="num" data-testid="bucket-glitches">
+                {b.glitches ? b.glitches : ""}
+              </td>
               <td className="num">{b.null_deltas || ""}</td>
               <td className="num" data-testid="bucket-resets">
                 {b.counter_resets ? <span className="badge bad">{b.counter_resets} reset</span> : ""}
@@ -167,6 +202,7 @@ export function ConsumptionView({ data, chartWidth }: { data: Consumption; chart
 
 function Readings({ deviceId, metric, from, to }: { deviceId: string; metric: string; from: string; to: string }) {
   const [cursor, setCursor] = useState<string | null>(null);
+  const [why, setWhy] = useState<Measurement | null>(null);
   const page = useApi<Page<Measurement>>("/api/v1/measurements", { device_id: deviceId, metric_type: metric, from, to, limit: 500, cursor });
   if (page.error) return <ErrorState error={page.error} onRetry={page.reload} />;
   if (page.loading) return <Loading what="readings" />;
@@ -174,7 +210,8 @@ function Readings({ deviceId, metric, from, to }: { deviceId: string; metric: st
   if (items.length === 0) return <Empty>No readings in this range.</Empty>;
   return (
     <>
-      <ReadingsTable items={items} />
+      <ReadingsTable items={items} onWhy={setWhy} />
+      {why && <WhyPanel reading={why} onClose={() => setWhy(null)} />}
       <div className="pager">
         {cursor && (
           <button type="button" onClick={() => setCursor(null)}>
@@ -191,7 +228,7 @@ function Readings({ deviceId, metric, from, to }: { deviceId: string; metric: st
   );
 }
 
-export function ReadingsTable({ items, showDevice = false }: { items: Measurement[]; showDevice?: boolean }) {
+export function ReadingsTable({ items, showDevice = false, onWhy }: { items: Measurement[]; showDevice?: boolean; onWhy?: (m: Measurement) => void }) {
   return (
     <table data-testid="readings">
       <thead>
@@ -223,6 +260,11 @@ export function ReadingsTable({ items, showDevice = false }: { items: Measuremen
             </td>
             <td>
               <Flags flags={m.flags} />
+              {onWhy && m.flags.length > 0 && (
+                <button type="button" className="why" data-testid="why-button" onClick={() => onWhy(m)} title="The neighbouring readings and the rule that decided">
+                  why?
+                </button>
+              )}
             </td>
             <td className="num">{m.revision}</td>
             <td>{m.gateway_id}</td>
