@@ -3,11 +3,13 @@ truth about them. Pure: no sockets, no clock; the same options and seed give the
 
 Why the numbers are shaped the way they are:
 * Every register moves in whole steps of its format's resolution (1 Wh for the kWh registers
-  with three decimals, 0.01 Wh for Shelly's `total_act`), and at least one step per publication.
-  So the true energy is exact (integers of 0.01 Wh), and two consecutive readings of one meter
-  never carry the same value: readings stamped with the gateway's receive time (Tasmota, Shelly,
-  Zigbee2MQTT, plain, and seed meters without a clock) can then never share an event_id even if
-  two of them arrive within one millisecond, which keeps the count of distinct readings exact.
+  with three decimals, 0.01 Wh for Shelly's `total_act`), and at least one step per publication,
+  so the true energy is exact (integers of 0.01 Wh).
+* A series stamped with the gateway's receive time (Tasmota, Shelly, Zigbee2MQTT, plain, and seed
+  meters without a clock) never publishes a value it has published before (a reset, rollback or
+  replacement that lands on one counts one more step; a second glitch to 0 is not made; power
+  moves by 1 W, or 0.1 W, until new). Two of its readings can then never share an event_id even
+  if they arrive within one millisecond, which keeps the count of distinct readings exact.
 * For the same reason a repeated message is only made for meters that stamp their readings:
   a repeat of a receive-time message is, to the agent, a new reading at a new time.
 * Energy is counted by the meter whatever is published: silences, glitches and bursts change
@@ -100,6 +102,8 @@ class Meter:
     last_register: Optional[int] = None
     history: list[int] = field(default_factory=list)   # published registers (rollback targets)
     last_power: Optional[Decimal] = None
+    used_energy: set = field(default_factory=set)      # receive-time series: values published
+    used_power: set = field(default_factory=set)
     faults: dict[str, int] = field(default_factory=dict)
     messages: int = 0
     readings: set = field(default_factory=set)         # distinct reading keys
@@ -274,8 +278,6 @@ class SiteGenerator:
             elif self._fault(meter, "replace"):
                 meter.register = (rng.randrange(0, 50_000) * CENTI_WH_PER_KWH // resolution
                                   * resolution + increment)
-            if meter.history and meter.register == meter.history[-1]:
-                meter.register += resolution  # see the module comment: never the same value twice
 
             if silent > 0:
                 silent -= 1
@@ -286,13 +288,24 @@ class SiteGenerator:
                 sim_ms += interval_ms
                 continue
 
+            # See the module comment: a value a receive-time series has published is never
+            # published by it again (the meter counts one more step instead).
+            used = meter.used_energy
+            while meter.register in used or (meter.history and
+                                             meter.register == meter.history[-1]):
+                meter.register += resolution
+                if meter.first_register is not None:
+                    meter.consumed += resolution
             published = meter.register
-            if not clean_next and self._fault(meter, "glitch"):
+            if not clean_next and 0 not in used and self._fault(meter, "glitch"):
                 published, clean_next = 0, True
-            elif not clean_next and self._fault(meter, "spike"):
+            elif (not clean_next and meter.register * 1000 not in used
+                  and self._fault(meter, "spike")):
                 published, clean_next = meter.register * 1000, True
             else:
                 clean_next = False
+            if not meter.stamps_readings:
+                used.add(published)
             if meter.first_register is None:
                 meter.first_register = meter.register
             meter.last_register = meter.register
@@ -329,14 +342,18 @@ class SiteGenerator:
         return held
 
     def _power(self, meter: Meter, increment: int) -> Decimal:
-        """Average power over the interval in W, one decimal, never the previous value again."""
+        """Average power over the interval in W (Shelly: one decimal), never the previous value
+        again, and for receive-time series never any value published before (module comment)."""
         watts = (Decimal(increment) * 3600 / CENTI_WH_PER_WH / meter.interval_s).quantize(
             Decimal("0.1"))
+        step = Decimal("0.1")
         if meter.format != "shelly_em":
-            watts = watts.quantize(Decimal(1))
-        if watts == meter.last_power:
-            watts += 1
+            watts, step = watts.quantize(Decimal(1)), Decimal(1)
+        while watts == meter.last_power or watts in meter.used_power:
+            watts += step
         meter.last_power = watts
+        if not meter.stamps_readings:
+            meter.used_power.add(watts)
         return watts
 
     def _reading_key(self, meter: Meter, metric: str, value_canonical: Decimal,
