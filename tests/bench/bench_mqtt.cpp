@@ -359,7 +359,8 @@ std::string agent_mappings() {
     return "metrics:\n"
            "  energy: {kind: counter, unit: kWh}\n"
            "  power: {kind: gauge, unit: kW}\n"
-           "presets_dir: " METER_SOURCE_DIR "/config/presets\n"
+           "presets_dir: " METER_SOURCE_DIR
+           "/config/presets\n"
            "mappings:\n"
            "  - preset: seed\n"
            "  - preset: tasmota\n"
@@ -739,9 +740,10 @@ int main(int argc, char** argv) {
       }
     }
     std::cout << "\n"
-              << messages << " QoS 1 messages, " << devices
-              << " devices; publisher standalone (raw socket, no subscriber): "
-              << rate_text(standalone) << " msgs/s\n\n"
+              << messages << " QoS 1 messages, "
+              << (replaying ? "replayed from " + replay : std::to_string(devices) + " devices")
+              << "; publisher standalone (raw socket, no subscriber): " << rate_text(standalone)
+              << " msgs/s\n\n"
               << table.str();
   } catch (const std::exception& error) {
     std::cerr << "bench_mqtt: " << error.what() << "\n";
