@@ -17,7 +17,7 @@ packages=(
   # machine's own (Debian's npm conflicts with them)
   chromium
   # the agent under systemd (sd_notify), packaging and its checks
-  libsystemd-dev file dpkg-dev systemd init-system-helpers postgresql-client strace
+  libsystemd-dev file dpkg-dev systemd init-system-helpers postgresql-client strace lintian man-db
   # the arm64 cross build and its emulated tests (scripts/package-test.sh). Not
   # libyaml-cpp-dev:arm64: it cannot be installed beside the amd64 one, so
   # toolchains/sysroot.sh unpacks it into the build directory instead.
