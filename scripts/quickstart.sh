@@ -11,6 +11,7 @@
 #
 #   scripts/quickstart.sh                 everything, then stops what it started
 #   scripts/quickstart.sh --keep-running  ... and keeps it all up (for a browser) until Ctrl-C
+#                                         (SIGINT to its process group)
 #
 # Options: --meters N (default 12), --duration D (simulated time, default 5m), --seed S,
 # --speed X (simulated seconds per real second, default 10: readings stamped on receipt stay
@@ -225,9 +226,16 @@ fi
 # ---- phase 1: dependencies, builds, then phase 2 under a throwaway PostgreSQL ------------------
 "$source_dir/scripts/install-deps.sh"
 if [ -z "$agent" ]; then
-  log "building meter-agent (Release, in $build_dir)"
-  cmake -S "$source_dir" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMETER_TESTS=OFF >/dev/null
-  cmake --build "$build_dir" --target meter-agent
+  log "building meter-agent (Release, in $build_dir; log: $build_dir/quickstart-build.log)"
+  mkdir -p "$build_dir"
+  # The compiler's output only when the build fails (g++ 12 at -O3 prints -Wrestrict false
+  # positives from <string> that would only alarm a newcomer).
+  if ! { cmake -S "$source_dir" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMETER_TESTS=OFF &&
+    cmake --build "$build_dir" --target meter-agent; } >"$build_dir/quickstart-build.log" 2>&1; then
+    grep -E -B2 -A8 'error|FAILED' "$build_dir/quickstart-build.log" | head -n 60
+    echo "quickstart: the build failed (the whole log: $build_dir/quickstart-build.log)" >&2
+    exit 1
+  fi
   agent="$build_dir/agent/meter-agent"
 fi
 agent=$(cd "$(dirname "$agent")" && pwd)/$(basename "$agent")
