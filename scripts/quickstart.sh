@@ -4,7 +4,7 @@
 # `meter-agent run`, the central service on a throwaway PostgreSQL (central/tests/with_postgres.sh)
 # serving the dashboard, creates a gateway token and a viewer token, points the agent's uplink at
 # the central, lets the meter simulator (tests/sim/meter_sim.py) publish a few minutes of a small
-# site as fast as QoS 1 allows, waits until the agent has uploaded everything, and prints the
+# site at 10x speed, waits until the agent has uploaded everything, and prints the
 # dashboard's address, the viewer token and one last line:
 #
 #   quickstart: M messages published, M acknowledged; R distinct readings expected, R in PostgreSQL
@@ -205,7 +205,12 @@ sys.exit(0 if s["raw_messages"] >= int(sys.argv[1]) and s["pending_normalization
   "$agent" status --config "$state_dir/agent.yaml" | sed 's/^/  /'
   echo
   echo "The truth per meter: $state_dir/truth.json; the stream: $state_dir/site.tsv"
-  echo "Dashboard: $central_url/   viewer token: $viewer_token"
+  dashboard_note=""
+  /usr/bin/python3 - "$central_url/" <<'PY' 2>/dev/null || dashboard_note="  (not built: the page says how)"
+import sys, urllib.request
+sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=5).status == 200 else 1)
+PY
+  echo "Dashboard: $central_url/   viewer token: $viewer_token$dashboard_note"
   echo "API:       curl -H 'Authorization: Bearer $viewer_token' $central_url/api/v1/devices"
   if [ -n "$then_command" ]; then
     QUICKSTART_CENTRAL_URL=$central_url QUICKSTART_VIEWER_TOKEN=$viewer_token \
