@@ -371,6 +371,10 @@ def main() -> int:
         rows, size = cur.fetchone()
 
     events = stats.stored
+    sent = sum(g.seq for g in gateways)
+    if events != sent or rows != sent:
+        stats.errors.append(f"{sent} measurements sent, {events} answered stored, {rows} in "
+                            "PostgreSQL")
     per_k = (lambda cpu: cpu * 1000 / events) if events else (lambda cpu: float("nan"))
     lines = [
         f"fleet load: {args.gateways} gateways x {args.meters} meters, an upload every "
