@@ -258,7 +258,9 @@ def run_load(port: int, gateways: list[Gateway], viewer: str, args, stats: Stats
 
 
 def process_tree_cpu(root: int) -> float:
-    """utime+stime of root and its descendants (uvicorn workers), from /proc."""
+    """CPU of root and its descendants, from /proc: utime+stime of the live ones plus
+    cutime+cstime, the CPU of children that exited and were reaped (PostgreSQL backends of
+    pooled connections closed under load, uvicorn workers), which would otherwise vanish."""
     tick = os.sysconf("SC_CLK_TCK")
     parents: dict[int, int] = {}
     cpu: dict[int, float] = {}
@@ -270,7 +272,7 @@ def process_tree_cpu(root: int) -> float:
         except OSError:
             continue
         parents[int(entry)] = int(fields[1])
-        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+        cpu[int(entry)] = sum(int(field) for field in fields[11:15]) / tick
     tree, frontier = {root}, [root]
     while frontier:
         pid = frontier.pop()
