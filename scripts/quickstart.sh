@@ -229,7 +229,7 @@ PY
 fi
 
 # ---- phase 1: dependencies, builds, then phase 2 under a throwaway PostgreSQL ------------------
-"$source_dir/scripts/install-deps.sh"
+"$source_dir/scripts/install-deps.sh" --quickstart
 if [ -z "$agent" ]; then
   log "building meter-agent (Release, in $build_dir; log: $build_dir/quickstart-build.log)"
   mkdir -p "$build_dir"
