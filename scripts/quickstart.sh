@@ -126,7 +126,8 @@ CONF
     >>"$state_dir/central.log" 2>&1 &
   central_pid=$!
   echo "central $central_pid" >>"$state_dir/pids"
-  central_healthy() { /usr/bin/python3 - "$central_url/healthz" <<'PY' 2>/dev/null
+  # Ours, alive, answering (not another server that took the port in between).
+  central_healthy() { kill -0 "$central_pid" 2>/dev/null && /usr/bin/python3 - "$central_url/healthz" <<'PY' 2>/dev/null
 import sys, urllib.request
 sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=2).status == 200 else 1)
 PY
