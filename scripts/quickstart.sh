@@ -16,7 +16,8 @@
 # Options: --meters N (default 12), --duration D (simulated time, default 5m), --seed S,
 # --speed X (simulated seconds per real second, default 10: readings stamped on receipt stay
 # apart, as a real site's are; 0 = as fast as QoS 1 allows),
-# --faults SPEC (meter_sim.py's, default a visible mix), --agent BINARY (use this build of
+# --faults SPEC (meter_sim.py's, default a visible mix), --fault-free N (meters kept free of
+# faults, default 4, spread over the formats), --agent BINARY (use this build of
 # meter-agent instead of building one), --no-dashboard (skip the dashboard's npm build),
 # --then COMMAND (run COMMAND while everything is up, before the last line, with
 # QUICKSTART_CENTRAL_URL, QUICKSTART_VIEWER_TOKEN, QUICKSTART_TRUTH (the simulator's JSON
@@ -32,6 +33,7 @@ meters=12
 duration=5m
 seed=1
 speed=10
+fault_free=4
 faults="glitch=0.02,spike=0.01,reset=0.005,rollback=0.005,replace=0.003,silence=0.005,repeat=0.05,burst=0.005,malformed=0.02,skew=0.5,unsynced=0.3"
 agent=""
 keep_running=""
@@ -45,11 +47,12 @@ while [ $# -gt 0 ]; do
     --seed) seed=$2; shift ;;
     --speed) speed=$2; shift ;;
     --faults) faults=$2; shift ;;
+    --fault-free) fault_free=$2; shift ;;
     --agent) agent=$2; shift ;;
     --no-dashboard) build_dashboard="" ;;
     --then) then_command=$2; shift ;;
     --state-dir) state_dir=$2; shift ;;
-    *) echo "usage: $0 [--keep-running] [--meters N] [--duration D] [--seed S] [--speed X] [--faults SPEC] [--agent BINARY] [--no-dashboard] [--then COMMAND] [--state-dir DIR]" >&2
+    *) echo "usage: $0 [--keep-running] [--meters N] [--duration D] [--seed S] [--speed X] [--faults SPEC] [--fault-free N] [--agent BINARY] [--no-dashboard] [--then COMMAND] [--state-dir DIR]" >&2
        exit 2 ;;
   esac
   shift
@@ -173,6 +176,7 @@ YAML
   log "meter simulator: $meters meters, $duration of readings ending now, seed $seed, published at ${speed}x"
   /usr/bin/python3 "$source_dir/tests/sim/meter_sim.py" --port "$mqtt_port" --seed "$seed" --speed "$speed" \
     --meters "$meters" --duration "$duration" --start now-duration --faults "$faults" \
+    --fault-free "$fault_free" \
     --client-id quickstart-sim --summary "$state_dir/truth.json" --write "$state_dir/site.tsv" \
     >/dev/null || true
   [ -s "$state_dir/truth.json" ] || { echo "the simulator wrote no summary"; exit 1; }
@@ -262,5 +266,5 @@ if [ "$(id -u)" = 0 ]; then chmod 755 "$state_dir"; fi
 export QUICKSTART_PHASE=run
 exec "$source_dir/central/tests/with_postgres.sh" /usr/bin/env \
   QUICKSTART_PHASE=run "$0" --meters "$meters" --duration "$duration" --seed "$seed" --speed "$speed" \
-  --faults "$faults" --agent "$agent" --state-dir "$state_dir" \
+  --faults "$faults" --fault-free "$fault_free" --agent "$agent" --state-dir "$state_dir" \
   ${keep_running:+--keep-running} ${then_command:+--then "$then_command"}

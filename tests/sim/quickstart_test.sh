@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CI's run of scripts/quickstart.sh, reduced (6 meters, 2 simulated minutes, an agent already
+# CI's run of scripts/quickstart.sh, reduced (10 meters, half of them fault-free: one of each
+# format, 2 simulated minutes, an agent already
 # built, no dashboard build), checking what a user is promised:
 # - the last line is `quickstart: M messages published, M acknowledged; R distinct readings
 #   expected, R in PostgreSQL` with both pairs equal (and M, R > 0);
@@ -19,7 +20,7 @@ trap 'rm -rf "$state"' EXIT
 output="$state/output.txt"
 
 set +e
-"$source_dir/scripts/quickstart.sh" --agent "$agent" --meters 6 --duration 2m --seed 3 \
+"$source_dir/scripts/quickstart.sh" --agent "$agent" --meters 10 --fault-free 5 --duration 2m --seed 3 \
   --no-dashboard --state-dir "$state/run" \
   --then "/usr/bin/python3 '$source_dir/tests/sim/check_consumption.py'" >"$output" 2>&1
 rc=$?

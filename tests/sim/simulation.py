@@ -210,8 +210,16 @@ class SiteGenerator:
         self.options = {"seed": seed, "meters": meters, "duration_s": duration_s,
                         "start": _timestamp(start_ms), "faults": dict(sorted(faults.items())),
                         "formats": list(formats)}
-        clean = set(self.rng.sample(range(meters), min(meters, max(1, meters // 3)
-                                                      if fault_free is None else fault_free)))
+        # Fault-free meters spread over the formats (each format's meters in a random order,
+        # then one of each format in turn), so that a few of them already cover every format.
+        wanted = min(meters, max(1, meters // 3) if fault_free is None else fault_free)
+        by_format = [[i for i in range(meters) if i % len(formats) == f]
+                     for f in range(len(formats))]
+        for group in by_format:
+            self.rng.shuffle(group)
+        order = [group[k] for k in range(max(map(len, by_format))) for group in by_format
+                 if k < len(group)]
+        clean = set(order[:wanted])
         self.options["fault_free"] = len(clean)
         self.meters: list[Meter] = []
         for index in range(meters):
