@@ -59,7 +59,7 @@ suite "manual pages (in step with --help and the README's configuration table)" 
   env METER_AGENT_BINARY="$build_dir/agent/meter-agent" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider "$source_dir/tests/man"
 if [ "$failed" -eq 0 ]; then
-  # The README's first command, reduced: the agent just built, 6 meters, 2 simulated minutes.
+  # The README's first command, reduced: the agent just built, 10 meters, 2 simulated minutes.
   suite "quickstart end to end (reduced: mosquitto, agent, central, PostgreSQL, simulator)" \
     "$source_dir/tests/sim/quickstart_test.sh" "$build_dir/agent/meter-agent"
 fi
