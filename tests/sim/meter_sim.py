@@ -37,7 +37,8 @@ def duration_seconds(text: str) -> int:
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="meter_sim", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="meter_sim", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=1, help="the same seed, the same bytes")
     parser.add_argument("--meters", type=int, default=10, help="how many meters (default 10)")
     parser.add_argument("--duration", default="5m",
