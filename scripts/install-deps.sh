@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package meter-agent builds, tests and runs with.
 # Safe to run again: does nothing when everything is there. Needs root.
+#   scripts/install-deps.sh               everything (builds, tests, packaging, arm64)
+#   scripts/install-deps.sh --quickstart  what scripts/quickstart.sh needs
 set -euo pipefail
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -17,7 +19,7 @@ packages=(
   # machine's own (Debian's npm conflicts with them)
   chromium
   # the agent under systemd (sd_notify), packaging and its checks
-  libsystemd-dev file dpkg-dev systemd init-system-helpers postgresql-client strace
+  libsystemd-dev file dpkg-dev systemd init-system-helpers postgresql-client strace lintian man-db
   # the arm64 cross build and its emulated tests (scripts/package-test.sh). Not
   # libyaml-cpp-dev:arm64: it cannot be installed beside the amd64 one, so
   # toolchains/sysroot.sh unpacks it into the build directory instead.
@@ -26,6 +28,16 @@ packages=(
   libssl-dev:arm64 zlib1g-dev:arm64 libhowardhinnant-date-dev:arm64 libsystemd-dev:arm64
   libyaml-cpp0.7:arm64
 )
+# --quickstart: only what scripts/quickstart.sh builds and runs with (no test tools, no cross
+# toolchain, no browser), so that a fresh machine gets to the quickstart's last line sooner.
+if [ "${1:-}" = --quickstart ]; then
+  packages=(
+    build-essential cmake ninja-build pkg-config
+    libpaho-mqttpp-dev libpaho-mqtt-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
+    libyaml-cpp-dev zlib1g-dev nlohmann-json3-dev libhowardhinnant-date-dev tzdata libsystemd-dev
+    python3 ca-certificates mosquitto postgresql postgresql-client
+  )
+fi
 if [ -f "$source_dir/central/debian-packages.txt" ]; then
   while read -r package; do
     [[ -z "$package" || "$package" == \#* ]] || packages+=("$package")
@@ -56,7 +68,7 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 # Adding arm64 makes apt upgrade the amd64 twins of the :arm64 libraries to the
 # same version (Multi-Arch: same), about 30 packages on a machine that was behind.
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+if [ "${1:-}" != --quickstart ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
   dpkg --add-architecture arm64
 fi
 apt-get update -qq

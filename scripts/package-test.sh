@@ -4,7 +4,8 @@
 #     tests (ctest label "unit") under qemu-aarch64-static, the arm64 .deb;
 #  2. amd64: Release build of the agent, the amd64 .deb and meter-central (all),
 #     in the background while 1. runs (they share nothing; see below);
-#  3. the units: systemd-analyze verify and security (exposure <= 1.5);
+#  3. lintian (no error or warning on the three .debs); the units: systemd-analyze
+#     verify and security (exposure <= 1.5);
 #  4. dpkg -i, check-config against the installed conffile, the installed agent
 #     run as its own unprivileged user against a local mosquitto (a reading
 #     published, then found by status and export; reload; stop), the central
@@ -149,6 +150,16 @@ dpkg-deb --fsys-tarfile "$arm_deb" | tar -xO ./usr/bin/meter-agent >"$work/meter
 if file "$work/meter-agent.arm64" | grep -q 'not stripped'; then fail "arm64 binary not stripped"; fi
 echo "  stripped meter-agent: amd64 $(size_of "$agent_deb") bytes, arm64 $(size_of "$arm_deb") bytes"
 dpkg-deb -f "$arm_deb" Depends | grep -q 'libyaml-cpp0.7' || fail "arm64 Depends lack shlibdeps"
+
+step "lintian: no error or warning on the three packages"
+# Overrides only with their reason written beside them (systemd/deb/*/lintian-overrides).
+# Informational tags are listed, not failed on.
+if ! lintian --fail-on error,warning --tag-display-limit 0 "$agent_deb" "$arm_deb" "$central_deb" \
+  >"$work/lintian.log" 2>&1; then
+  grep -v 'root privileges' "$work/lintian.log"
+  fail "lintian reports errors or warnings (above)"
+fi
+grep -v 'root privileges' "$work/lintian.log" | sed 's/^/  /'
 
 # ---- 3 and 4. install, check, smoke test, purge ------------------------------
 # Every system call a traced run made after exec'ing $2, against the units'

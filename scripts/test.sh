@@ -53,6 +53,16 @@ suite "build" build || true
 if [ "$failed" -eq 0 ]; then
   suite "ctest" unit_tests
 fi
+suite "meter simulator (pytest: determinism, fault rates, truth, QoS 1 against mosquitto)" \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider "$source_dir/tests/sim"
+suite "manual pages (in step with --help and the README's configuration table)" \
+  env METER_AGENT_BINARY="$build_dir/agent/meter-agent" \
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider "$source_dir/tests/man"
+if [ "$failed" -eq 0 ]; then
+  # The README's first command, reduced: the agent just built, 10 meters, 2 simulated minutes.
+  suite "quickstart end to end (reduced: mosquitto, agent, central, PostgreSQL, simulator)" \
+    "$source_dir/tests/sim/quickstart_test.sh" "$build_dir/agent/meter-agent"
+fi
 # After the tests, so that a style finding does not keep them from running.
 suite "lint (clang-format, clang-tidy, include rules)" lint
 if [ "$fuzz_seconds" -gt 0 ]; then

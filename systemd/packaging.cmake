@@ -29,6 +29,29 @@ install(FILES ${PROJECT_SOURCE_DIR}/config/mosquitto/gateway.conf
   DESTINATION share/meter-agent/mosquitto COMPONENT agent)
 install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION share/doc/meter-agent COMPONENT agent)
 
+# ---- what Debian asks of every package (lintian, in scripts/package-test.sh) ----
+# The copyright file and the changelog (gzip -9n: no name, no time stamp, so the .deb is
+# reproducible), and the manual pages, compressed the same way.
+set(meter_gz_dir ${CMAKE_BINARY_DIR}/deb-gz)
+file(MAKE_DIRECTORY ${meter_gz_dir})
+function(meter_gzip source target)
+  execute_process(COMMAND gzip -9nc ${source} OUTPUT_FILE ${meter_gz_dir}/${target}
+    RESULT_VARIABLE failed)
+  if(failed)
+    message(FATAL_ERROR "gzip ${source} failed")
+  endif()
+  # Editing the source re-runs CMake, which compresses it again.
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${source})
+endfunction()
+meter_gzip(${meter_deb}/changelog changelog.gz)
+meter_gzip(${PROJECT_SOURCE_DIR}/docs/man/meter-agent.1 meter-agent.1.gz)
+meter_gzip(${PROJECT_SOURCE_DIR}/docs/man/meter-agent.yaml.5 meter-agent.yaml.5.gz)
+meter_gzip(${PROJECT_SOURCE_DIR}/docs/man/meter-central.1 meter-central.1.gz)
+install(FILES ${meter_deb}/copyright ${meter_gz_dir}/changelog.gz
+  DESTINATION share/doc/meter-agent COMPONENT agent)
+install(FILES ${meter_gz_dir}/meter-agent.1.gz DESTINATION share/man/man1 COMPONENT agent)
+install(FILES ${meter_gz_dir}/meter-agent.yaml.5.gz DESTINATION share/man/man5 COMPONENT agent)
+
 # ---- meter-central (architecture all) --------------------------------------
 # Architecture-independent: packaged by native builds only.
 set(meter_package_central ON)
@@ -40,11 +63,16 @@ if(meter_package_central)
     COMPONENT central
     PATTERN tests EXCLUDE PATTERN __pycache__ EXCLUDE PATTERN "*.pyc" EXCLUDE
     PATTERN run.sh EXCLUDE PATTERN debian-packages.txt EXCLUDE PATTERN README.md EXCLUDE
+    PATTERN ".git*" EXCLUDE
     # The dashboard ships as its build (web/dist, made by npm before packaging), not its sources.
     REGEX "/web/(src|e2e|node_modules|[^/]*\\.(json|mjs|ts|sh|html))$" EXCLUDE)
   install(PROGRAMS ${meter_deb}/meter-central/meter-central DESTINATION bin COMPONENT central)
-  install(FILES ${PROJECT_SOURCE_DIR}/central/README.md DESTINATION share/doc/meter-central
-    COMPONENT central)
+  install(FILES ${PROJECT_SOURCE_DIR}/central/README.md ${meter_deb}/copyright
+    ${meter_gz_dir}/changelog.gz DESTINATION share/doc/meter-central COMPONENT central)
+  install(FILES ${meter_gz_dir}/meter-central.1.gz DESTINATION share/man/man1 COMPONENT central)
+  # One override, with its reason written in the file.
+  install(FILES ${meter_deb}/meter-central/lintian-overrides DESTINATION share/lintian/overrides
+    RENAME meter-central COMPONENT central)
   install(FILES ${CMAKE_CURRENT_LIST_DIR}/meter-central.service DESTINATION ${meter_unit_dir}
     COMPONENT central)
   install(FILES ${CMAKE_CURRENT_LIST_DIR}/meter-central.sysusers DESTINATION lib/sysusers.d
@@ -63,7 +91,12 @@ list(JOIN meter_central_packages ", " meter_central_depends)
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME meter-agent)
 set(CPACK_PACKAGE_VENDOR "meter-agent")
-set(CPACK_PACKAGE_CONTACT "meter-agent maintainers <meter-agent@localhost>")
+# The Maintainer field: whoever answers for the packages. The default is the address the
+# project's commits are made under; a distributor sets their own.
+set(METER_PACKAGE_MAINTAINER
+  "meter-agent maintainers <maintainers@users.noreply.r-seed-7b9d517f.example>"
+  CACHE STRING "Maintainer of the Debian packages: Name <address>")
+set(CPACK_PACKAGE_CONTACT "${METER_PACKAGE_MAINTAINER}")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEB_COMPONENT_INSTALL ON)
@@ -90,8 +123,9 @@ if(CMAKE_CROSSCOMPILING)
   endif()
 endif()
 set(CPACK_DEBIAN_AGENT_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_AGENT_PACKAGE_DEPENDS
-  "init-system-helpers (>= 1.54~), systemd-sysusers | adduser, tzdata")
+# adduser: the postinst falls back to it where systemd-sysusers is missing (Debian 12 ships
+# systemd-sysusers inside systemd, which a container may lack), so it is a plain dependency.
+set(CPACK_DEBIAN_AGENT_PACKAGE_DEPENDS "init-system-helpers (>= 1.54~), adduser, tzdata")
 set(CPACK_DEBIAN_AGENT_PACKAGE_RECOMMENDS "mosquitto")
 set(CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA
   "${meter_deb}/meter-agent/conffiles;${meter_deb}/meter-agent/postinst;${meter_deb}/meter-agent/prerm;${meter_deb}/meter-agent/postrm")
@@ -104,7 +138,7 @@ idempotently and serves the measurements. Its migrations run by command
 set(CPACK_DEBIAN_CENTRAL_PACKAGE_ARCHITECTURE all)
 set(CPACK_DEBIAN_CENTRAL_PACKAGE_SECTION web)
 set(CPACK_DEBIAN_CENTRAL_PACKAGE_DEPENDS
-  "python3 (>= 3.11), ${meter_central_depends}, postgresql-client, init-system-helpers (>= 1.54~), systemd-sysusers | adduser")
+  "python3 (>= 3.11), ${meter_central_depends}, postgresql-client, init-system-helpers (>= 1.54~), adduser")
 set(CPACK_DEBIAN_CENTRAL_PACKAGE_RECOMMENDS "postgresql")
 set(CPACK_DEBIAN_CENTRAL_PACKAGE_CONTROL_EXTRA
   "${meter_deb}/meter-central/conffiles;${meter_deb}/meter-central/postinst;${meter_deb}/meter-central/prerm;${meter_deb}/meter-central/postrm")

@@ -16,7 +16,10 @@
 // (no subscriber) is reported beside.
 //
 //   bench_mqtt [--messages N] [--devices D] [--modes drain,live]
-//              [--durability normal,power_loss]
+//              [--durability normal,power_loss] [--replay FILE]
+// --replay FILE publishes a recorded stream (tests/sim/meter_sim.py --write FILE) instead of the
+// generated seed-JSON workload, through the same raw-socket publisher; the agent maps it with
+// the shipped presets, and the naive baseline (seed JSON only) is left out.
 #include <arpa/inet.h>
 #include <mqtt/async_client.h>
 #include <netinet/in.h>
@@ -139,6 +142,26 @@ Workload make_workload(long messages, long devices) {
     topic += device;
     workload.packets.push_back(
         publish_packet(topic, payload, static_cast<std::size_t>(i % 65535) + 1));
+  }
+  return workload;
+}
+
+// Set once in main: a replayed stream (--replay) holds every preset's topics, so the subscribers
+// take everything and the agent maps it with the shipped presets, as scripts/quickstart.sh does.
+bool replaying = false;
+
+// A recorded stream: topic<TAB>payload per line (config/samples/mqtt-messages.tsv's format,
+// written by tests/sim/meter_sim.py --write FILE), replayed in file order.
+Workload load_workload(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  Workload workload;
+  std::string line;
+  while (std::getline(in, line)) {
+    const std::size_t tab = line.find('\t');
+    if (tab == std::string::npos) throw std::runtime_error(path + ": a line without a tab");
+    workload.packets.push_back(publish_packet(line.substr(0, tab), line.substr(tab + 1),
+                                              workload.packets.size() % 65535 + 1));
   }
   return workload;
 }
@@ -279,7 +302,7 @@ class NullSubscriber {
     options.set_clean_session(false);
     options.set_keep_alive_interval(60);
     client_.connect(options)->wait();
-    client_.subscribe("meters/#", 1)->wait();
+    client_.subscribe(replaying ? "#" : "meters/#", 1)->wait();
   }
   void connect() {
     mqtt::connect_options options;
@@ -332,6 +355,20 @@ Rate run_null(const Workload& workload, bool drain) {
 }
 
 std::string agent_mappings() {
+  if (replaying) {
+    return "metrics:\n"
+           "  energy: {kind: counter, unit: kWh}\n"
+           "  power: {kind: gauge, unit: kW}\n"
+           "presets_dir: " METER_SOURCE_DIR
+           "/config/presets\n"
+           "mappings:\n"
+           "  - preset: seed\n"
+           "  - preset: tasmota\n"
+           "  - preset: shelly_em\n"
+           "  - preset: zigbee2mqtt\n"
+           "  - preset: plain\n"
+           "    topic: \"plain/+/+\"\n";
+  }
   return "metrics:\n"
          "  energy: {kind: counter, unit: kWh}\n"
          "  power: {kind: gauge, unit: kW}\n"
@@ -622,6 +659,7 @@ int main(int argc, char** argv) {
   long stored = 1000000;
   double steady_rate = 100;
   double steady_seconds = 60;
+  std::string replay;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i];
     const std::string value = argv[i + 1];
@@ -639,6 +677,9 @@ int main(int argc, char** argv) {
       steady_rate = std::stod(value);
     } else if (key == "--steady-seconds") {
       steady_seconds = std::stod(value);
+    } else if (key == "--replay") {
+      replay = value;
+      replaying = true;
     } else {
       std::cerr << "unknown option " << key << "\n";
       return 2;
@@ -647,7 +688,7 @@ int main(int argc, char** argv) {
   if (argc % 2 == 0) {
     std::cerr << "usage: bench_mqtt [--messages N] [--devices D] [--modes drain,live,resources] "
                  "[--durability normal,power_loss] [--stored N] [--steady-rate R] "
-                 "[--steady-seconds S]\n";
+                 "[--steady-seconds S] [--replay FILE]\n";
     return 2;
   }
   try {
@@ -661,7 +702,9 @@ int main(int argc, char** argv) {
                 << static_cast<double>(r.peak_rss_kb) / 1024 << " |\n";
       return 0;
     }
-    const Workload workload = make_workload(messages, devices);
+    const Workload workload =
+        replay.empty() ? make_workload(messages, devices) : load_workload(replay);
+    messages = static_cast<long>(workload.packets.size());
     double standalone = 0;
     {
       BenchBroker broker;  // no subscriber: the publisher alone
@@ -681,7 +724,8 @@ int main(int argc, char** argv) {
       for (const auto& durability : split(durabilities)) {
         const Rate agent = run_agent(workload, drain, durability);
         std::cerr << mode << " " << durability << " agent: " << rate_text(agent.subscriber) << "\n";
-        const Rate naive = run_naive(workload, drain, durability);
+        // The naive baseline reads the seed's JSON only: not run on a replayed stream.
+        const Rate naive = replaying ? Rate{} : run_naive(workload, drain, durability);
         std::cerr << mode << " " << durability << " naive: " << rate_text(naive.subscriber) << "\n";
         table << "| " << (drain ? "backlog drain" : "live") << " | " << durability << " | "
               << rate_text(null_rate.subscriber) << " | " << rate_text(agent.subscriber) << " | "
@@ -696,9 +740,10 @@ int main(int argc, char** argv) {
       }
     }
     std::cout << "\n"
-              << messages << " QoS 1 messages, " << devices
-              << " devices; publisher standalone (raw socket, no subscriber): "
-              << rate_text(standalone) << " msgs/s\n\n"
+              << messages << " QoS 1 messages, "
+              << (replaying ? "replayed from " + replay : std::to_string(devices) + " devices")
+              << "; publisher standalone (raw socket, no subscriber): " << rate_text(standalone)
+              << " msgs/s\n\n"
               << table.str();
   } catch (const std::exception& error) {
     std::cerr << "bench_mqtt: " << error.what() << "\n";

@@ -3,7 +3,9 @@
 # a do-nothing Paho subscriber, the agent and the naive Python baseline, backlog
 # drain and live, durability normal and power_loss. Release build.
 #   tests/bench/run_mqtt.sh [--messages N] [--devices D] [--modes drain,live]
-#                           [--durability normal,power_loss]
+#                           [--durability normal,power_loss] [--replay FILE]
+# --replay FILE: publish a recorded stream instead (tests/sim/meter_sim.py --write FILE; the
+# agent maps it with the shipped presets; no naive baseline).
 # Builds in ../build-bench-mqtt (METER_BENCH_BUILD_DIR to change); the naive
 # baseline needs Debian's python3-paho-mqtt (/usr/bin/python3).
 set -eu
