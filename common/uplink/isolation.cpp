@@ -21,8 +21,7 @@ std::pair<UplinkBatch, UplinkBatch> split_in_halves(const UplinkBatch& batch) {
   for (const auto& raw : first.raw_events) {
     if (raw.seq > batch.raw_run_from) first.through.raw_seq = raw.seq;
   }
-  first.through.measurement_id =
-      first.measurements.empty() ? 0 : first.measurements.back().row_id;
+  first.through.measurement_id = first.measurements.empty() ? 0 : first.measurements.back().row_id;
   first.limited = true;  // the second half comes after it
   second.raw_run_from = first.through.raw_seq;
   second.through = batch.through;

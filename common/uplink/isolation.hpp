@@ -82,8 +82,8 @@ class BatchIsolation {
   int server_errors_ = 0;  // 500s in a row for the whole batch at the head
   std::deque<UplinkBatch> parts_;
   std::vector<Quarantine> suspects_;  // 500 alone, not yet proven
-  std::size_t singled_out_ = 0;  // suspects and quarantines this round
-  bool proven_ = false;          // a part of this round was accepted
+  std::size_t singled_out_ = 0;       // suspects and quarantines this round
+  bool proven_ = false;               // a part of this round was accepted
 };
 
 }  // namespace meter

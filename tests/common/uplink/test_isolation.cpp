@@ -56,8 +56,8 @@ std::vector<std::int64_t> run_round(BatchIsolation& isolation,
     for (auto seq : seqs) {
       fails = fails || std::find(poison.begin(), poison.end(), seq) != poison.end();
     }
-    const auto step = fails ? isolation.part_server_error("HTTP 500 internal_error")
-                            : isolation.part_accepted();
+    const auto step =
+        fails ? isolation.part_server_error("HTTP 500 internal_error") : isolation.part_accepted();
     for (const auto& q : step.quarantine) {
       REQUIRE(q.record.records() == 1);
       CHECK(q.answer == "HTTP 500 internal_error");
@@ -160,8 +160,7 @@ TEST_CASE("a central that answers 500 to everything gets nothing quarantined",
   CHECK(gave_up);
 }
 
-TEST_CASE("a 413 on a part halves it; a part done otherwise ends the round",
-          "[uplink_isolation]") {
+TEST_CASE("a 413 on a part halves it; a part done otherwise ends the round", "[uplink_isolation]") {
   BatchIsolation isolation;
   isolation.split_now(batch_of({1, 2, 3, 4}));
   isolation.part_too_large();
