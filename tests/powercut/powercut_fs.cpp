@@ -34,7 +34,8 @@ constexpr std::uint64_t kBlock = 4096;
 constexpr std::uint64_t kSector = 512;
 
 bool ends_with(const std::string& text, const std::string& tail) {
-  return text.size() >= tail.size() && text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
+  return text.size() >= tail.size() &&
+         text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
 }
 
 std::string parent_of(const std::string& path) {
@@ -46,14 +47,22 @@ std::string parent_of(const std::string& path) {
 
 const char* name_of(CutKind kind) {
   switch (kind) {
-    case CutKind::any: return "any";
-    case CutKind::create: return "create";
-    case CutKind::rename: return "rename";
-    case CutKind::fsync: return "fsync";
-    case CutKind::wal: return "wal";
-    case CutKind::checkpoint: return "checkpoint";
-    case CutKind::unlink: return "unlink";
-    case CutKind::write: return "write";
+    case CutKind::any:
+      return "any";
+    case CutKind::create:
+      return "create";
+    case CutKind::rename:
+      return "rename";
+    case CutKind::fsync:
+      return "fsync";
+    case CutKind::wal:
+      return "wal";
+    case CutKind::checkpoint:
+      return "checkpoint";
+    case CutKind::unlink:
+      return "unlink";
+    case CutKind::write:
+      return "write";
   }
   return "?";
 }
@@ -237,7 +246,7 @@ struct PowerCutFs::State {
         const std::uint64_t length = std::min(kBlock, new_size - start);
         std::string old = pre_image;
         old.resize(length, '\0');  // beyond the synced size: nothing was there
-        std::uint64_t from = 0;     // bytes of the new content that stay
+        std::uint64_t from = 0;    // bytes of the new content that stay
         if (survives[block]) {
           if (node->last_block != block) continue;
           from = std::min(length, (random() % (kBlock / kSector)) * kSector);  // torn

@@ -302,8 +302,7 @@ class CutRig {
     ::chmod(token_path().c_str(), 0600);
     std::string config = agent_.config_text();
     const std::string buffer_path = "  path: " + agent_.buffer_path() + "\n";
-    config.replace(config.find(buffer_path), buffer_path.size(),
-                   "  path: " + buffer() + "\n");
+    config.replace(config.find(buffer_path), buffer_path.size(), "  path: " + buffer() + "\n");
     const std::string normal = "  durability: normal\n";
     config.replace(config.find(normal), normal.size(), "  durability: " + durability + "\n");
     config += "mqtt_extra_unused: 0\n";
@@ -389,15 +388,16 @@ void run_power_cuts(const std::string& durability, long readings, int cuts, std:
     AgentProcess& agent;
     PowerCutFs& fs;
     std::mutex mutex;
-    std::int64_t syncs_seen = -1;      // WAL syncs at the run's start
-    std::int64_t logged_at_sync = 0;   // raw_logged sampled before the latest WAL sync
+    std::int64_t syncs_seen = -1;     // WAL syncs at the run's start
+    std::int64_t logged_at_sync = 0;  // raw_logged sampled before the latest WAL sync
     std::int64_t last_logged = 0;
     std::int64_t last_syncs = 0;
     std::atomic<bool> stop{false};
     std::thread thread;
     void sample() {
       const auto syncs = fs.wal_syncs();
-      const auto logged = std::max<std::int64_t>(0, agent.metric("meter_agent_messages_raw_logged_total"));
+      const auto logged =
+          std::max<std::int64_t>(0, agent.metric("meter_agent_messages_raw_logged_total"));
       std::lock_guard lock(mutex);
       if (syncs_seen < 0) syncs_seen = syncs;
       // A sync since the last sample: what was logged before that sample is durable.
@@ -444,11 +444,21 @@ void run_power_cuts(const std::string& durability, long readings, int cuts, std:
     const auto cut_seed = random();
     std::int64_t nth = 1;
     switch (kind) {
-      case CutKind::fsync: nth = 1 + static_cast<std::int64_t>(random() % 200); break;
-      case CutKind::wal: nth = 1 + static_cast<std::int64_t>(random() % 100); break;
-      case CutKind::checkpoint: nth = 1 + static_cast<std::int64_t>(random() % 5); break;
-      case CutKind::any: nth = 1 + static_cast<std::int64_t>(random() % 400); break;
-      default: nth = 1; break;
+      case CutKind::fsync:
+        nth = 1 + static_cast<std::int64_t>(random() % 200);
+        break;
+      case CutKind::wal:
+        nth = 1 + static_cast<std::int64_t>(random() % 100);
+        break;
+      case CutKind::checkpoint:
+        nth = 1 + static_cast<std::int64_t>(random() % 5);
+        break;
+      case CutKind::any:
+        nth = 1 + static_cast<std::int64_t>(random() % 400);
+        break;
+      default:
+        nth = 1;
+        break;
     }
     if (kind == CutKind::create) {
       // A new inbox segment: every start makes one.
