@@ -607,6 +607,7 @@ PowerCutFs::PowerCutFs(std::string store, std::string mountpoint)
   const char* argv[] = {"powercut", "-o", "fsname=powercut,subtype=powercut"};
   struct fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
   fuse_ = fuse_new(&args, &operations, sizeof operations, state_.get());
+  fuse_opt_free_args(&args);
   if (fuse_ == nullptr) throw std::runtime_error("fuse_new failed");
   if (fuse_mount(fuse_, mountpoint_.c_str()) != 0) {
     fuse_destroy(fuse_);

@@ -361,11 +361,12 @@ void run_power_cuts(const std::string& durability, long readings, int cuts, std:
   const auto publish_span = std::chrono::milliseconds(cuts * 2500L);
   std::atomic<long> published{0};
   std::atomic<bool> publisher_failed{false};
+  std::atomic<bool> stop_publishing{false};
   std::thread publisher_thread([&] {
     try {
       TestPublisher publisher(rig.broker().port(), "powercut-publisher", 100);
       const auto start = std::chrono::steady_clock::now();
-      for (long i = 0; i < readings; ++i) {
+      for (long i = 0; i < readings && !stop_publishing; ++i) {
         publisher.publish("meters/p" + std::to_string(i % 10), payload_for(i));
         published = i + 1;
         if (i % 20 == 0) {
@@ -382,6 +383,16 @@ void run_power_cuts(const std::string& durability, long readings, int cuts, std:
   // normal: how many acknowledged messages a cut may lose — those appended
   // since the raw log's last WAL sync. Sampled from /metrics (the agent's
   // HTTP thread answers from memory, also while its disk is gone).
+  // A failing check ends the test early: the publisher stops first.
+  struct StopPublisher {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~StopPublisher() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } stop_publisher{stop_publishing, publisher_thread};
+
   // normal: the raw log's count as of the last WAL sync of this run, sampled.
   struct Sampler {
     Sampler(AgentProcess& a, PowerCutFs& f) : agent(a), fs(f) {}

@@ -658,7 +658,7 @@ TEST_CASE("a record the central answers 500 to is isolated and quarantined, the 
   CHECK(*released == 1);
 }
 
-TEST_CASE("500s interrupted by an outage's answer do not split; 502/503/504 never do",
+TEST_CASE("500s interrupted by an outage's answer do not split, and 502/503/504 never do",
           "[daemon][uplink]") {
   Rig rig;
   rig.add_readings(2);

@@ -160,7 +160,8 @@ TEST_CASE("a central that answers 500 to everything gets nothing quarantined",
   CHECK(gave_up);
 }
 
-TEST_CASE("a 413 on a part halves it; a part done otherwise ends the round", "[uplink_isolation]") {
+TEST_CASE("a 413 on a part halves it, and a part done otherwise ends the round",
+          "[uplink_isolation]") {
   BatchIsolation isolation;
   isolation.split_now(batch_of({1, 2, 3, 4}));
   isolation.part_too_large();
