@@ -3,7 +3,8 @@
 # and UndefinedBehaviorSanitizer, runs every test (ctest: unit, property, CLI,
 # crash, power-cut (tests/powercut: needs /dev/fuse) and benchmark smoke
 # tests), a short fuzzing smoke of each parser, the central service's tests
-# against a real PostgreSQL it starts itself, and the style and include rules (scripts/format.sh --check, scripts/lint.sh).
+# against a real PostgreSQL it starts itself, and the style and include rules
+# (scripts/format.sh --check, scripts/lint.sh).
 #   scripts/test.sh            everything
 #   FUZZ_SECONDS=0 scripts/test.sh   skip the fuzzing smoke
 set -euo pipefail
