@@ -554,8 +554,9 @@ Uplink::Next Uplink::isolate(const Config& config, const InFlight& in,
         quarantine_poison(step.quarantine);
         if (step.gave_up) {
           logger_.warning(kUplink, "records answered " + outcome.reason +
-                                       " alone, but no other part was accepted: the central "
-                                       "seems to fail on everything; nothing quarantined for it");
+                                       " alone, and no other part was accepted after them: the "
+                                       "central seems to fail on everything; they are not "
+                                       "quarantined, the batch is sent whole again");
           --metrics_.request_failures;  // back_off counts it
           return back_off(uplink, outcome);
         }
