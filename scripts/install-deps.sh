@@ -15,6 +15,8 @@ packages=(
   # tests, fuzzing, tools
   catch2 sqlite3 clang-14 libclang-rt-14-dev clang-format clang-tidy python3 ca-certificates
   mosquitto mosquitto-clients postgresql python3-paho-mqtt
+  # the power-cut filesystem of tests/powercut (FUSE: needs /dev/fuse)
+  libfuse3-dev fuse3
   # the central dashboard's browser tests (central/web/run-tests.sh); node and npm are the
   # machine's own (Debian's npm conflicts with them)
   chromium

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds with AddressSanitizer
 # and UndefinedBehaviorSanitizer, runs every test (ctest: unit, property, CLI,
-# crash and benchmark smoke tests), a short fuzzing smoke of each parser, and
-# the central service's tests against a real PostgreSQL it starts itself, and
-# the style and include rules (scripts/format.sh --check, scripts/lint.sh).
+# crash, power-cut (tests/powercut: needs /dev/fuse) and benchmark smoke
+# tests), a short fuzzing smoke of each parser, the central service's tests
+# against a real PostgreSQL it starts itself, and the style and include rules
+# (scripts/format.sh --check, scripts/lint.sh).
 #   scripts/test.sh            everything
 #   FUZZ_SECONDS=0 scripts/test.sh   skip the fuzzing smoke
 set -euo pipefail

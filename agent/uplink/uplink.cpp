@@ -271,13 +271,20 @@ std::optional<Uplink::Next> Uplink::launch(const Config& config, std::optional<S
     limits.max_records = split_records_;
     limits.max_bytes = split_bytes_;
   }
-  auto selected = buffer_->select_unsynced(limits, after);
-  if (!selected) {
-    logger_.warning(kUplink, "cannot read the buffer: " + selected.error().message);
-    backoff_ms_ = uplink.retry_min_ms;
-    return Next::retry;
+  UplinkBatch selected;
+  const bool part = isolation_.active() && !after;
+  if (part) {
+    selected = isolation_.next_part();
+  } else {
+    auto read = buffer_->select_unsynced(limits, after);
+    if (!read) {
+      logger_.warning(kUplink, "cannot read the buffer: " + read.error().message);
+      backoff_ms_ = uplink.retry_min_ms;
+      return Next::retry;
+    }
+    selected = std::move(*read);
   }
-  if (selected->empty()) {
+  if (selected.empty()) {
     if (!after) split_records_ = 0;
     return Next::idle;
   }
@@ -299,8 +306,9 @@ std::optional<Uplink::Next> Uplink::launch(const Config& config, std::optional<S
   if (!transports_[slot]) transports_[slot] = transport_factory_(uplink);
 
   InFlight in;
-  in.batch = std::move(*selected);
+  in.batch = std::move(selected);
   in.slot = slot;
+  in.part = part;
   auto& batch = in.batch;
   batch.backlog_records = std::max<std::int64_t>(
       0, metrics_.waiting.load() - static_cast<std::int64_t>(batch.records()));
@@ -342,9 +350,11 @@ std::optional<Uplink::Next> Uplink::launch(const Config& config, std::optional<S
 Uplink::Next Uplink::send_once(const Config& config) {
   const auto& uplink = config.uplink;
   // Requests in flight at once: several only while a backlog drains (each
-  // batch selected after the one before it), one while a split is in force.
-  const std::size_t depth =
-      split_records_ != 0 ? 1 : std::max<std::size_t>(1, uplink.max_in_flight);
+  // batch selected after the one before it), one while a split or an
+  // isolation round is in force.
+  const std::size_t depth = split_records_ != 0 || isolation_.active()
+                                ? 1
+                                : std::max<std::size_t>(1, uplink.max_in_flight);
   std::optional<Next> stopped;
   if (window_.empty()) behind_ = 0;
   // Every so often the window runs empty, so that the next batch starts from
@@ -484,17 +494,33 @@ Uplink::Next Uplink::finish(const Config& config, const InFlight& in, const Http
   const auto& uplink = config.uplink;
   const auto outcome =
       classify_answer(answer, in.batch, UploadTarget{in.post->url, uplink.ca_file, in.protocol});
+  if (in.part || outcome.server_error) return isolate(config, in, outcome);
+  isolation_.whole_answered(in.batch, false);  // not a 500: the count starts again
   switch (outcome.kind) {
     case Kind::delivered:
       return deliver(config, in.batch, outcome.response);
-    case Kind::split:
+    case Kind::split: {
       ++metrics_.splits;
       ++metrics_.request_failures;
-      split_records_ = outcome.split_records;
-      split_bytes_ = outcome.split_bytes;
+      // Halving the records per array selects the same batch again when each
+      // array holds one record (a raw event and a measurement): it is sent in
+      // parts instead.
+      const std::size_t largest =
+          std::max(in.batch.raw_events.size(), in.batch.measurements.size());
+      if (largest <= outcome.split_records) {
+        isolation_.split_now(in.batch);
+      } else {
+        split_records_ = outcome.split_records;
+        split_bytes_ = outcome.split_bytes;
+      }
       logger_.warning(kUplink, outcome.reason + "; sending it in halves (" +
-                                   std::to_string(split_records_) + " records per array)");
+                                   std::to_string(outcome.split_records) + " records per array)");
+      if (outcome.retry_after_ms && *outcome.retry_after_ms > 0) {
+        backoff_ms_ = std::min(*outcome.retry_after_ms, kMaxRetryAfterMs);
+        return Next::retry;
+      }
       return Next::more;
+    }
     case Kind::too_large:
       ++metrics_.splits;
       return quarantine_too_large(in.batch, outcome);
@@ -554,6 +580,87 @@ void Uplink::count_held() {
     return;
   }
   metrics_.held = *held;
+}
+
+Uplink::Next Uplink::isolate(const Config& config, const InFlight& in,
+                             const UploadOutcome& outcome) {
+  const auto& uplink = config.uplink;
+  if (!in.part) {
+    // A whole batch answered 500.
+    if (!isolation_.whole_answered(in.batch, true)) return back_off(uplink, outcome);
+    ++metrics_.splits;
+    ++metrics_.request_failures;
+    logger_.warning(kUplink, outcome.reason + " " +
+                                 std::to_string(BatchIsolation::kServerErrorsBeforeSplit) +
+                                 " times in a row for the same batch: sending it in parts, to "
+                                 "find a record the central fails on");
+    return Next::more;
+  }
+  switch (outcome.kind) {
+    case Kind::delivered: {
+      const auto step = isolation_.part_accepted();
+      const auto next = deliver(config, in.batch, outcome.response);
+      quarantine_poison(step.quarantine);
+      return next == Next::idle && isolation_.active() ? Next::more : next;
+    }
+    case Kind::split:
+      ++metrics_.splits;
+      ++metrics_.request_failures;
+      isolation_.part_too_large();
+      return Next::more;
+    case Kind::too_large: {
+      ++metrics_.splits;
+      const auto next = quarantine_too_large(in.batch, outcome);
+      isolation_.part_done();
+      return next;
+    }
+    case Kind::retry_later:
+      if (outcome.server_error) {
+        ++metrics_.request_failures;
+        const auto step = isolation_.part_server_error(outcome.reason);
+        quarantine_poison(step.quarantine);
+        if (step.gave_up) {
+          logger_.warning(kUplink, "records answered " + outcome.reason +
+                                       " alone, and no other part was accepted after them: the "
+                                       "central seems to fail on everything; they are not "
+                                       "quarantined, the batch is sent whole again");
+          --metrics_.request_failures;  // back_off counts it
+          return back_off(uplink, outcome);
+        }
+        return Next::more;
+      }
+      [[fallthrough]];
+    case Kind::auth_failed:
+    case Kind::refused:
+      return back_off(uplink, outcome);  // the same part is sent again after it
+  }
+  return back_off(uplink, outcome);  // not reached: every kind is handled above
+}
+
+void Uplink::quarantine_poison(const std::vector<BatchIsolation::Quarantine>& records) {
+  for (const auto& quarantined : records) {
+    const auto& record = quarantined.record;
+    auto applied = buffer_->apply_ingest_response(
+        record, reject_all(record, BatchIsolation::kReason, quarantined.answer), clock_->now_ms());
+    if (!applied) {
+      logger_.warning(kUplink,
+                      "cannot quarantine a record (sent again later): " + applied.error().message);
+      continue;
+    }
+    const auto count = applied->raw_rejected + applied->measurements_rejected;
+    metrics_.rejected += count;
+    metrics_.quarantined += count;
+    metrics_.waiting -= count;
+    const std::string which =
+        record.raw_events.empty()
+            ? "measurement " + record.measurements.front().measurement.event_id + " revision " +
+                  std::to_string(record.measurements.front().measurement.revision)
+            : "raw event seq " + std::to_string(record.raw_events.front().seq);
+    logger_.error(kUplink, which + " alone makes the central fail (" + quarantined.answer +
+                               ") while other records are accepted; quarantined (" +
+                               BatchIsolation::kReason +
+                               "), see `meter-agent status`, resend with `meter-agent requeue`");
+  }
 }
 
 Uplink::Next Uplink::quarantine_too_large(const UplinkBatch& batch, const UploadOutcome& outcome) {

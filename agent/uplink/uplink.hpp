@@ -9,6 +9,9 @@
 // class acts on it:
 //   delivered      → per record: confirmed (marked), rejected (quarantined), missing (resent)
 //   split (413)    → the batch is halved and sent again; too_large: its one record quarantined
+//   retry_later    → for an HTTP 500 three times in a row: the batch is sent in parts, and a
+//   (server_error)   record that still gets a 500 alone is quarantined once another part was
+//                    accepted (poison isolation, common/uplink/isolation.hpp)
 //   auth_failed    → uploads stop; loud in logs, status and metrics; retried after
 //                    uplink.auth_retry, or at once after a reload
 //   retry_later    → retried with capped exponential backoff and jitter, at least Retry-After
@@ -42,6 +45,7 @@
 #include "agent/uplink/uplink_metrics.hpp"
 #include "common/buffer/buffer.hpp"
 #include "common/config/config.hpp"
+#include "common/uplink/isolation.hpp"
 #include "common/uplink/outcome.hpp"
 #include "common/uplink/wire_format.hpp"
 
@@ -80,13 +84,15 @@ class Uplink {
     std::future<HttpAnswer> answer;
     std::size_t slot = 0;  // its transport in transports_
     std::string protocol;  // the protocol version it was sent in
+    bool part = false;     // a part of an isolation round (isolation_), not a selected batch
   };
   void loop();
   // Keeps up to uplink.max_in_flight requests going while a backlog drains,
   // then handles the oldest one's answer (answers are handled in send order).
   Next send_once(const Config& config);
-  // Selects the next batch (after `after`, the one in flight before it) and
-  // starts its request; or says why not (idle: nothing to send).
+  // Selects the next batch (after `after`, the one in flight before it; or
+  // an isolation round's next part) and starts its request; or says why not
+  // (idle: nothing to send).
   std::optional<Next> launch(const Config& config, std::optional<SyncCursor> after);
   // Classifies the answer and acts on it.
   Next finish(const Config& config, const InFlight& in, const HttpAnswer& answer);
@@ -96,6 +102,11 @@ class Uplink {
                bool behind_failure = false);
   // 413 for a single record: quarantined with the central's error code.
   Next quarantine_too_large(const UplinkBatch& batch, const UploadOutcome& outcome);
+  // An HTTP 500 (or a 413 that cannot shrink the selection): isolation_'s
+  // decision acted on.
+  Next isolate(const Config& config, const InFlight& in, const UploadOutcome& outcome);
+  // Quarantines single records that got a 500 alone, with the central's answer.
+  void quarantine_poison(const std::vector<BatchIsolation::Quarantine>& records);
   // retry_later, auth_failed and refused: counts the failure, says why and
   // sets the wait before the next try.
   Next back_off(const UplinkConfig& config, const UploadOutcome& outcome);
@@ -138,6 +149,7 @@ class Uplink {
   std::chrono::steady_clock::time_point next_probe_{};
   std::size_t split_records_ = 0;  // 0: no split in force; else the records per array now
   std::size_t split_bytes_ = 0;
+  BatchIsolation isolation_;  // poison isolation: the parts of a batch answered 500
   std::chrono::steady_clock::time_point next_status_{};
   std::chrono::steady_clock::time_point next_state_save_{};
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::int64_t>> recent_;

@@ -98,7 +98,12 @@ Status Buffer::migrate() {
   };
   // A current database needs no write lock to open: `status` must open it
   // while the daemon writes (a normalization batch holds the lock).
-  if (read_version() == kSchemaVersion) return load_identity();
+  auto has_raw_seq_index = [&] {
+    auto index = db.prepare(sql::kHasRawSeqIndex);
+    index.step();
+    return index.column_int(0) > 0;
+  };
+  if (read_version() == kSchemaVersion && has_raw_seq_index()) return load_identity();
   sqlite::Transaction transaction(db);
   std::int64_t version = read_version();
   if (version == 0) {
@@ -137,6 +142,7 @@ Status Buffer::migrate() {
     db.exec(sql::kMigrateV6);
     db.exec("PRAGMA user_version = 6");
   }
+  db.exec(sql::kCreateRawSeqIndex);
   transaction.commit();
   return load_identity();
 }
@@ -368,7 +374,9 @@ Result<PruneStats> Buffer::prune_measurements(const PruneScope& scope) {
     };
     std::map<std::int64_t, std::vector<Pruned>> pruned_by_series;
     {
-      auto candidates = db_->prepare(sql::kPruneCandidates);
+      const bool bounded = scope.through_seq != std::numeric_limits<std::int64_t>::max();
+      auto candidates =
+          db_->prepare(bounded ? sql::kPruneCandidatesThroughSeq : sql::kPruneCandidates);
       auto remove = db_->prepare(sql::kDeleteMeasurement);
       candidates.bind(1, scope.before_ms)
           .bind(2, scope.through_seq)

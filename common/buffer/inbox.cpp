@@ -130,6 +130,13 @@ Result<std::unique_ptr<InboxLock>> InboxLock::acquire(const std::string& buffer_
   if (::mkdir(directory.c_str(), 0700) != 0 && errno != EEXIST) {
     return Error{directory + ": cannot create the inbox directory: " + errno_text(errno)};
   }
+  // The directory's own entry must survive a power cut before any record in
+  // it is acknowledged (the segments' syncs cover only entries inside it).
+  // Synced at every start: a run cut before syncing left it there, unsynced.
+  const auto slash = directory.rfind('/');
+  const std::string parent =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : directory.substr(0, slash));
+  if (auto synced = sync_directory(parent); !synced) return synced.error();
   const auto path = directory + "/lock";
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return Error{path + ": cannot open: " + errno_text(errno)};

@@ -219,14 +219,31 @@ WHERE synced_revision < revision AND series_id IN (SELECT id FROM series WHERE l
 inline constexpr const char* kUpdateSeriesUnit = "UPDATE series SET unit = ?2 WHERE id = ?1";
 
 // Prune: per series, synced rows stamped before ?1 and stored from raw
-// messages up to seq ?2, except the newest row.
+// messages up to seq ?2, except the newest ?3 + 1 rows (the series rules may
+// still revise them: keep_for_series_rules). Two forms of one query: by age
+// alone (?2 unbounded: every row is looked at, as a table scan, the cheapest
+// way to), and for a disk budget (?2 bounds it: the index measurements_raw_seq
+// reads only the rows of the oldest raw messages, not every measurement each
+// round; docs/BENCHMARKS.md).
 inline constexpr const char* kPruneCandidates = R"sql(
-SELECT m.id, m.series_id, m.timestamp_ms, m.value, m.flags FROM measurements m
+SELECT m.id, m.series_id, m.timestamp_ms, m.value, m.flags FROM measurements m NOT INDEXED
 WHERE m.timestamp_ms < ?1 AND m.raw_seq <= ?2 AND m.synced_revision >= m.revision
   AND m.timestamp_ms < (SELECT t.timestamp_ms FROM measurements t WHERE t.series_id = m.series_id
                         ORDER BY t.timestamp_ms DESC LIMIT 1 OFFSET ?3)
-ORDER BY m.series_id, m.timestamp_ms, m.id
 )sql";
+inline constexpr const char* kPruneCandidatesThroughSeq = R"sql(
+SELECT m.id, m.series_id, m.timestamp_ms, m.value, m.flags FROM measurements m
+  INDEXED BY measurements_raw_seq
+WHERE m.raw_seq <= ?2 AND m.timestamp_ms < ?1 AND m.synced_revision >= m.revision
+  AND m.timestamp_ms < (SELECT t.timestamp_ms FROM measurements t WHERE t.series_id = m.series_id
+                        ORDER BY t.timestamp_ms DESC LIMIT 1 OFFSET ?3)
+)sql";
+// The index kPruneCandidatesThroughSeq reads. Made when a buffer opens if it
+// is missing (an index only: no schema version of its own, no data moved).
+inline constexpr const char* kHasRawSeqIndex =
+    "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'measurements_raw_seq'";
+inline constexpr const char* kCreateRawSeqIndex =
+    "CREATE INDEX IF NOT EXISTS measurements_raw_seq ON measurements (raw_seq)";
 inline constexpr const char* kDeleteMeasurement = "DELETE FROM measurements WHERE id = ?1";
 inline constexpr const char* kGetAnchor =
     "SELECT anchor_ts, anchor_value, anchor_good_ts, anchor_good_value, anchor_history "
@@ -421,10 +438,16 @@ inline constexpr const char* kSyncMarkMeasurement =
 inline constexpr const char* kSyncQuarantineMeasurement =
     "UPDATE measurements SET quarantined_revision = max(quarantined_revision, ?2) "
     "WHERE id = ?1 AND ?2 <= revision AND event_id = ?3";
+// A late answer rejecting an older revision than the one already rejected
+// leaves the newer rejection as it is (else a confirmation of that older
+// revision would then clear it, leaving the newer one quarantined with no
+// rejection that `status` shows or `requeue` releases).
 inline constexpr const char* kSyncRecordRejection =
-    "INSERT OR REPLACE INTO rejections (kind, ref, revision, reason, detail, rejected_ms, "
-    "requeued) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)";
+    "INSERT INTO rejections (kind, ref, revision, reason, detail, rejected_ms, requeued) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0) "
+    "ON CONFLICT (kind, ref) DO UPDATE SET revision = excluded.revision, "
+    "reason = excluded.reason, detail = excluded.detail, rejected_ms = excluded.rejected_ms, "
+    "requeued = 0 WHERE excluded.revision >= rejections.revision";
 // A confirmation clears a rejection of the same or an older revision (raw: 0).
 inline constexpr const char* kSyncClearRejection =
     "DELETE FROM rejections WHERE kind = ?1 AND ref = ?2 AND revision <= ?3";
@@ -455,15 +478,21 @@ inline constexpr const char* kRequeueRejections =
 
 // Pruning raw messages: confirmed (at or below the watermark), normalized, not
 // quarantined, older than the cutoff, below the first raw message an unsynced
-// measurement came from (so renormalize can still rebuild every unsynced
-// measurement), and never the newest row (seq must not be reused).
+// measurement waiting for the central came from (so renormalize can still
+// rebuild every unsynced measurement), not the raw message of a quarantined
+// measurement, and never the newest row (seq must not be reused). A
+// quarantined measurement keeps its own raw message only: it may wait for
+// `requeue` for ever, and must not hold back the pruning of everything after
+// it (under a disk budget that stopped the acknowledgements for good).
 inline constexpr const char* kSyncMinUnsyncedRawSeq =
-    "SELECT min(raw_seq) FROM measurements WHERE synced_revision < revision";
+    "SELECT min(raw_seq) FROM measurements "
+    "WHERE synced_revision < revision AND quarantined_revision < revision";
 inline constexpr const char* kSyncPruneRaw = R"sql(
 DELETE FROM raw_messages
 WHERE seq <= ?1 AND received_ms < ?2
   AND seq < (SELECT max(seq) FROM raw_messages)
   AND seq NOT IN (SELECT ref FROM rejections WHERE kind = 'raw')
+  AND seq NOT IN (SELECT raw_seq FROM measurements WHERE synced_revision < revision)
 )sql";
 inline constexpr const char* kUplinkState =
     "SELECT key, value FROM meta WHERE key >= 'uplink.' AND key < 'uplink/'";

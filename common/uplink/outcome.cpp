@@ -26,7 +26,8 @@ UploadOutcome make(Kind kind, std::string reason) {
 
 // 413: halves of the batch (records per array and bytes), or, for a single
 // record, its quarantine with the central's error code.
-UploadOutcome too_big(const UplinkBatch& batch, const IngestError& error, std::string reason) {
+UploadOutcome too_big(const UplinkBatch& batch, const IngestError& error, std::string reason,
+                      std::optional<std::int64_t> retry_after_ms) {
   if (batch.records() > 1) {
     UploadOutcome outcome = make(Kind::split, std::move(reason));
     const std::size_t largest = std::max(batch.raw_events.size(), batch.measurements.size());
@@ -35,6 +36,7 @@ UploadOutcome too_big(const UplinkBatch& batch, const IngestError& error, std::s
     for (const auto& r : batch.raw_events) bytes += estimated_size(r);
     for (const auto& m : batch.measurements) bytes += estimated_size(m);
     outcome.split_bytes = std::max<std::size_t>(4096, bytes / 2);
+    outcome.retry_after_ms = retry_after_ms;
     return outcome;
   }
   UploadOutcome outcome = make(Kind::too_large, std::move(reason));
@@ -73,7 +75,7 @@ UploadOutcome classify_answer(const HttpAnswer& answer, const UplinkBatch& batch
   }
   const auto error = parse_ingest_error(answer.body);
   auto what = describe_status(answer.status, error);
-  if (answer.status == 413) return too_big(batch, error, std::move(what));
+  if (answer.status == 413) return too_big(batch, error, std::move(what), answer.retry_after_ms);
   if (answer.status == 401 || answer.status == 403) {
     return make(Kind::auth_failed, std::move(what));
   }
@@ -86,6 +88,7 @@ UploadOutcome classify_answer(const HttpAnswer& answer, const UplinkBatch& batch
   const bool transient = answer.status == 408 || answer.status == 429 || answer.status >= 500;
   UploadOutcome outcome = make(transient ? Kind::retry_later : Kind::refused, std::move(what));
   outcome.retry_after_ms = answer.retry_after_ms;
+  outcome.server_error = answer.status == 500;
   return outcome;
 }
 

@@ -62,6 +62,10 @@ struct UploadOutcome {
   std::optional<std::int64_t> retry_after_ms;
   std::size_t split_records = 0;
   std::size_t split_bytes = 0;
+  // retry_later for an HTTP 500 exactly: the central failed on this request,
+  // perhaps because of a record in it (poison, common/uplink/isolation.hpp);
+  // 502/503/504 and no answer at all are outages and never set it.
+  bool server_error = false;
 };
 
 // What the request was, for the reason given when there was no answer.

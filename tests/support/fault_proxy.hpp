@@ -42,6 +42,9 @@ struct FaultRule {
   int status = 503;
   std::chrono::milliseconds delay{0};
   std::string retry_after;  // status: a Retry-After header value, if any
+  // Non-empty: the fault only for a request containing this text (its body
+  // uncompressed: uplink.gzip_level 0), the others pass.
+  std::string only_if_contains;
 };
 
 class FaultProxy {
@@ -186,7 +189,11 @@ class FaultProxy {
       std::string request;
       if (!read_message(client, from_client, request)) break;
       ++requests_;
-      const auto rule = next_rule();
+      auto rule = next_rule();
+      if (!rule.only_if_contains.empty() &&
+          request.find(rule.only_if_contains) == std::string::npos) {
+        rule = FaultRule{};
+      }
       if (rule.fault == Fault::refuse) {
         ++injected_;
         break;  // closed without an answer, as if the central were unreachable

@@ -391,6 +391,34 @@ TEST_CASE("a record the central rejects is quarantined with its reason and resen
                    10s));
 }
 
+TEST_CASE("a record the central answers 500 to is quarantined alone, the rest uploaded",
+          "[uplink_e2e]") {
+  // The proxy plays a central that fails (HTTP 500) on every request carrying
+  // one raw event, as an uncaught exception on its content would.
+  Rig rig("  gzip_level: 0\n");
+  FaultRule poison = fault(Fault::status, 500);
+  poison.only_if_contains = "poison-pill";
+  rig.proxy.set_default(poison);
+  rig.start_agent();
+  TestPublisher publisher(rig.broker.port(), "poison-pub");
+  publisher.publish("meters/m1", reading("m1", kStart, 1000));
+  publisher.publish("meters/poison-pill", "{\"nested\":[[[\"\\ud800\"]]]}");
+  publisher.publish("meters/m1", reading("m1", kStart + 60000, 2000));
+  publisher.publish("meters/m1", reading("m1", kStart + 120000, 3000));
+  publisher.flush();
+  REQUIRE(wait_until(
+      [&] { return rig.agent.metric("meter_agent_uplink_quarantined_records") == 1; }, 60s));
+  REQUIRE(
+      wait_until([&] { return rig.central.count("SELECT count(*) FROM raw_events") == 3; }, 30s));
+  CHECK(rig.central.count("SELECT count(*) FROM normalized_measurements") == 3);
+  CHECK(rig.agent.wait_log("raw event seq 2 alone makes the central fail"));
+  auto [code, status] =
+      run_command({METER_AGENT_BINARY, "status", "--config", rig.agent.config_path()},
+                  rig.agent.dir().file("status.out"));
+  CHECK(code == 0);
+  CHECK(status.find("server_error=1") != std::string::npos);
+}
+
 TEST_CASE("pruning by age deletes only confirmed records and keeps what deltas need",
           "[uplink_e2e]") {
   Rig rig("  retention: 1d\n  prune_interval: 100ms\n");

@@ -741,3 +741,135 @@ TEST_CASE("after a fallback, protocol 2 is asked again every 10 minutes", "[daem
   rig.clock().await_wait(4);
   CHECK(rig.sync_status().waiting() == 0);
 }
+
+// ---- poison isolation ------------------------------------------------------------
+
+namespace {
+
+bool carries_raw(const nlohmann::json& request, std::int64_t seq) {
+  for (const auto& raw : request["raw_events"]) {
+    if (raw["seq"] == seq) return true;
+  }
+  return false;
+}
+
+// The central of the poison: a 500 for any request carrying raw event `seq`
+// (what an uncaught exception on one record looks like), a 200 for the rest.
+Responder fails_on_raw(std::int64_t seq) {
+  return [seq](const nlohmann::json& request) {
+    if (carries_raw(request, seq)) {
+      return status(500, std::nullopt,
+                    R"({"protocol_version":"1","error":"internal_error",)"
+                    R"("detail":"RecursionError"})");
+    }
+    return confirm_all()(request);
+  };
+}
+
+std::size_t records(const Sent& sent) { return sent.raw_seqs().size() + sent.measurements(); }
+
+}  // namespace
+
+TEST_CASE("a record the central answers 500 to is isolated and quarantined, the rest flows on",
+          "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(4);  // raw events 1-4 and their 4 measurements
+  for (int i = 0; i < 30; ++i) rig.script().then(fails_on_raw(1));
+  rig.start();
+  // Twice a 500 for the whole batch: an outage, for all the agent knows.
+  CHECK(records(rig.script().await_request(1)) == 8);
+  rig.clock().advance(rig.clock().await_wait(1));
+  CHECK(records(rig.script().await_request(2)) == 8);
+  rig.clock().advance(rig.clock().await_wait(2));
+  // The third 500 in a row: sent in parts, at once, until raw event 1 is alone.
+  CHECK(records(rig.script().await_request(3)) == 8);
+  CHECK(rig.clock().await_wait(3) == 1s);  // idle: everything confirmed or quarantined
+  CHECK(rig.clock().waits() == 3);         // no backoff while isolating
+  const auto sent = rig.script().sent();
+  CHECK(records(sent.at(3)) == 4);  // the first half
+  bool alone = false;
+  for (const auto& request : sent)
+    alone = alone ||
+            (request.raw_seqs() == std::vector<std::int64_t>{1} && request.measurements() == 0);
+  CHECK(alone);
+  CHECK(sent.size() <= 12);
+
+  const auto status = rig.sync_status();
+  CHECK(status.waiting() == 0);
+  CHECK(status.quarantined == 1);
+  CHECK(status.quarantined_by_reason.at("server_error") == 1);
+  CHECK(rig.metrics().rejected == 1);
+  CHECK(rig.metrics().measurements_confirmed == 4);
+  auto rejections = rig.fixture().buffer().latest_rejections(10);
+  REQUIRE(rejections);
+  REQUIRE(rejections->size() == 1);
+  CHECK(rejections->at(0).kind == "raw");
+  CHECK(rejections->at(0).ref == 1);
+  CHECK(rejections->at(0).detail == "HTTP 500 internal_error: RecursionError");
+  CHECK(rig.log().find("raw event seq 1 alone makes the central fail") != std::string::npos);
+
+  // `meter-agent requeue` releases it like any rejection.
+  auto released = rig.fixture().buffer().requeue(std::string("server_error"));
+  REQUIRE(released);
+  CHECK(*released == 1);
+}
+
+TEST_CASE("500s interrupted by an outage's answer do not split, and 502/503/504 never do",
+          "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(2);
+  HttpAnswer timeout;
+  timeout.transport_error = "Operation timed out";
+  const std::vector<HttpAnswer> answers{status(500), status(500), status(503),
+                                        status(500), status(502), status(504),
+                                        timeout,     status(500), status(500)};
+  for (const auto& answer : answers) rig.script().then(just(answer));
+  rig.start();
+  for (std::size_t i = 1; i <= answers.size(); ++i) {
+    CHECK(records(rig.script().await_request(i)) == 4);  // always the whole batch
+    rig.clock().advance(rig.clock().await_wait(i));
+  }
+  // The third 500 in a row (with the two before it): now it is split.
+  rig.script().then(just(status(500)));
+  CHECK(records(rig.script().await_request(answers.size() + 1)) == 4);
+  CHECK(records(rig.script().await_request(answers.size() + 2)) == 2);
+  CHECK(rig.metrics().rejected == 0);
+}
+
+TEST_CASE("a 413 for a raw event and a measurement sends them one at a time, not in a loop",
+          "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(1);  // one raw event, one measurement
+  const auto too_large_unless_alone = [](const nlohmann::json& request) {
+    if (request["raw_events"].size() + request["measurements"].size() > 1) {
+      return status(413, std::nullopt, R"({"protocol_version":"1","error":"payload_too_large"})");
+    }
+    return confirm_all()(request);
+  };
+  for (int i = 0; i < 10; ++i) rig.script().then(too_large_unless_alone);
+  rig.start();
+  CHECK(records(rig.script().await_request(1)) == 2);
+  CHECK(rig.clock().await_wait(1) == 1s);  // idle: both confirmed
+  const auto sent = rig.script().sent();
+  REQUIRE(sent.size() == 3);
+  CHECK(sent[1].raw_seqs() == std::vector<std::int64_t>{1});
+  CHECK(sent[1].measurements() == 0);
+  CHECK(sent[2].raw_seqs().empty());
+  CHECK(sent[2].measurements() == 1);
+  CHECK(rig.sync_status().waiting() == 0);
+  CHECK(rig.metrics().rejected == 0);
+}
+
+TEST_CASE("a 413 with Retry-After waits before the halves", "[daemon][uplink]") {
+  Rig rig;
+  rig.add_readings(4);
+  rig.script().then(
+      just(status(413, 30000, R"({"protocol_version":"1","error":"payload_too_large"})")));
+  for (int i = 0; i < 4; ++i) rig.script().then(confirm_all());
+  rig.start();
+  rig.script().await_request(1);
+  CHECK(rig.clock().await_wait(1) == 30s);
+  CHECK(rig.script().requests() == 1);
+  rig.clock().advance(30s);
+  CHECK(records(rig.script().await_request(2)) == 4);  // half per array
+}

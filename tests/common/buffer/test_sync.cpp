@@ -638,3 +638,102 @@ TEST_CASE("the redelivery window is bounded in bytes", "[buffer_sync][budget]") 
   CHECK(*f.buffer().redelivery_window(1000 * size) == 50);  // all there is
   CHECK(*f.buffer().redelivery_window(0) == 1);             // never less than the newest
 }
+
+TEST_CASE("a quarantined measurement keeps its raw message but holds back no other pruning",
+          "[buffer_sync][budget]") {
+  BufferFixture f;
+  fill_and_confirm(f, 10, 10, 0);  // 100 readings, none confirmed yet
+  // Everything confirmed but the measurement from raw message 5: quarantined.
+  for (;;) {
+    auto batch = select(f.buffer());
+    if (batch.empty()) break;
+    IngestResponse response = answer_all(batch, RecordOutcome::confirmed);
+    for (std::size_t i = 0; i < batch.measurements.size(); ++i) {
+      if (batch.measurements[i].measurement.raw_seq == 5) {
+        response.measurements[i] = RecordResult{RecordOutcome::rejected, "value_out_of_range", ""};
+      }
+    }
+    REQUIRE(f.buffer().apply_ingest_response(batch, response, 0));
+  }
+  REQUIRE(sync_status(f.buffer()).quarantined == 1);
+  // By age, and for a disk budget: every confirmed raw message but the
+  // quarantined measurement's own and the newest.
+  auto pruned = f.buffer().prune_synced(std::numeric_limits<std::int64_t>::max() - 1, 1);
+  REQUIRE(pruned);
+  CHECK(pruned->raw_deleted == 100 - 2);
+  sqlite::Database db(f.dir().file("buffer.db"));
+  auto left = db.prepare("SELECT seq FROM raw_messages ORDER BY seq");
+  REQUIRE(left.step());
+  CHECK(left.column_int(0) == 5);  // renormalize can still rebuild it
+  REQUIRE(left.step());
+  CHECK(left.column_int(0) == 100);
+  CHECK_FALSE(left.step());
+
+  BufferFixture budget;
+  fill_and_confirm(budget, 100, 10, 1000);
+  {
+    // A quarantined measurement from the first raw message.
+    sqlite::Database raw(budget.dir().file("buffer.db"));
+    raw.exec(
+        "UPDATE measurements SET synced_revision = 0, quarantined_revision = revision "
+        "WHERE raw_seq = 1");
+  }
+  auto for_budget = budget.buffer().prune_to_size(0, 1);
+  REQUIRE(for_budget);
+  CHECK(for_budget->raw_deleted == 1000 - 2);
+}
+
+TEST_CASE("pruning for a disk budget reads the oldest measurements through an index",
+          "[buffer_sync][budget]") {
+  BufferFixture f;
+  fill_and_confirm(f, 2, 2, 4);  // opening the buffer made the index
+  sqlite::Database db(f.dir().file("buffer.db"));
+  auto plan_of = [&](const char* query) {
+    auto plan = db.prepare(std::string("EXPLAIN QUERY PLAN ") + query);
+    plan.bind(1, std::int64_t{1000}).bind(2, std::int64_t{10});
+    std::string text;
+    while (plan.step()) text += plan.column_text(3) + "\n";
+    return text;
+  };
+  const auto bounded = plan_of(sql::kPruneCandidatesThroughSeq);
+  CAPTURE(bounded);
+  CHECK(bounded.find("SEARCH m USING INDEX measurements_raw_seq (raw_seq<?)") != std::string::npos);
+  CHECK(bounded.find("SCAN m") == std::string::npos);
+  // The rows of each series (newest timestamp) through the identity index.
+  CHECK(bounded.find("SEARCH t USING COVERING INDEX measurements_identity (series_id=?)") !=
+        std::string::npos);
+}
+
+TEST_CASE("a late rejection of an older revision leaves the newer rejection alone",
+          "[buffer_sync]") {
+  BufferFixture f;
+  f.append(reading("2024-01-01T01:00:00Z", "1"));
+  f.normalize();
+  auto batch = select(f.buffer());
+  REQUIRE(batch.measurements.size() == 1);
+  // Revision 2 is what the row holds now; it was rejected.
+  {
+    sqlite::Database db(f.dir().file("buffer.db"));
+    db.exec("UPDATE measurements SET revision = 2");
+  }
+  UplinkBatch newer = batch;
+  newer.raw_events.clear();
+  newer.measurements[0].measurement.revision = 2;
+  UplinkBatch older = newer;
+  older.measurements[0].measurement.revision = 1;
+  REQUIRE(f.buffer().apply_ingest_response(
+      newer, IngestResponse{{}, {RecordResult{RecordOutcome::rejected, "wrong_unit", ""}}}, 5000));
+  // The answer to revision 1, late: rejected too, then confirmed.
+  REQUIRE(f.buffer().apply_ingest_response(
+      older, IngestResponse{{}, {RecordResult{RecordOutcome::rejected, "old_reason", ""}}}, 6000));
+  REQUIRE(
+      f.buffer().apply_ingest_response(older, answer_all(older, RecordOutcome::confirmed), 7000));
+  auto latest = f.buffer().latest_rejections(10);
+  REQUIRE(latest);
+  REQUIRE(latest->size() == 1);
+  CHECK(latest->at(0).revision == 2);
+  CHECK(latest->at(0).reason == "wrong_unit");
+  // So `requeue` still finds it and releases it.
+  CHECK(*f.buffer().requeue(std::nullopt) == 1);
+  CHECK(select(f.buffer()).measurements.size() == 1);
+}

@@ -259,3 +259,22 @@ TEST_CASE("400 unsupported_protocol_version to version 2 means an older central;
         Kind::delivered);
   CHECK(classify(answer(200, version1_answer)).kind == Kind::retry_later);
 }
+
+TEST_CASE("only an HTTP 500 is a server error that may come from a record", "[uplink_outcome]") {
+  const auto error = classify(answer(500, R"({"protocol_version":"1","error":"internal_error"})"));
+  CHECK(error.kind == Kind::retry_later);
+  CHECK(error.server_error);
+  CHECK(error.reason == "HTTP 500 internal_error");
+  // Gateways and overload are outages: never a reason to split anything.
+  for (long status : {502L, 503L, 504L, 408L, 429L}) {
+    CAPTURE(status);
+    CHECK_FALSE(classify(answer(status)).server_error);
+  }
+  CHECK_FALSE(classify(no_answer("Operation timed out after 30000 milliseconds")).server_error);
+  CHECK_FALSE(classify(no_answer("Couldn't connect to server")).server_error);
+}
+
+TEST_CASE("a 413 keeps its Retry-After", "[uplink_outcome]") {
+  CHECK(classify(answer(413, "", 5000)).retry_after_ms == 5000);
+  CHECK_FALSE(classify(answer(413)).retry_after_ms);
+}
