@@ -630,6 +630,10 @@ Uplink::Next Uplink::isolate(const Config& config, const InFlight& in,
         return Next::more;
       }
       [[fallthrough]];
+    case Kind::protocol_unsupported:
+      // An older central: the round starts again in version 1.
+      isolation_ = BatchIsolation{};
+      return fall_back(outcome);
     case Kind::auth_failed:
     case Kind::refused:
       return back_off(uplink, outcome);  // the same part is sent again after it
