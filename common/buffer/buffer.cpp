@@ -130,6 +130,11 @@ Status Buffer::migrate() {
   if (version == 4) {  // local-only series (sql.hpp, kMigrateV5)
     db.exec(sql::kMigrateV5);
     db.exec("PRAGMA user_version = 5");
+    version = 5;
+  }
+  if (version == 5) {  // the operator events' index (sql.hpp, kMigrateV6)
+    db.exec(sql::kMigrateV6);
+    db.exec("PRAGMA user_version = 6");
   }
   transaction.commit();
   return load_identity();

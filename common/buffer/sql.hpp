@@ -250,6 +250,17 @@ CREATE TABLE local_only_metrics (
   metric_type TEXT PRIMARY KEY
 ) WITHOUT ROWID;
 )sql";
+// Schema version 6: the operator events (common/normalize/operator_event.hpp)
+// are raw messages of one reserved topic; this partial index finds them
+// without scanning the raw log (it costs an insert only the comparison).
+inline constexpr const char* kMigrateV6 =
+    "CREATE INDEX raw_messages_operator ON raw_messages (seq) "
+    "WHERE topic = '$meter-agent/operator'";
+// The WHERE repeats the index's condition word for word (with a parameter
+// SQLite could not use the partial index).
+inline constexpr const char* kOperatorEvents =
+    "SELECT seq, payload FROM raw_messages WHERE topic = '$meter-agent/operator' ORDER BY seq";
+
 inline constexpr const char* kLocalOnlyMetrics = "SELECT metric_type FROM local_only_metrics";
 inline constexpr const char* kClearLocalOnlyMetrics = "DELETE FROM local_only_metrics";
 inline constexpr const char* kAddLocalOnlyMetric =
@@ -450,6 +461,7 @@ DELETE FROM raw_messages
 WHERE seq <= ?1 AND received_ms < ?2
   AND seq < (SELECT max(seq) FROM raw_messages)
   AND seq NOT IN (SELECT ref FROM rejections WHERE kind = 'raw')
+  AND topic <> '$meter-agent/operator'
 )sql";
 inline constexpr const char* kUplinkState =
     "SELECT key, value FROM meta WHERE key >= 'uplink.' AND key < 'uplink/'";
