@@ -97,7 +97,12 @@ Status Buffer::migrate() {
   };
   // A current database needs no write lock to open: `status` must open it
   // while the daemon writes (a normalization batch holds the lock).
-  if (read_version() == kSchemaVersion) return load_identity();
+  auto has_operator_index = [&] {
+    auto index = db.prepare(sql::kHasOperatorIndex);
+    index.step();
+    return index.column_int(0) > 0;
+  };
+  if (read_version() == kSchemaVersion && has_operator_index()) return load_identity();
   sqlite::Transaction transaction(db);
   std::int64_t version = read_version();
   if (version == 0) {
@@ -130,12 +135,8 @@ Status Buffer::migrate() {
   if (version == 4) {  // local-only series (sql.hpp, kMigrateV5)
     db.exec(sql::kMigrateV5);
     db.exec("PRAGMA user_version = 5");
-    version = 5;
   }
-  if (version == 5) {  // the operator events' index (sql.hpp, kMigrateV6)
-    db.exec(sql::kMigrateV6);
-    db.exec("PRAGMA user_version = 6");
-  }
+  db.exec(sql::kCreateOperatorIndex);
   transaction.commit();
   return load_identity();
 }

@@ -33,8 +33,8 @@ class Database;
 }
 
 // 2: the uplink's sync state; 3: status counts; 4: measurements.delta_from_ms;
-// 5: local-only series; 6: the operator events' index (sql.hpp has each migration).
-inline constexpr int kSchemaVersion = 6;
+// 5: local-only series (sql.hpp has each migration).
+inline constexpr int kSchemaVersion = 5;
 
 // How many raw messages before a redelivery (MQTT DUP) are searched for its
 // original. Redeliveries follow a reconnect within the broker's in-flight

@@ -250,11 +250,14 @@ CREATE TABLE local_only_metrics (
   metric_type TEXT PRIMARY KEY
 ) WITHOUT ROWID;
 )sql";
-// Schema version 6: the operator events (common/normalize/operator_event.hpp)
-// are raw messages of one reserved topic; this partial index finds them
-// without scanning the raw log (it costs an insert only the comparison).
-inline constexpr const char* kMigrateV6 =
-    "CREATE INDEX raw_messages_operator ON raw_messages (seq) "
+// The operator events (common/normalize/operator_event.hpp) are raw messages
+// of one reserved topic; this partial index finds them without scanning the
+// raw log (it costs an insert only the comparison). Made when a buffer opens
+// if it is missing: an index only, no schema version of its own, no data moved.
+inline constexpr const char* kHasOperatorIndex =
+    "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'raw_messages_operator'";
+inline constexpr const char* kCreateOperatorIndex =
+    "CREATE INDEX IF NOT EXISTS raw_messages_operator ON raw_messages (seq) "
     "WHERE topic = '$meter-agent/operator'";
 // The WHERE repeats the index's condition word for word (with a parameter
 // SQLite could not use the partial index).
