@@ -23,6 +23,12 @@ Commands:
   status              counts by state and flag, oldest unsynced, the uplink (--json)
   requeue             send the records the central rejected (quarantined) again,
                       after a fix (--reason CODE: only those rejected for CODE)
+  meter replace DEVICE --metric M --at TIME [--old-final V] [--new-initial V]
+                      record that DEVICE's meter (its counter M) was replaced at
+                      TIME: readings from TIME on belong to the new meter. Safe
+                      while the daemon runs; repeating it changes nothing.
+                      --withdraw records a retraction (nothing is deleted)
+  meter list [DEVICE] the recorded replacements (the latest record of each)
   check-config        validate the configuration and exit
   version             print the version
 
@@ -35,12 +41,20 @@ Options:
   --received-at TS    import: receive time (RFC 3339) instead of the clock
   --json              status: machine-readable output
   --reason CODE       requeue: only records rejected for CODE (e.g. wrong_unit)
+  --metric M          meter replace: the counter metric (declared in the config)
+  --at TIME           meter replace: RFC 3339 with an offset (2024-03-01T13:00:00+01:00),
+                      or without one and --zone
+  --zone ZONE         meter replace: IANA zone of an --at without an offset
+  --old-final V       meter replace: the old register's last value (canonical unit)
+  --new-initial V     meter replace: the new register's value at TIME
+  --withdraw          meter replace: retract the replacement recorded for TIME
 )";
 
 bool takes_value(std::string_view option) {
   return option == "--config" || option == "--buffer" || option == "--format" ||
          option == "--output" || option == "--topic" || option == "--received-at" ||
-         option == "--reason";
+         option == "--reason" || option == "--metric" || option == "--at" || option == "--zone" ||
+         option == "--old-final" || option == "--new-initial";
 }
 
 }  // namespace
@@ -65,6 +79,10 @@ int agent_main(int argc, char* argv[]) {
         command_line.json = true;
         continue;
       }
+      if (option == "--withdraw") {
+        command_line.withdraw = true;
+        continue;
+      }
       if (!takes_value(option)) {
         std::cerr << "meter-agent: unknown option '" << option << "'\n" << kUsage;
         return kExitUsage;
@@ -83,6 +101,11 @@ int agent_main(int argc, char* argv[]) {
       if (option == "--topic") command_line.import_topic = *value;
       if (option == "--received-at") command_line.received_at = *value;
       if (option == "--reason") command_line.reason = *value;
+      if (option == "--metric") command_line.metric = *value;
+      if (option == "--at") command_line.at = *value;
+      if (option == "--zone") command_line.zone = *value;
+      if (option == "--old-final") command_line.old_final = *value;
+      if (option == "--new-initial") command_line.new_initial = *value;
       continue;
     }
     if (command_line.command.empty()) {
@@ -109,6 +132,7 @@ int agent_main(int argc, char* argv[]) {
   if (command == "status") return run_status(command_line, std::cout, std::cerr);
   if (command == "requeue") return run_requeue(command_line, std::cout, std::cerr);
   if (command == "check-config") return run_check_config(command_line, std::cout, std::cerr);
+  if (command == "meter") return run_meter(command_line, std::cout, std::cerr);
   std::cerr << "meter-agent: unknown command '" << command << "'\n" << kUsage;
   return kExitUsage;
 }

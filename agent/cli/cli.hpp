@@ -32,6 +32,13 @@ struct CommandLine {
   std::optional<std::string> received_at;  // import: receive time instead of now
   bool json = false;                       // status
   std::optional<std::string> reason;       // requeue: only records rejected for this reason
+  // meter replace
+  std::optional<std::string> metric;
+  std::optional<std::string> at;
+  std::optional<std::string> zone;  // for an `at` without an offset
+  std::optional<std::string> old_final;
+  std::optional<std::string> new_initial;
+  bool withdraw = false;
 };
 
 int agent_main(int argc, char* argv[]);
@@ -44,5 +51,7 @@ int run_renormalize(const CommandLine& command_line, std::ostream& out, std::ost
 int run_status(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 int run_requeue(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 int run_check_config(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+// `meter replace DEVICE ...` and `meter list [DEVICE]` (agent/cli/meter_commands.cpp).
+int run_meter(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 
 }  // namespace meter::agent

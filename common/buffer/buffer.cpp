@@ -98,12 +98,15 @@ Status Buffer::migrate() {
   };
   // A current database needs no write lock to open: `status` must open it
   // while the daemon writes (a normalization batch holds the lock).
-  auto has_raw_seq_index = [&] {
-    auto index = db.prepare(sql::kHasRawSeqIndex);
+  auto has_index = [&](const char* query) {
+    auto index = db.prepare(query);
     index.step();
     return index.column_int(0) > 0;
   };
-  if (read_version() == kSchemaVersion && has_raw_seq_index()) return load_identity();
+  if (read_version() == kSchemaVersion && has_index(sql::kHasRawSeqIndex) &&
+      has_index(sql::kHasOperatorIndex)) {
+    return load_identity();
+  }
   sqlite::Transaction transaction(db);
   std::int64_t version = read_version();
   if (version == 0) {
@@ -143,6 +146,7 @@ Status Buffer::migrate() {
     db.exec("PRAGMA user_version = 6");
   }
   db.exec(sql::kCreateRawSeqIndex);
+  db.exec(sql::kCreateOperatorIndex);
   transaction.commit();
   return load_identity();
 }

@@ -23,6 +23,7 @@
 #include "common/model/raw_message.hpp"
 #include "common/model/sync.hpp"
 #include "common/normalize/canonicalize.hpp"
+#include "common/normalize/operator_event.hpp"
 #include "common/util/result.hpp"
 
 namespace meter {
@@ -115,6 +116,18 @@ std::int64_t keep_for_series_rules(const Config& config);
 // The anchor's timestamps as stored (series.anchor_history).
 std::vector<std::int64_t> parse_anchor_history(std::string_view text);
 
+// The operator events of the raw log (common/buffer/operator_events.cpp).
+struct OperatorEventLog {
+  std::vector<OperatorEvent> records;  // every readable one, in seq order
+  std::vector<std::string> problems;   // "seq N: why" for a payload that cannot be read
+};
+
+// What recording an operator event did.
+struct OperatorEventWrite {
+  bool written = false;  // false: the latest record of its identity already says the same
+  std::int64_t seq = 0;  // the new record's, or the one that already says it
+};
+
 // ---- The uplink's view (common/buffer/sync.cpp) ----
 // How big one upload may get. Each array is bounded by `max_records`; the
 // bytes (uncompressed JSON, estimated) are shared, half reserved for each.
@@ -201,6 +214,19 @@ class Buffer {
   // the offline commands); it writes only when the list changed. A series
   // whose metric lost its role is sent whole.
   Status set_local_only_metrics(const Config& config);
+
+  // ---- Operator events (common/buffer/operator_events.cpp) ----
+  // Appends `event` to the raw log (topic kOperatorTopic, qos 0) unless the
+  // latest record of its identity already says the same (idempotent), in one
+  // write transaction: safe beside the daemon (see the .cpp). A withdrawal
+  // of an identity never recorded is an error.
+  Result<OperatorEventWrite> record_operator_event(const OperatorEvent& event,
+                                                   std::int64_t received_ms);
+  Result<OperatorEventLog> operator_event_log();
+  // The events in force for one series: the latest record of each identity,
+  // withdrawn ones left out, by `at`.
+  Result<std::vector<OperatorEvent>> operator_events(std::string_view device_id,
+                                                     std::string_view metric_type);
 
   // Every measurement in export order: device_id, metric_type, timestamp, value.
   Status for_each_measurement(const std::function<void(const Measurement&)>& visit);

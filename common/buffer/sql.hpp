@@ -281,6 +281,20 @@ CREATE TABLE local_only_metrics (
   metric_type TEXT PRIMARY KEY
 ) WITHOUT ROWID;
 )sql";
+// The operator events (common/normalize/operator_event.hpp) are raw messages
+// of one reserved topic; this partial index finds them without scanning the
+// raw log (it costs an insert only the comparison). Made when a buffer opens
+// if it is missing: an index only, no schema version of its own, no data moved.
+inline constexpr const char* kHasOperatorIndex =
+    "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'raw_messages_operator'";
+inline constexpr const char* kCreateOperatorIndex =
+    "CREATE INDEX IF NOT EXISTS raw_messages_operator ON raw_messages (seq) "
+    "WHERE topic = '$meter-agent/operator'";
+// The WHERE repeats the index's condition word for word (with a parameter
+// SQLite could not use the partial index).
+inline constexpr const char* kOperatorEvents =
+    "SELECT seq, payload FROM raw_messages WHERE topic = '$meter-agent/operator' ORDER BY seq";
+
 inline constexpr const char* kLocalOnlyMetrics = "SELECT metric_type FROM local_only_metrics";
 inline constexpr const char* kClearLocalOnlyMetrics = "DELETE FROM local_only_metrics";
 inline constexpr const char* kAddLocalOnlyMetric =
@@ -493,6 +507,7 @@ WHERE seq <= ?1 AND received_ms < ?2
   AND seq < (SELECT max(seq) FROM raw_messages)
   AND seq NOT IN (SELECT ref FROM rejections WHERE kind = 'raw')
   AND seq NOT IN (SELECT raw_seq FROM measurements WHERE synced_revision < revision)
+  AND topic <> '$meter-agent/operator'
 )sql";
 inline constexpr const char* kUplinkState =
     "SELECT key, value FROM meta WHERE key >= 'uplink.' AND key < 'uplink/'";

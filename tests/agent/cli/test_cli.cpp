@@ -2,11 +2,14 @@
 // real files.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <sstream>
 
+#include "support/raw_appender.hpp"
 #include "support/temp_dir.hpp"
 
 using meter::test::TempDir;
@@ -195,4 +198,117 @@ TEST_CASE("a buffer from a newer meter-agent is refused, not touched", "[cli]") 
   auto refused = run(dir, "status " + config_args(dir));
   CHECK(refused.exit_code == 1);
   CHECK_THAT(refused.err, Catch::Contains("schema version 99 is newer"));
+}
+
+TEST_CASE("meter replace records an operator event once; meter list shows it", "[cli]") {
+  TempDir dir;
+  const std::string replace = "meter replace m1 --metric energy --at 2024-03-01T13:00:00+01:00 ";
+  auto recorded = run(dir, replace + "--old-final 12345.60 --new-initial 0.5 " + config_args(dir));
+  INFO(recorded.err);
+  REQUIRE(recorded.exit_code == 0);
+  CHECK(recorded.out ==
+        "recorded meter replacement of m1 energy at 2024-03-01T12:00:00.000Z (seq 1)\n");
+  // Repeated (the same values, written differently): nothing written.
+  auto again = run(dir, replace + "--old-final 12345.6 --new-initial 0.50 " + config_args(dir));
+  REQUIRE(again.exit_code == 0);
+  CHECK(again.out ==
+        "meter replacement of m1 energy at 2024-03-01T12:00:00.000Z: already recorded (seq 1)\n");
+  // The same instant given as local time in a zone is the same event.
+  auto zoned = run(dir,
+                   "meter replace m1 --metric energy --at 2024-03-01T13:00:00 --zone Europe/Berlin "
+                   "--old-final 12345.6 --new-initial 0.5 " +
+                       config_args(dir));
+  CHECK(zoned.out.ends_with("already recorded (seq 1)\n"));
+
+  auto listed = run(dir, "meter list " + config_args(dir));
+  REQUIRE(listed.exit_code == 0);
+  CHECK_THAT(listed.out, Catch::StartsWith("m1 energy replaced at 2024-03-01T12:00:00.000Z "
+                                           "old_final 12345.6 new_initial 0.5 (seq 1, recorded "));
+  CHECK(run(dir, "meter list m2 " + config_args(dir)).out == "no meter replacements recorded\n");
+
+  // Withdrawn: a new record; the list says so; nothing is deleted.
+  auto withdrawn = run(dir, replace + "--withdraw " + config_args(dir));
+  REQUIRE(withdrawn.exit_code == 0);
+  CHECK(withdrawn.out ==
+        "recorded withdrawal of the meter replacement of m1 energy at "
+        "2024-03-01T12:00:00.000Z (seq 2)\n");
+  CHECK_THAT(run(dir, "meter list m1 " + config_args(dir)).out,
+             Catch::Contains(" WITHDRAWN (seq 2,"));
+}
+
+TEST_CASE("meter replace refuses what it cannot record exactly", "[cli]") {
+  TempDir dir;
+  const auto replace = [&](const std::string& arguments) {
+    return run(dir, "meter replace " + arguments + " " + config_args(dir));
+  };
+  const auto refused = [&](const std::string& arguments, int code, const std::string& says) {
+    auto result = replace(arguments);
+    INFO(arguments);
+    CHECK(result.exit_code == code);
+    CHECK_THAT(result.err, Catch::Contains(says));
+    CHECK(result.out.empty());
+  };
+  refused("m1 --at 2024-03-01T12:00:00Z", 2, "needs DEVICE, --metric and --at");
+  refused("m1 --metric power --at 2024-03-01T12:00:00Z", 2, "--metric 'power' is not a counter in");
+  refused("m1 --metric water --at 2024-03-01T12:00:00Z", 2, "--metric 'water' is not declared in");
+  refused("m1 --metric energy --at 2024-03-01T12:00:00", 2, "--at: ");
+  refused("m1 --metric energy --at 2024-03-31T02:30:00 --zone Europe/Berlin", 2,
+          "is not one instant in that zone");
+  refused("m1 --metric energy --at 2024-03-01T12:00:00Z --new-initial 1,5", 2, "--new-initial: ");
+  refused("'' --metric energy --at 2024-03-01T12:00:00Z", 2, "DEVICE is empty");
+  refused("m1 --metric energy --at 2024-03-01T12:00:00Z --withdraw", 1, "nothing to withdraw");
+  auto meter = run(dir, "meter " + config_args(dir));
+  CHECK(meter.exit_code == 2);
+  // Nothing was written by any of them.
+  CHECK(run(dir, "meter list " + config_args(dir)).out == "no meter replacements recorded\n");
+}
+
+TEST_CASE("meter replace works while a daemon-like writer appends to the raw log", "[cli]") {
+  TempDir dir;
+  REQUIRE(run(dir, "meter list " + config_args(dir)).exit_code == 0);  // creates the buffer
+  meter::BufferConfig buffer;
+  buffer.path = dir.file("buffer.db");
+  constexpr int kAppends = 2000;
+  // Commits message by message on its own connection, as the acknowledge path
+  // did; the commands below run while it does (each waits for the lock).
+  auto writer = std::async(std::launch::async, [buffer] {
+    meter::testing::RawAppender appender(buffer);
+    for (int i = 0; i < kAppends; ++i) {
+      meter::RawMessage message;
+      message.topic = "meters/m1";
+      message.payload = "{}";
+      message.received_ms = i;
+      if (!appender.append(message)) return false;
+    }
+    return true;
+  });
+  constexpr int kEvents = 5;
+  for (int i = 0; i < kEvents; ++i) {
+    const std::string at = "2024-03-0" + std::to_string(i + 1) + "T12:00:00Z";
+    auto recorded =
+        run(dir, "meter replace m1 --metric energy --at " + at + " " + config_args(dir));
+    INFO(recorded.err);
+    CHECK(recorded.exit_code == 0);
+    CHECK_THAT(recorded.out, Catch::StartsWith("recorded meter replacement of m1 energy"));
+    auto repeated =
+        run(dir, "meter replace m1 --metric energy --at " + at + " " + config_args(dir));
+    CHECK_THAT(repeated.out, Catch::Contains("already recorded"));
+  }
+  REQUIRE(writer.get());
+  // Every row of both writers, each with its own seq, nothing lost or doubled.
+  auto count = [&](const std::string& where) {
+    const auto result = std::system(
+        ("sqlite3 " + quote(dir.file("buffer.db")) + " " +
+         quote("SELECT count(*), count(DISTINCT seq), max(seq) FROM raw_messages " + where) + " >" +
+         quote(dir.file("count")))
+            .c_str());
+    REQUIRE(result == 0);
+    return read_file(dir.file("count"));
+  };
+  CHECK(count("") == std::to_string(kAppends + kEvents) + "|" + std::to_string(kAppends + kEvents) +
+                         "|" + std::to_string(kAppends + kEvents) + "\n");
+  CHECK(count("WHERE topic = '$meter-agent/operator'")
+            .starts_with(std::to_string(kEvents) + "|" + std::to_string(kEvents) + "|"));
+  auto listed = run(dir, "meter list m1 " + config_args(dir));
+  CHECK(std::count(listed.out.begin(), listed.out.end(), '\n') == kEvents);
 }

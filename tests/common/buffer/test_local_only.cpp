@@ -100,6 +100,8 @@ TEST_CASE("a populated version 3 buffer migrates to versions 4, 5 and 6 keeping 
   CHECK(scalar(db,
                "SELECT count(*) FROM series WHERE anchor_good_ts IS NULL AND "
                "anchor_good_value IS NULL AND anchor_history IS NULL") == 1);
+  // Made on open whatever the version: the operator events' partial index.
+  CHECK(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name = 'raw_messages_operator'") == 1);
   CHECK(scalar(db, "SELECT count(*) FROM measurements WHERE delta_from_ms IS NULL") == 2);
   CHECK(scalar(db, "SELECT count(*) FROM series WHERE local_only = 0") == 1);
   CHECK(scalar(db, "SELECT count(*) FROM local_only_metrics") == 0);
