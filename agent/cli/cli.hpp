@@ -32,6 +32,11 @@ struct CommandLine {
   std::optional<std::string> received_at;  // import: receive time instead of now
   bool json = false;                       // status
   std::optional<std::string> reason;       // requeue: only records rejected for this reason
+  std::optional<std::string> try_topic;    // try: the message's topic (--topic)
+  std::optional<std::string> try_payload;  // try: the payload as text (--payload)
+  std::optional<std::string> try_file;     // try: the payload from a file (--file)
+  std::optional<std::string> seconds;      // discover: how long to listen
+  std::optional<std::string> filter;       // discover: the topic filter to listen to
 };
 
 int agent_main(int argc, char* argv[]);
@@ -44,5 +49,9 @@ int run_renormalize(const CommandLine& command_line, std::ostream& out, std::ost
 int run_status(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 int run_requeue(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 int run_check_config(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+// try: what one message (--topic, --payload or --file) becomes; no buffer touched.
+int run_try(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+// discover: listens on the broker, recognizes firmwares, prints a mappings block.
+int run_discover(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 
 }  // namespace meter::agent

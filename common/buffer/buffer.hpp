@@ -183,6 +183,10 @@ class Buffer {
   Status for_each_raw_outcome(const std::function<void(const RawOutcome&)>& visit);
   // The newest `limit` outcomes of one kind, oldest first.
   Result<std::vector<RawOutcome>> latest_raw_outcomes(const std::string& kind, int limit);
+  // The newest `recent` outcomes of one kind grouped by topic and reason, at
+  // most `groups` of them, the group with the newest message first.
+  Result<std::vector<RawOutcomeGroup>> recent_outcome_groups(const std::string& kind, int recent,
+                                                             int groups);
   Result<BufferStatus> status();
 
   // Deletes measurements the central side has confirmed whose timestamp is
