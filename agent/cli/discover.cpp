@@ -17,8 +17,10 @@ namespace {
 // The mappings block's order: specific filters before the general ones that
 // would take their topics (zigbee2mqtt/+/+ before zigbee2mqtt/#).
 constexpr std::array<std::string_view, 11> kPresetOrder = {
-    "tasmota", "tasmota_state", "shelly_gen1", "shelly_gen2", "shelly_rpc",
-    "zigbee2mqtt_attributes", "zigbee2mqtt", "esphome", "opendtu", "emonhub", "dsmr_reader"};
+    "tasmota",     "tasmota_state", "shelly_gen1",
+    "shelly_gen2", "shelly_rpc",    "zigbee2mqtt_attributes",
+    "zigbee2mqtt", "esphome",       "opendtu",
+    "emonhub",     "dsmr_reader"};
 
 // Presets whose readings include the restart evidence metric `uptime`.
 bool needs_uptime(std::string_view preset) {
@@ -70,8 +72,8 @@ std::string topic_shape(const std::string& topic) {
   for (const std::string& level : levels_of(topic)) {
     if (!first) shape += '/';
     first = false;
-    const bool digit = std::any_of(level.begin(), level.end(),
-                                   [](char c) { return c >= '0' && c <= '9'; });
+    const bool digit =
+        std::any_of(level.begin(), level.end(), [](char c) { return c >= '0' && c <= '9'; });
     shape += digit ? "+" : level;
   }
   return shape;
@@ -90,7 +92,8 @@ std::string recognize_preset(const SeenMessage& message) {
       const JsonValue* analog = json->find("ANALOG");
       bool ct = false;
       if (analog != nullptr && analog->object() != nullptr) {
-        for (const JsonMember& member : *analog->object()) ct = ct || starts_with(member.first, "CTEnergy");
+        for (const JsonMember& member : *analog->object())
+          ct = ct || starts_with(member.first, "CTEnergy");
       }
       if (has_member(*json, "ENERGY") || ct) return "tasmota";
     }
@@ -153,17 +156,18 @@ Result<DiscoverReport> discover(const std::vector<SeenMessage>& messages,
     uptime = uptime || needs_uptime(preset);
     mappings += "  - preset: " + std::string(preset) + "\n";
   }
-  report.config_block = "metrics:\n  energy: {kind: counter, unit: kWh}\n"
-                        "  power: {kind: gauge, unit: W}\n";
+  report.config_block =
+      "metrics:\n  energy: {kind: counter, unit: kWh}\n"
+      "  power: {kind: gauge, unit: W}\n";
   if (uptime) report.config_block += "  uptime: {kind: gauge, unit: s}\n";
   report.config_block += "mappings:\n" + (mappings.empty() ? "  []\n" : mappings);
 
   // Check the block: decode every message seen with it.
   std::optional<Config> config;
   if (!mappings.empty()) {
-    auto parsed = parse_config("gateway_id: discover\npresets_dir: " + presets_dir + "\n" +
-                                   report.config_block,
-                               "<discover>");
+    auto parsed = parse_config(
+        "gateway_id: discover\npresets_dir: " + presets_dir + "\n" + report.config_block,
+        "<discover>");
     if (!parsed) return Error{"the presets do not load: " + parsed.error().message};
     config = std::move(*parsed);
   }
@@ -187,8 +191,9 @@ Result<DiscoverReport> discover(const std::vector<SeenMessage>& messages,
     }
   }
   for (auto& [name, shape] : unfitted) report.unfitted.push_back(std::move(shape));
-  std::stable_sort(report.unfitted.begin(), report.unfitted.end(),
-                   [](const TopicShape& a, const TopicShape& b) { return a.messages > b.messages; });
+  std::stable_sort(
+      report.unfitted.begin(), report.unfitted.end(),
+      [](const TopicShape& a, const TopicShape& b) { return a.messages > b.messages; });
   return report;
 }
 

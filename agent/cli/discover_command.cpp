@@ -91,9 +91,8 @@ int run_discover(const CommandLine& command_line, std::ostream& out, std::ostrea
     const auto subscribed = client.subscribe(filter, 0);
     for (const auto code : subscribed.get_reason_codes()) {
       if (code >= 0x80) {
-        err << "meter-agent: the broker refused the subscription to '" << filter
-            << "' (SUBACK 0x" << std::hex << static_cast<int>(code) << std::dec
-            << "): the user '" << m.username
+        err << "meter-agent: the broker refused the subscription to '" << filter << "' (SUBACK 0x"
+            << std::hex << static_cast<int>(code) << std::dec << "): the user '" << m.username
             << "' may not read it (ACL); try --filter with a topic you may read\n";
         client.disconnect();
         return kExitFailure;
@@ -119,8 +118,8 @@ int run_discover(const CommandLine& command_line, std::ostream& out, std::ostrea
 
   std::set<std::string> topics;
   for (const SeenMessage& message : seen) topics.insert(message.topic);
-  out << "listened " << seconds << " s on " << uri << " as " << client_id << " (filter '"
-      << filter << "', QoS 0, clean session): " << seen.size() << " messages on " << topics.size()
+  out << "listened " << seconds << " s on " << uri << " as " << client_id << " (filter '" << filter
+      << "', QoS 0, clean session): " << seen.size() << " messages on " << topics.size()
       << " topics\n";
   auto report = discover(seen, presets_dir_of(*config, command_line.config_path));
   if (!report) {

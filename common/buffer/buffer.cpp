@@ -39,6 +39,9 @@ NormalizeStats& NormalizeStats::operator+=(const NormalizeStats& other) {
   revised += other.revised;
   decode_errors += other.decode_errors;
   ignored += other.ignored;
+  for (const auto& [mapping, count] : other.no_reading_by_mapping) {
+    no_reading_by_mapping[mapping] += count;
+  }
   return *this;
 }
 

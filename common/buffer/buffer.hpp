@@ -45,6 +45,10 @@ struct NormalizeStats {
   std::int64_t revised = 0;           // stored measurements whose delta or flags changed
   std::int64_t decode_errors = 0;     // messages (or readings) that could not be decoded
   std::int64_t ignored = 0;           // non-readings and retained messages without a timestamp
+  // Messages that gave no reading (ignored or a decode error), by
+  // MappingConfig::label() ("" for a topic no mapping takes): a silently
+  // ignored meter shows up here (/metrics).
+  std::map<std::string, std::int64_t, std::less<>> no_reading_by_mapping;
 
   NormalizeStats& operator+=(const NormalizeStats& other);
 };

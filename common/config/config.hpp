@@ -212,6 +212,10 @@ struct MappingConfig {
   TextSource device_id;
   std::vector<ReadingMapping> readings;  // at least one
 
+  // Names the mapping in /metrics: its filter, `when` conditions and preset,
+  // e.g. "+/status/+ when -1=em1:* (shelly_gen2)".
+  std::string label() const;
+
   // Compared whole, so a reload sees every changed field (a new field included).
   friend bool operator==(const MappingConfig&, const MappingConfig&) = default;
 };

@@ -459,6 +459,15 @@ std::optional<std::string_view> topic_level_at(std::string_view topic, int index
 
 }  // namespace
 
+std::string MappingConfig::label() const {
+  std::string text = topic;
+  for (const TopicCondition& condition : when) {
+    text += " when " + std::to_string(condition.topic_level) + "=" + condition.pattern;
+  }
+  if (!preset.empty()) text += " (" + preset + ")";
+  return text;
+}
+
 bool mapping_applies(const MappingConfig& mapping, std::string_view topic) {
   if (!topic_matches(mapping.topic, topic)) return false;
   for (const TopicCondition& condition : mapping.when) {

@@ -56,21 +56,27 @@ const std::string kSource = METER_SOURCE_DIR;
 
 std::string write_config(const TempDir& dir, int port) {
   const std::string path = dir.file("agent.yaml");
-  write_file(path, "gateway_id: gw\n"
-                   "buffer: {path: " + dir.file("buffer.db") + "}\n"
-                   "presets_dir: " + kSource + "/config/presets\n"
-                   "mqtt: {host: 127.0.0.1, port: " + std::to_string(port) + "}\n"
-                   "metrics:\n"
-                   "  energy: {kind: counter, unit: kWh}\n"
-                   "mappings:\n"
-                   "  - topic: \"meters/#\"\n");
+  write_file(path,
+             "gateway_id: gw\n"
+             "buffer: {path: " +
+                 dir.file("buffer.db") +
+                 "}\n"
+                 "presets_dir: " +
+                 kSource +
+                 "/config/presets\n"
+                 "mqtt: {host: 127.0.0.1, port: " +
+                 std::to_string(port) +
+                 "}\n"
+                 "metrics:\n"
+                 "  energy: {kind: counter, unit: kWh}\n"
+                 "mappings:\n"
+                 "  - topic: \"meters/#\"\n");
   return path;
 }
 
 }  // namespace
 
-TEST_CASE("discover recognizes firmwares on a real broker and prints a block that fits",
-          "[cli]") {
+TEST_CASE("discover recognizes firmwares on a real broker and prints a block that fits", "[cli]") {
   Mosquitto broker;
   {
     TestPublisher publisher(broker.port(), "discover-test-publisher");
@@ -115,8 +121,8 @@ TEST_CASE("discover reports a broker that refuses it, and topics an ACL hides", 
     // No anonymous access: the CONNECT is refused (not authorized).
     Mosquitto broker("", "allow_anonymous false\n");
     TempDir dir;
-    auto refused = run(dir, "discover --config " + quote(write_config(dir, broker.port())) +
-                                " --seconds 1");
+    auto refused =
+        run(dir, "discover --config " + quote(write_config(dir, broker.port())) + " --seconds 1");
     INFO(refused.out << refused.err << broker.log());
     CHECK(refused.exit_code == 1);
     CHECK_THAT(refused.err, Catch::Contains("not authorized"));

@@ -215,3 +215,17 @@ TEST_CASE("multi-mapping presets take only timestamp beside them", "[presets][co
   REQUIRE_FALSE(undeclared.ok());
   CHECK(undeclared.error().message.find("'uptime', which is not declared") != std::string::npos);
 }
+
+TEST_CASE("normalization counts the messages each mapping took without a reading", "[presets]") {
+  BufferFixture f(config_text("  - preset: shelly_gen2\n"));
+  f.append(R"({"rssi":-60})", 1719835230000, false, false, "pro/status/wifi");
+  f.append(R"({"rssi":-61})", 1719835231000, false, false, "pro/status/wifi");
+  f.append("{", 1719835232000, false, false, "pro/status/em1:0");
+  f.append(R"({"act_power":5})", 1719835233000, false, false, "pro/status/em1:0");
+  f.append("1", 1719835234000, false, false, "elsewhere");
+  const NormalizeStats stats = f.normalize();
+  CHECK(stats.no_reading_by_mapping == std::map<std::string, std::int64_t, std::less<>>{
+                                           {"", 1},
+                                           {"+/status/+ (shelly_gen2)", 2},
+                                           {"+/status/+ when -1=em1:* (shelly_gen2)", 1}});
+}
