@@ -60,8 +60,6 @@ mappings:
         unit: {per_metric: {energy: Wh}}
         required: true
   - preset: shelly_gen1
-  - preset: shelly_gen2
-    timestamp: {format: rfc3339}
   - preset: shelly_rpc
   - preset: zigbee2mqtt_attributes
     topic: "z2a/+/+"
@@ -92,6 +90,7 @@ mappings:
       - metric_type: {topic_level: -1, map: {c1: power, c2: energy}}
         value: {difference: [/a, /b]}
         unit: {topic_level: -1, map: {c1: kW, c2: MWh}}
+        device_id: {topic_levels_from: 1}
   - topic: "compose/+/+"
     ignore: "not a compose topic"
 )";
@@ -107,8 +106,8 @@ const char* const kTopics[] = {
     "every/site/power/x",
     "shellies/plug-s/relay/0/energy",
     "shellies/em/emeter/1/total",
-    "pro/status/em1data:1",
-    "plus/status/switch:0",
+    "!pro/status/em1data:1",
+    "!plus/status/switch:0",
     "pro/events/rpc",
     "z2a/plug/energy",
     "node/sensor/power/state",
@@ -119,6 +118,32 @@ const char* const kTopics[] = {
     "compose/dev1/c2",
     "compose/dev1/other",
 };
+
+// shelly_gen2 takes +/status/+ as shelly_em does: it cannot share their config.
+const std::string kSecondConfig = R"(
+gateway_id: fuzz
+presets_dir: )" METER_SOURCE_DIR R"(/config/presets
+metrics:
+  energy: {kind: counter, unit: kWh}
+  power: {kind: gauge, unit: kW}
+  uptime: {kind: gauge, unit: s}
+mappings:
+  - preset: shelly_gen2
+    timestamp: {format: rfc3339}
+)";
+
+// Topics of kSecondConfig: these carry a '!' in front in kTopics.
+const meter::Config& second_config() {
+  static const meter::Config parsed = [] {
+    auto result = meter::parse_config(kSecondConfig, "<fuzz second>");
+    if (!result) {
+      std::fprintf(stderr, "fuzz second config: %s\n", result.error().message.c_str());
+      std::abort();
+    }
+    return std::move(result).value();
+  }();
+  return parsed;
+}
 
 const meter::Config& config() {
   static const meter::Config parsed = [] {
@@ -173,6 +198,11 @@ void check_decode(const meter::MappingConfig& mapping, std::string_view topic,
   auto decoded = meter::decode_message(mapping, topic, payload);
   require(same(decoded, meter::decode_message(mapping, topic, payload)), "not deterministic");
 
+  if (mapping.ignore) {
+    require(decoded.ok() && decoded->ignored_reason == mapping.ignore,
+            "an ignore mapping did not ignore with its reason");
+    return;
+  }
   if (mapping.format == meter::PayloadFormat::seed_json) {
     require(same(decoded, meter::decode_seed_json(payload)), "seed_json differs from the seed");
     return;
@@ -245,8 +275,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   constexpr std::size_t kFromInput = 7;
   const std::size_t choice = data[0] % (std::size(kTopics) + 1);
   if (choice != kFromInput) {
-    const char* topic = kTopics[choice < kFromInput ? choice : choice - 1];
-    const meter::MappingConfig* mapping = agent_config.mapping_for(topic);
+    std::string_view topic = kTopics[choice < kFromInput ? choice : choice - 1];
+    const bool second = topic.front() == '!';
+    if (second) topic.remove_prefix(1);
+    const meter::MappingConfig* mapping =
+        (second ? second_config() : agent_config).mapping_for(topic);
     require(mapping != nullptr, "a fixed topic matches no mapping");
     check_decode(*mapping, topic, input);
     return 0;
