@@ -30,6 +30,13 @@ Commands:
                       --withdraw records a retraction (nothing is deleted)
   meter list [DEVICE] the recorded replacements (the latest record of each)
   check-config        validate the configuration and exit
+  try                 show what one message becomes: the mapping that takes it, each
+                      reading (canonical value, unit, device id, timestamp, event_id)
+                      or why it is ignored or fails; nothing is stored
+                      (--topic TOPIC, --payload TEXT or --file FILE)
+  discover            listen on the broker (own client id, clean session, QoS 0),
+                      recognize the firmwares and print a ready mappings block and
+                      the topics nothing fits (--seconds N, default 30; --filter F)
   version             print the version
 
 Options:
@@ -37,8 +44,12 @@ Options:
   --buffer PATH       use this buffer database instead of buffer.path
   --format jsonl|csv  export format (default jsonl)
   --output FILE       export to FILE instead of standard output
-  --topic TOPIC       import: topic given to JSON lines (default "import")
-  --received-at TS    import: receive time (RFC 3339) instead of the clock
+  --topic TOPIC       import: topic given to JSON lines (default "import"); try: the topic
+  --payload TEXT      try: the message's payload
+  --file FILE         try: read the payload from FILE
+  --received-at TS    import, try: receive time (RFC 3339) instead of the clock
+  --seconds N         discover: how long to listen (default 30)
+  --filter FILTER     discover: the topic filter to listen to (default #)
   --json              status: machine-readable output
   --reason CODE       requeue: only records rejected for CODE (e.g. wrong_unit)
   --metric M          meter replace: the counter metric (declared in the config)
@@ -54,7 +65,8 @@ bool takes_value(std::string_view option) {
   return option == "--config" || option == "--buffer" || option == "--format" ||
          option == "--output" || option == "--topic" || option == "--received-at" ||
          option == "--reason" || option == "--metric" || option == "--at" || option == "--zone" ||
-         option == "--old-final" || option == "--new-initial";
+         option == "--old-final" || option == "--new-initial" || option == "--payload" ||
+         option == "--file" || option == "--seconds" || option == "--filter";
 }
 
 }  // namespace
@@ -98,7 +110,14 @@ int agent_main(int argc, char* argv[]) {
       if (option == "--buffer") command_line.buffer_path = *value;
       if (option == "--format") command_line.format = *value;
       if (option == "--output") command_line.output_path = *value;
-      if (option == "--topic") command_line.import_topic = *value;
+      if (option == "--topic") {
+        command_line.import_topic = *value;
+        command_line.try_topic = *value;
+      }
+      if (option == "--payload") command_line.try_payload = *value;
+      if (option == "--file") command_line.try_file = *value;
+      if (option == "--seconds") command_line.seconds = *value;
+      if (option == "--filter") command_line.filter = *value;
       if (option == "--received-at") command_line.received_at = *value;
       if (option == "--reason") command_line.reason = *value;
       if (option == "--metric") command_line.metric = *value;
@@ -133,6 +152,8 @@ int agent_main(int argc, char* argv[]) {
   if (command == "requeue") return run_requeue(command_line, std::cout, std::cerr);
   if (command == "check-config") return run_check_config(command_line, std::cout, std::cerr);
   if (command == "meter") return run_meter(command_line, std::cout, std::cerr);
+  if (command == "try") return run_try(command_line, std::cout, std::cerr);
+  if (command == "discover") return run_discover(command_line, std::cout, std::cerr);
   std::cerr << "meter-agent: unknown command '" << command << "'\n" << kUsage;
   return kExitUsage;
 }

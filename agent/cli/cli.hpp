@@ -39,6 +39,11 @@ struct CommandLine {
   std::optional<std::string> old_final;
   std::optional<std::string> new_initial;
   bool withdraw = false;
+  std::optional<std::string> try_topic;    // try: the message's topic (--topic)
+  std::optional<std::string> try_payload;  // try: the payload as text (--payload)
+  std::optional<std::string> try_file;     // try: the payload from a file (--file)
+  std::optional<std::string> seconds;      // discover: how long to listen
+  std::optional<std::string> filter;       // discover: the topic filter to listen to
 };
 
 int agent_main(int argc, char* argv[]);
@@ -53,5 +58,9 @@ int run_requeue(const CommandLine& command_line, std::ostream& out, std::ostream
 int run_check_config(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 // `meter replace DEVICE ...` and `meter list [DEVICE]` (agent/cli/meter_commands.cpp).
 int run_meter(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+// try: what one message (--topic, --payload or --file) becomes; no buffer touched.
+int run_try(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+// discover: listens on the broker, recognizes firmwares, prints a mappings block.
+int run_discover(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 
 }  // namespace meter::agent

@@ -11,6 +11,7 @@
 #include "common/decode/json.hpp"
 #include "common/normalize/timestamp.hpp"
 #include "common/util/clock.hpp"
+#include "common/util/quote.hpp"
 
 namespace meter::agent {
 namespace {
@@ -70,6 +71,41 @@ void print_stats(const NormalizeStats& stats, std::ostream& err) {
   err << stats.new_measurements << " new measurements, " << stats.duplicates << " duplicates, "
       << stats.revised << " revised, " << stats.decode_errors << " decode errors, " << stats.ignored
       << " ignored\n";
+}
+
+// How many of the newest decode errors and ignored messages `status` groups
+// by topic and reason, and how many groups it shows.
+constexpr int kRecentOutcomes = 1000;
+constexpr int kOutcomeGroups = 20;
+
+Result<std::vector<RawOutcomeGroup>> outcome_groups(Buffer& buffer, const std::string& kind) {
+  return buffer.recent_outcome_groups(kind, kRecentOutcomes, kOutcomeGroups);
+}
+
+void append_outcome_groups_json(std::string& json, const std::vector<RawOutcomeGroup>& groups) {
+  json += '[';
+  bool first = true;
+  for (const RawOutcomeGroup& group : groups) {
+    if (!first) json += ',';
+    first = false;
+    json += "{\"topic\":";
+    append_json_string(json, group.topic);
+    json += ",\"reason\":";
+    append_json_string(json, group.reason);
+    json += ",\"count\":" + std::to_string(group.count) +
+            ",\"last_seq\":" + std::to_string(group.last_seq) + "}";
+  }
+  json += ']';
+}
+
+void print_outcome_groups(std::ostream& out, const std::string& title,
+                          const std::vector<RawOutcomeGroup>& groups) {
+  if (groups.empty()) return;
+  out << "\n" << title << " (the newest " << kRecentOutcomes << ", by topic and reason):\n";
+  for (const RawOutcomeGroup& group : groups) {
+    out << "  " << group.count << " x topic " << quoted_short(group.topic, 120, NonAscii::escape)
+        << " (last seq " << group.last_seq << "): " << group.reason << "\n";
+  }
 }
 
 std::string csv_field(const std::string& text) {
@@ -314,7 +350,18 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
             ",\"inbox_bytes\":" + std::to_string(s.inbox_bytes) +
             ",\"disk_budget_bytes\":" + std::to_string(budget) +
             ",\"budget_used_bytes\":" + std::to_string(budget_used) +
-            ",\"over_budget\":" + (over_budget ? "true" : "false") + ",\"uplink\":";
+            ",\"over_budget\":" + (over_budget ? "true" : "false");
+    for (const char* kind : {"decode_error", "ignored"}) {
+      auto groups = outcome_groups(*buffer, kind);
+      if (!groups) {
+        err << "meter-agent: " << groups.error().message << "\n";
+        return kExitFailure;
+      }
+      json += std::string(",\"recent_") +
+              (kind == std::string("ignored") ? "ignored" : "decode_errors") + "\":";
+      append_outcome_groups_json(json, *groups);
+    }
+    json += ",\"uplink\":";
     if (!append_uplink_status(*buffer, *config, true, json, err)) return kExitFailure;
     json += "}\n";
     out << json;
@@ -365,6 +412,15 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
     for (const auto& outcome : *latest)
       out << "  seq " << outcome.seq << ": " << outcome.reason << "\n";
   }
+  for (const char* kind : {"decode_error", "ignored"}) {
+    auto groups = outcome_groups(*buffer, kind);
+    if (!groups) {
+      err << "meter-agent: " << groups.error().message << "\n";
+      return kExitFailure;
+    }
+    print_outcome_groups(out, kind == std::string("ignored") ? "ignored messages" : "decode errors",
+                         *groups);
+  }
   return kExitOk;
 }
 
@@ -373,6 +429,20 @@ int run_check_config(const CommandLine& command_line, std::ostream& out, std::os
   if (!config) return kExitConfig;
   out << command_line.config_path << ": OK (gateway " << config->gateway_id << ", "
       << config->metrics.size() << " metrics, " << config->mappings.size() << " mappings)\n";
+  // A rounding scale is part of the readings' identity: its values go into
+  // the event_ids, so changing it later splits history.
+  for (std::size_t i = 0; i < config->mappings.size(); ++i) {
+    const MappingConfig& mapping = config->mappings[i];
+    for (const ReadingMapping& reading : mapping.readings) {
+      if (!reading.scale || reading.scale->divide <= 1) continue;
+      err << "meter-agent: warning: mapping " << i + 1 << " (topic '" << mapping.topic << "'"
+          << (mapping.preset.empty() ? "" : ", preset '" + mapping.preset + "'")
+          << "): scale divides by " << reading.scale->divide << " and rounds to "
+          << reading.scale->decimals
+          << " decimals where the quotient is no finite decimal; changing that scale later "
+             "re-identifies history (those readings get new values and event_ids)\n";
+    }
+  }
   return kExitOk;
 }
 

@@ -13,6 +13,12 @@ void Metrics::add(const NormalizeStats& stats) {
   duplicates += stats.duplicates;
   decode_errors += stats.decode_errors;
   ignored += stats.ignored;
+  if (!stats.no_reading_by_mapping.empty()) {
+    std::lock_guard lock(mutex_);
+    for (const auto& [mapping, count] : stats.no_reading_by_mapping) {
+      no_reading_by_mapping_[mapping] += count;
+    }
+  }
 }
 
 void Metrics::set_buffer_status(const BufferStatus& status) {
@@ -61,6 +67,18 @@ std::string Metrics::render_prometheus(std::int64_t now_ms) const {
   metric(out, "meter_agent_ignored_total", "counter",
          "messages kept in the raw log as ignored (e.g. retained without timestamp), since start",
          ignored.load());
+  {
+    std::lock_guard lock(mutex_);
+    if (!no_reading_by_mapping_.empty()) {
+      prometheus::header(out, "meter_agent_mapping_no_reading_total", "counter",
+                         "messages a mapping took that gave no reading (ignored or a decode "
+                         "error), since start; an empty mapping label: topics no mapping takes");
+      for (const auto& [mapping, count] : no_reading_by_mapping_) {
+        prometheus::sample(out, "meter_agent_mapping_no_reading_total", count,
+                           "mapping=\"" + prometheus::escape_label(mapping) + "\"");
+      }
+    }
+  }
   metric(out, "meter_agent_normalize_failures_total", "counter",
          "normalization batches that failed (retried)", normalize_failures.load());
   metric(out, "meter_agent_checkpoints_total", "counter", "WAL checkpoints run",

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -49,6 +50,7 @@ class Metrics {
  private:
   mutable std::mutex mutex_;
   std::optional<BufferStatus> buffer_status_;
+  std::map<std::string, std::int64_t, std::less<>> no_reading_by_mapping_;  // under mutex_
 };
 
 }  // namespace meter::agent

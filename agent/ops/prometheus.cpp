@@ -26,6 +26,20 @@ void sample(std::string& out, std::string_view name, std::int64_t value, std::st
   out += '\n';
 }
 
+std::string escape_label(std::string_view value) {
+  std::string escaped;
+  escaped.reserve(value.size());
+  for (const char c : value) {
+    if (c == '\\' || c == '"') escaped += '\\';
+    if (c == '\n') {
+      escaped += "\\n";
+      continue;
+    }
+    escaped += c;
+  }
+  return escaped;
+}
+
 void metric(std::string& out, std::string_view name, std::string_view type, std::string_view help,
             std::int64_t value) {
   header(out, name, type, help);

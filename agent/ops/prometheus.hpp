@@ -14,6 +14,8 @@ void header(std::string& out, std::string_view name, std::string_view type, std:
 // `name value`, or `name{labels} value` (labels already in `key="value"` form).
 void sample(std::string& out, std::string_view name, std::int64_t value,
             std::string_view labels = {});
+// A label value as the format wants it: backslash, double quote and newline escaped.
+std::string escape_label(std::string_view value);
 // One metric with a single unlabelled sample: its header, then the sample.
 void metric(std::string& out, std::string_view name, std::string_view type, std::string_view help,
             std::int64_t value);

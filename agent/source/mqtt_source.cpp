@@ -19,15 +19,17 @@ constexpr std::string_view kMqtt = "mqtt";
 constexpr auto kConnectTimeout = 10s;
 constexpr auto kSubscribeTimeout = 10s;
 
+std::string client_id(const Config& config) {
+  return config.mqtt.client_id.empty() ? "meter-agent-" + config.gateway_id : config.mqtt.client_id;
+}
+
+}  // namespace
+
 std::string server_uri(const MqttConfig& mqtt) {
   std::string host = mqtt.host;
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
   return (mqtt.tls.enabled ? "ssl://" : "tcp://") + host + ":" +
          std::to_string(mqtt.effective_port());
-}
-
-std::string client_id(const Config& config) {
-  return config.mqtt.client_id.empty() ? "meter-agent-" + config.gateway_id : config.mqtt.client_id;
 }
 
 Result<std::string> read_password(const MqttConfig& mqtt) {
@@ -50,8 +52,6 @@ Result<std::string> read_password(const MqttConfig& mqtt) {
   }
   return std::string();
 }
-
-}  // namespace
 
 std::set<std::string> topic_filters(const Config& config) {
   std::set<std::string> filters;

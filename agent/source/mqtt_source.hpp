@@ -31,6 +31,10 @@ class token;
 
 namespace meter::agent {
 
+// tcp://host:port or ssl://host:port (an IPv6 address in brackets).
+std::string server_uri(const MqttConfig& mqtt);
+// The broker password from mqtt.password_file or mqtt.password_env ("" when neither).
+Result<std::string> read_password(const MqttConfig& mqtt);
 // The topic filters the mappings subscribe to.
 std::set<std::string> topic_filters(const Config& config);
 // Whether going from `before` to `after` needs a new connection: a changed

@@ -41,6 +41,9 @@ NormalizeStats& NormalizeStats::operator+=(const NormalizeStats& other) {
   revised += other.revised;
   decode_errors += other.decode_errors;
   ignored += other.ignored;
+  for (const auto& [mapping, count] : other.no_reading_by_mapping) {
+    no_reading_by_mapping[mapping] += count;
+  }
   return *this;
 }
 
@@ -273,6 +276,20 @@ Result<std::vector<RawOutcome>> Buffer::latest_raw_outcomes(const std::string& k
     }
     std::reverse(outcomes.begin(), outcomes.end());
     return outcomes;
+  });
+}
+
+Result<std::vector<RawOutcomeGroup>> Buffer::recent_outcome_groups(const std::string& kind,
+                                                                   int recent, int groups) {
+  return guarded([&]() -> Result<std::vector<RawOutcomeGroup>> {
+    auto statement = db_->prepare(sql::kRecentOutcomeGroups);
+    statement.bind(1, std::string_view(kind)).bind(2, recent).bind(3, groups);
+    std::vector<RawOutcomeGroup> found;
+    while (statement.step()) {
+      found.push_back(RawOutcomeGroup{statement.column_text(0), statement.column_text(1),
+                                      statement.column_int(2), statement.column_int(3)});
+    }
+    return found;
   });
 }
 

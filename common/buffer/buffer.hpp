@@ -49,6 +49,10 @@ struct NormalizeStats {
   std::int64_t revised = 0;           // stored measurements whose delta or flags changed
   std::int64_t decode_errors = 0;     // messages (or readings) that could not be decoded
   std::int64_t ignored = 0;           // non-readings and retained messages without a timestamp
+  // Messages that gave no reading (ignored or a decode error), by
+  // MappingConfig::label() ("" for a topic no mapping takes): a silently
+  // ignored meter shows up here (/metrics).
+  std::map<std::string, std::int64_t, std::less<>> no_reading_by_mapping;
 
   NormalizeStats& operator+=(const NormalizeStats& other);
 };
@@ -233,6 +237,10 @@ class Buffer {
   Status for_each_raw_outcome(const std::function<void(const RawOutcome&)>& visit);
   // The newest `limit` outcomes of one kind, oldest first.
   Result<std::vector<RawOutcome>> latest_raw_outcomes(const std::string& kind, int limit);
+  // The newest `recent` outcomes of one kind grouped by topic and reason, at
+  // most `groups` of them, the group with the newest message first.
+  Result<std::vector<RawOutcomeGroup>> recent_outcome_groups(const std::string& kind, int recent,
+                                                             int groups);
   Result<BufferStatus> status();
 
   // Deletes measurements the central side has confirmed whose timestamp is

@@ -193,6 +193,7 @@ void Buffer::normalize_message(const Config& config, std::int64_t seq, const Raw
   if (mapping == nullptr) {
     record_outcome(seq, "decode_error", "no mapping matches topic '" + message.topic + "'");
     ++stats.decode_errors;
+    ++stats.no_reading_by_mapping[""];
     return;
   }
 
@@ -200,11 +201,13 @@ void Buffer::normalize_message(const Config& config, std::int64_t seq, const Raw
   if (!decoded) {
     record_outcome(seq, "decode_error", decoded.error().message);
     ++stats.decode_errors;
+    ++stats.no_reading_by_mapping[mapping->label()];
     return;
   }
   if (decoded->ignored_reason) {
     record_outcome(seq, "ignored", *decoded->ignored_reason);
     ++stats.ignored;
+    ++stats.no_reading_by_mapping[mapping->label()];
     return;
   }
 
@@ -250,6 +253,9 @@ void Buffer::normalize_message(const Config& config, std::int64_t seq, const Raw
   }
   stats.decode_errors += failed;
   stats.ignored += skipped;
+  if (failed + skipped == static_cast<std::int64_t>(decoded->readings.size())) {
+    ++stats.no_reading_by_mapping[mapping->label()];
+  }
   if (failed > 0) {
     record_outcome(seq, "decode_error", reasons);
   } else if (skipped > 0) {

@@ -166,6 +166,12 @@ inline constexpr const char* kRawOutcomes =
     "SELECT seq, kind, reason FROM raw_outcomes ORDER BY seq";
 inline constexpr const char* kLatestRawOutcomes =
     "SELECT seq, kind, reason FROM raw_outcomes WHERE kind = ?1 ORDER BY seq DESC LIMIT ?2";
+// The newest ?2 outcomes of kind ?1, grouped by topic and reason, newest group first.
+inline constexpr const char* kRecentOutcomeGroups =
+    "SELECT r.topic, o.reason, count(*), max(o.seq) FROM "
+    "(SELECT seq, reason FROM raw_outcomes WHERE kind = ?1 ORDER BY seq DESC LIMIT ?2) o "
+    "JOIN raw_messages r ON r.seq = o.seq GROUP BY r.topic, o.reason ORDER BY max(o.seq) DESC "
+    "LIMIT ?3";
 
 // Renormalize: keep the old rows aside, rebuild, then carry revisions and sync
 // state over by identity. The rebuild numbers rows afresh, so the rejections of

@@ -97,6 +97,12 @@ struct TimestampConfig {
   friend bool operator==(const TimestampConfig&, const TimestampConfig&) = default;
 };
 
+// Whether `text` matches `pattern`, in which one '*' stands for any run of
+// characters (none included) and every other character for itself; on a match
+// `star` (when given) receives what the '*' stood for ("" without a '*').
+bool pattern_matches(std::string_view pattern, std::string_view text,
+                     std::string_view* star = nullptr);
+
 // Where a text field of a reading (device_id, metric_type, unit) comes from.
 struct TextSource {
   enum class Kind {
@@ -105,12 +111,22 @@ struct TextSource {
     topic_level,          // one topic level: `topic_level` from 0, negative from the end (-1: last)
     topic_levels_from,    // the levels from `topic_level` (>= 0) on, joined by '/'
     per_metric_constant,  // units only: `per_metric[metric_type]`
+    key,                  // `key`: the member key a reading's `each` matched ("switch:0")
+    key_match,            // `key_match`: what the '*' of `each.keys` stood for ("0")
+    parts,                // `parts`: the texts of `parts`, joined without separator
   };
   Kind kind = Kind::constant;
   std::string constant;
   JsonPointer path;
   int topic_level = 0;
   std::map<std::string, std::string, std::less<>> per_metric;
+  // topic_level only: the level must match this pattern; the text is what
+  // its '*' stood for (`{topic_level: -1, match: "switch:*"}` -> "0").
+  std::string level_pattern;
+  // topic_level only: the text is looked up here (`map: {yieldday: Wh}`);
+  // a level not listed is a decode error.
+  std::map<std::string, std::string, std::less<>> level_map;
+  std::vector<TextSource> parts;
 
   // Compared whole, so a reload sees every changed field (a new field included).
   friend bool operator==(const TextSource&, const TextSource&) = default;
@@ -123,6 +139,32 @@ enum class ArrayValues {
   channels,  // one reading per element; element i gets device_id "<device_id>/ch<i+1>"
 };
 
+// `each`: one reading per member of the object at `object` whose key matches
+// `keys` (Shelly's `switch:0`, `em1:1` in a NotifyStatus); the reading's value
+// path (and `key`, `key_match` text sources) then refer to that member.
+struct EachMember {
+  JsonPointer object;
+  std::string keys;  // a pattern with at most one '*'
+
+  friend bool operator==(const EachMember&, const EachMember&) = default;
+};
+
+// How a value is combined from several fields: `{sum: [/a, /b]}` is a + b,
+// `{difference: [/a, /b]}` is a - b (exact). Any term absent: no reading.
+enum class ValueCombination { single, sum, difference };
+
+// `scale`: the value times `multiply`, divided by `divide` (exact decimal
+// arithmetic). A quotient that is no finite decimal within the Decimal
+// limits (watt-minutes / 60) is rounded half to even to `decimals` places
+// and the reading says so (DecodedReading::rounded).
+struct Scale {
+  Decimal multiply = Decimal::from_int(1);
+  std::uint64_t divide = 1;
+  int decimals = 0;  // required with divide > 1
+
+  friend bool operator==(const Scale&, const Scale&) = default;
+};
+
 struct ReadingMapping {
   TextSource metric_type;
   std::optional<JsonPointer> value;  // format json: where the value is; plain: none (the payload)
@@ -132,19 +174,47 @@ struct ReadingMapping {
   // no reading from this message (the others in it still count). true: that
   // is a decode error.
   bool required = false;
+  std::optional<EachMember> each;
+  ValueCombination combination = ValueCombination::single;
+  std::vector<JsonPointer> terms;  // sum / difference: the fields (value is the first)
+  std::optional<Scale> scale;
+  // format json: this reading's own timestamp (the mapping's format and zone);
+  // none: the mapping's timestamp.path, if any.
+  std::optional<JsonPointer> timestamp_path;
+  // This reading's own device id (one CT of a Tasmota beside its ENERGY);
+  // none: the mapping's device_id.
+  std::optional<TextSource> device_id;
 
   // Compared whole, so a reload sees every changed field (a new field included).
   friend bool operator==(const ReadingMapping&, const ReadingMapping&) = default;
 };
 
+// `when: [{topic_level: N, match: PATTERN}]`: a mapping applies to a topic
+// only if every listed level matches (so one filter may serve several
+// mappings, e.g. a unit per topic).
+struct TopicCondition {
+  int topic_level = 0;  // from 0, negative from the end
+  std::string pattern;  // at most one '*'
+
+  friend bool operator==(const TopicCondition&, const TopicCondition&) = default;
+};
+
 struct MappingConfig {
   std::string topic;  // MQTT topic filter, '+' and '#' wildcards
+  std::vector<TopicCondition> when;
+  // `ignore: REASON`: every message this mapping takes is a non-reading
+  // (status topics, link quality, text sensors): ignored with this reason.
+  std::optional<std::string> ignore;
   PayloadFormat format = PayloadFormat::seed_json;
   TimestampConfig timestamp;
   std::string preset;  // the preset this mapping was made from; empty: none
   // format json and plain (seed_json carries its own in every reading):
   TextSource device_id;
   std::vector<ReadingMapping> readings;  // at least one
+
+  // Names the mapping in /metrics: its filter, `when` conditions and preset,
+  // e.g. "+/status/+ when -1=em1:* (shelly_gen2)".
+  std::string label() const;
 
   // Compared whole, so a reload sees every changed field (a new field included).
   friend bool operator==(const MappingConfig&, const MappingConfig&) = default;
@@ -281,5 +351,8 @@ Result<Config> parse_config(std::string_view yaml_text, const std::string& sourc
 
 // MQTT topic filter matching ('+' one level, '#' the rest, per MQTT 3.1.1 4.7).
 bool topic_matches(std::string_view filter, std::string_view topic);
+
+// Whether `mapping` takes `topic`: its filter matches and so do its `when` conditions.
+bool mapping_applies(const MappingConfig& mapping, std::string_view topic);
 
 }  // namespace meter

@@ -443,7 +443,7 @@ const MetricConfig* Config::metric(std::string_view name) const {
 
 const MappingConfig* Config::mapping_for(std::string_view topic) const {
   for (const MappingConfig& mapping : mappings) {
-    if (topic_matches(mapping.topic, topic)) return &mapping;
+    if (mapping_applies(mapping, topic)) return &mapping;
   }
   return nullptr;
 }

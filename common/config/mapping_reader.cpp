@@ -1,6 +1,7 @@
-// The mappings' YAML reader: topic filters, formats, readings, text sources,
-// timestamps and presets (a preset file is read by a Parser of its own). The
-// Parser class is declared in parser.hpp; the rest of the document is read in
+// The mappings' YAML reader: topic filters, `when`, `ignore`, formats,
+// timestamps and presets (a preset file is read by a Parser of its own); the
+// readings and text sources are read in reading_reader.cpp. The Parser class
+// is declared in parser.hpp; the rest of the document is read in
 // config_reader.cpp.
 #include <algorithm>
 #include <string>
@@ -14,50 +15,104 @@
 namespace meter::config_parser {
 
 bool Parser::parse_mappings(const Value& value, std::vector<MappingConfig>& out) {
+  return parse_mappings_list(value, out, true);
+}
+
+bool Parser::parse_mappings_list(const Value& value, std::vector<MappingConfig>& out,
+                                 bool allow_preset) {
   if (!value.node.IsSequence()) return fail_expected(value, "a list of mappings");
   if (value.node.size() == 0) return fail(value, "at least one mapping is required");
   std::vector<YAML::Mark> topic_marks;
+  std::vector<std::size_t>
+      item_of;  // the list item each mapping came from (a preset may give several)
   for (std::size_t i = 0; i < value.node.size(); ++i) {
     const YAML::Node item = value.node[i];
     const Value item_value{item, item.IsNull() ? value.mark : item.Mark(),
                            value.path + "[" + std::to_string(i) + "]"};
-    MappingConfig mapping;
+    std::vector<MappingConfig> mappings;
     YAML::Mark topic_mark;
-    if (!parse_mapping(item_value, mapping, topic_mark)) return false;
-    // A repeated filter can never match: the earlier one always wins.
-    for (std::size_t k = 0; k < out.size(); ++k) {
-      if (out[k].topic == mapping.topic) {
-        return fail(topic_mark, item_value.path + ".topic: same filter as " + value.path + "[" +
-                                    std::to_string(k) + "] (line " +
-                                    std::to_string(topic_marks[k].line + 1) +
-                                    "), so it would never match");
+    if (!parse_mapping(item_value, mappings, topic_mark, allow_preset)) return false;
+    for (MappingConfig& mapping : mappings) {
+      // A repeated filter can never match: the earlier one always wins
+      // (unless the earlier one applies only `when` its conditions hold).
+      for (std::size_t k = 0; k < out.size(); ++k) {
+        if (out[k].topic == mapping.topic && out[k].when.empty()) {
+          return fail(topic_mark, item_value.path + ".topic: same filter as " + value.path + "[" +
+                                      std::to_string(item_of[k]) + "] (line " +
+                                      std::to_string(topic_marks[k].line + 1) +
+                                      "), so it would never match");
+        }
       }
+      out.push_back(std::move(mapping));
+      topic_marks.push_back(topic_mark);
+      item_of.push_back(i);
     }
-    out.push_back(std::move(mapping));
-    topic_marks.push_back(topic_mark);
   }
   return true;
 }
 
-bool Parser::parse_mapping(const Value& value, MappingConfig& out, YAML::Mark& topic_mark,
-                           bool allow_preset) {
+bool Parser::parse_mapping(const Value& value, std::vector<MappingConfig>& out,
+                           YAML::Mark& topic_mark, bool allow_preset) {
   std::vector<Entry> entries;
-  const KeyList user_keys{"preset", "topic", "format", "timestamp", "device_id", "readings"};
-  const KeyList preset_keys{"topic", "format", "timestamp", "device_id", "readings"};
+  const KeyList user_keys{"preset",    "topic",    "format", "timestamp",
+                          "device_id", "readings", "when",   "ignore"};
+  const KeyList preset_keys{"topic",    "format", "timestamp", "device_id",
+                            "readings", "when",   "ignore"};
   if (!read_map(value, allow_preset ? user_keys : preset_keys, entries)) return false;
   // The preset first, then every other key given replaces the preset's
   // key whole (a shallow merge: what you read in the config is what holds
   // for that key, nothing is half-inherited).
   const Entry* preset = find_entry(entries, "preset");
+  std::vector<MappingConfig> bases(1);
   if (preset != nullptr) {
-    if (!load_preset(preset->value, out)) return false;
+    bases.clear();
+    if (!load_preset(preset->value, bases)) return false;
     topic_mark = preset->value.mark;
+    if (bases.size() > 1) {
+      for (const Entry& entry : entries) {
+        if (entry.key != "preset" && entry.key != "timestamp") {
+          return fail(entry.key_mark,
+                      "preset " + quote(bases.front().preset) + " has " +
+                          std::to_string(bases.size()) +
+                          " mappings: only 'timestamp' may be given beside it (copy the "
+                          "preset's file next to the config to change more)");
+        }
+      }
+    }
   }
+  for (MappingConfig& mapping : bases) {
+    if (!apply_mapping_keys(entries, mapping, topic_mark)) return false;
+    if (preset == nullptr && !require(value, entries, KeyList{"topic"})) return false;
+    if (!validate_mapping(value, mapping)) return false;
+    for (const ReadingMapping& reading : mapping.readings) {
+      if (reading.metric_type.kind == TextSource::Kind::constant) {
+        metric_references_.push_back(
+            MetricReference{reading.metric_type.constant, value.mark, value.path, mapping.preset});
+      }
+      for (const auto& [level, metric] : reading.metric_type.level_map) {
+        metric_references_.push_back(
+            MetricReference{metric, value.mark, value.path, mapping.preset});
+      }
+    }
+    out.push_back(std::move(mapping));
+  }
+  return true;
+}
+
+bool Parser::apply_mapping_keys(const std::vector<Entry>& entries, MappingConfig& out,
+                                YAML::Mark& topic_mark) {
   for (const Entry& entry : entries) {
     bool ok = true;
     if (entry.key == "topic") {
       ok = parse_topic_filter(entry.value, out.topic);
       topic_mark = entry.value.mark;
+    } else if (entry.key == "when") {
+      out.when.clear();
+      ok = parse_topic_conditions(entry.value, out.when);
+    } else if (entry.key == "ignore") {
+      std::string reason;
+      ok = non_empty_text(entry.value, "a reason text, e.g. \"status topic\"", reason);
+      out.ignore = std::move(reason);
     } else if (entry.key == "format") {
       ok = one_of(entry.value,
                   {{"seed_json", PayloadFormat::seed_json},
@@ -75,13 +130,39 @@ bool Parser::parse_mapping(const Value& value, MappingConfig& out, YAML::Mark& t
     }
     if (!ok) return false;
   }
-  if (preset == nullptr && !require(value, entries, KeyList{"topic"})) return false;
-  if (!validate_mapping(value, out)) return false;
-  for (const ReadingMapping& reading : out.readings) {
-    if (reading.metric_type.kind == TextSource::Kind::constant) {
-      metric_references_.push_back(
-          MetricReference{reading.metric_type.constant, value.mark, value.path, out.preset});
+  return true;
+}
+
+bool Parser::parse_topic_conditions(const Value& value, std::vector<TopicCondition>& out) {
+  if (!value.node.IsSequence()) {
+    return fail_expected(value, "a list of {topic_level: N, match: PATTERN}");
+  }
+  if (value.node.size() == 0) return fail(value, "at least one condition is required");
+  for (std::size_t i = 0; i < value.node.size(); ++i) {
+    const YAML::Node item = value.node[i];
+    const Value item_value{item, item.IsNull() ? value.mark : item.Mark(),
+                           value.path + "[" + std::to_string(i) + "]"};
+    std::vector<Entry> entries;
+    if (!item.IsMap()) return fail_expected(item_value, "a map {topic_level: N, match: PATTERN}");
+    if (!read_map(item_value, KeyList{"topic_level", "match"}, entries)) return false;
+    if (!require(item_value, entries, KeyList{"topic_level", "match"})) return false;
+    TopicCondition condition;
+    if (!parse_topic_level(find_entry(entries, "topic_level")->value, true,
+                           condition.topic_level)) {
+      return false;
     }
+    if (!parse_pattern(find_entry(entries, "match")->value, condition.pattern)) return false;
+    out.push_back(std::move(condition));
+  }
+  return true;
+}
+
+bool Parser::parse_pattern(const Value& value, std::string& out) {
+  constexpr std::string_view kExpected =
+      "a pattern: text with at most one '*' standing for any characters, e.g. \"switch:*\"";
+  if (!scalar(value, kExpected, out)) return false;
+  if (out.empty() || !is_valid_utf8(out) || std::count(out.begin(), out.end(), '*') > 1) {
+    return fail_expected(value, kExpected);
   }
   return true;
 }
@@ -90,6 +171,14 @@ bool Parser::validate_mapping(const Value& value, const MappingConfig& mapping) 
   const std::string where = mapping.preset.empty() ? "" : " (preset '" + mapping.preset + "')";
   const bool has_device_id =
       mapping.device_id.kind != TextSource::Kind::constant || !mapping.device_id.constant.empty();
+  if (mapping.ignore) {
+    if (has_device_id || !mapping.readings.empty() || mapping.timestamp.path) {
+      return fail(value, "ignore" + where +
+                             ": a mapping that ignores its messages has no device_id, readings "
+                             "or timestamp.path");
+    }
+    return true;
+  }
   if (mapping.format == PayloadFormat::seed_json) {
     if (has_device_id || !mapping.readings.empty()) {
       return fail(value, "device_id and readings are for format json or plain; seed_json" + where +
@@ -101,7 +190,13 @@ bool Parser::validate_mapping(const Value& value, const MappingConfig& mapping) 
     }
     return true;
   }
-  if (!has_device_id) return fail(value, "missing required key 'device_id'" + where);
+  const bool every_reading_has_device =
+      !mapping.readings.empty() &&
+      std::all_of(mapping.readings.begin(), mapping.readings.end(),
+                  [](const ReadingMapping& reading) { return reading.device_id.has_value(); });
+  if (!has_device_id && !every_reading_has_device) {
+    return fail(value, "missing required key 'device_id'" + where);
+  }
   if (mapping.readings.empty()) return fail(value, "missing required key 'readings'" + where);
   if (mapping.format == PayloadFormat::plain) {
     if (mapping.readings.size() != 1) {
@@ -109,13 +204,14 @@ bool Parser::validate_mapping(const Value& value, const MappingConfig& mapping) 
                   "format plain" + where + " takes exactly one reading: the payload is one number");
     }
     const ReadingMapping& reading = mapping.readings.front();
-    if (mapping.device_id.kind == TextSource::Kind::json_path ||
-        reading.unit.kind == TextSource::Kind::json_path || reading.value ||
-        mapping.timestamp.path) {
+    if (uses_payload(mapping.device_id) || uses_payload(reading.unit) ||
+        (reading.device_id && uses_payload(*reading.device_id)) ||
+        uses_payload(reading.metric_type) || reading.value || mapping.timestamp.path ||
+        reading.each || reading.timestamp_path || reading.combination != ValueCombination::single) {
       return fail(value, "format plain" + where +
-                             " has no JSON to point into: no path in device_id, value, unit "
-                             "or timestamp (the value is the whole payload, the timestamp the "
-                             "receive time)");
+                             " has no JSON to point into: no path, each, sum or difference in "
+                             "device_id, value, unit or timestamp (the value is the whole "
+                             "payload, the timestamp the receive time)");
     }
     return validate_per_metric_units(value, mapping, where);
   }
@@ -125,138 +221,38 @@ bool Parser::validate_mapping(const Value& value, const MappingConfig& mapping) 
                              ": missing required key 'value' (format json)");
     }
   }
+  // `key` and `key_match` name an `each` member: every reading needs one.
+  const bool device_uses_key = uses_key(mapping.device_id);
+  // A mapping whose every reading names its own device needs no device_id of its own.
+  for (std::size_t i = 0; i < mapping.readings.size(); ++i) {
+    const ReadingMapping& reading = mapping.readings[i];
+    const bool reading_device_uses_key =
+        reading.device_id ? uses_key(*reading.device_id) : device_uses_key;
+    if (!reading.each &&
+        (reading_device_uses_key || uses_key(reading.metric_type) || uses_key(reading.unit))) {
+      return fail(value, "readings[" + std::to_string(i) + "]" + where +
+                             ": key and key_match name the member an 'each' matched; this "
+                             "reading has no 'each'");
+    }
+  }
   return validate_per_metric_units(value, mapping, where);
 }
 
-bool Parser::parse_readings(const Value& value, std::vector<ReadingMapping>& out) {
-  if (!value.node.IsSequence()) return fail_expected(value, "a list of readings");
-  if (value.node.size() == 0) return fail(value, "at least one reading is required");
-  for (std::size_t i = 0; i < value.node.size(); ++i) {
-    const YAML::Node item = value.node[i];
-    const Value item_value{item, item.IsNull() ? value.mark : item.Mark(),
-                           value.path + "[" + std::to_string(i) + "]"};
-    ReadingMapping reading;
-    if (!parse_reading(item_value, reading)) return false;
-    out.push_back(std::move(reading));
-  }
-  return true;
-}
-
-bool Parser::parse_reading(const Value& value, ReadingMapping& out) {
-  std::vector<Entry> entries;
-  if (!read_map(value, KeyList{"metric_type", "value", "unit", "arrays", "required"}, entries)) {
-    return false;
-  }
-  for (const Entry& entry : entries) {
-    bool ok = true;
-    if (entry.key == "metric_type") {
-      ok = parse_text_source(entry.value, TextSourceUse::metric_type, out.metric_type);
-    } else if (entry.key == "value") {
-      ok = parse_value_source(entry.value, out.value);
-    } else if (entry.key == "unit") {
-      ok = parse_text_source(entry.value, TextSourceUse::unit, out.unit);
-    } else if (entry.key == "arrays") {
-      ok = one_of(entry.value, {{"error", ArrayValues::error}, {"channels", ArrayValues::channels}},
-                  out.arrays);
-    } else if (entry.key == "required") {
-      ok = boolean(entry.value, out.required);
-    }
-    if (!ok) return false;
-  }
-  return require(value, entries, KeyList{"metric_type", "unit"});
-}
-
-bool Parser::parse_value_source(const Value& value, std::optional<JsonPointer>& out) {
-  std::vector<Entry> entries;
-  if (!value.node.IsMap()) {
-    return fail_expected(value, "a map {path: JSON_POINTER}, e.g. {path: /ENERGY/Total}");
-  }
-  if (!read_map(value, KeyList{"path"}, entries)) return false;
-  if (!require(value, entries, KeyList{"path"})) return false;
-  JsonPointer pointer;
-  if (!parse_json_pointer(entries.front().value, pointer)) return false;
-  out = std::move(pointer);
-  return true;
-}
-
-bool Parser::parse_json_pointer(const Value& value, JsonPointer& out) {
-  constexpr std::string_view kExpected = "a JSON pointer (RFC 6901), e.g. /ENERGY/Total";
-  std::string text;
-  if (!scalar(value, kExpected, text)) return false;
-  if (!is_valid_utf8(text)) return fail_expected(value, kExpected);
-  Result<JsonPointer> pointer = JsonPointer::parse(text);
-  if (!pointer) return fail(value, pointer.error().message + ", got " + quote(text));
-  out = std::move(*pointer);
-  return true;
-}
-
-bool Parser::parse_text_source(const Value& value, TextSourceUse use, TextSource& out) {
-  out = TextSource{};
-  if (value.node.IsScalar()) return parse_constant(value, use, out.constant);
-  const KeyList device_keys{"constant", "path", "topic_level", "topic_levels_from"};
-  const KeyList metric_keys{"constant", "topic_level", "topic_levels_from"};
-  const KeyList unit_keys{"constant", "path", "per_metric"};
-  const KeyList keys = use == TextSourceUse::device_id     ? device_keys
-                       : use == TextSourceUse::metric_type ? metric_keys
-                                                           : unit_keys;
-  if (!value.node.IsMap()) {
-    return fail_expected(value, "a constant or a map with one of " + join(keys));
-  }
-  std::vector<Entry> entries;
-  if (!read_map(value, keys, entries)) return false;
-  if (entries.size() != 1) {
-    return fail(
-        value, "expected exactly one of " + join(keys) + ", got " + std::to_string(entries.size()));
-  }
-  const Entry& entry = entries.front();
-  if (entry.key == "constant") {
-    out.kind = TextSource::Kind::constant;
-    return parse_constant(entry.value, use, out.constant);
-  }
-  if (entry.key == "path") {
-    out.kind = TextSource::Kind::json_path;
-    return parse_json_pointer(entry.value, out.path);
-  }
-  if (entry.key == "per_metric") {
-    out.kind = TextSource::Kind::per_metric_constant;
-    return parse_per_metric_units(entry.value, out.per_metric);
-  }
-  const bool single = entry.key == "topic_level";
-  out.kind = single ? TextSource::Kind::topic_level : TextSource::Kind::topic_levels_from;
-  return parse_topic_level(entry.value, single, out.topic_level);
-}
-
-bool Parser::parse_constant(const Value& value, TextSourceUse use, std::string& out) {
-  if (use == TextSourceUse::unit) return parse_unit(value, out);
-  if (use == TextSourceUse::metric_type) {
-    constexpr std::string_view kExpected = "a metric name (1 to 64 characters of a-z, 0-9, '_')";
-    if (!scalar(value, kExpected, out)) return false;
-    if (!is_name(out, false)) return fail_expected(value, kExpected);
+bool Parser::uses_payload(const TextSource& source) {
+  if (source.kind == TextSource::Kind::json_path || source.kind == TextSource::Kind::key ||
+      source.kind == TextSource::Kind::key_match) {
     return true;
   }
-  constexpr std::string_view kExpected = "a device id (UTF-8 text without control characters)";
-  if (!scalar(value, kExpected, out)) return false;
-  bool ok = !out.empty() && is_valid_utf8(out);
-  for (const char c : out) ok = ok && static_cast<unsigned char>(c) >= 0x20 && c != 0x7F;
-  if (!ok) return fail_expected(value, kExpected);
-  return true;
+  return std::any_of(source.parts.begin(), source.parts.end(),
+                     [](const TextSource& part) { return uses_payload(part); });
 }
 
-bool Parser::parse_topic_level(const Value& value, bool allow_negative, int& out) {
-  const std::string expected =
-      allow_negative ? std::string("a topic level index: 0 for the first, -1 for the last")
-                     : std::string("a topic level index from 0 (the first level)");
-  std::string text;
-  if (!scalar(value, expected, text)) return false;
-  const bool negative = !text.empty() && text.front() == '-';
-  if (negative && !allow_negative) return fail_expected(value, expected);
-  const auto number = parse_unsigned(std::string_view(text).substr(negative ? 1 : 0));
-  // An MQTT topic is at most 65535 bytes, so at most 32768 levels.
-  if (!number || *number > 32768 || (negative && *number == 0)) {
-    return fail_expected(value, expected);
+bool Parser::uses_key(const TextSource& source) {
+  if (source.kind == TextSource::Kind::key || source.kind == TextSource::Kind::key_match) {
+    return true;
   }
-  out = negative ? -static_cast<int>(*number) : static_cast<int>(*number);
-  return true;
+  return std::any_of(source.parts.begin(), source.parts.end(),
+                     [](const TextSource& part) { return uses_key(part); });
 }
 
 std::vector<fs::path> Parser::preset_dirs() const {
@@ -285,7 +281,7 @@ std::string Parser::searched_dirs() const {
   return out;
 }
 
-bool Parser::load_preset(const Value& value, MappingConfig& out) {
+bool Parser::load_preset(const Value& value, std::vector<MappingConfig>& out) {
   constexpr std::string_view kExpected = "a preset name (a-z, 0-9, '_')";
   std::string name;
   if (!scalar(value, kExpected, name)) return false;
@@ -308,24 +304,35 @@ bool Parser::load_preset(const Value& value, MappingConfig& out) {
   if (!preset_parser.parse_preset_document(*text, out)) {
     return fail(value, "preset " + quote(name) + ": " + preset_parser.error().message);
   }
-  out.preset = name;
+  for (MappingConfig& mapping : out) mapping.preset = name;
   return true;
 }
 
-bool Parser::parse_preset_document(const std::string& text, MappingConfig& out) {
+bool Parser::parse_preset_document(const std::string& text, std::vector<MappingConfig>& out) {
   try {
     const YAML::Node root = YAML::Load(text);
     const Value top{root, root.Mark(), ""};
     if (root.IsNull()) return fail(top, "empty preset; expected description and mapping");
     std::vector<Entry> entries;
-    if (!read_map(top, KeyList{"description", "mapping"}, entries)) return false;
-    if (!require(top, entries, KeyList{"description", "mapping"})) return false;
+    if (!read_map(top, KeyList{"description", "mapping", "mappings"}, entries)) return false;
+    if (!require(top, entries, KeyList{"description"})) return false;
     std::string description;
     if (!scalar(find_entry(entries, "description")->value, "a text", description)) {
       return false;
     }
+    const Entry* one = find_entry(entries, "mapping");
+    const Entry* many = find_entry(entries, "mappings");
+    if ((one == nullptr) == (many == nullptr)) {
+      return fail(top, "a preset has exactly one of 'mapping' (one) or 'mappings' (a list)");
+    }
     YAML::Mark topic_mark;
-    return parse_mapping(find_entry(entries, "mapping")->value, out, topic_mark, false);
+    if (one != nullptr) return parse_mapping(one->value, out, topic_mark, false);
+    // Several: the same checks as a config's mappings list (a repeated filter
+    // needs `when` on the earlier one).
+    std::vector<MappingConfig> list;
+    if (!parse_mappings_list(many->value, list, false)) return false;
+    for (MappingConfig& mapping : list) out.push_back(std::move(mapping));
+    return true;
   } catch (const YAML::Exception& e) {
     return fail(e.mark, "invalid YAML: " + e.msg);
   }
@@ -416,23 +423,65 @@ bool Parser::validate_per_metric_units(const Value& value, const MappingConfig& 
   return true;
 }
 
-bool Parser::parse_per_metric_units(const Value& value,
-                                    std::map<std::string, std::string, std::less<>>& out) {
-  std::vector<Entry> entries;
-  if (!value.node.IsMap()) return fail_expected(value, "a map of metric name to unit");
-  if (!read_map(value, std::nullopt, entries)) return false;
-  if (entries.empty()) return fail(value, "at least one metric is required");
-  for (const Entry& entry : entries) {
-    if (!is_name(entry.key, false)) {
-      return fail(entry.key_mark, display_path(value.path) + ": invalid metric name " +
-                                      quote(entry.key) +
-                                      "; expected 1 to 64 characters of a-z, 0-9, '_'");
-    }
-    std::string unit;
-    if (!parse_unit(entry.value, unit)) return false;
-    out.emplace(entry.key, std::move(unit));
+}  // namespace meter::config_parser
+
+namespace meter {
+
+bool pattern_matches(std::string_view pattern, std::string_view text, std::string_view* star) {
+  const std::size_t wildcard = pattern.find('*');
+  if (wildcard == std::string_view::npos) {
+    if (pattern != text) return false;
+    if (star != nullptr) *star = {};
+    return true;
+  }
+  const std::string_view prefix = pattern.substr(0, wildcard);
+  const std::string_view suffix = pattern.substr(wildcard + 1);
+  if (text.size() < prefix.size() + suffix.size() || !text.starts_with(prefix) ||
+      !text.ends_with(suffix)) {
+    return false;
+  }
+  if (star != nullptr) {
+    *star = text.substr(prefix.size(), text.size() - prefix.size() - suffix.size());
   }
   return true;
 }
 
-}  // namespace meter::config_parser
+namespace {
+
+// Level `index` of `topic` (negative from the end), or none.
+std::optional<std::string_view> topic_level_at(std::string_view topic, int index) {
+  std::vector<std::string_view> levels;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t end = topic.find('/', start);
+    levels.push_back(topic.substr(start, end == std::string_view::npos ? end : end - start));
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  const auto count = static_cast<long>(levels.size());
+  const long at = index < 0 ? count + index : index;
+  if (at < 0 || at >= count) return std::nullopt;
+  return levels[static_cast<std::size_t>(at)];
+}
+
+}  // namespace
+
+std::string MappingConfig::label() const {
+  std::string text = topic;
+  for (const TopicCondition& condition : when) {
+    text += " when " + std::to_string(condition.topic_level) + "=" + condition.pattern;
+  }
+  if (!preset.empty()) text += " (" + preset + ")";
+  return text;
+}
+
+bool mapping_applies(const MappingConfig& mapping, std::string_view topic) {
+  if (!topic_matches(mapping.topic, topic)) return false;
+  for (const TopicCondition& condition : mapping.when) {
+    const auto level = topic_level_at(topic, condition.topic_level);
+    if (!level || !pattern_matches(condition.pattern, *level)) return false;
+  }
+  return true;
+}
+
+}  // namespace meter

@@ -179,8 +179,12 @@ class Parser {
   bool parse_mappings(const Value& value, std::vector<MappingConfig>& out);
 
   // `allow_preset` is false inside a preset file: presets do not nest.
-  bool parse_mapping(const Value& value, MappingConfig& out, YAML::Mark& topic_mark,
+  bool parse_mappings_list(const Value& value, std::vector<MappingConfig>& out, bool allow_preset);
+  // One list item: one mapping, or as many as its preset has.
+  bool parse_mapping(const Value& value, std::vector<MappingConfig>& out, YAML::Mark& topic_mark,
                      bool allow_preset = true);
+  bool apply_mapping_keys(const std::vector<Entry>& entries, MappingConfig& out,
+                          YAML::Mark& topic_mark);
 
   // The combinations the decoder relies on; checked after a preset and its
   // overrides are merged, so the error points at the mapping as a whole.
@@ -193,7 +197,15 @@ class Parser {
 
   bool parse_reading(const Value& value, ReadingMapping& out);
 
-  bool parse_value_source(const Value& value, std::optional<JsonPointer>& out);
+  bool parse_value_source(const Value& value, ReadingMapping& out);
+  bool parse_each(const Value& value, ReadingMapping& out);
+  bool parse_scale(const Value& value, ReadingMapping& out);
+  bool parse_reading_timestamp(const Value& value, ReadingMapping& out);
+  bool parse_topic_conditions(const Value& value, std::vector<TopicCondition>& out);
+  bool parse_pattern(const Value& value, std::string& out);
+  // Whether a text source reads the payload (path, key, key_match), or an `each` member.
+  static bool uses_payload(const TextSource& source);
+  static bool uses_key(const TextSource& source);
 
   bool parse_json_pointer(const Value& value, JsonPointer& out);
 
@@ -205,6 +217,9 @@ class Parser {
   bool parse_text_source(const Value& value, TextSourceUse use, TextSource& out);
 
   bool parse_constant(const Value& value, TextSourceUse use, std::string& out);
+  bool parse_parts(const Value& value, TextSource& out);
+  bool parse_level_map(const Value& value, TextSourceUse use,
+                       std::map<std::string, std::string, std::less<>>& out);
 
   bool parse_topic_level(const Value& value, bool allow_negative, int& out);
 
@@ -219,11 +234,12 @@ class Parser {
 
   std::string searched_dirs() const;
 
-  bool load_preset(const Value& value, MappingConfig& out);
+  bool load_preset(const Value& value, std::vector<MappingConfig>& out);
 
  public:
-  // A preset file: {description: TEXT, mapping: {topic, format, ...}}.
-  bool parse_preset_document(const std::string& text, MappingConfig& out);
+  // A preset file: {description: TEXT, mapping: {topic, format, ...}} or
+  // {description: TEXT, mappings: [{topic, ...}, ...]}.
+  bool parse_preset_document(const std::string& text, std::vector<MappingConfig>& out);
 
  private:
   // Metric names a mapping produces must be declared; checked at the end

@@ -20,6 +20,9 @@ struct DecodedReading {
   std::string metric_type;
   std::string value;  // decimal text as sent
   std::string unit;
+  // A mapping's `scale` rounded the value (its exact quotient is no finite
+  // decimal); the value as sent stays in the raw log.
+  bool rounded = false;
 };
 
 struct Decoded {

@@ -1,5 +1,6 @@
 #include "common/decode/mapping.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
 #include <new>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "common/decode/json.hpp"
+#include "common/decode/scale.hpp"
 #include "common/util/quote.hpp"
 #include "common/util/utf8.hpp"
 
@@ -57,8 +59,15 @@ struct Message {
   const JsonValue* document = nullptr;  // format json only
 };
 
+// The member of an `each` a reading instance comes from; none outside `each`.
+struct Member {
+  std::string_view key;
+  std::string_view key_match;
+  const JsonValue* value = nullptr;  // what value paths resolve against
+};
+
 Result<std::string> from_topic(const TextSource& source, const Message& message,
-                               std::string_view field) {
+                               std::string_view field, bool apply_map = true) {
   const auto count = static_cast<long>(message.levels.size());
   const long index = source.topic_level < 0 ? count + source.topic_level : source.topic_level;
   if (index < 0 || index >= count) {
@@ -84,13 +93,49 @@ Result<std::string> from_topic(const TextSource& source, const Message& message,
     return Error{std::string(field) + ": topic level " + std::to_string(source.topic_level) +
                  " of " + shown(message.topic) + " is empty"};
   }
+  if (!source.level_pattern.empty()) {
+    std::string_view star;
+    if (!pattern_matches(source.level_pattern, text, &star)) {
+      return Error{std::string(field) + ": topic level " + shown(text) + " does not match " +
+                   shown(source.level_pattern)};
+    }
+    text = std::string(star);
+    if (text.empty() && source.level_map.empty()) {
+      return Error{std::string(field) + ": topic level matched " + shown(source.level_pattern) +
+                   " with nothing for '*'"};
+    }
+  }
+  if (apply_map && !source.level_map.empty()) {
+    const auto it = source.level_map.find(text);
+    if (it == source.level_map.end()) {
+      return Error{std::string(field) + ": topic level " + shown(text) + " is not in the map"};
+    }
+    return it->second;
+  }
+  return text;
+}
+
+Result<std::string> text_field(const TextSource& source, const Message& message,
+                               std::string_view field, std::string_view metric_type,
+                               const Member& member);
+
+Result<std::string> from_parts(const TextSource& source, const Message& message,
+                               std::string_view field, std::string_view metric_type,
+                               const Member& member) {
+  std::string text;
+  for (const TextSource& part : source.parts) {
+    auto piece = text_field(part, message, field, metric_type, member);
+    if (!piece) return piece.error();
+    text += *piece;
+  }
   return text;
 }
 
 // device_id, metric_type or unit; `metric_type` is known when the unit is
 // looked up per metric.
 Result<std::string> text_field(const TextSource& source, const Message& message,
-                               std::string_view field, std::string_view metric_type = {}) {
+                               std::string_view field, std::string_view metric_type,
+                               const Member& member) {
   switch (source.kind) {
     case TextSource::Kind::constant:
       return source.constant;
@@ -104,6 +149,16 @@ Result<std::string> text_field(const TextSource& source, const Message& message,
       }
       return it->second;
     }
+    case TextSource::Kind::key:
+      return std::string(member.key);
+    case TextSource::Kind::key_match:
+      if (member.key_match.empty()) {
+        return Error{std::string(field) + ": key " + shown(member.key) +
+                     " matched '*' with nothing"};
+      }
+      return std::string(member.key_match);
+    case TextSource::Kind::parts:
+      return from_parts(source, message, field, metric_type, member);
     case TextSource::Kind::json_path:
       break;
   }
@@ -125,6 +180,25 @@ Result<std::string> text_field(const TextSource& source, const Message& message,
                describe(*value)};
 }
 
+// The topic level a level-mapped metric is chosen by, when the map does not
+// list it; none otherwise (also when the level is missing: text_field says so).
+std::optional<std::string> unmapped_level(const TextSource& source, const Message& message) {
+  if (source.kind != TextSource::Kind::topic_level || source.level_map.empty()) return {};
+  auto level = from_topic(source, message, "metric_type", false);
+  if (!level || source.level_map.contains(*level)) return {};
+  return *level;
+}
+
+bool uses_member(const TextSource& source) {
+  if (source.kind == TextSource::Kind::key || source.kind == TextSource::Kind::key_match) {
+    return true;
+  }
+  for (const TextSource& part : source.parts) {
+    if (uses_member(part)) return true;
+  }
+  return false;
+}
+
 // One value as the mapping found it: a number's text, a string that may hold
 // a decimal (normalize checks it), or nothing (absent, null, "nan", ...).
 Result<std::optional<std::string>> scalar_value(const JsonValue& value, const std::string& where) {
@@ -141,11 +215,40 @@ Result<std::optional<std::string>> scalar_value(const JsonValue& value, const st
 struct ValueAt {
   std::string text;
   std::optional<std::size_t> channel;  // the array index, for arrays: channels
+  bool rounded = false;
 };
 
-Result<std::vector<ValueAt>> values_of(const ReadingMapping& reading, const JsonValue& document) {
+// sum / difference: every term must be there (else no reading), exactly.
+Result<std::vector<ValueAt>> combined_value(const ReadingMapping& reading, const JsonValue& root) {
   std::vector<ValueAt> values;
-  const JsonValue* found = reading.value->resolve(document);
+  std::optional<Decimal> total;
+  for (std::size_t i = 0; i < reading.terms.size(); ++i) {
+    const JsonPointer& term = reading.terms[i];
+    const JsonValue* found = term.resolve(root);
+    if (found == nullptr) return values;
+    const std::string where = "value at " + shown(term.text);
+    auto text = scalar_value(*found, where);
+    if (!text) return text.error();
+    if (!*text) return values;
+    Result<Decimal> number = Decimal::parse(**text);
+    if (!number) return Error{where + ": " + number.error().message};
+    if (!total) {
+      total = std::move(*number);
+      continue;
+    }
+    Result<Decimal> next = reading.combination == ValueCombination::sum ? add(*total, *number)
+                                                                        : subtract(*total, *number);
+    if (!next) return Error{where + ": " + next.error().message};
+    total = std::move(*next);
+  }
+  values.push_back(ValueAt{total->text(), std::nullopt, false});
+  return values;
+}
+
+Result<std::vector<ValueAt>> values_of(const ReadingMapping& reading, const JsonValue& root) {
+  if (reading.combination != ValueCombination::single) return combined_value(reading, root);
+  std::vector<ValueAt> values;
+  const JsonValue* found = reading.value->resolve(root);
   if (found == nullptr) return values;
   const std::string where = "value at " + shown(reading.value->text);
   if (const JsonArray* elements = found->array()) {
@@ -157,14 +260,23 @@ Result<std::vector<ValueAt>> values_of(const ReadingMapping& reading, const Json
     for (std::size_t i = 0; i < elements->size(); ++i) {
       auto element = scalar_value((*elements)[i], where + "[" + std::to_string(i) + "]");
       if (!element) return element.error();
-      if (*element) values.push_back(ValueAt{std::move(**element), i});
+      if (*element) values.push_back(ValueAt{std::move(**element), i, false});
     }
     return values;
   }
   auto single = scalar_value(*found, where);
   if (!single) return single.error();
-  if (*single) values.push_back(ValueAt{std::move(**single), std::nullopt});
+  if (*single) values.push_back(ValueAt{std::move(**single), std::nullopt, false});
   return values;
+}
+
+Result<std::optional<std::string>> timestamp_at(const JsonPointer& path, const JsonValue& root) {
+  const JsonValue* stamp = path.resolve(root);
+  const std::string where = "timestamp at " + shown(path.text);
+  if (stamp == nullptr || stamp->is_null()) return Error{where + " is missing"};
+  if (const std::string* text = stamp->string()) return std::optional<std::string>(*text);
+  if (const JsonNumber* number = stamp->number()) return std::optional<std::string>(number->text);
+  return Error{where + ": expected a string or a number, got " + describe(*stamp)};
 }
 
 // One reading's worth of the message: its values (none when absent), and
@@ -173,7 +285,24 @@ struct Found {
   std::vector<ValueAt> values;
   std::string metric_type;
   std::string unit;
+  Member member;
+  const ReadingMapping* reading = nullptr;
 };
+
+// The members an `each` reading takes, in document order; none when the
+// object is absent (or not an object).
+std::vector<Member> members_of(const EachMember& each, const JsonValue& document) {
+  std::vector<Member> members;
+  const JsonValue* object = each.object.resolve(document);
+  if (object == nullptr || object->object() == nullptr) return members;
+  for (const JsonMember& member : *object->object()) {
+    std::string_view star;
+    if (pattern_matches(each.keys, member.first, &star)) {
+      members.push_back(Member{member.first, star, &member.second});
+    }
+  }
+  return members;
+}
 
 Result<Decoded> decode_mapped(const MappingConfig& mapping, std::string_view topic,
                               std::string_view payload) {
@@ -203,27 +332,66 @@ Result<Decoded> decode_mapped(const MappingConfig& mapping, std::string_view top
 
   std::vector<Found> found;
   std::string absent;  // the value paths that were absent, null or non-readings
+  // `each` readings without a matching member, metrics not in a level map.
+  std::vector<std::string> unmatched;
+  auto note_unmatched = [&unmatched](std::string what) {
+    if (std::find(unmatched.begin(), unmatched.end(), what) == unmatched.end()) {
+      unmatched.push_back(std::move(what));
+    }
+  };
   for (const ReadingMapping& reading : mapping.readings) {
-    Found item;
-    if (reading.value) {
-      auto values = values_of(reading, *document);
-      if (!values) return values.error();
-      item.values = std::move(*values);
-      if (item.values.empty()) {
-        if (reading.required) return Error{"value at " + shown(reading.value->text) + " missing"};
-        absent += (absent.empty() ? "" : ", ") + shown(reading.value->text);
+    std::vector<Member> members;
+    if (reading.each) {
+      members = members_of(*reading.each, *document);
+      if (members.empty()) {
+        note_unmatched("no member of " + shown(reading.each->object.text) + " matches " +
+                       shown(reading.each->keys));
         continue;
       }
     } else {
-      item.values.push_back(ValueAt{std::string(trimmed), std::nullopt});
+      members.push_back(Member{{}, {}, document ? &*document : nullptr});
     }
-    auto metric_type = text_field(reading.metric_type, message, "metric_type");
-    if (!metric_type) return metric_type.error();
-    item.metric_type = std::move(*metric_type);
-    auto unit = text_field(reading.unit, message, "unit", item.metric_type);
-    if (!unit) return unit.error();
-    item.unit = std::move(*unit);
-    found.push_back(std::move(item));
+    // A metric chosen by topic level from a map: a level not in the map is
+    // a topic the mapping does not read (OpenDTU's voltage beside its
+    // yieldtotal), so no reading rather than an error.
+    if (const auto level = unmapped_level(reading.metric_type, message)) {
+      note_unmatched("topic level " + shown(*level) + " is not in the metric map");
+      continue;
+    }
+    for (const Member& member : members) {
+      Found item;
+      item.member = member;
+      item.reading = &reading;
+      if (reading.value) {
+        auto values = values_of(reading, *member.value);
+        if (!values) return values.error();
+        item.values = std::move(*values);
+        if (item.values.empty()) {
+          if (reading.required) {
+            return Error{"value at " + shown(reading.value->text) + " missing"};
+          }
+          absent += (absent.empty() ? "" : ", ") + shown(reading.value->text);
+          continue;
+        }
+      } else {
+        item.values.push_back(ValueAt{std::string(trimmed), std::nullopt, false});
+      }
+      if (reading.scale) {
+        for (ValueAt& value : item.values) {
+          auto scaled = apply_scale(value.text, *reading.scale);
+          if (!scaled) return Error{"value " + shown(value.text) + ": " + scaled.error().message};
+          value.text = std::move(scaled->text);
+          value.rounded = scaled->rounded;
+        }
+      }
+      auto metric_type = text_field(reading.metric_type, message, "metric_type", {}, member);
+      if (!metric_type) return metric_type.error();
+      item.metric_type = std::move(*metric_type);
+      auto unit = text_field(reading.unit, message, "unit", item.metric_type, member);
+      if (!unit) return unit.error();
+      item.unit = std::move(*unit);
+      found.push_back(std::move(item));
+    }
   }
 
   if (found.empty()) {
@@ -232,36 +400,57 @@ Result<Decoded> decode_mapped(const MappingConfig& mapping, std::string_view top
           "payload is a number, but the mapping reads members of a JSON document (use "
           "format: plain for payloads that are one number)"};
     }
+    if (absent.empty() && !unmatched.empty()) {
+      std::string reasons;
+      for (const std::string& what : unmatched) reasons += (reasons.empty() ? "" : "; ") + what;
+      return Decoded{.readings = {}, .ignored_reason = "no reading in payload (" + reasons + ")"};
+    }
     return Decoded{.readings = {},
                    .ignored_reason = "no reading in payload (absent or null: " + absent + ")"};
   }
 
-  auto device_id = text_field(mapping.device_id, message, "device_id");
-  if (!device_id) return device_id.error();
+  const bool device_per_member = uses_member(mapping.device_id);
+  const bool mapping_device_used = std::any_of(
+      found.begin(), found.end(), [](const Found& item) { return !item.reading->device_id; });
+  std::string device_id;
+  if (!device_per_member && mapping_device_used) {
+    auto id = text_field(mapping.device_id, message, "device_id", {}, Member{});
+    if (!id) return id.error();
+    device_id = std::move(*id);
+  }
   std::optional<std::string> timestamp;
   if (mapping.format == PayloadFormat::json && mapping.timestamp.path) {
-    const JsonValue* stamp = mapping.timestamp.path->resolve(*document);
-    const std::string where = "timestamp at " + shown(mapping.timestamp.path->text);
-    if (stamp == nullptr || stamp->is_null()) return Error{where + " is missing"};
-    if (const std::string* text = stamp->string()) {
-      timestamp = *text;
-    } else if (const JsonNumber* number = stamp->number()) {
-      timestamp = number->text;
-    } else {
-      return Error{where + ": expected a string or a number, got " + describe(*stamp)};
-    }
+    auto stamp = timestamp_at(*mapping.timestamp.path, *document);
+    if (!stamp) return stamp.error();
+    timestamp = std::move(*stamp);
   }
 
   Decoded decoded;
   for (Found& item : found) {
+    std::optional<std::string> item_timestamp = timestamp;
+    if (item.reading->timestamp_path) {
+      auto stamp = timestamp_at(*item.reading->timestamp_path, *document);
+      if (!stamp) return stamp.error();
+      item_timestamp = std::move(*stamp);
+    }
+    std::string item_device_id = device_id;
+    if (item.reading->device_id || device_per_member) {
+      const TextSource& source =
+          item.reading->device_id ? *item.reading->device_id : mapping.device_id;
+      auto id = text_field(source, message, "device_id", {}, item.member);
+      if (!id) return id.error();
+      if (id->empty()) return Error{"device_id is empty"};
+      item_device_id = std::move(*id);
+    }
     for (ValueAt& value : item.values) {
       DecodedReading reading;
-      reading.device_id = *device_id;
+      reading.device_id = item_device_id;
       if (value.channel) reading.device_id += "/ch" + std::to_string(*value.channel + 1);
-      reading.timestamp = timestamp;
+      reading.timestamp = item_timestamp;
       reading.metric_type = item.metric_type;
       reading.value = std::move(value.text);
       reading.unit = item.unit;
+      reading.rounded = value.rounded;
       decoded.readings.push_back(std::move(reading));
     }
   }
@@ -272,6 +461,7 @@ Result<Decoded> decode_mapped(const MappingConfig& mapping, std::string_view top
 
 Result<Decoded> decode_message(const MappingConfig& mapping, std::string_view topic,
                                std::string_view payload) {
+  if (mapping.ignore) return Decoded{.readings = {}, .ignored_reason = *mapping.ignore};
   if (mapping.format == PayloadFormat::seed_json) return decode_seed_json(payload);
   try {
     return decode_mapped(mapping, topic, payload);

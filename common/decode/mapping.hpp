@@ -1,6 +1,7 @@
 // mapping: decodes one MQTT message (topic + payload) into readings as sent,
 // the way its mapping in the config says (format seed_json, json or plain;
-// config/presets/README.md documents the syntax). Nothing is converted here:
+// config/presets/README.md documents the syntax). Nothing is converted here
+// but a reading's `scale` (exact decimal arithmetic, common/decode/scale.hpp):
 // values stay the exact text of the payload, units and timestamps are
 // normalize's job.
 #pragma once

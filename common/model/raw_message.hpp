@@ -24,4 +24,12 @@ struct RawOutcome {
   std::string reason;
 };
 
+// Outcomes of one kind with the same topic and reason, counted (`meter-agent status`).
+struct RawOutcomeGroup {
+  std::string topic;
+  std::string reason;
+  std::int64_t count = 0;
+  std::int64_t last_seq = 0;
+};
+
 }  // namespace meter

@@ -41,6 +41,8 @@
 
 #include "common/buffer/buffer.hpp"
 #include "common/config/config.hpp"
+#include "common/decode/mapping.hpp"
+#include "common/normalize/canonicalize.hpp"
 #include "common/normalize/timestamp.hpp"
 #include "support/raw_appender.hpp"
 
@@ -1124,6 +1126,70 @@ void print_report(const Options& options, const std::vector<RunResult>& runs,
   std::fflush(stdout);
 }
 
+// Decoding alone, per payload shape (no buffer): decode_message through the
+// mapping, then canonicalize each reading, as the normalizer does.
+constexpr const char* kDecodeConfigYaml = R"(
+gateway_id: bench-gw
+presets_dir: )" METER_SOURCE_DIR R"(/config/presets
+metrics:
+  energy: {kind: counter, unit: kWh}
+  power: {kind: gauge, unit: W}
+  uptime: {kind: gauge, unit: s}
+mappings:
+  - preset: tasmota
+  - preset: shelly_rpc
+  - preset: seed
+)";
+
+struct DecodeCase {
+  const char* name;
+  const char* topic;
+  const char* payload;
+};
+
+constexpr DecodeCase kDecodeCases[] = {
+    {"seed JSON", "meters/m1",
+     R"({"device_id":"meter-000001","timestamp":"2025-01-01T01:00:00+01:00","metric_type":)"
+     R"("energy","value":1234.567,"unit":"kWh"})"},
+    {"Tasmota SENSOR (ENERGY)", "tele/plug1/SENSOR",
+     R"({"Time":"2024-07-01T12:00:00","ENERGY":{"TotalStartTime":"2023-01-15T10:20:30",)"
+     R"("Total":123.456,"Yesterday":1.234,"Today":0.567,"Period":12,"Power":45,)"
+     R"("ApparentPower":60,"ReactivePower":40,"Factor":0.75,"Voltage":230,"Current":0.261}})"},
+    {"Shelly RPC NotifyStatus (2 switches)", "plus2pm/events/rpc",
+     R"({"src":"shellyplus2pm-a8032ab12345","dst":"shellyplus2pm-a8032ab12345/events",)"
+     R"("method":"NotifyStatus","params":{"ts":1719835200.25,"switch:0":{"id":0,"apower":12.5,)"
+     R"("aenergy":{"by_minute":[0.000,0.000,0.000],"minute_ts":1719835200,"total":1234.567}},)"
+     R"("switch:1":{"id":1,"apower":15.2,"aenergy":{"total":7.5}}}})"},
+};
+
+void print_decode_rates(std::int64_t iterations) {
+  auto parsed = meter::parse_config(kDecodeConfigYaml, "<meter_bench decode>");
+  if (!parsed) die("decode config: " + parsed.error().message);
+  const meter::Config& config = *parsed;
+  std::printf("\n| Decode + canonicalize (no buffer), one core | Messages/s | Readings/s |\n");
+  std::printf("|---|--:|--:|\n");
+  for (const DecodeCase& c : kDecodeCases) {
+    const meter::MappingConfig* mapping = config.mapping_for(c.topic);
+    if (mapping == nullptr) die(std::string("decode: no mapping for ") + c.topic);
+    std::int64_t readings = 0;
+    const auto start = Clock::now();
+    for (std::int64_t i = 0; i < iterations; ++i) {
+      auto decoded = meter::decode_message(*mapping, c.topic, c.payload);
+      if (!decoded || decoded->readings.empty()) die(std::string("decode failed: ") + c.name);
+      for (const auto& reading : decoded->readings) {
+        auto canonical = meter::canonicalize(reading, config, mapping->timestamp, kPhaseStartMs);
+        if (!canonical) die(std::string("canonicalize failed: ") + c.name);
+        ++readings;
+      }
+    }
+    const double seconds = seconds_since(start);
+    std::printf("| %s | %s | %s |\n", c.name,
+                grouped(static_cast<double>(iterations) / seconds).c_str(),
+                grouped(static_cast<double>(readings) / seconds).c_str());
+  }
+  std::fflush(stdout);
+}
+
 std::string make_temp_dir() {
   std::string pattern = (std::filesystem::temp_directory_path() / "meter-bench-XXXXXX").string();
   if (::mkdtemp(pattern.data()) == nullptr) die("mkdtemp " + pattern + ": " + std::strerror(errno));
@@ -1224,6 +1290,7 @@ int main(int argc, char** argv) {
   }
 
   print_report(options, runs, preloaded, fs, dir, load_at_start, batch_size, seconds_since(start));
+  print_decode_rates(std::max<std::int64_t>(1000, options.messages / 5));
   if (own_dir && !options.keep) {
     std::error_code ignored;
     std::filesystem::remove_all(dir, ignored);

@@ -50,3 +50,18 @@ TEST_CASE("the daemon's buffer metrics end as before, flags labelled", "[prometh
   REQUIRE(out.size() >= tail.size());
   CHECK(out.substr(out.size() - tail.size()) == tail);
 }
+
+TEST_CASE("messages a mapping took without a reading are counted per mapping", "[prometheus]") {
+  Metrics metrics;
+  NormalizeStats stats;
+  stats.no_reading_by_mapping = {{"+/status/+ when -1=em1:* (shelly_gen2)", 2}, {"", 1}};
+  metrics.add(stats);
+  stats.no_reading_by_mapping = {{"+/status/+ when -1=em1:* (shelly_gen2)", 3}};
+  metrics.add(stats);
+  const auto out = metrics.render_prometheus(1735689700000);
+  CHECK_THAT(out, Catch::Contains("# TYPE meter_agent_mapping_no_reading_total counter\n"
+                                  "meter_agent_mapping_no_reading_total{mapping=\"\"} 1\n"
+                                  "meter_agent_mapping_no_reading_total{mapping=\"+/status/+ when "
+                                  "-1=em1:* (shelly_gen2)\"} 5\n"));
+  CHECK(prometheus::escape_label("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
+}

@@ -206,7 +206,7 @@ TEST_CASE("unknown keys are errors at every level", "[config]") {
         "period_zone, role");
   CHECK(error_of("mappings:\n  - topic: a\n  - topic: b\n    fromat: seed_json\n") ==
         "t.yaml:4:5: unknown key 'fromat' in mappings[1]; expected one of preset, topic, format, "
-        "timestamp, device_id, readings");
+        "timestamp, device_id, readings, when, ignore");
   CHECK(error_of("mappings:\n  - topic: a\n    timestamp: {format: rfc3339, tz: UTC}\n") ==
         "t.yaml:3:34: unknown key 'tz' in mappings[0].timestamp; expected one of path, format, "
         "zone");
@@ -834,10 +834,10 @@ TEST_CASE("mapping sources are validated where they are written", "[config][mapp
   const std::string head = "  - topic: a\n    format: json\n";  // lines 7-8
   CHECK(error_of(with_mappings(head + "    device_id: {topic_level: 1, path: /d}\n")) ==
         "t.yaml:9:16: mappings[0].device_id: expected exactly one of constant, path, "
-        "topic_level, topic_levels_from, got 2");
+        "topic_level, topic_levels_from, key, key_match, parts, match, got 2");
   CHECK(error_of(with_mappings(head + "    device_id: {per_metric: {energy: kWh}}\n")) ==
         "t.yaml:9:17: unknown key 'per_metric' in mappings[0].device_id; expected one of "
-        "constant, path, topic_level, topic_levels_from");
+        "constant, path, topic_level, topic_levels_from, key, key_match, parts, match");
   CHECK(error_of(with_mappings(head + "    device_id: {topic_levels_from: -1}\n")) ==
         "t.yaml:9:36: mappings[0].device_id.topic_levels_from: expected a topic level index "
         "from 0 (the first level), got '-1'");
@@ -852,18 +852,19 @@ TEST_CASE("mapping sources are validated where they are written", "[config][mapp
         "(for '~') or 1 (for '/'), got '/a~2'");
   CHECK(error_of(with_mappings(head + "    device_id: [a]\n")) ==
         "t.yaml:9:16: mappings[0].device_id: expected a constant or a map with one of constant, "
-        "path, topic_level, topic_levels_from, got a list");
+        "path, topic_level, topic_levels_from, key, key_match, parts, match, got a list");
   const std::string with_device = head + "    device_id: d\n    readings:\n";  // 9, 10
   CHECK(error_of(with_mappings(with_device + "      - metric_type: {path: /m}\n")) ==
         "t.yaml:11:23: unknown key 'path' in mappings[0].readings[0].metric_type; expected one "
-        "of constant, topic_level, topic_levels_from");
+        "of constant, topic_level, topic_levels_from, match, map");
   CHECK(error_of(with_mappings(with_device + "      - metric_type: Energy\n")) ==
         "t.yaml:11:22: mappings[0].readings[0].metric_type: expected a metric name (1 to 64 "
         "characters of a-z, 0-9, '_'), got 'Energy'");
   CHECK(
       error_of(with_mappings(with_device + "      - {metric_type: power, value: /p, unit: W}\n")) ==
-      "t.yaml:11:37: mappings[0].readings[0].value: expected a map {path: JSON_POINTER}, e.g. "
-      "{path: /ENERGY/Total}, got '/p'");
+      "t.yaml:11:37: mappings[0].readings[0].value: expected a map {path: JSON_POINTER}, "
+      "{sum: [POINTER, ...]} or {difference: [POINTER, POINTER]}, e.g. {path: /ENERGY/Total}, "
+      "got '/p'");
   CHECK(error_of(with_mappings(with_device +
                                "      - {metric_type: power, value: {path: /p}, unit: k W}\n")) ==
         "t.yaml:11:55: mappings[0].readings[0].unit: expected a unit without whitespace or '|', "
@@ -875,7 +876,7 @@ TEST_CASE("mapping sources are validated where they are written", "[config][mapp
   CHECK(error_of(with_mappings(with_device + "      - {metric_type: power, value: {path: /p}, "
                                              "unit: W, channel: 1}\n")) ==
         "t.yaml:11:58: unknown key 'channel' in mappings[0].readings[0]; expected one of "
-        "metric_type, value, unit, arrays, required");
+        "metric_type, value, unit, arrays, required, each, scale, timestamp, device_id");
   CHECK(
       error_of(with_mappings(with_device + "      - {metric_type: power, value: {path: /p}}\n")) ==
       "t.yaml:11:9: mappings[0].readings[0]: missing required key 'unit'");
@@ -901,7 +902,7 @@ TEST_CASE("presets expand into mappings, and keys beside them replace the preset
   CHECK(tasmota.format == meter::PayloadFormat::json);
   CHECK(tasmota.device_id.topic_level == -2);
   CHECK_FALSE(tasmota.timestamp.path.has_value());  // the receive time
-  REQUIRE(tasmota.readings.size() == 2);
+  REQUIRE(tasmota.readings.size() == 4);            // ENERGY Total and Power, then a CT's
   CHECK(tasmota.readings[0].value->text == "/ENERGY/Total");
   CHECK(tasmota.readings[0].unit.constant == "kWh");
 
@@ -910,7 +911,7 @@ TEST_CASE("presets expand into mappings, and keys beside them replace the preset
   REQUIRE(clock.timestamp.path.has_value());
   CHECK(clock.timestamp.path->text == "/Time");
   CHECK(clock.timestamp.zone_name == "Europe/Berlin");
-  CHECK(clock.readings.size() == 2);  // kept from the preset
+  CHECK(clock.readings.size() == 4);  // kept from the preset
 
   REQUIRE(config.mappings[2].readings.size() == 1);
   CHECK(config.mappings[2].readings[0].metric_type.constant == "power");
@@ -927,8 +928,9 @@ TEST_CASE("every shipped preset parses", "[config][mapping]") {
 
 TEST_CASE("preset errors name the preset and what is available", "[config][mapping]") {
   CHECK(error_of(with_mappings("  - preset: tasmotta\n")) ==
-        "t.yaml:7:13: mappings[0].preset: unknown preset 'tasmotta'; available: plain, seed, "
-        "shelly_em, tasmota, zigbee2mqtt (searched " +
+        "t.yaml:7:13: mappings[0].preset: unknown preset 'tasmotta'; available: dsmr_reader, "
+        "emonhub, esphome, opendtu, plain, seed, shelly_em, shelly_gen1, shelly_gen2, shelly_rpc, "
+        "tasmota, tasmota_state, zigbee2mqtt, zigbee2mqtt_attributes (searched " +
             kPresetsDir + "; set presets_dir to change)");
   CHECK(error_of(with_mappings("  - preset: Tasmota\n")) ==
         "t.yaml:7:13: mappings[0].preset: expected a preset name (a-z, 0-9, '_'), got 'Tasmota'");
@@ -977,7 +979,7 @@ TEST_CASE("presets come from presets_dir or from presets/ beside the config", "[
         (dir.path() / "b.yaml").string() +
             ":5:13: mappings[0].preset: preset 'broken': " + broken_path +
             ":6:46: unknown key 'colour' in mapping.readings[0]; expected one of metric_type, "
-            "value, unit, arrays, required");
+            "value, unit, arrays, required, each, scale, timestamp, device_id");
   auto nested = meter::load_config(dir.write("c.yaml", head + "mappings:\n  - preset: nested\n"));
   REQUIRE_FALSE(nested.ok());
   CHECK_THAT(nested.error().message, Catch::Contains("unknown key 'preset' in mapping;"));
