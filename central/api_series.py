@@ -31,6 +31,7 @@ from fastapi.responses import Response
 
 from central.api_read import _json, _num, _parse_time, _ts, _viewer
 from central.errors import ApiError
+from central.read_guard import check_bucket_edges
 
 router = APIRouter()
 
@@ -131,6 +132,7 @@ def consumption(request: Request, authorization: Optional[str] = Header(None),
     plan = BucketPlan(from_, to, bucket, tz)
     with request.app.state.engine.begin() as conn:
         _in_zone(conn, plan.tz)
+        check_bucket_edges(conn, plan.params())
         rows = conn.execute(_CONSUMPTION, {**plan.params(), "device_id": device_id,
                                            "metric_type": metric_type}).mappings().all()
     buckets, totals = [], {"readings": 0, "null_deltas": 0, "flagged": 0, "counter_resets": 0,
@@ -207,6 +209,7 @@ def flag_counts(request: Request, authorization: Optional[str] = Header(None),
     where = " ".join(filters)
     with request.app.state.engine.begin() as conn:
         _in_zone(conn, plan.tz)
+        check_bucket_edges(conn, params)
         rows = conn.execute(sa.text(_FLAG_READINGS.format(buckets=_BUCKETS_CTE, filters=where)),
                             params).mappings().all()
         per_flag: dict[dt.datetime, dict[str, int]] = {}
