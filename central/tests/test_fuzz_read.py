@@ -170,20 +170,22 @@ def test_first_and_last_day_of_every_supported_year(read_app, populated, tz):
     years = list(range(1, 10000))
     if budget_seconds() < 60:  # the brief pass: the edges and a few, not all 9,999 years
         years = [1, 2, 1970, 2024, 9998, 9999]
+    combos = [(path, bucket, offset) for path in ("/api/v1/consumption?device_id=a&",
+                                                  "/api/v1/flag_counts?")
+              for bucket in ("day", "hour") for offset in ("Z", "+14:00", "-12:00")]
     with TestClient(read_app, raise_server_exceptions=False) as client:
         for year in years:
+            last_end = f"{year + 1:04d}-01-01T00:00:00" if year < 9999 else "9999-12-31T23:59:59"
             for start, end in ((f"{year:04d}-01-01T00:00:00", f"{year:04d}-01-02T00:00:00"),
-                               (f"{year:04d}-12-31T00:00:00", f"{year + 1:04d}-01-01T00:00:00")
-                               if year < 9999 else
-                               (f"{year:04d}-12-31T00:00:00", "9999-12-31T23:59:59.999999")):
-                for offset in ("Z", "+14:00", "-12:00"):
-                    for path in ("/api/v1/consumption?device_id=a&", "/api/v1/flag_counts?"):
-                        for bucket in ("day", "hour"):
-                            q = _query([("from", (start + offset).encode()),
-                                        ("to", (end + offset).encode()),
-                                        ("bucket", bucket.encode()), ("tz", tz.encode())])
-                            r = client.get(path + q, headers=auth)
-                            assert r.status_code < 500, (path + q, r.text[:300])
+                               (f"{year:04d}-12-31T00:00:00", last_end)):
+                # the brief pass asks every combination; the long one takes turns over years
+                for path, bucket, offset in (combos if len(years) < 100
+                                             else [combos[year % len(combos)]]):
+                    q = _query([("from", (start + offset).encode()),
+                                ("to", (end + offset).encode()),
+                                ("bucket", bucket.encode()), ("tz", tz.encode())])
+                    r = client.get(path + q, headers=auth)
+                    assert r.status_code < 500, (path + q, r.text[:300])
 
 
 def test_static_paths_with_nul_and_traversal(read_app):
