@@ -254,7 +254,37 @@ def _insert_raw(cur, batch: Batch, gateway_pk: int) -> list[str]:
     first: dict[int, RawRecord] = {}
     for r in raws:
         first.setdefault(r.seq, r)
-    rows = list(first.values())  # the statement sorts them into lock order
+    # In seq order (the lock order), a few MiB of payload per statement: the statement's text
+    # holds the payloads two or three times over while it is built, so one statement for a
+    # batch of large payloads cost several times the batch in memory.
+    rows = sorted(first.values(), key=lambda r: r.seq)
+    stored: set[int] = set()
+    for chunk in _chunks_of_payload(rows, RAW_CHUNK_BYTES):
+        stored.update(_insert_raw_rows(cur, batch, gateway_pk, chunk))
+    return [_render_raw(r.index, r.seq,
+                        "stored" if r.seq in stored and first[r.seq] is r else "duplicate",
+                        None, None)
+            for r in raws]
+
+
+RAW_CHUNK_BYTES = 1024 * 1024
+
+
+def _chunks_of_payload(rows: list[RawRecord], limit: int):
+    chunk: list[RawRecord] = []
+    size = 0
+    for r in rows:
+        if chunk and size + len(r.payload_base64) > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(r)
+        size += len(r.payload_base64)
+    if chunk:
+        yield chunk
+
+
+def _insert_raw_rows(cur, batch: Batch, gateway_pk: int, rows: list[RawRecord]) -> set[int]:
+    """Insert these raw events (in seq order); the seqs that were new."""
     cur.execute(_INSERT_RAW, {
         "gw": gateway_pk, "buffer_id": batch.buffer_id,
         "seq": _array_of_ints([r.seq for r in rows]),
@@ -267,11 +297,7 @@ def _insert_raw(cur, batch: Batch, gateway_pk: int) -> list[str]:
         "received_at": _array_of_tokens([r.received_at for r in rows]),
         "decode_error": _array_of_texts([r.decode_error for r in rows]),
     })
-    stored = {row[0] for row in cur.fetchall()}
-    return [_render_raw(r.index, r.seq,
-                        "stored" if r.seq in stored and first[r.seq] is r else "duplicate",
-                        None, None)
-            for r in raws]
+    return {row[0] for row in cur.fetchall()}
 
 
 def _upsert_measurements(cur, batch: Batch, gateway_pk: int) -> list[str]:

@@ -60,7 +60,6 @@ class RawRecord:
     index: int
     seq: int
     topic: str
-    payload: bytes
     payload_base64: str  # as sent (strictly validated), for the database to decode
     payload_is_json: bool  # UTF-8 JSON that jsonb accepts: the database keeps a parsed copy
     qos: int
@@ -274,9 +273,10 @@ def parse_envelope(body: dict, settings: Settings, token_gateway: str) -> Batch:
     except RecordError as exc:
         raise ApiError(422, "invalid_envelope", exc.detail) from None
     for name, value in arrays.items():
-        if len(value) > settings.max_records:
+        if len(value) > settings.max_records or getattr(value, "over", False):
+            count = "more than" if getattr(value, "over", False) else len(value)
             raise ApiError(413, "too_many_records",
-                           f"{name} has {len(value)} records; the limit is {settings.max_records}",
+                           f"{name} has {count} records; the limit is {settings.max_records}",
                            limit=settings.max_records)
     batch = Batch(gateway_id=gateway_id, buffer_id=buffer_id, sent_at=sent_at, backlog=backlog)
     batch.raw_count = len(arrays["raw_events"])
@@ -342,7 +342,8 @@ def jsonb_text(payload: bytes) -> Optional[str]:
 # levels against the recursion limit (1,000 frames): 900 leaves room for the request's own
 # frames, and should it not, its RecursionError means "bytes only" too.
 MAX_PAYLOAD_DEPTH = 900
-_JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_JSON_STRING_RE = re.compile(r'"(?>[^"\\]*)(?:(?>\\.[^"\\]*))*"', re.S)  # atomic: no
+# backtracking entry kept per escape
 _NOT_BRACKETS_RE = re.compile(r"[^\[\]{}]+")
 _SURROGATE_PAIR_RE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
@@ -406,7 +407,7 @@ def _raw_record(index: int, obj: Any, settings: Settings, topics: _Seen) -> RawR
     if decode_error is not None:
         decode_error = _string_value(decode_error, "decode_error",
                                      settings.max_decode_error_chars, allow_empty=True)
-    return RawRecord(index, seq, topic, payload, payload_text, jsonb_text(payload) is not None,
+    return RawRecord(index, seq, topic, payload_text, jsonb_text(payload) is not None,
                      qos, retained, dup, received_at, decode_error)
 
 
@@ -622,14 +623,17 @@ def _raw_events_if_all_valid(items: list, settings: Settings) -> Optional[list[R
                     present_errors, settings.max_decode_error_chars, allow_empty=True))):
             return None
         # What b64decode(validate=True) does for an ASCII str; ValueError for anything else.
-        decoded = [binascii.a2b_base64(p, strict_mode=True) for p in payloads]
-        if max(map(len, decoded)) > settings.max_payload_bytes:
-            return None
+        # One payload's bytes at a time: only the base64 text is kept (the database decodes it).
+        is_json = []
+        for text in payloads:
+            decoded = binascii.a2b_base64(text, strict_mode=True)
+            if len(decoded) > settings.max_payload_bytes:
+                return None
+            is_json.append(jsonb_text(decoded) is not None)
     except (KeyError, ValueError):  # binascii.Error is a ValueError
         return None
     return [RawRecord(i, *fields) for i, fields in enumerate(zip(
-        seqs, topics, decoded, payloads, [jsonb_text(b) is not None for b in decoded], qos,
-        retained, dup, received_at, decode_errors))]
+        seqs, topics, payloads, is_json, qos, retained, dup, received_at, decode_errors))]
 
 
 def _measurements_if_all_valid(items: list,
