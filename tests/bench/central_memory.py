@@ -65,8 +65,8 @@ def bodies(gateway: str, size: int, max_records: int, start: int):
     buf = str(uuid.uuid4())
     # An agent's batch: records with payloads sized so the batch reaches `size`.
     n = min(max_records, max(1, size // 2000))
-    payload = (b'{"device":"m","energy_kwh":"1.5","pad":"' + b"x" * max(0, (size // n - 720) * 3 // 4)
-               + b'"}'
+    pad = max(0, (size // n - 720) * 3 // 4)  # base64 makes 4 characters of 3 bytes
+    payload = b'{"device":"m","energy_kwh":"1.5","pad":"' + b"x" * pad + b'"}'
     yield "agent batch", envelope(gateway, ",".join(raw(start + i, payload) for i in range(n)),
                                   ",".join(measurement(start + i, buf) for i in range(n)))
     # The most records an agent may send, each as small as valid (limit of records, not bytes).
