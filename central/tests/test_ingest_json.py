@@ -72,6 +72,17 @@ def test_bounded_reader_gives_the_same_batch(case):
         assert _outcome(full[1]) == _outcome(bounded[1])
 
 
+def test_bounded_reader_walking_every_record_gives_the_same_batch():
+    """The same comparison with small records walked too, not handed to Python's decoder."""
+    import central.ingest_json as reader
+    saved = reader.RECORD_DECODE_VALUES
+    reader.RECORD_DECODE_VALUES = -1
+    try:
+        test_bounded_reader_gives_the_same_batch()
+    finally:
+        reader.RECORD_DECODE_VALUES = saved
+
+
 @pytest.mark.parametrize("text", [b"", b" ", b"{", b"}", b"[1,]", b'{"a":1,}', b'{"a" 1}', b"01",
                                   b"[01]", b"-", b"1.", b".5", b"1e", b"NaN", b"[Infinity]",
                                   b'"\\x"', b'"a\x01"', b"\xef\xbb\xbf{}", b"{} {}", b"[] x",
