@@ -1,4 +1,6 @@
 """Validation of an ingest batch: the envelope (whole-request errors) and each record.
+(Over 600 lines: every record rule, its whole-batch fast path and the payload's jsonb check
+belong side by side, and a test compares the two paths.)
 
 Two levels, as the contract requires: a bad envelope raises ApiError (400/403/422) and the batch
 changes nothing; a bad record becomes a `rejected` outcome with a reason code while the rest of

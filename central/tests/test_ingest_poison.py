@@ -107,3 +107,47 @@ def test_unexpected_failure_on_one_record_rejects_that_record_only(app, gw, engi
     assert "ZeroDivisionError" in raws[1]["detail"]
     assert [o["outcome"] for o in ms] == ["rejected", "stored"]
     assert [row[2] for row in snapshot(engine)["raw"]] == [1, 3]
+
+
+def test_a_record_the_database_refuses_is_rejected_alone(app, gw, engine):
+    """A real refusal by PostgreSQL for one raw event and one measurement (a trigger raising, as
+    a check the validation lacks would): before, the batch answered 500 on every retry."""
+    import sqlalchemy as sa
+    with engine.begin() as conn:
+        conn.execute(sa.text("""
+            CREATE FUNCTION poison_test() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF TG_TABLE_NAME = 'raw_events' THEN
+                IF NEW.topic = 'poison' THEN RAISE EXCEPTION 'poisoned record'; END IF;
+              ELSIF NEW.device_id = 'poison' THEN
+                RAISE EXCEPTION 'poisoned record';
+              END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER poison_raw BEFORE INSERT ON raw_events
+              FOR EACH ROW EXECUTE FUNCTION poison_test();
+            CREATE TRIGGER poison_m BEFORE INSERT ON normalized_measurements
+              FOR EACH ROW EXECUTE FUNCTION poison_test();"""))
+    try:
+        raws = [raw_event(i) for i in range(1, 8)]
+        raws[4]["topic"] = "poison"
+        ms = [measurement(device=f"d{i}", seq=i) for i in range(1, 6)]
+        ms[1] = measurement(device="poison", seq=2)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            r = client.post("/api/v1/ingest", content=body(batch(raws=raws, ms=ms)),
+                            headers=headers(gw))
+        assert r.status_code == 200, r.text[:300]
+        out = r.json()
+        assert [o["outcome"] for o in out["raw_events"]] == ["stored"] * 4 + ["rejected"] + ["stored"] * 2
+        assert out["raw_events"][4]["reason"] == "not_storable"
+        assert "poisoned record" in out["raw_events"][4]["detail"]
+        assert [o["outcome"] for o in out["measurements"]] == ["stored", "rejected"] + ["stored"] * 3
+        assert out["measurements"][1]["reason"] == "not_storable"
+        snap = snapshot(engine)
+        assert [row[2] for row in snap["raw"]] == [1, 2, 3, 4, 6, 7]
+        assert len(snap["measurements"]) == 4
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER poison_raw ON raw_events; "
+                                 "DROP TRIGGER poison_m ON normalized_measurements; "
+                                 "DROP FUNCTION poison_test()"))
