@@ -82,6 +82,7 @@ RECORD_FIELDS = frozenset({
     "seq", "topic", "payload", "qos", "retained", "dup", "received_at", "decode_error",  # raw
     "event_id", "device_id", "metric_type", "timestamp", "value", "unit", "delta", "flags",
     "revision", "raw",  # measurement
+    "delta_from",  # measurement, protocol "2" (issue #14)
 })
 BACKLOG_FIELDS = frozenset({"records", "oldest_received_at"})
 RAW_REF_FIELDS = frozenset({"buffer_id", "seq"})

@@ -82,7 +82,7 @@ FIELDS = {
     "raw": ["seq", "topic", "payload", "qos", "retained", "dup", "received_at", "decode_error",
             "extra"],
     "measurement": ["event_id", "device_id", "metric_type", "timestamp", "value", "unit", "delta",
-                    "flags", "revision", "raw", "extra"],
+                    "flags", "revision", "raw", "delta_from", "extra"],
 }
 
 
