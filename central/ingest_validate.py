@@ -70,6 +70,12 @@ class RawRecord:
     received_at: str  # canonical text; PostgreSQL parses it
     decode_error: Optional[str]
 
+    @property
+    def payload(self) -> bytes:
+        """The payload's bytes, decoded again on demand: a batch keeps only the base64 text (a
+        batch of large payloads held them twice otherwise)."""
+        return base64.b64decode(self.payload_base64)
+
 
 @dataclass(slots=True)
 class MeasurementRecord:
@@ -445,10 +451,10 @@ def _rejection(exc: Exception) -> tuple[str, str]:
     return INTERNAL_ERROR, f"the central failed on this record: {type(exc).__name__}"
 
 
-def _unless_failed(fast_path, items: list, settings: Settings):
+def _unless_failed(fast_path, items: list, settings: Settings, *more):
     """The whole-batch fast path, or None (record by record) should it fail unexpectedly."""
     try:
-        return fast_path(items, settings)
+        return fast_path(items, settings, *more)
     except Exception:  # noqa: BLE001 - the record path gives each record its own outcome
         log.exception("whole-batch check failed; checking record by record")
         return None

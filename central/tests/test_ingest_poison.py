@@ -89,7 +89,7 @@ def test_unexpected_failure_on_one_record_rejects_that_record_only(app, gw, engi
             raise KeyError  # not a missing field: raised by a check, not by obj[name]
         return real_measurement(index, obj, *args)
 
-    def whole_batch(items, settings):
+    def whole_batch(items, settings, *more):
         raise RuntimeError("injected")
 
     monkeypatch.setattr(iv, "_raw_record", raw_record)
