@@ -27,6 +27,12 @@ what is not JSON is refused as the json module refuses it. Python's decoder stay
 for bodies whose full parse is cheap (ingest_body.decode_body decides); this reader is for the
 rest, and gives the same batch for any body both accept within the limits (a test compares them
 on fuzzed bodies).
+
+Why not Debian's python3-ijson (3.2.0, yajl2_c backend, works with /usr/bin/python3): it streams
+in constant memory, but what it hands back is not what was sent: numbers as int/Decimal
+(`1.5e0` and `15e-1` both become Decimal('1.5'), `-0` becomes 0, so the canonical-text checks
+and the event_id would see other texts), an escaped lone surrogate silently becomes "?", and an
+integer of more than 4,300 digits stops it with a SystemError.
 """
 
 from __future__ import annotations
