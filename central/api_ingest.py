@@ -22,12 +22,16 @@ from central.schemas import INGEST_OPENAPI
 router = APIRouter()
 
 
-def _process(request_state, raw: bytes, content_encoding: str | None, principal: Principal) -> bytes:
+def _process(request_state, sent: list[bytes], content_encoding: str | None,
+             principal: Principal) -> bytes:
     settings, engine = request_state.settings, request_state.engine
-    body = decode_body(raw, content_encoding, settings.max_decompressed_bytes)
+    # The bytes as sent are let go as soon as they are decoded (sent holds the only reference).
+    body = decode_body(sent.pop(), content_encoding, settings.max_decompressed_bytes,
+                       bounded=(settings.max_records, settings.max_payload_bytes))
     version = check_protocol_version(body)
     try:
         batch = parse_envelope(body, settings, principal.name)
+        del body  # the decoded records: the batch keeps what it stores (and frees them for storing)
         return store_batch(engine, batch, principal.gateway_pk).response_json()
     except ApiError as exc:  # answered in the version the request was sent with
         exc.protocol_version = version
@@ -43,8 +47,8 @@ async def ingest(request: Request) -> Response:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise ApiError(400, "unsupported_content_type", "Content-Type must be application/json")
-    raw = await read_limited(request.stream(), request.headers.get("content-length"),
-                             state.settings.max_body_bytes)
-    payload = await run_in_threadpool(_process, state, raw,
+    sent = [await read_limited(request.stream(), request.headers.get("content-length"),
+                               state.settings.max_body_bytes)]
+    payload = await run_in_threadpool(_process, state, sent,
                                       request.headers.get("content-encoding"), principal)
     return Response(payload, media_type="application/json")

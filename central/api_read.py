@@ -19,6 +19,7 @@ from central.auth import require
 from central.canonical import FLAGS, decimal_text, format_timestamp
 from central.errors import ApiError
 from central.jsonout import RawNumber, dumps
+from central.read_guard import cursor_time, decode_cursor, encode_cursor
 
 router = APIRouter()
 UTC = dt.timezone.utc
@@ -88,20 +89,6 @@ def list_gateways(request: Request, authorization: Optional[str] = Header(None))
     return _json({"items": items})
 
 
-def _encode_cursor(*parts: str) -> str:
-    return base64.urlsafe_b64encode("\n".join(parts).encode("utf-8")).decode("ascii")
-
-
-def _decode_cursor(cursor: str, count: int) -> list[str]:
-    try:
-        parts = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8").split("\n")
-    except (ValueError, UnicodeError):
-        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned") from None
-    if len(parts) != count:
-        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned")
-    return parts
-
-
 def _parse_time(value: Optional[str], name: str) -> Optional[dt.datetime]:
     if value is None:
         return None
@@ -122,7 +109,7 @@ def list_devices(request: Request, authorization: Optional[str] = Header(None),
     params: dict[str, Any] = {"limit": limit}
     where = ""
     if cursor:
-        params["d"], params["m"] = _decode_cursor(cursor, 2)
+        params["d"], params["m"] = decode_cursor(cursor, 2)
         where = "WHERE (device_id, metric_type) > (:d, :m)"
     now = dt.datetime.now(UTC)
     # The usual interval is the median gap between the series' last 11 readings (10 gaps), each
@@ -158,7 +145,7 @@ def list_devices(request: Request, authorization: Optional[str] = Header(None),
                     (now - r["timestamp"]).total_seconds() > SILENT_AFTER_INTERVALS
                     * float(r["usual_interval"])),
     } for r in rows]
-    next_cursor = (_encode_cursor(rows[-1]["device_id"], rows[-1]["metric_type"])
+    next_cursor = (encode_cursor(rows[-1]["device_id"], rows[-1]["metric_type"])
                    if len(rows) == limit else None)
     return _json({"items": items, "next_cursor": next_cursor})
 
@@ -202,9 +189,9 @@ def list_measurements(request: Request, authorization: Optional[str] = Header(No
         clauses.append("m.flags @> ARRAY[CAST(:flag AS text)]")
         params["flag"] = flag
     if cursor:
-        ts_text, eid = _decode_cursor(cursor, 2)
-        clauses.append('(m."timestamp", m.event_id) > (CAST(:cts AS timestamptz), :ceid)')
-        params["cts"], params["ceid"] = ts_text, eid
+        ts_text, eid = decode_cursor(cursor, 2)
+        clauses.append('(m."timestamp", m.event_id) > (:cts, :ceid)')
+        params["cts"], params["ceid"] = cursor_time(ts_text), eid
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     with request.app.state.engine.connect() as conn:
         rows = conn.execute(sa.text(f"""
@@ -226,7 +213,7 @@ def list_measurements(request: Request, authorization: Optional[str] = Header(No
     next_cursor = None
     if len(rows) == limit:
         last = rows[-1]
-        next_cursor = _encode_cursor(last["timestamp"].isoformat(), last["event_id"])
+        next_cursor = encode_cursor(last["timestamp"].isoformat(), last["event_id"])
     return _json({"items": items, "next_cursor": next_cursor})
 
 

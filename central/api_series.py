@@ -32,6 +32,7 @@ from fastapi.responses import Response
 from central.api_read import _json, _num, _parse_time, _ts, _viewer
 from central.consumption_split import GapDelta, estimated_per_bucket
 from central.errors import ApiError
+from central.read_guard import check_bucket_edges
 
 router = APIRouter()
 
@@ -155,6 +156,7 @@ def consumption(request: Request, authorization: Optional[str] = Header(None),
               "untrusted": UNTRUSTED_FLAGS, "flagged_flags": FLAGGED_ENERGY_FLAGS}
     with request.app.state.engine.begin() as conn:
         _in_zone(conn, plan.tz)
+        check_bucket_edges(conn, plan.params())
         rows = conn.execute(_CONSUMPTION, params).mappings().all()
         gaps = []
         if rows:
@@ -239,6 +241,7 @@ def flag_counts(request: Request, authorization: Optional[str] = Header(None),
     where = " ".join(filters)
     with request.app.state.engine.begin() as conn:
         _in_zone(conn, plan.tz)
+        check_bucket_edges(conn, params)
         rows = conn.execute(sa.text(_FLAG_READINGS.format(buckets=_BUCKETS_CTE, filters=where)),
                             params).mappings().all()
         per_flag: dict[dt.datetime, dict[str, int]] = {}

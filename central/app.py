@@ -20,6 +20,7 @@ from central.api_read import router as read_router
 from central.api_series import router as series_router
 from central.db import make_engine
 from central.errors import ApiError, api_error_handler
+from central.read_guard import RejectNul
 from central.settings import Settings, get_settings
 from central.web_static import DEFAULT_DIST, mount_dashboard
 
@@ -40,6 +41,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     app.include_router(series_router)
     app.include_router(epochs_router)
     mount_dashboard(app, Path(settings.web_dist) if settings.web_dist else DEFAULT_DIST)
+    app.add_middleware(RejectNul)  # before routing: NUL reaches neither SQL nor a file path
 
     @app.on_event("startup")
     def _tune_garbage_collector() -> None:

@@ -21,6 +21,7 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -244,10 +245,81 @@ def store_batch(engine: Engine, batch: Batch, gateway_pk: int) -> Outcomes:
                     log.warning("ingest retry %d after %s", attempt, exc.pgcode)
                     time.sleep(0.01 * attempt)
                     continue
-                raise
+                if not caused_by_content(exc):
+                    raise
+                log.error("the batch's statements failed (%s %s); finding the records that "
+                          "cause it", exc.pgcode, str(exc).strip()[:200])
+                batch = _without_unstorable(conn, batch, gateway_pk)
+                result = _store(conn, batch, gateway_pk)
+                conn.commit()
+                return result
         finally:
             conn.close()
     raise AssertionError("unreachable")
+
+
+# --- records the database refuses ------------------------------------------------------------
+# Validation lets through only what the tables can hold, so this should never run. Should one
+# record still make a statement fail (a check the validation lacks, a trigger, an extension),
+# that failure says so in its SQLSTATE class; then the records that fail alone are found by
+# halving, each probe under a savepoint that is rolled back, and rejected as NOT_STORABLE with
+# the database's message; the rest of the batch is stored as usual. Without it such a record
+# answered 500 for its batch on every retry. Outages (connection, resources, serialization)
+# still fail the request: the agent retries those.
+NOT_STORABLE = "not_storable"
+_CONTENT_CLASSES = ("22", "23", "54", "P0", "XX")  # data, integrity, program limit, raised, internal
+
+
+def caused_by_content(exc: psycopg2.Error) -> bool:
+    return (exc.pgcode or "")[:2] in _CONTENT_CLASSES
+
+
+def _without_unstorable(conn, batch: Batch, gateway_pk: int) -> Batch:
+    """The batch minus the records that fail on their own (added to its rejections)."""
+    with conn.cursor() as cur:
+        bad_raw = _failing(cur, batch.raw_events,
+                           lambda rows: _insert_raw(cur, dataclasses.replace(
+                               batch, raw_events=rows, measurements=[]), gateway_pk))
+        bad_m = _failing(cur, batch.measurements,
+                         lambda rows: _upsert_measurements(cur, dataclasses.replace(
+                             batch, raw_events=[], measurements=rows), gateway_pk))
+    conn.rollback()  # nothing of the probes stays
+    out = dataclasses.replace(
+        batch, raw_events=[r for r in batch.raw_events if r.index not in bad_raw],
+        measurements=[m for m in batch.measurements if m.index not in bad_m],
+        rejected_raw=list(batch.rejected_raw), rejected_measurements=list(batch.rejected_measurements))
+    for r in batch.raw_events:
+        if r.index in bad_raw:
+            out.rejected_raw.append((r.index, r.seq, NOT_STORABLE, bad_raw[r.index]))
+    for m in batch.measurements:
+        if m.index in bad_m:
+            out.rejected_measurements.append((m.index, m.event_id, m.revision, NOT_STORABLE,
+                                              bad_m[m.index]))
+    return out
+
+
+def _failing(cur, records: list, write) -> dict[int, str]:
+    """Index -> the database's message, for each record whose write fails on its own."""
+    failing: dict[int, str] = {}
+    pending = [records] if records else []
+    while pending:
+        rows = pending.pop()
+        cur.execute("SAVEPOINT isolate")
+        try:
+            write(rows)
+            error = None
+        except psycopg2.Error as exc:
+            if not caused_by_content(exc):
+                raise
+            error = f"the database refused this record: {str(exc).strip().splitlines()[0][:300]}"
+        cur.execute("ROLLBACK TO SAVEPOINT isolate")
+        if error is None:
+            continue
+        if len(rows) == 1:
+            failing[rows[0].index] = error
+        else:
+            pending += [rows[:len(rows) // 2], rows[len(rows) // 2:]]
+    return failing
 
 
 def _insert_raw(cur, batch: Batch, gateway_pk: int) -> list[str]:
@@ -257,7 +329,37 @@ def _insert_raw(cur, batch: Batch, gateway_pk: int) -> list[str]:
     first: dict[int, RawRecord] = {}
     for r in raws:
         first.setdefault(r.seq, r)
-    rows = list(first.values())  # the statement sorts them into lock order
+    # In seq order (the lock order), a few MiB of payload per statement: the statement's text
+    # holds the payloads two or three times over while it is built, so one statement for a
+    # batch of large payloads cost several times the batch in memory.
+    rows = sorted(first.values(), key=lambda r: r.seq)
+    stored: set[int] = set()
+    for chunk in _chunks_of_payload(rows, RAW_CHUNK_BYTES):
+        stored.update(_insert_raw_rows(cur, batch, gateway_pk, chunk))
+    return [_render_raw(r.index, r.seq,
+                        "stored" if r.seq in stored and first[r.seq] is r else "duplicate",
+                        None, None)
+            for r in raws]
+
+
+RAW_CHUNK_BYTES = 1024 * 1024
+
+
+def _chunks_of_payload(rows: list[RawRecord], limit: int):
+    chunk: list[RawRecord] = []
+    size = 0
+    for r in rows:
+        if chunk and size + len(r.payload_base64) > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(r)
+        size += len(r.payload_base64)
+    if chunk:
+        yield chunk
+
+
+def _insert_raw_rows(cur, batch: Batch, gateway_pk: int, rows: list[RawRecord]) -> set[int]:
+    """Insert these raw events (in seq order); the seqs that were new."""
     cur.execute(_INSERT_RAW, {
         "gw": gateway_pk, "buffer_id": batch.buffer_id,
         "seq": _array_of_ints([r.seq for r in rows]),
@@ -270,11 +372,7 @@ def _insert_raw(cur, batch: Batch, gateway_pk: int) -> list[str]:
         "received_at": _array_of_tokens([r.received_at for r in rows]),
         "decode_error": _array_of_texts([r.decode_error for r in rows]),
     })
-    stored = {row[0] for row in cur.fetchall()}
-    return [_render_raw(r.index, r.seq,
-                        "stored" if r.seq in stored and first[r.seq] is r else "duplicate",
-                        None, None)
-            for r in raws]
+    return {row[0] for row in cur.fetchall()}
 
 
 def _upsert_measurements(cur, batch: Batch, gateway_pk: int) -> list[str]:

@@ -1,4 +1,6 @@
 """Validation of an ingest batch: the envelope (whole-request errors) and each record.
+(Over 600 lines: every record rule, its whole-batch fast path and the payload's jsonb check
+belong side by side, and a test compares the two paths.)
 
 (Over 600 lines: the record rules and the whole-batch fast path that must agree with them belong
 side by side.)
@@ -24,6 +26,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import logging
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -42,6 +45,7 @@ from central.settings import Settings
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _BAD_CHARS_RE = re.compile("[\x00\ud800-\udfff]")  # PostgreSQL text cannot hold NUL; lone surrogates are not UTF-8
 _SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F]")
+log = logging.getLogger("central.ingest")
 MAX_SEQ = 2**63 - 1
 MAX_REVISION = 2**31 - 1
 # Numbers in a payload PostgreSQL's jsonb could not hold; such payloads are kept as bytes only.
@@ -62,7 +66,6 @@ class RawRecord:
     index: int
     seq: int
     topic: str
-    payload: bytes
     payload_base64: str  # as sent (strictly validated), for the database to decode
     payload_is_json: bool  # UTF-8 JSON that jsonb accepts: the database keeps a parsed copy
     qos: int
@@ -70,6 +73,12 @@ class RawRecord:
     dup: bool
     received_at: str  # canonical text; PostgreSQL parses it
     decode_error: Optional[str]
+
+    @property
+    def payload(self) -> bytes:
+        """The payload's bytes, decoded again on demand: a batch keeps only the base64 text (a
+        batch of large payloads held them twice otherwise)."""
+        return base64.b64decode(self.payload_base64)
 
 
 @dataclass(slots=True)
@@ -281,9 +290,10 @@ def parse_envelope(body: dict, settings: Settings, token_gateway: str) -> Batch:
     except RecordError as exc:
         raise ApiError(422, "invalid_envelope", exc.detail) from None
     for name, value in arrays.items():
-        if len(value) > settings.max_records:
+        if len(value) > settings.max_records or getattr(value, "over", False):
+            count = "more than" if getattr(value, "over", False) else len(value)
             raise ApiError(413, "too_many_records",
-                           f"{name} has {len(value)} records; the limit is {settings.max_records}",
+                           f"{name} has {count} records; the limit is {settings.max_records}",
                            limit=settings.max_records)
     batch = Batch(gateway_id=gateway_id, buffer_id=buffer_id, sent_at=sent_at, backlog=backlog,
                   protocol_version=check_protocol_version(body))
@@ -321,7 +331,10 @@ def jsonb_text(payload: bytes) -> Optional[str]:
     """The payload as text for a jsonb column, or None when it is not JSON jsonb accepts.
 
     Stricter than jsonb itself so that a payload can never make the batch's INSERT fail:
-    valid UTF-8, strict JSON, no NUL escapes or unpaired surrogates, no absurd numbers.
+    valid UTF-8, strict JSON nested at most MAX_PAYLOAD_DEPTH deep, no NUL escapes or unpaired
+    surrogates, no absurd numbers. Nothing here recurses in Python: the depth is counted over
+    the brackets and the surrogates are found in the text, so no payload can raise
+    RecursionError (one did, deep in a request, and answered 500 for its whole batch).
     """
     try:
         text = payload.decode("utf-8")
@@ -330,22 +343,56 @@ def jsonb_text(payload: bytes) -> Optional[str]:
     if "\x00" in text or "\\u0000" in text:
         return None
     try:
-        value = _PAYLOAD_DECODER.decode(text)
+        if json_deeper_than(text, MAX_PAYLOAD_DEPTH):
+            return None
+        _PAYLOAD_DECODER.decode(text)
     except (ValueError, RecursionError):
         return None
-    if _SURROGATE_ESCAPE_RE.search(text) and _has_surrogates(value):
+    except Exception:  # noqa: BLE001 - whatever else: not JSON we dare store as jsonb
+        return None
+    if has_lone_surrogate_escape(text):
         return None
     return text
 
 
-def _has_surrogates(value: Any) -> bool:
-    if isinstance(value, str):
-        return _BAD_CHARS_RE.search(value) is not None
-    if isinstance(value, list):
-        return any(_has_surrogates(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
-    return False
+# A payload's JSON deeper than this is kept as bytes only (no jsonb copy): the decoders (Python's
+# and PostgreSQL's) recurse per level, and no meter nests this deep. Python's decoder counts its
+# levels against the recursion limit (1,000 frames): 900 leaves room for the request's own
+# frames, and should it not, its RecursionError means "bytes only" too.
+MAX_PAYLOAD_DEPTH = 900
+_JSON_STRING_RE = re.compile(r'"(?>[^"\\]*)(?:(?>\\.[^"\\]*))*"', re.S)  # atomic: no
+# backtracking entry kept per escape
+_NOT_BRACKETS_RE = re.compile(r"[^\[\]{}]+")
+_SURROGATE_PAIR_RE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def json_deeper_than(text: str, limit: int) -> bool:
+    """Do arrays and objects in JSON text nest deeper than `limit` (strings skipped)? Counted
+    over the brackets; for text that is not JSON the answer means little (the decoder refuses
+    such text anyway)."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    brackets = _NOT_BRACKETS_RE.sub("", _JSON_STRING_RE.sub("", text))
+    depth = deepest = 0
+    for char in brackets:
+        if char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest > limit
+
+
+def has_lone_surrogate_escape(text: str) -> bool:
+    """Does JSON text hold a \\uD800-\\uDFFF escape that is not half of a surrogate pair?
+
+    Escaped backslashes go first (so `\\\\ud800` is text, not an escape), then the pairs; any
+    surrogate escape left is unpaired. Regular expressions only: no parse tree, no recursion."""
+    if _SURROGATE_ESCAPE_RE.search(text) is None:
+        return False
+    text = _SURROGATE_PAIR_RE.sub("", text.replace("\\\\", ""))
+    return _SURROGATE_ESCAPE_RE.search(text) is not None
 
 
 def _raw_record(index: int, obj: Any, settings: Settings, topics: _Seen) -> RawRecord:
@@ -365,6 +412,9 @@ def _raw_record(index: int, obj: Any, settings: Settings, topics: _Seen) -> RawR
         except (binascii.Error, UnicodeEncodeError):
             raise RecordError("invalid_base64", "payload is not standard base64 with padding "
                               "(RFC 4648 section 4)") from None
+        if len(payload) > settings.max_payload_bytes:  # the text's length allows 2 bytes more
+            raise RecordError("too_long",
+                              f"payload is larger than {settings.max_payload_bytes} bytes")
         qos = _integer_value(obj["qos"], "qos", 0, 2)
         retained = _boolean_value(obj["retained"], "retained")
         dup = _boolean_value(obj["dup"], "dup")
@@ -375,12 +425,12 @@ def _raw_record(index: int, obj: Any, settings: Settings, topics: _Seen) -> RawR
     if decode_error is not None:
         decode_error = _string_value(decode_error, "decode_error",
                                      settings.max_decode_error_chars, allow_empty=True)
-    return RawRecord(index, seq, topic, payload, payload_text, jsonb_text(payload) is not None,
+    return RawRecord(index, seq, topic, payload_text, jsonb_text(payload) is not None,
                      qos, retained, dup, received_at, decode_error)
 
 
 def _validate_raw_events(batch: Batch, items: list, settings: Settings) -> None:
-    valid = _raw_events_if_all_valid(items, settings)
+    valid = _unless_failed(_raw_events_if_all_valid, items, settings)
     if valid is not None:
         batch.raw_events = valid
         return
@@ -389,10 +439,35 @@ def _validate_raw_events(batch: Batch, items: list, settings: Settings) -> None:
     for index, obj in enumerate(items):
         try:
             append(_raw_record(index, obj, settings, topics))
-        except RecordError as exc:
+        except Exception as exc:  # noqa: BLE001 - RecordError, or a per-record failure (below)
+            reason, detail = _rejection(exc)
             echo = obj.get("seq") if isinstance(obj, dict) else None
-            echo = int(echo) if isinstance(echo, IntNum) and len(echo) < 21 else None
-            batch.rejected_raw.append((index, echo, exc.reason, exc.detail))
+            echo = int(echo) if type(echo) is IntNum and len(echo) < 21 else None
+            batch.rejected_raw.append((index, echo, reason, detail))
+
+
+# Why a broad catch per record: whatever a record holds, it must not turn into a 500 for its
+# whole batch (the agent would resend that batch forever and nothing behind it would flow).
+# A check that fails in a way nobody foresaw rejects that record alone, as `internal_error`
+# with the exception named, and is logged with its traceback so it can be fixed.
+INTERNAL_ERROR = "internal_error"
+
+
+def _rejection(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, RecordError):
+        return exc.reason, exc.detail
+    log.exception("unexpected failure while checking one record (rejected as %s)",
+                  INTERNAL_ERROR)
+    return INTERNAL_ERROR, f"the central failed on this record: {type(exc).__name__}"
+
+
+def _unless_failed(fast_path, items: list, settings: Settings, *more):
+    """The whole-batch fast path, or None (record by record) should it fail unexpectedly."""
+    try:
+        return fast_path(items, settings, *more)
+    except Exception:  # noqa: BLE001 - the record path gives each record its own outcome
+        log.exception("whole-batch check failed; checking record by record")
+        return None
 
 
 # flags tuple -> known, sorted, unique; the value tells whether protocol "1" knows every flag of
@@ -491,7 +566,7 @@ def _measurement(index: int, obj: Any, settings: Settings, devices: _Seen,
 
 def _validate_measurements(batch: Batch, items: list, settings: Settings,
                            version: str = "1") -> None:
-    valid = _measurements_if_all_valid(items, settings, version)
+    valid = _unless_failed(_measurements_if_all_valid, items, settings, version)
     if valid is not None:
         batch.measurements = valid
         return
@@ -500,12 +575,13 @@ def _validate_measurements(batch: Batch, items: list, settings: Settings,
     for index, obj in enumerate(items):
         try:
             append(_measurement(index, obj, settings, devices, version))
-        except RecordError as exc:
+        except Exception as exc:  # noqa: BLE001 - see _rejection
+            reason, detail = _rejection(exc)
             eid = obj.get("event_id") if isinstance(obj, dict) else None
-            eid = eid if isinstance(eid, str) and is_event_id_syntax(eid) else None
+            eid = eid if type(eid) is str and is_event_id_syntax(eid) else None  # not a Num
             rev = obj.get("revision") if isinstance(obj, dict) else None
-            rev = int(rev) if isinstance(rev, IntNum) and len(rev) < 12 else None
-            batch.rejected_measurements.append((index, eid, rev, exc.reason, exc.detail))
+            rev = int(rev) if type(rev) is IntNum and len(rev) < 12 else None
+            batch.rejected_measurements.append((index, eid, rev, reason, detail))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -589,12 +665,17 @@ def _raw_events_if_all_valid(items: list, settings: Settings) -> Optional[list[R
                     present_errors, settings.max_decode_error_chars, allow_empty=True))):
             return None
         # What b64decode(validate=True) does for an ASCII str; ValueError for anything else.
-        decoded = [binascii.a2b_base64(p, strict_mode=True) for p in payloads]
+        # One payload's bytes at a time: only the base64 text is kept (the database decodes it).
+        is_json = []
+        for text in payloads:
+            decoded = binascii.a2b_base64(text, strict_mode=True)
+            if len(decoded) > settings.max_payload_bytes:
+                return None
+            is_json.append(jsonb_text(decoded) is not None)
     except (KeyError, ValueError):  # binascii.Error is a ValueError
         return None
     return [RawRecord(i, *fields) for i, fields in enumerate(zip(
-        seqs, topics, decoded, payloads, [jsonb_text(b) is not None for b in decoded], qos,
-        retained, dup, received_at, decode_errors))]
+        seqs, topics, payloads, is_json, qos, retained, dup, received_at, decode_errors))]
 
 
 def _measurements_if_all_valid(items: list, settings: Settings,

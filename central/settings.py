@@ -25,9 +25,12 @@ class Settings(BaseSettings):
     web_dist: Optional[str] = None
 
     # Request limits (413 when exceeded). The compressed limit applies to the bytes on the wire,
-    # the decompressed one to what gzip expands to, so a small gzip bomb is refused too.
+    # the decompressed one to what gzip expands to, so a small gzip bomb is refused too. Both are
+    # the largest batch an agent can be configured to send (uplink.batch_max_bytes <= 16 MiB of
+    # JSON); a batch over them gets 413 and the agent halves it. The decompressed limit bounds
+    # a request's memory: at most 4x it + 20 MiB (docs/BENCHMARKS.md, central memory).
     max_body_bytes: int = 16 * 1024 * 1024
-    max_decompressed_bytes: int = 64 * 1024 * 1024
+    max_decompressed_bytes: int = 16 * 1024 * 1024
     max_records: int = 10_000  # per array (raw_events, measurements)
 
     # Per-record limits (rejected with reason too_long when exceeded).

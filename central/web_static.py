@@ -28,7 +28,10 @@ _NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>dashboard not built<
 
 class _ImmutableAssets(StaticFiles):
     async def get_response(self, path, scope):  # type: ignore[override]
-        response = await super().get_response(path, scope)
+        try:
+            response = await super().get_response(path, scope)
+        except OSError:  # a name the file system refuses (too long, ...): there is no such file
+            return Response("Not Found", status_code=404, media_type="text/plain")
         if response.status_code == 200:
             response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return response

@@ -87,6 +87,6 @@ def test_documented_reasons_match_the_code():
 def test_documented_limits_match_settings():
     s = Settings(database_url="postgresql://x@y/z")
     assert s.max_body_bytes == 16 * 2**20 and "| 16 MiB |" in DOC
-    assert s.max_decompressed_bytes == 64 * 2**20 and "| 64 MiB |" in DOC
+    assert s.max_decompressed_bytes == 16 * 2**20 and "| 16 MiB (the agent's largest" in DOC
     assert s.max_records == 10_000 and "| 10,000 |" in DOC
     assert s.max_payload_bytes == 256 * 1024 and "| 256 KiB |" in DOC
