@@ -463,6 +463,7 @@ Result<PruneStats> Buffer::prune_measurements(const PruneScope& scope) {
     bump_generation();
     transaction.commit();
     series_.clear();  // anchors changed
+    device_restarts_.clear();
     return stats;
   });
 }

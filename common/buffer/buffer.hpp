@@ -42,6 +42,8 @@ inline constexpr int kSchemaVersion = 6;
 inline constexpr std::int64_t kRedeliveryWindow = 50000;
 
 // What one normalization pass did.
+struct SeriesRevision;
+
 struct NormalizeStats {
   std::int64_t messages = 0;          // raw messages processed
   std::int64_t new_measurements = 0;  // distinct events stored
@@ -340,9 +342,25 @@ class Buffer {
   NormalizeStats normalize_batch_in_transaction(const Config& config, std::size_t max_messages);
   void normalize_message(const Config& config, std::int64_t seq, const RawMessage& message,
                          std::int64_t received_ms, NormalizeStats& stats);
-  bool store_reading(const MetricConfig& metric, const Reading& reading, std::int64_t raw_seq,
-                     std::int64_t future_tolerance_ms, NormalizeStats& stats);
+  bool store_reading(const Config& config, const MetricConfig& metric, const Reading& reading,
+                     std::int64_t raw_seq, NormalizeStats& stats);
   CachedSeries& cached_series(const Reading& reading);
+  // The cached series, or nullptr when the buffer has none with this name.
+  CachedSeries* existing_series(const std::string& device_id, const std::string& metric_type);
+  // The series rules' boundaries (docs/QUALITY.md): the operator's
+  // replacements of the series and its device's restarts.
+  void load_boundaries(const Config& config, CachedSeries& series);
+  // The instants a device restarted, from its restart-evidence series.
+  const std::vector<std::int64_t>& device_restarts(const Config& config,
+                                                   const std::string& device_id);
+  std::vector<std::int64_t> read_device_restarts(const Config& config,
+                                                 const std::string& device_id);
+  // Judges a series again from `from_ms` with its boundaries reloaded.
+  void rejudge_series(const Config& config, CachedSeries& series, std::int64_t from_ms,
+                      NormalizeStats& stats);
+  void apply_revisions(const std::vector<SeriesRevision>& revisions, NormalizeStats& stats);
+  void normalize_operator_event(const Config& config, std::int64_t seq, const RawMessage& message,
+                                NormalizeStats& stats);
   void record_outcome(std::int64_t seq, const char* kind, const std::string& reason);
   // The receive time a raw message's readings take: its own, or for a
   // redelivery the original's. Adds the message to the redelivery index.
@@ -357,6 +375,8 @@ class Buffer {
   std::unique_ptr<sqlite::Database> db_;
   std::unique_ptr<Statements> statements_;
   std::unordered_map<std::string, std::unique_ptr<CachedSeries>> series_;
+  // device_id -> restart instants (device_restarts), cached with series_.
+  std::unordered_map<std::string, std::vector<std::int64_t>> device_restarts_;
   std::string buffer_id_;
   // The generation this connection's series cache was built at (see
   // kBumpGeneration); another connection's commit makes it stale.

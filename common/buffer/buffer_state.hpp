@@ -94,6 +94,11 @@ struct Buffer::CachedSeries {
   // The scan's state was rebuilt from the stored rows (recover_state): once
   // per load, with the first reading, which brings the metric's rules.
   bool recovered = false;
+  std::string device_id;
+  std::string metric_type;
+  // Sorted by at_ms; loaded with the series (load_boundaries).
+  std::vector<SeriesBoundary> boundaries;
+  bool boundaries_loaded = false;
 };
 
 }  // namespace meter

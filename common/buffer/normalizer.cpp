@@ -8,6 +8,9 @@
 // state, so that an in-order reading asks nothing), the stored neighbourhood
 // the engine queries (StoredNeighbourhood, stored_neighbourhood.hpp), and
 // the writes that apply its decision.
+#include <algorithm>
+#include <charconv>
+#include <iterator>
 #include <optional>
 #include <utility>
 
@@ -17,6 +20,7 @@
 #include "common/decode/decode.hpp"
 #include "common/decode/mapping.hpp"
 #include "common/normalize/canonicalize.hpp"
+#include "common/normalize/operator_event.hpp"
 
 namespace meter {
 namespace {
@@ -40,7 +44,10 @@ Result<NormalizeStats> Buffer::normalize_pending(const Config& config, std::size
     if (redeliveries_.through_seq() != progress) load_redelivery_index(progress);
     return normalize_batch(config, max_messages);
   });
-  if (!result) series_.clear();  // the cache may hold rows of the rolled-back batch
+  if (!result) {  // the cache may hold rows of the rolled-back batch
+    series_.clear();
+    device_restarts_.clear();
+  }
   return result;
 }
 
@@ -56,6 +63,7 @@ Result<NormalizeStats> Buffer::normalize_all(const Config& config) {
 
 Result<NormalizeStats> Buffer::renormalize(const Config& config) {
   series_.clear();
+  device_restarts_.clear();
   auto result = guarded([&]() -> Result<NormalizeStats> {
     sqlite::Transaction transaction(*db_);
     db_->exec(sql::kRenormalizeBegin);
@@ -70,6 +78,7 @@ Result<NormalizeStats> Buffer::renormalize(const Config& config) {
     return total;
   });
   series_.clear();
+  device_restarts_.clear();
   return result;
 }
 
@@ -83,7 +92,10 @@ NormalizeStats Buffer::normalize_batch(const Config& config, std::size_t max_mes
 void Buffer::check_series_cache() {
   statements_->get_counter.bind(1, std::string_view("generation"));
   const std::int64_t generation = optional_int(statements_->get_counter).value_or(0);
-  if (generation != cache_generation_) series_.clear();
+  if (generation != cache_generation_) {
+    series_.clear();
+    device_restarts_.clear();
+  }
   cache_generation_ = generation;
 }
 
@@ -189,6 +201,10 @@ std::int64_t Buffer::effective_received_ms(std::int64_t seq, const RawMessage& m
 
 void Buffer::normalize_message(const Config& config, std::int64_t seq, const RawMessage& message,
                                std::int64_t received_ms, NormalizeStats& stats) {
+  if (message.topic == kOperatorTopic) {
+    normalize_operator_event(config, seq, message, stats);
+    return;
+  }
   const MappingConfig* mapping = config.mapping_for(message.topic);
   if (mapping == nullptr) {
     record_outcome(seq, "decode_error", "no mapping matches topic '" + message.topic + "'");
@@ -245,7 +261,7 @@ void Buffer::normalize_message(const Config& config, std::int64_t seq, const Raw
       }
     }
     const MetricConfig& metric = *config.metric(reading->metric_type);
-    if (!store_reading(metric, *reading, seq, config.normalize.future_tolerance_ms, stats)) {
+    if (!store_reading(config, metric, *reading, seq, stats)) {
       note("metric '" + metric.name + "' is stored in unit '" + cached_series(*reading).unit +
            "' but the config now says '" + metric.unit + "': run 'meter-agent renormalize'");
       ++failed;
@@ -272,6 +288,8 @@ Buffer::CachedSeries& Buffer::cached_series(const Reading& reading) {
 
   auto& s = *statements_;
   auto series = std::make_unique<CachedSeries>();
+  series->device_id = reading.device_id;
+  series->metric_type = reading.metric_type;
   s.find_series.bind(1, std::string_view(reading.device_id))
       .bind(2, std::string_view(reading.metric_type));
   if (s.find_series.step()) {
@@ -311,10 +329,12 @@ Buffer::CachedSeries& Buffer::cached_series(const Reading& reading) {
   return stored;
 }
 
-bool Buffer::store_reading(const MetricConfig& metric, const Reading& reading, std::int64_t raw_seq,
-                           std::int64_t future_tolerance_ms, NormalizeStats& stats) {
+bool Buffer::store_reading(const Config& config, const MetricConfig& metric, const Reading& reading,
+                           std::int64_t raw_seq, NormalizeStats& stats) {
   auto& s = *statements_;
+  const std::int64_t future_tolerance_ms = config.normalize.future_tolerance_ms;
   CachedSeries& series = cached_series(reading);
+  if (!series.boundaries_loaded) load_boundaries(config, series);
   if (series.unit.empty()) {  // renormalize: the series takes the config's unit
     s.update_series_unit.bind(1, series.id).bind(2, std::string_view(reading.unit)).run();
     series.unit = reading.unit;
@@ -323,7 +343,7 @@ bool Buffer::store_reading(const MetricConfig& metric, const Reading& reading, s
 
   StoredNeighbourhood neighbourhood(s.measurements_at, s.series_previous_timestamp,
                                     s.series_next_timestamp, series.id);
-  const SeriesRules rules{metric, future_tolerance_ms};
+  const SeriesRules rules{metric, future_tolerance_ms, series.boundaries};
   if (!series.recovered) {
     series.state = recover_state(rules, series.state, neighbourhood);
     series.recovered = true;
@@ -354,7 +374,36 @@ bool Buffer::store_reading(const MetricConfig& metric, const Reading& reading, s
     inserted_id = db_->last_insert_rowid();
     ++stats.new_measurements;
   }
-  for (const auto& r : decision.revisions) {
+  apply_revisions(decision.revisions, stats);
+  series.state = std::move(decision.state);
+  if (inserted_id != 0) series.state.adopt_inserted(inserted_id);
+
+  if (metric.role != MetricRole::none) {
+    // Restart evidence: the device's other series are judged again from the
+    // earliest restart that appeared or went.
+    const std::vector<std::int64_t> before = device_restarts(config, reading.device_id);
+    std::vector<std::int64_t> now = read_device_restarts(config, reading.device_id);
+    std::optional<std::int64_t> changed;
+    std::vector<std::int64_t> difference;
+    std::set_symmetric_difference(before.begin(), before.end(), now.begin(), now.end(),
+                                  std::back_inserter(difference));
+    if (!difference.empty()) changed = difference.front();
+    device_restarts_[reading.device_id] = std::move(now);
+    if (changed) {
+      for (const auto& [name, other] : config.metrics) {
+        if (other.kind != MetricKind::counter || other.role != MetricRole::none) continue;
+        if (CachedSeries* affected = existing_series(reading.device_id, name)) {
+          rejudge_series(config, *affected, *changed, stats);
+        }
+      }
+    }
+  }
+  return true;
+}
+
+void Buffer::apply_revisions(const std::vector<SeriesRevision>& revisions, NormalizeStats& stats) {
+  auto& s = *statements_;
+  for (const auto& r : revisions) {
     s.revise_measurement.bind(1, r.id)
         .bind_optional(2, r.delta)
         .bind(3, static_cast<std::int64_t>(r.flags))
@@ -364,9 +413,126 @@ bool Buffer::store_reading(const MetricConfig& metric, const Reading& reading, s
         .run();
     if (r.content_changed) ++stats.revised;
   }
+}
+
+Buffer::CachedSeries* Buffer::existing_series(const std::string& device_id,
+                                              const std::string& metric_type) {
+  std::string key = device_id;
+  key += '\0';
+  key += metric_type;
+  if (auto found = series_.find(key); found != series_.end()) return found->second.get();
+  auto& s = *statements_;
+  s.find_series.bind(1, std::string_view(device_id)).bind(2, std::string_view(metric_type));
+  const bool exists = s.find_series.step();
+  s.find_series.reset();
+  if (!exists) return nullptr;
+  Reading probe;
+  probe.device_id = device_id;
+  probe.metric_type = metric_type;
+  return &cached_series(probe);
+}
+
+void Buffer::load_boundaries(const Config& config, CachedSeries& series) {
+  series.boundaries.clear();
+  auto replacements = operator_events(series.device_id, series.metric_type);
+  if (replacements) {
+    for (auto& event : *replacements) {
+      series.boundaries.push_back(SeriesBoundary{event.at_ms, SeriesBoundary::Kind::replacement,
+                                                 std::move(event.old_final),
+                                                 std::move(event.new_initial)});
+    }
+  }
+  for (const auto instant : device_restarts(config, series.device_id)) {
+    series.boundaries.push_back(SeriesBoundary{instant, SeriesBoundary::Kind::restart, {}, {}});
+  }
+  std::stable_sort(
+      series.boundaries.begin(), series.boundaries.end(),
+      [](const SeriesBoundary& a, const SeriesBoundary& b) { return a.at_ms < b.at_ms; });
+  series.boundaries_loaded = true;
+}
+
+const std::vector<std::int64_t>& Buffer::device_restarts(const Config& config,
+                                                         const std::string& device_id) {
+  auto found = device_restarts_.find(device_id);
+  if (found == device_restarts_.end()) {
+    found = device_restarts_.emplace(device_id, read_device_restarts(config, device_id)).first;
+  }
+  return found->second;
+}
+
+std::vector<std::int64_t> Buffer::read_device_restarts(const Config& config,
+                                                       const std::string& device_id) {
+  // Between two readings of restart evidence in time order: an uptime that
+  // fell restarted at (its timestamp - the uptime), never before the reading
+  // before it; a boot count that rose restarted just after the reading before.
+  std::vector<std::int64_t> instants;
+  for (const auto& [name, metric] : config.metrics) {
+    if (metric.role == MetricRole::none) continue;
+    auto readings = db_->prepare(sql::kSeriesReadings);
+    readings.bind(1, std::string_view(device_id)).bind(2, std::string_view(name));
+    std::optional<std::pair<std::int64_t, Decimal>> previous;
+    while (readings.step()) {
+      const std::int64_t timestamp_ms = readings.column_int(0);
+      auto value = Decimal::parse(readings.column_text(1));
+      if (!value) continue;
+      if (previous && previous->first < timestamp_ms) {
+        if (metric.role == MetricRole::uptime_seconds && *value < previous->second) {
+          std::int64_t instant = previous->first + 1;
+          auto uptime_ms = multiply(*value, Decimal::from_int(1000));
+          if (uptime_ms) {
+            auto started = subtract(Decimal::from_int(timestamp_ms), *uptime_ms);
+            // The boot instant, when it is a whole millisecond after the reading before.
+            auto text = started ? started->text() : std::string();
+            std::int64_t boot = 0;
+            const auto* end = text.data() + text.size();
+            if (!text.empty() && std::from_chars(text.data(), end, boot).ptr == end) {
+              instant = std::max(instant, boot);
+            }
+          }
+          instants.push_back(std::min(instant, timestamp_ms));
+        } else if (metric.role == MetricRole::boot_count && previous->second < *value) {
+          instants.push_back(previous->first + 1);
+        }
+      }
+      previous = std::pair{timestamp_ms, std::move(*value)};
+    }
+  }
+  std::sort(instants.begin(), instants.end());
+  instants.erase(std::unique(instants.begin(), instants.end()), instants.end());
+  return instants;
+}
+
+void Buffer::rejudge_series(const Config& config, CachedSeries& series, std::int64_t from_ms,
+                            NormalizeStats& stats) {
+  const MetricConfig* metric = config.metric(series.metric_type);
+  if (metric == nullptr || metric->kind != MetricKind::counter) return;
+  auto& s = *statements_;
+  load_boundaries(config, series);
+  StoredNeighbourhood neighbourhood(s.measurements_at, s.series_previous_timestamp,
+                                    s.series_next_timestamp, series.id);
+  const SeriesRules rules{*metric, config.normalize.future_tolerance_ms, series.boundaries};
+  if (!series.recovered) {
+    series.state = recover_state(rules, series.state, neighbourhood);
+    series.recovered = true;
+  }
+  SeriesDecision decision = rejudge(rules, series.state, from_ms, neighbourhood);
+  apply_revisions(decision.revisions, stats);
   series.state = std::move(decision.state);
-  if (inserted_id != 0) series.state.adopt_inserted(inserted_id);
-  return true;
+}
+
+void Buffer::normalize_operator_event(const Config& config, std::int64_t seq,
+                                      const RawMessage& message, NormalizeStats& stats) {
+  auto event = parse_operator_event(message.payload);
+  if (!event) {
+    record_outcome(seq, "decode_error", "operator event: " + event.error().message);
+    ++stats.decode_errors;
+    return;
+  }
+  // The series is judged again from the replacement on, with the events in
+  // force now (this one, or its withdrawal, included).
+  if (CachedSeries* series = existing_series(event->device_id, event->metric_type)) {
+    rejudge_series(config, *series, event->at_ms, stats);
+  }
 }
 
 }  // namespace meter

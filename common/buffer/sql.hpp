@@ -125,6 +125,10 @@ inline constexpr const char* kRawContent =
 inline constexpr const char* kRecordOutcome =
     "INSERT OR REPLACE INTO raw_outcomes (seq, kind, reason) VALUES (?1, ?2, ?3)";
 
+// One series' readings in series order, by name (restart evidence).
+inline constexpr const char* kSeriesReadings =
+    "SELECT m.timestamp_ms, m.value FROM measurements m JOIN series s ON s.id = m.series_id "
+    "WHERE s.device_id = ?1 AND s.metric_type = ?2 ORDER BY m.timestamp_ms, m.id";
 inline constexpr const char* kFindSeries =
     "SELECT id, unit, anchor_ts, anchor_value, anchor_good_ts, anchor_good_value, anchor_history "
     "FROM series WHERE device_id = ?1 AND metric_type = ?2";

@@ -1,0 +1,117 @@
+// The series rules' boundaries through the buffer: an operator's replacement
+// (a raw message of the reserved topic, recorded by `meter replace`) and a
+// device's restart evidence (a metric with a role) re-judge the counter
+// series they concern, whatever the order they arrive in.
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "common/normalize/operator_event.hpp"
+#include "common/model/flags.hpp"
+#include "support/buffer_fixture.hpp"
+
+using namespace meter;
+using meter::test::BufferFixture;
+using meter::test::seed_payload;
+
+namespace {
+
+const char* kConfig = R"(
+gateway_id: test-gw
+buffer:
+  durability: normal
+metrics:
+  energy:
+    kind: counter
+    unit: kWh
+    jump_threshold: 10000
+    rollback_max: 2
+  uptime:
+    kind: gauge
+    unit: s
+    role: uptime_seconds
+mappings:
+  - topic: "meters/#"
+    format: seed_json
+)";
+
+std::string energy(int hour, const std::string& value) {
+  return seed_payload("m1", "2024-01-01T" + std::string(hour < 10 ? "0" : "") +
+                                std::to_string(hour) + ":00:00Z",
+                      "energy", value, "kWh");
+}
+
+std::string uptime(int hour, const std::string& seconds) {
+  return seed_payload("m1", "2024-01-01T" + std::string(hour < 10 ? "0" : "") +
+                                std::to_string(hour) + ":00:00Z",
+                      "uptime", seconds, "s");
+}
+
+OperatorEvent replacement(bool withdrawn = false) {
+  OperatorEvent event;
+  event.device_id = "m1";
+  event.metric_type = "energy";
+  event.at_ms = 1704081600000;  // 2024-01-01T04:00:00Z
+  event.old_final = *Decimal::parse("1003.5");
+  event.new_initial = *Decimal::parse("0");
+  event.withdrawn = withdrawn;
+  return event;
+}
+
+std::string flags_at(BufferFixture& f, const std::string& timestamp) {
+  return join_flags(f.at("m1", "energy", timestamp).flags, ';');
+}
+
+}  // namespace
+
+TEST_CASE("a replacement recorded after the readings re-judges them; its withdrawal too",
+          "[normalizer][boundaries]") {
+  BufferFixture f(kConfig);
+  for (const auto& [hour, value] :
+       std::vector<std::pair<int, std::string>>{{1, "1001"}, {2, "1002"}, {3, "1003"}, {4, "0.5"},
+                                                {5, "1.5"}, {6, "2.5"}, {7, "3.5"}}) {
+    f.append(energy(hour, value));
+  }
+  f.normalize();
+  CHECK(flags_at(f, "2024-01-01T04:00:00.000Z") == "counter_reset");
+
+  auto recorded = f.buffer().record_operator_event(replacement(), 1735689600000);
+  REQUIRE(recorded);
+  f.normalize();
+  const auto replaced = f.at("m1", "energy", "2024-01-01T04:00:00.000Z");
+  CHECK(join_flags(replaced.flags, ';') == "meter_replaced");
+  CHECK(replaced.delta == std::optional<std::string>("1"));  // 1003 -> 1003.5, then 0 -> 0.5
+  CHECK(replaced.revision == 2);
+
+  REQUIRE(f.buffer().record_operator_event(replacement(true), 1735689600001));
+  f.normalize();
+  CHECK(flags_at(f, "2024-01-01T04:00:00.000Z") == "counter_reset");
+
+  // renormalize replays the raw log: the same result.
+  REQUIRE(f.buffer().record_operator_event(replacement(), 1735689600002));
+  f.normalize();
+  REQUIRE(f.buffer().renormalize(f.config()));
+  CHECK(flags_at(f, "2024-01-01T04:00:00.000Z") == "meter_replaced");
+}
+
+TEST_CASE("restart evidence: a drop after the uptime fell is never a glitch", "[normalizer][boundaries]") {
+  BufferFixture f(kConfig);
+  f.append(uptime(1, "3600"));
+  f.append(uptime(2, "7200"));
+  f.append(energy(1, "1000"));
+  f.append(energy(2, "1001"));
+  f.append(energy(3, "1002"));
+  f.append(energy(4, "1000.5"));  // the device restored an older total after a restart
+  f.append(energy(5, "1003"));
+  f.normalize();
+  // Without evidence the drop came back: a glitch.
+  CHECK(flags_at(f, "2024-01-01T04:00:00.000Z") == "glitch");
+  // The uptime at 04:00 says the device booted at 03:30.
+  f.append(uptime(4, "1800"));
+  f.normalize();
+  CHECK(flags_at(f, "2024-01-01T04:00:00.000Z") == "device_restarted;rollback");
+  CHECK(f.at("m1", "energy", "2024-01-01T05:00:00.000Z").delta == std::optional<std::string>("2.5"));
+  // Restart evidence is local: the uptime series is never uploaded.
+  auto batch = f.buffer().select_unsynced(SyncLimits{});
+  REQUIRE(batch);
+  for (const auto& m : batch->measurements) CHECK(m.measurement.metric_type == "energy");
+}
