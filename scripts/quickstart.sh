@@ -21,7 +21,10 @@
 # meter-agent instead of building one), --no-dashboard (skip the dashboard's npm build),
 # --then COMMAND (run COMMAND while everything is up, before the last line, with
 # QUICKSTART_CENTRAL_URL, QUICKSTART_VIEWER_TOKEN, QUICKSTART_TRUTH (the simulator's JSON
-# summary), QUICKSTART_STATE and DATABASE_URL set; for tests). Ports are free ones on 127.0.0.1
+# summary), QUICKSTART_STATE and DATABASE_URL set; for tests), --publish COMMAND (run COMMAND
+# instead of the simulator, with QUICKSTART_MQTT_PORT set: it publishes and writes a summary in
+# meter_sim.py's format (published, acknowledged, distinct_readings, faults) to QUICKSTART_TRUTH;
+# for tests). Ports are free ones on 127.0.0.1
 # (the central on 8080 when that is free). Everything it starts is stopped by PID in a trap, and
 # the PIDs are listed in build/quickstart/pids. Exit status 0 when both pairs are equal.
 set -euo pipefail
@@ -39,6 +42,7 @@ agent=""
 keep_running=""
 build_dashboard=yes
 then_command=""
+publish_command=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep-running) keep_running=yes ;;
@@ -51,8 +55,9 @@ while [ $# -gt 0 ]; do
     --agent) agent=$2; shift ;;
     --no-dashboard) build_dashboard="" ;;
     --then) then_command=$2; shift ;;
+    --publish) publish_command=$2; shift ;;
     --state-dir) state_dir=$2; shift ;;
-    *) echo "usage: $0 [--keep-running] [--meters N] [--duration D] [--seed S] [--speed X] [--faults SPEC] [--fault-free N] [--agent BINARY] [--no-dashboard] [--then COMMAND] [--state-dir DIR]" >&2
+    *) echo "usage: $0 [--keep-running] [--meters N] [--duration D] [--seed S] [--speed X] [--faults SPEC] [--fault-free N] [--agent BINARY] [--no-dashboard] [--then COMMAND] [--publish COMMAND] [--state-dir DIR]" >&2
        exit 2 ;;
   esac
   shift
@@ -173,12 +178,18 @@ YAML
   agent_subscribed() { grep -q "subscribed to 'plain/+/+'" "$state_dir/agent.log"; }
   wait_for 30 agent_subscribed || { cat "$state_dir/agent.log"; exit 1; }
 
+  if [ -n "$publish_command" ]; then
+    log "publishing: $publish_command"
+    QUICKSTART_MQTT_PORT=$mqtt_port QUICKSTART_TRUTH=$state_dir/truth.json \
+      bash -c "$publish_command" || { echo "quickstart: --publish command failed"; exit 1; }
+  else
   log "meter simulator: $meters meters, $duration of readings ending now, seed $seed, published at ${speed}x"
   /usr/bin/python3 "$source_dir/tests/sim/meter_sim.py" --port "$mqtt_port" --seed "$seed" --speed "$speed" \
     --meters "$meters" --duration "$duration" --start now-duration --faults "$faults" \
     --fault-free "$fault_free" \
     --client-id quickstart-sim --summary "$state_dir/truth.json" --write "$state_dir/site.tsv" \
     >/dev/null || true
+  fi
   [ -s "$state_dir/truth.json" ] || { echo "the simulator wrote no summary"; exit 1; }
   read -r published acknowledged expected faulted < <(/usr/bin/python3 - "$state_dir/truth.json" <<'PY'
 import json, sys
@@ -209,7 +220,8 @@ sys.exit(0 if s["raw_messages"] >= int(sys.argv[1]) and s["pending_normalization
   echo "meter-agent status:"
   "$agent" status --config "$state_dir/agent.yaml" | sed 's/^/  /'
   echo
-  echo "The truth per meter: $state_dir/truth.json; the stream: $state_dir/site.tsv"
+  [ -n "$publish_command" ] ||
+    echo "The truth per meter: $state_dir/truth.json; the stream: $state_dir/site.tsv"
   dashboard_note=""
   /usr/bin/python3 - "$central_url/" <<'PY' 2>/dev/null || dashboard_note="  (not built: the page says how)"
 import sys, urllib.request
@@ -253,6 +265,7 @@ web="$source_dir/central/web"
 if [ -n "$build_dashboard" ]; then
   if [ ! -f "$web/dist/index.html" ] || [ -n "$(find "$web/src" "$web/index.html" "$web/package-lock.json" -newer "$web/dist/index.html" -print -quit)" ]; then
     log "building the dashboard (central/web: npm ci, npm run build)"
+    mkdir -p "$build_dir"   # also with --agent, which skips the agent's build
     if ! (cd "$web" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent) >"$build_dir/dashboard-build.log" 2>&1; then
       tail -n 20 "$build_dir/dashboard-build.log"
       echo "quickstart: the dashboard did not build (above); the API works without it" >&2
@@ -267,4 +280,5 @@ export QUICKSTART_PHASE=run
 exec "$source_dir/central/tests/with_postgres.sh" /usr/bin/env \
   QUICKSTART_PHASE=run "$0" --meters "$meters" --duration "$duration" --seed "$seed" --speed "$speed" \
   --faults "$faults" --fault-free "$fault_free" --agent "$agent" --state-dir "$state_dir" \
-  ${keep_running:+--keep-running} ${then_command:+--then "$then_command"}
+  ${keep_running:+--keep-running} ${then_command:+--then "$then_command"} \
+  ${publish_command:+--publish "$publish_command"}

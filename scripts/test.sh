@@ -63,6 +63,8 @@ if [ "$failed" -eq 0 ]; then
   # The README's first command, reduced: the agent just built, 10 meters, 2 simulated minutes.
   suite "quickstart end to end (reduced: mosquitto, agent, central, PostgreSQL, simulator)" \
     "$source_dir/tests/sim/quickstart_test.sh" "$build_dir/agent/meter-agent"
+  suite "glitches end to end (issue #14: a day with a 0 and a spike, MQTT to the central's total)" \
+    "$source_dir/tests/e2e/glitch_day_test.sh" "$build_dir/agent/meter-agent"
 fi
 # After the tests, so that a style finding does not keep them from running.
 suite "lint (clang-format, clang-tidy, include rules)" lint
