@@ -1209,7 +1209,8 @@ TEST_CASE("SIGKILL mid-normalization loses nothing and doubles nothing", "[crash
   REQUIRE(flagged("out_of_order") > 0);
   REQUIRE(flagged("timestamp_conflict") > 0);
   REQUIRE(flagged("gateway_timestamp") > 0);
-  REQUIRE(flagged("counter_reset") > 0);
+  // Drops: glitches (the series came back) or resets (docs/QUALITY.md).
+  REQUIRE(flagged("counter_reset") + flagged("glitch") > 0);
   REQUIRE(flagged("future_timestamp") > 0);
 
   std::cout << "crash test: " << tally.kills << " kills, " << tally.inside_transaction()
