@@ -5,8 +5,8 @@
 #include <catch2/catch.hpp>
 #include <string>
 
-#include "common/normalize/operator_event.hpp"
 #include "common/model/flags.hpp"
+#include "common/normalize/operator_event.hpp"
 #include "support/buffer_fixture.hpp"
 
 using namespace meter;
@@ -35,15 +35,15 @@ mappings:
 )";
 
 std::string energy(int hour, const std::string& value) {
-  return seed_payload("m1", "2024-01-01T" + std::string(hour < 10 ? "0" : "") +
-                                std::to_string(hour) + ":00:00Z",
-                      "energy", value, "kWh");
+  return seed_payload(
+      "m1", "2024-01-01T" + std::string(hour < 10 ? "0" : "") + std::to_string(hour) + ":00:00Z",
+      "energy", value, "kWh");
 }
 
 std::string uptime(int hour, const std::string& seconds) {
-  return seed_payload("m1", "2024-01-01T" + std::string(hour < 10 ? "0" : "") +
-                                std::to_string(hour) + ":00:00Z",
-                      "uptime", seconds, "s");
+  return seed_payload(
+      "m1", "2024-01-01T" + std::string(hour < 10 ? "0" : "") + std::to_string(hour) + ":00:00Z",
+      "uptime", seconds, "s");
 }
 
 OperatorEvent replacement(bool withdrawn = false) {
@@ -66,9 +66,8 @@ std::string flags_at(BufferFixture& f, const std::string& timestamp) {
 TEST_CASE("a replacement recorded after the readings re-judges them; its withdrawal too",
           "[normalizer][boundaries]") {
   BufferFixture f(kConfig);
-  for (const auto& [hour, value] :
-       std::vector<std::pair<int, std::string>>{{1, "1001"}, {2, "1002"}, {3, "1003"}, {4, "0.5"},
-                                                {5, "1.5"}, {6, "2.5"}, {7, "3.5"}}) {
+  for (const auto& [hour, value] : std::vector<std::pair<int, std::string>>{
+           {1, "1001"}, {2, "1002"}, {3, "1003"}, {4, "0.5"}, {5, "1.5"}, {6, "2.5"}, {7, "3.5"}}) {
     f.append(energy(hour, value));
   }
   f.normalize();
@@ -93,7 +92,8 @@ TEST_CASE("a replacement recorded after the readings re-judges them; its withdra
   CHECK(flags_at(f, "2024-01-01T04:00:00.000Z") == "meter_replaced");
 }
 
-TEST_CASE("restart evidence: a drop after the uptime fell is never a glitch", "[normalizer][boundaries]") {
+TEST_CASE("restart evidence: a drop after the uptime fell is never a glitch",
+          "[normalizer][boundaries]") {
   BufferFixture f(kConfig);
   f.append(uptime(1, "3600"));
   f.append(uptime(2, "7200"));
@@ -109,9 +109,55 @@ TEST_CASE("restart evidence: a drop after the uptime fell is never a glitch", "[
   f.append(uptime(4, "1800"));
   f.normalize();
   CHECK(flags_at(f, "2024-01-01T04:00:00.000Z") == "device_restarted;rollback");
-  CHECK(f.at("m1", "energy", "2024-01-01T05:00:00.000Z").delta == std::optional<std::string>("2.5"));
+  CHECK(f.at("m1", "energy", "2024-01-01T05:00:00.000Z").delta ==
+        std::optional<std::string>("2.5"));
   // Restart evidence is local: the uptime series is never uploaded.
   auto batch = f.buffer().select_unsynced(SyncLimits{});
   REQUIRE(batch);
   for (const auto& m : batch->measurements) CHECK(m.measurement.metric_type == "energy");
+}
+
+TEST_CASE(
+    "after pruning, renormalize reproduces the stored state: the anchor keeps the rules' state",
+    "[normalizer][boundaries]") {
+  BufferFixture f(kConfig);
+  const std::vector<std::string> values = {"1000", "1001", "0",    "1002", "1003", "1004",
+                                           "1005", "1006", "1007", "1008", "1009", "1010"};
+  for (std::size_t hour = 0; hour < values.size(); ++hour) {
+    f.append(energy(static_cast<int>(hour), values[hour]));
+  }
+  f.normalize();
+  CHECK(flags_at(f, "2024-01-01T02:00:00.000Z") == "glitch");
+  CHECK(f.confirm_measurements([](const Measurement&) { return true; }) == 12);
+  // Pruned up to 07:00, the series' newest glitch_window + 1 = 4 rows kept.
+  PruneScope scope;
+  scope.before_ms = 1704092400000;  // 2024-01-01T07:00:00Z
+  scope.keep_newest_measurements = 4;
+  auto pruned = f.buffer().prune_measurements(scope);
+  REQUIRE(pruned);
+  CHECK(pruned->measurements_deleted == 7);
+  const auto before = f.measurements();
+  REQUIRE(before.size() == 5);
+  CHECK(before.front().delta == std::optional<std::string>("1"));  // 07:00, from 06:00 (pruned)
+
+  REQUIRE(f.buffer().renormalize(f.config()));
+  const auto after = f.measurements();
+  // The raw messages of the pruned readings are still in the raw log: they
+  // come back beyond retention; every kept row is as it was, no new revision.
+  std::size_t kept = 0;
+  for (const auto& m : after) {
+    if (has_flag(m.flags, Flag::beyond_retention)) continue;
+    REQUIRE(kept < before.size());
+    CHECK(m.timestamp_ms == before[kept].timestamp_ms);
+    CHECK(m.delta == before[kept].delta);
+    CHECK(m.flags == before[kept].flags);
+    CHECK(m.revision == before[kept].revision);
+    ++kept;
+  }
+  CHECK(kept == before.size());
+  // And a new reading still gets its delta from the kept tail.
+  f.append(energy(12, "1011.5"));
+  f.normalize();
+  CHECK(f.at("m1", "energy", "2024-01-01T12:00:00.000Z").delta ==
+        std::optional<std::string>("1.5"));
 }
