@@ -42,8 +42,8 @@ struct Buffer::Statements {
         find_series(db, sql::kFindSeries),
         insert_series(db, sql::kInsertSeries),
         series_tail_timestamp(db, sql::kSeriesTailTimestamp),
-        series_previous_timestamp(db, sql::kSeriesPreviousTimestamp),
-        series_next_timestamp(db, sql::kSeriesNextTimestamp),
+        measurements_before(db, sql::kMeasurementsBefore),
+        measurements_after(db, sql::kMeasurementsAfter),
         measurements_at(db, sql::kMeasurementsAt),
         insert_measurement(db, sql::kInsertMeasurement),
         revise_measurement(db, sql::kReviseMeasurement),
@@ -60,8 +60,8 @@ struct Buffer::Statements {
   sqlite::Statement find_series;
   sqlite::Statement insert_series;
   sqlite::Statement series_tail_timestamp;
-  sqlite::Statement series_previous_timestamp;
-  sqlite::Statement series_next_timestamp;
+  sqlite::Statement measurements_before;
+  sqlite::Statement measurements_after;
   sqlite::Statement measurements_at;
   sqlite::Statement insert_measurement;
   sqlite::Statement revise_measurement;

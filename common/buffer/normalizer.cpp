@@ -341,8 +341,8 @@ bool Buffer::store_reading(const Config& config, const MetricConfig& metric, con
   }
   if (series.unit != reading.unit) return false;
 
-  StoredNeighbourhood neighbourhood(s.measurements_at, s.series_previous_timestamp,
-                                    s.series_next_timestamp, series.id);
+  StoredNeighbourhood neighbourhood(s.measurements_at, s.measurements_before, s.measurements_after,
+                                    series.id);
   const SeriesRules rules{metric, future_tolerance_ms, series.boundaries};
   if (!series.recovered) {
     series.state = recover_state(rules, series.state, neighbourhood);
@@ -508,8 +508,8 @@ void Buffer::rejudge_series(const Config& config, CachedSeries& series, std::int
   if (metric == nullptr || metric->kind != MetricKind::counter) return;
   auto& s = *statements_;
   load_boundaries(config, series);
-  StoredNeighbourhood neighbourhood(s.measurements_at, s.series_previous_timestamp,
-                                    s.series_next_timestamp, series.id);
+  StoredNeighbourhood neighbourhood(s.measurements_at, s.measurements_before, s.measurements_after,
+                                    series.id);
   const SeriesRules rules{*metric, config.normalize.future_tolerance_ms, series.boundaries};
   if (!series.recovered) {
     series.state = recover_state(rules, series.state, neighbourhood);

@@ -139,10 +139,16 @@ inline constexpr const char* kInsertSeries =
     "EXISTS (SELECT 1 FROM local_only_metrics WHERE metric_type = ?2))";
 inline constexpr const char* kSeriesTailTimestamp =
     "SELECT max(timestamp_ms) FROM measurements WHERE series_id = ?1";
-inline constexpr const char* kSeriesPreviousTimestamp =
-    "SELECT max(timestamp_ms) FROM measurements WHERE series_id = ?1 AND timestamp_ms < ?2";
-inline constexpr const char* kSeriesNextTimestamp =
-    "SELECT min(timestamp_ms) FROM measurements WHERE series_id = ?1 AND timestamp_ms > ?2";
+// The ?3 nearest rows of a series before / after a timestamp, nearest first
+// (StoredNeighbourhood completes the farthest timestamp's group).
+inline constexpr const char* kMeasurementsBefore =
+    "SELECT id, value, delta, flags, first_received_ms, delta_from_ms, timestamp_ms "
+    "FROM measurements WHERE series_id = ?1 AND timestamp_ms < ?2 "
+    "ORDER BY timestamp_ms DESC LIMIT ?3";
+inline constexpr const char* kMeasurementsAfter =
+    "SELECT id, value, delta, flags, first_received_ms, delta_from_ms, timestamp_ms "
+    "FROM measurements WHERE series_id = ?1 AND timestamp_ms > ?2 "
+    "ORDER BY timestamp_ms ASC LIMIT ?3";
 inline constexpr const char* kMeasurementsAt =
     "SELECT id, value, delta, flags, first_received_ms, delta_from_ms FROM measurements "
     "WHERE series_id = ?1 AND timestamp_ms = ?2";

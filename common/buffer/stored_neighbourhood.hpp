@@ -16,8 +16,8 @@ namespace meter {
 std::vector<StoredReading> stored_readings_at(sqlite::Statement& measurements_at,
                                               std::int64_t series_id, std::int64_t timestamp_ms);
 
-// One timestamp's rows at a time, stepping to the previous or next timestamp
-// (kSeriesPreviousTimestamp, kSeriesNextTimestamp) until it has enough.
+// One range query per side (kMeasurementsBefore, kMeasurementsAfter), whole
+// timestamps.
 class StoredNeighbourhood final : public SeriesNeighbourhood {
  public:
   StoredNeighbourhood(sqlite::Statement& measurements_at, sqlite::Statement& previous_timestamp,
@@ -32,6 +32,8 @@ class StoredNeighbourhood final : public SeriesNeighbourhood {
   std::vector<StoredReading> after(std::int64_t timestamp_ms, std::size_t count) override;
 
  private:
+  std::vector<StoredReading> nearest(sqlite::Statement& statement, std::int64_t timestamp_ms,
+                                     std::size_t count, bool before);
   sqlite::Statement& measurements_at_;
   sqlite::Statement& previous_timestamp_;
   sqlite::Statement& next_timestamp_;

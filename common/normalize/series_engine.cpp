@@ -25,6 +25,14 @@ std::size_t context_rows(const MetricConfig& metric) {
 
 ScanReading scan_reading(const StoredReading& row) { return ScanReading{row.id, row.key}; }
 
+// The row already carries this verdict.
+bool same_verdict(const StoredReading& row, const Verdict& verdict) {
+  return (row.flags & kSeriesRuleFlags) == verdict.flags &&
+         row.delta_from_ms == verdict.delta_from_ms &&
+         row.delta.has_value() == verdict.delta.has_value() &&
+         (!row.delta || *row.delta == verdict.delta->text());
+}
+
 // Where the kept readings begin: the scan's state at the anchor. A buffer
 // from before the scan kept only the anchor's key, which was then the
 // predecessor of the oldest kept reading: the same thing.
@@ -154,11 +162,9 @@ class Rescan {
     std::vector<StoredReading> prefix;
     const ScanStart start = restart_point(pivot, std::move(before_pivot), prefix, restart);
     SeriesScan with(metric, rules_.boundaries, start);
-    SeriesScan without(metric, rules_.boundaries, start);
     std::vector<StoredReading> fed;
     for (std::size_t i = restart; i < prefix.size(); ++i) {
       with.feed(scan_reading(prefix[i]));
-      without.feed(scan_reading(prefix[i]));
       fed.push_back(prefix[i]);
     }
     if (inserted) {
@@ -166,7 +172,14 @@ class Rescan {
       fed.push_back(*inserted_row);
     }
 
+    // The scan without the inserted reading would be in the same state after
+    // a row that both decide on course alike (its stored verdict: same delta
+    // from the same reading, nothing waiting), once the inserted timestamp
+    // has left the intervals the gap rule learns from. Every later verdict is
+    // then the stored one.
     bool converged = false;
+    std::size_t timestamps_after = 0;
+    std::optional<std::int64_t> last_after;
     std::vector<StoredReading> later = std::move(after_pivot);
     std::size_t next = 0;
     bool at_end = false;
@@ -183,12 +196,15 @@ class Rescan {
       const StoredReading& row = later[next++];
       with.feed(scan_reading(row));
       fed.push_back(row);
-      if (inserted) {
-        without.feed(scan_reading(row));
-        if (with.same_state(without)) {
-          converged = true;
-          break;
-        }
+      if (!last_after || *last_after < row.key.timestamp_ms) {
+        ++timestamps_after;
+        last_after = row.key.timestamp_ms;
+      }
+      if (inserted && timestamps_after > kLearnedIntervals + 1 && with.pending().empty() &&
+          !with.decided().empty() && with.decided().back().first == row.id &&
+          same_verdict(row, with.decided().back().second)) {
+        converged = true;
+        break;
       }
     }
 
@@ -297,14 +313,22 @@ SeriesDecision decide(const SeriesRules& rules, const SeriesState& state,
   if (!state.tail ? !at_or_before_anchor : key.timestamp_ms > state.tail->timestamp_ms) {
     SeriesDecision decision;
     decision.flags = own_flags;
-    decision.state = state;
     decision.state.tail = key;
+    decision.state.anchor = state.anchor;
+    decision.state.anchor_scan = state.anchor_scan;
     SeriesScan scan(metric, rules.boundaries, tail_start(state));
     for (const auto& row : state.pending) scan.feed(scan_reading(row));
     scan.feed(ScanReading{kInsertedRow, key});
+    Revisions revisions;
+    if (scan.pending().empty()) {
+      // Everything decided (the common case): no provisional verdicts.
+      apply_verdicts(scan.decided(), state.pending, revisions, decision);
+      decision.state.scan = scan.start();
+      revisions.finish(decision);
+      return decision;
+    }
     SeriesScan finished = scan;
     finished.finish();
-    Revisions revisions;
     apply_verdicts(finished.decided(), state.pending, revisions, decision);
     std::vector<StoredReading> rows = state.pending;
     rows.push_back(StoredReading{kInsertedRow, key, decision.delta, decision.flags,

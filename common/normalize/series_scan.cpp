@@ -3,6 +3,7 @@
 #include <date/tz.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 
 namespace meter {
@@ -95,29 +96,35 @@ std::optional<std::int64_t> SeriesScan::median_interval_before(std::int64_t time
   const auto count = static_cast<std::size_t>(end - history_.begin());
   if (count < kFewestIntervals + 1) return std::nullopt;
   const std::size_t used = std::min(count, kLearnedIntervals + 1);
-  std::vector<std::int64_t> intervals;
-  intervals.reserve(used - 1);
+  std::array<std::int64_t, kLearnedIntervals> intervals{};
+  std::size_t size = 0;
   for (auto it = end - static_cast<std::ptrdiff_t>(used) + 1; it != end; ++it) {
-    intervals.push_back(*it - *(it - 1));
+    intervals[size++] = *it - *(it - 1);
   }
   // The lower median: an interval that occurred, never an average of two.
-  const auto middle = intervals.begin() + static_cast<std::ptrdiff_t>((intervals.size() - 1) / 2);
-  std::nth_element(intervals.begin(), middle, intervals.end());
+  const auto last = intervals.begin() + static_cast<std::ptrdiff_t>(size);
+  const auto middle = intervals.begin() + static_cast<std::ptrdiff_t>((size - 1) / 2);
+  std::nth_element(intervals.begin(), middle, last);
   return *middle;
 }
 
-bool SeriesScan::on_course(const SeriesKey& reading) const {
+std::optional<Decimal> SeriesScan::on_course(const SeriesKey& reading) const {
   auto change = subtract(reading.value, good_->value);
-  if (!change) return false;
+  if (!change) return std::nullopt;
   const std::int64_t elapsed_ms = reading.timestamp_ms - good_->timestamp_ms;
+  bool within = true;
   if (metric_.direction == Direction::net) {
     // A net register may fall: only its rate tells a glitch.
-    return !metric_.max_rate || within_rate(*change, *metric_.max_rate, elapsed_ms);
+    within = !metric_.max_rate || within_rate(*change, *metric_.max_rate, elapsed_ms);
+  } else if (change->is_negative()) {
+    within = false;
+  } else if (metric_.max_rate) {
+    within = within_rate(*change, *metric_.max_rate, elapsed_ms);
+  } else if (metric_.jump_threshold) {
+    within = *change <= *metric_.jump_threshold;
   }
-  if (change->is_negative()) return false;
-  if (metric_.max_rate) return within_rate(*change, *metric_.max_rate, elapsed_ms);
-  if (metric_.jump_threshold) return *change <= *metric_.jump_threshold;
-  return true;
+  if (!within) return std::nullopt;
+  return std::move(*change);
 }
 
 bool SeriesScan::period_reset(const SeriesKey& reading) const {
@@ -127,17 +134,19 @@ bool SeriesScan::period_reset(const SeriesKey& reading) const {
          local_day(*metric_.period_zone, good_->timestamp_ms);
 }
 
-Verdict SeriesScan::on_course_verdict(const SeriesKey& reading) const {
+Verdict SeriesScan::on_course_verdict(const SeriesKey& reading, Decimal change) const {
   Verdict verdict;
-  verdict.delta = subtract(reading.value, good_->value).value();
+  verdict.delta = std::move(change);
   verdict.delta_from_ms = good_->timestamp_ms;
   if (metric_.direction == Direction::net && metric_.jump_threshold &&
       magnitude(*verdict.delta) > *metric_.jump_threshold) {
     verdict.flags |= flag_bit(Flag::suspicious_jump);
   }
-  if (auto median = median_interval_before(reading.timestamp_ms)) {
+  const std::int64_t elapsed_ms = reading.timestamp_ms - good_->timestamp_ms;
+  if (auto median = median_interval_before(reading.timestamp_ms);
+      median && elapsed_ms > *median) {  // gap_factor > 1: no longer than the median is no gap
     auto longest = multiply(metric_.gap_factor, Decimal::from_int(*median));
-    if (longest && Decimal::from_int(reading.timestamp_ms - good_->timestamp_ms) > *longest) {
+    if (longest && Decimal::from_int(elapsed_ms) > *longest) {
       verdict.flags |= flag_bit(Flag::gap);
     }
   }
@@ -253,7 +262,9 @@ void SeriesScan::judge(const ScanReading& reading) {
     return;
   }
   const bool expected_reset = period_reset(reading.key);
-  if (expected_reset || on_course(reading.key)) {
+  std::optional<Decimal> change;
+  if (!expected_reset) change = on_course(reading.key);
+  if (expected_reset || change) {
     // Back on course: whatever waited was a glitch.
     for (const auto& glitch : pending_) {
       decided_.emplace_back(glitch.id, Verdict{std::nullopt, std::nullopt, flag_bit(Flag::glitch)});
@@ -265,7 +276,7 @@ void SeriesScan::judge(const ScanReading& reading) {
       verdict.delta_from_ms = local_midnight_ms(*metric_.period_zone, reading.key.timestamp_ms);
       verdict.flags = flag_bit(Flag::period_reset);
     } else {
-      verdict = on_course_verdict(reading.key);
+      verdict = on_course_verdict(reading.key, std::move(*change));
     }
     accept(reading, std::move(verdict));
     return;

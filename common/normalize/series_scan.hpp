@@ -114,9 +114,10 @@ class SeriesScan {
   void judge(const ScanReading& reading);
   void settle_first_pending(Mode mode);
   void accept(const ScanReading& reading, Verdict verdict);
-  bool on_course(const SeriesKey& reading) const;
+  // The change from the last good reading when the reading is on course.
+  std::optional<Decimal> on_course(const SeriesKey& reading) const;
   bool period_reset(const SeriesKey& reading) const;
-  Verdict on_course_verdict(const SeriesKey& reading) const;
+  Verdict on_course_verdict(const SeriesKey& reading, Decimal change) const;
   Verdict off_course_verdict(const SeriesKey& reading, Mode mode) const;
   std::optional<std::int64_t> median_interval_before(std::int64_t timestamp_ms) const;
   void remember_timestamp(std::int64_t timestamp_ms);

@@ -79,8 +79,8 @@ TEST_CASE("StoredNeighbourhood: the rows at, before and after a timestamp, in se
   const std::int64_t series_id = find_series.column_int(0);
   find_series.reset();
   auto measurements_at = db.prepare(sql::kMeasurementsAt);
-  auto previous_timestamp = db.prepare(sql::kSeriesPreviousTimestamp);
-  auto next_timestamp = db.prepare(sql::kSeriesNextTimestamp);
+  auto previous_timestamp = db.prepare(sql::kMeasurementsBefore);
+  auto next_timestamp = db.prepare(sql::kMeasurementsAfter);
   StoredNeighbourhood neighbourhood(measurements_at, previous_timestamp, next_timestamp, series_id);
 
   const std::int64_t hour = 3'600'000;
