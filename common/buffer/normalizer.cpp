@@ -375,10 +375,21 @@ bool Buffer::store_reading(const Config& config, const MetricConfig& metric, con
     ++stats.new_measurements;
   }
   apply_revisions(decision.revisions, stats);
+  // Restart evidence in order that does not fall (uptime) or rise (boot
+  // count) against the tail it follows adds no restart: no query for it.
+  bool evidence_changes = false;
+  if (metric.role != MetricRole::none) {
+    const auto& tail = series.state.tail;
+    const bool in_order = inserted_id != 0 && (!tail || tail->timestamp_ms < reading.timestamp_ms);
+    const bool quiet =
+        tail && (metric.role == MetricRole::uptime_seconds ? !(reading.value < tail->value)
+                                                           : !(tail->value < reading.value));
+    evidence_changes = !(in_order && (quiet || !tail));
+  }
   series.state = std::move(decision.state);
   if (inserted_id != 0) series.state.adopt_inserted(inserted_id);
 
-  if (metric.role != MetricRole::none) {
+  if (evidence_changes) {
     // Restart evidence: the device's other series are judged again from the
     // earliest restart that appeared or went.
     const std::vector<std::int64_t> before = device_restarts(config, reading.device_id);
