@@ -67,21 +67,6 @@ ScanStart SeriesScan::start() const {
   return start;
 }
 
-bool SeriesScan::same_state(const SeriesScan& other) const {
-  auto same_key = [](const std::optional<SeriesKey>& a, const std::optional<SeriesKey>& b) {
-    if (a.has_value() != b.has_value()) return false;
-    return !a || (a->timestamp_ms == b->timestamp_ms && a->value == b->value);
-  };
-  if (!same_key(good_, other.good_) || last_timestamp_ms_ != other.last_timestamp_ms_ ||
-      history_ != other.history_ || pending_.size() != other.pending_.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < pending_.size(); ++i) {
-    if (!same_key(pending_[i].key, other.pending_[i].key)) return false;
-  }
-  return true;
-}
-
 void SeriesScan::remember_timestamp(std::int64_t timestamp_ms) {
   if (history_.empty() || history_.back() < timestamp_ms) history_.push_back(timestamp_ms);
   // Enough for the gap rule of every reading still pending.
@@ -102,8 +87,8 @@ std::optional<std::int64_t> SeriesScan::median_interval_before(std::int64_t time
     intervals[size++] = *it - *(it - 1);
   }
   // The lower median: an interval that occurred, never an average of two.
-  const auto last = intervals.begin() + static_cast<std::ptrdiff_t>(size);
-  const auto middle = intervals.begin() + static_cast<std::ptrdiff_t>((size - 1) / 2);
+  auto* const last = intervals.begin() + static_cast<std::ptrdiff_t>(size);
+  auto* const middle = intervals.begin() + static_cast<std::ptrdiff_t>((size - 1) / 2);
   std::nth_element(intervals.begin(), middle, last);
   return *middle;
 }

@@ -9,9 +9,10 @@
 // (it is decided: rollback, counter_reset, suspicious_jump, implausible_rate).
 // Its state is small (the last good reading g, the pending readings, the last
 // timestamps), so the series engine keeps it per series and decides an
-// in-order reading without asking the store anything; and two scans that
-// reach the same state decide everything after it the same way, which is how
-// a late reading's effects are bounded (series_engine.cpp).
+// in-order reading without asking the store anything; and a scan that
+// reaches the state the stored verdicts had decides everything after it the
+// same way, which is how a late reading's effects are bounded
+// (series_engine.cpp).
 //
 // Every verdict is a function of the readings fed, in series order, and the
 // boundaries: never of arrival order.
@@ -80,8 +81,6 @@ struct ScanStart {
   // The timestamp of the last reading before the scan (whatever its verdict):
   // boundaries after it and at or before the next reading lie between them.
   std::optional<std::int64_t> last_timestamp_ms;
-
-  friend bool operator==(const ScanStart&, const ScanStart&) = default;
 };
 
 class SeriesScan {
@@ -105,8 +104,6 @@ class SeriesScan {
 
   // The scan's state as a start: valid when nothing is pending.
   ScanStart start() const;
-  // Same state: from here both scans decide every further reading alike.
-  bool same_state(const SeriesScan& other) const;
 
  private:
   // How a reading with no return is decided: for good, or until more come.
