@@ -379,7 +379,12 @@ Result<Decoded> decode_mapped(const MappingConfig& mapping, std::string_view top
       if (reading.scale) {
         for (ValueAt& value : item.values) {
           auto scaled = apply_scale(value.text, *reading.scale);
-          if (!scaled) return Error{"value " + shown(value.text) + ": " + scaled.error().message};
+          if (!scaled) {
+            // The reason may quote the whole value again: logs and status get it short.
+            std::string why = scaled.error().message;
+            if (why.size() > 100) why = why.substr(0, 97) + "...";
+            return Error{"value " + shown(value.text) + ": " + why};
+          }
           value.text = std::move(scaled->text);
           value.rounded = scaled->rounded;
         }
