@@ -121,8 +121,10 @@ TEST_CASE("operator events are never pruned, whatever their age", "[buffer][oper
   CHECK(log->records[0].seq == 1);
 }
 
+// [daemon]: a second thread writes beside it, as the daemon does; qemu-user (the
+// arm64 package test) hangs on threads, so these run with the process tests.
 TEST_CASE("an operator event waits for another connection's write and takes the next seq",
-          "[buffer][operator_events]") {
+          "[buffer][operator_events][daemon]") {
   BufferFixture f;
   f.append(seed_payload("m1", "2024-03-01T11:00:00Z", "energy", "100", "kWh"));
   // The daemon's side: its own connection, in the middle of a transaction.
@@ -148,7 +150,7 @@ TEST_CASE("an operator event waits for another connection's write and takes the 
 }
 
 TEST_CASE("operator events recorded while a writer appends keep every row and seq",
-          "[buffer][operator_events]") {
+          "[buffer][operator_events][daemon]") {
   BufferFixture f;
   f.append(seed_payload("m1", "2024-03-01T00:00:00Z", "energy", "100", "kWh"));
   constexpr int kAppends = 300;
