@@ -3,11 +3,14 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "agent/version.hpp"
+#include "common/buffer/buffer.hpp"
+#include "common/config/config.hpp"
 
 namespace meter::agent {
 
@@ -58,6 +61,11 @@ int run_requeue(const CommandLine& command_line, std::ostream& out, std::ostream
 int run_check_config(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 // `meter replace DEVICE ...` and `meter list [DEVICE]` (agent/cli/meter_commands.cpp).
 int run_meter(const CommandLine& command_line, std::ostream& out, std::ostream& err);
+
+// For the offline commands (offline_commands.cpp): the configuration with
+// --buffer applied, and the buffer; both print the error and return nothing.
+std::optional<Config> load_for_command(const CommandLine& command_line, std::ostream& err);
+std::unique_ptr<Buffer> open_buffer(const Config& config, std::ostream& err);
 // try: what one message (--topic, --payload or --file) becomes; no buffer touched.
 int run_try(const CommandLine& command_line, std::ostream& out, std::ostream& err);
 // discover: listens on the broker, recognizes firmwares, prints a mappings block.

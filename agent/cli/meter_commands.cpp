@@ -20,25 +20,6 @@ constexpr const char* kReplaceUsage =
     "[--new-initial V] [--zone ZONE] [--withdraw]\n";
 constexpr const char* kListUsage = "usage: meter-agent meter list [DEVICE]\n";
 
-std::optional<Config> load(const CommandLine& command_line, std::ostream& err) {
-  auto config = load_config(command_line.config_path);
-  if (!config) {
-    err << "meter-agent: " << config.error().message << "\n";
-    return std::nullopt;
-  }
-  if (command_line.buffer_path) config->buffer.path = *command_line.buffer_path;
-  return std::move(*config);
-}
-
-std::unique_ptr<Buffer> open(const Config& config, std::ostream& err) {
-  auto buffer = Buffer::open(config.buffer);
-  if (!buffer) {
-    err << "meter-agent: " << buffer.error().message << "\n";
-    return nullptr;
-  }
-  return std::move(*buffer);
-}
-
 // --at: RFC 3339 as a mapping reads it (with an offset, or local time in
 // --zone), refused when the local time is ambiguous or does not exist: an
 // operator event must name one instant.
@@ -103,7 +84,7 @@ int run_replace(const CommandLine& command_line, std::ostream& out, std::ostream
   event.new_initial = std::move(*new_initial);
   event.withdrawn = command_line.withdraw;
 
-  auto config = load(command_line, err);
+  auto config = load_for_command(command_line, err);
   if (!config) return kExitConfig;
   const MetricConfig* metric = config->metric(*command_line.metric);
   if (metric == nullptr || metric->kind != MetricKind::counter) {
@@ -121,7 +102,7 @@ int run_replace(const CommandLine& command_line, std::ostream& out, std::ostream
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
 
-  auto buffer = open(*config, err);
+  auto buffer = open_buffer(*config, err);
   if (!buffer) return kExitFailure;
   auto written = buffer->record_operator_event(event, event.recorded_ms);
   if (!written) {
@@ -144,9 +125,9 @@ int run_list(const CommandLine& command_line, std::ostream& out, std::ostream& e
     err << "meter-agent: meter list takes at most one DEVICE\n" << kListUsage;
     return kExitUsage;
   }
-  auto config = load(command_line, err);
+  auto config = load_for_command(command_line, err);
   if (!config) return kExitConfig;
-  auto buffer = open(*config, err);
+  auto buffer = open_buffer(*config, err);
   if (!buffer) return kExitFailure;
   auto log = buffer->operator_event_log();
   if (!log) {

@@ -14,11 +14,8 @@
 #include "common/util/quote.hpp"
 
 namespace meter::agent {
-namespace {
 
-constexpr std::size_t kImportChunk = 10000;
-
-std::optional<Config> load(const CommandLine& command_line, std::ostream& err) {
+std::optional<Config> load_for_command(const CommandLine& command_line, std::ostream& err) {
   auto config = load_config(command_line.config_path);
   if (!config) {
     err << "meter-agent: " << config.error().message << "\n";
@@ -36,6 +33,10 @@ std::unique_ptr<Buffer> open_buffer(const Config& config, std::ostream& err) {
   }
   return std::move(*buffer);
 }
+
+namespace {
+
+constexpr std::size_t kImportChunk = 10000;
 
 // Moves what a stopped (or killed) daemon acknowledged but had not yet moved
 // into the raw log. A running daemon holds the inbox lock and does it itself.
@@ -125,7 +126,7 @@ int run_import(const CommandLine& command_line, std::ostream& out, std::ostream&
     err << "meter-agent: import needs exactly one FILE (or - for standard input)\n";
     return kExitUsage;
   }
-  auto config = load(command_line, err);
+  auto config = load_for_command(command_line, err);
   if (!config) return kExitConfig;
 
   std::int64_t received_ms = SystemClock().now_ms();
@@ -218,7 +219,7 @@ int run_export(const CommandLine& command_line, std::ostream& out, std::ostream&
     err << "meter-agent: --format must be jsonl or csv, got '" << command_line.format << "'\n";
     return kExitUsage;
   }
-  auto config = load(command_line, err);
+  auto config = load_for_command(command_line, err);
   if (!config) return kExitConfig;
   auto buffer = open_buffer_absorbed(*config, err);
   if (!buffer) return kExitFailure;
@@ -278,7 +279,7 @@ int run_export(const CommandLine& command_line, std::ostream& out, std::ostream&
 }
 
 int run_renormalize(const CommandLine& command_line, std::ostream& out, std::ostream& err) {
-  auto config = load(command_line, err);
+  auto config = load_for_command(command_line, err);
   if (!config) return kExitConfig;
   auto buffer = open_buffer_absorbed(*config, err);
   if (!buffer) return kExitFailure;
@@ -293,7 +294,7 @@ int run_renormalize(const CommandLine& command_line, std::ostream& out, std::ost
 }
 
 int run_status(const CommandLine& command_line, std::ostream& out, std::ostream& err) {
-  auto config = load(command_line, err);
+  auto config = load_for_command(command_line, err);
   if (!config) return kExitConfig;
   auto buffer = open_buffer(*config, err);
   if (!buffer) return kExitFailure;
@@ -425,7 +426,7 @@ int run_status(const CommandLine& command_line, std::ostream& out, std::ostream&
 }
 
 int run_check_config(const CommandLine& command_line, std::ostream& out, std::ostream& err) {
-  auto config = load(command_line, err);
+  auto config = load_for_command(command_line, err);
   if (!config) return kExitConfig;
   out << command_line.config_path << ": OK (gateway " << config->gateway_id << ", "
       << config->metrics.size() << " metrics, " << config->mappings.size() << " mappings)\n";
