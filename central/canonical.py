@@ -30,7 +30,7 @@ FLAGS_V1: frozenset[str] = frozenset({
 })
 FLAGS_SINCE_V2: frozenset[str] = frozenset({
     "glitch", "rollback", "implausible_rate", "gap", "meter_replaced", "device_restarted",
-    "period_reset",
+    "period_reset", "scale_rounded",
 })
 FLAGS: frozenset[str] = FLAGS_V1 | FLAGS_SINCE_V2
 FLAGS_BY_VERSION: dict[str, frozenset[str]] = {"1": FLAGS_V1, "2": FLAGS}

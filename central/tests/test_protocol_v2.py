@@ -8,7 +8,7 @@ from central.canonical import FLAGS_SINCE_V2, FLAGS_V1
 from central.tests.helpers import batch, body, headers, measurement
 
 NEW_FLAGS = ["device_restarted", "gap", "glitch", "implausible_rate", "meter_replaced",
-             "period_reset", "rollback"]
+             "period_reset", "rollback", "scale_rounded"]
 
 
 def post(client, token, env):
@@ -22,7 +22,7 @@ def rows(engine):
             "FROM normalized_measurements ORDER BY \"timestamp\"")).all()
 
 
-def test_the_seven_new_flags_are_the_version_2_ones():
+def test_the_eight_new_flags_are_the_version_2_ones():
     assert sorted(FLAGS_SINCE_V2) == NEW_FLAGS and not FLAGS_SINCE_V2 & FLAGS_V1
 
 
@@ -42,7 +42,7 @@ def test_version_1_rejects_each_new_flag_as_unknown(client, gw, engine):
     assert r.status_code == 200 and r.json()["protocol_version"] == "1"
     out = r.json()["measurements"]
     assert [(o["outcome"], o.get("reason")) for o in out] == \
-        [("rejected", "unknown_flag")] * 7 + [("stored", None)]
+        [("rejected", "unknown_flag")] * len(NEW_FLAGS) + [("stored", None)]
     assert "version 2" in out[0]["detail"]
     assert len(rows(engine)) == 1
 
@@ -61,7 +61,7 @@ def test_version_1_still_refuses_them_after_a_version_2_batch_accepted_them(clie
 def test_version_2_stores_each_new_flag_and_answers_in_version_2(client, gw, engine):
     r = post(client, gw, batch(ms=_with_each_new_flag(), protocol_version="2"))
     assert r.status_code == 200 and r.json()["protocol_version"] == "2"
-    assert [o["outcome"] for o in r.json()["measurements"]] == ["stored"] * 7
+    assert [o["outcome"] for o in r.json()["measurements"]] == ["stored"] * len(NEW_FLAGS)
     assert [list(row.flags) for row in rows(engine)] == [[f] for f in NEW_FLAGS]
 
 

@@ -27,6 +27,7 @@ const std::vector<FlagName>& all_flags() {
         {Flag::meter_replaced, "meter_replaced"},
         {Flag::device_restarted, "device_restarted"},
         {Flag::period_reset, "period_reset"},
+        {Flag::scale_rounded, "scale_rounded"},
     };
     std::sort(list.begin(), list.end(),
               [](const FlagName& a, const FlagName& b) { return a.name < b.name; });

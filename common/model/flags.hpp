@@ -31,6 +31,7 @@ enum class Flag : std::uint32_t {
   meter_replaced = 1U << 17,    // counter: first reading after an operator's replacement
   device_restarted = 1U << 18,  // counter: the device restarted since the last good reading
   period_reset = 1U << 19,      // counter: a daily register's reset at local midnight
+  scale_rounded = 1U << 20,     // a mapping's scale rounded the value (no finite decimal)
 };
 
 using FlagSet = std::uint32_t;

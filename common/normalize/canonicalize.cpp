@@ -57,6 +57,7 @@ Result<Reading> canonicalize(const DecodedReading& decoded, const Config& config
   if (!canonical_value) return Error{"value: " + canonical_value.error().message};
   reading.value = std::move(*canonical_value);
   reading.unit = metric->unit;
+  if (decoded.rounded) reading.flags |= flag_bit(Flag::scale_rounded);
 
   reading.received_ms = received_ms;
   if (decoded.timestamp) {

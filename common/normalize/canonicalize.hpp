@@ -22,8 +22,8 @@ struct Reading {
   std::int64_t timestamp_ms = 0;  // UTC
   Decimal value;                  // in `unit`
   std::string unit;               // the metric's canonical unit
-  FlagSet flags = 0;              // gateway_timestamp, leap_second, dst_ambiguous, dst_gap
-  std::int64_t received_ms = 0;   // gateway receive time, UTC
+  FlagSet flags = 0;  // gateway_timestamp, leap_second, dst_ambiguous, dst_gap, scale_rounded
+  std::int64_t received_ms = 0;  // gateway receive time, UTC
 
   std::string timestamp_text() const;
   EventId event_id() const;

@@ -17,7 +17,8 @@ namespace meter {
 // Flags that only the reading's own content decides (unions over every copy).
 inline constexpr FlagSet kIntrinsicFlags =
     flag_bit(Flag::gateway_timestamp) | flag_bit(Flag::leap_second) |
-    flag_bit(Flag::dst_ambiguous) | flag_bit(Flag::dst_gap) | flag_bit(Flag::clock_unsynced);
+    flag_bit(Flag::dst_ambiguous) | flag_bit(Flag::dst_gap) | flag_bit(Flag::clock_unsynced) |
+    flag_bit(Flag::scale_rounded);
 
 // Flags recomputed whenever a neighbour changes.
 inline constexpr FlagSet kNeighbourFlags =

@@ -28,7 +28,7 @@ inline constexpr std::string_view kProtocolVersion1 = "1";
 inline constexpr FlagSet kVersion2Flags =
     flag_bit(Flag::glitch) | flag_bit(Flag::rollback) | flag_bit(Flag::implausible_rate) |
     flag_bit(Flag::gap) | flag_bit(Flag::meter_replaced) | flag_bit(Flag::device_restarted) |
-    flag_bit(Flag::period_reset);
+    flag_bit(Flag::period_reset) | flag_bit(Flag::scale_rounded);
 
 struct UplinkEnvelope {
   std::string gateway_id;

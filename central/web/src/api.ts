@@ -231,4 +231,5 @@ export const FLAGS = [
   "meter_replaced",
   "device_restarted",
   "period_reset",
+  "scale_rounded",
 ] as const;

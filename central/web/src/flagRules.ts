@@ -61,6 +61,10 @@ export const FLAG_RULES: Record<string, FlagRule> = {
     rule: "The expected reset of a register that counts per day (period: daily) at local midnight in its period_zone.",
     effect: "The delta is the reading's value (the energy since midnight).",
   },
+  scale_rounded: {
+    rule: "The gateway's mapping scaled the value sent (e.g. watt-minutes / 60) and the exact result has no finite decimal, so it was rounded half to even to the mapping's declared decimals.",
+    effect: "None on the totals beyond that rounding: deltas telescope, so the error never adds up. The raw message keeps the value as sent.",
+  },
   out_of_order: {
     rule: "The reading arrived after a later reading of the same series had already been stored.",
     effect: "None: its delta and the next reading's were recomputed and sent as new revisions.",
