@@ -16,11 +16,19 @@ namespace {
 
 // The mappings block's order: specific filters before the general ones that
 // would take their topics (zigbee2mqtt/+/+ before zigbee2mqtt/#).
-constexpr std::array<std::string_view, 11> kPresetOrder = {
-    "tasmota",     "tasmota_state", "shelly_gen1",
-    "shelly_gen2", "shelly_rpc",    "zigbee2mqtt_attributes",
-    "zigbee2mqtt", "esphome",       "opendtu",
-    "emonhub",     "dsmr_reader"};
+constexpr std::array<std::string_view, 13> kPresetOrder = {"tasmota",
+                                                           "tasmota_state",
+                                                           "tasmota_boot",
+                                                           "shelly_gen1",
+                                                           "shelly_gen2",
+                                                           "shelly_rpc",
+                                                           "zigbee2mqtt_attributes",
+                                                           "zigbee2mqtt",
+                                                           "esphome",
+                                                           "opendtu",
+                                                           "emonhub",
+                                                           "dsmr_reader",
+                                                           "dsmr_reader_topics"};
 
 // Presets whose readings include the restart evidence metric `uptime`.
 bool needs_uptime(std::string_view preset) {
@@ -98,6 +106,12 @@ std::string recognize_preset(const SeenMessage& message) {
       if (has_member(*json, "ENERGY") || ct) return "tasmota";
     }
     if (last == "STATE" && has_member(*json, "UptimeSec")) return "tasmota_state";
+    if (last == "INFO3") {
+      const JsonValue* info = json->find("Info3");
+      if (info != nullptr && info->object() != nullptr && has_member(*info, "BootCount")) {
+        return "tasmota_boot";
+      }
+    }
   }
   if (n == 5 && levels[0] == "shellies" && (levels[2] == "relay" || levels[2] == "emeter") &&
       (last == "power" || last == "energy" || last == "total") && is_number(message.payload)) {
@@ -131,6 +145,11 @@ std::string recognize_preset(const SeenMessage& message) {
   if (message.topic == "dsmr/json" && json && has_member(*json, "electricity_delivered_1")) {
     return "dsmr_reader";
   }
+  if (n == 3 && levels[0] == "dsmr" && levels[1] == "reading" &&
+      (starts_with(last, "electricity_delivered_") || last == "electricity_currently_delivered") &&
+      is_number(message.payload)) {
+    return "dsmr_reader_topics";
+  }
   return "";
 }
 
@@ -148,18 +167,24 @@ Result<DiscoverReport> discover(const std::vector<SeenMessage>& messages,
   }
   DiscoverReport report;
   bool uptime = false;
+  bool boot_count = false;
   std::string mappings;
   for (std::string_view preset : kPresetOrder) {
     const auto it = fits.find(preset);
     if (it == fits.end()) continue;
     report.presets.push_back(it->second);
     uptime = uptime || needs_uptime(preset);
+    boot_count = boot_count || preset == "tasmota_boot";
     mappings += "  - preset: " + std::string(preset) + "\n";
   }
   report.config_block =
       "metrics:\n  energy: {kind: counter, unit: kWh}\n"
       "  power: {kind: gauge, unit: W}\n";
-  if (uptime) report.config_block += "  uptime: {kind: gauge, unit: s}\n";
+  // Restart evidence with its role (docs/QUALITY.md, device_restarted).
+  if (uptime) report.config_block += "  uptime: {kind: gauge, unit: s, role: uptime_seconds}\n";
+  if (boot_count) {
+    report.config_block += "  boot_count: {kind: gauge, unit: count, role: boot_count}\n";
+  }
   report.config_block += "mappings:\n" + (mappings.empty() ? "  []\n" : mappings);
 
   // Check the block: decode every message seen with it.

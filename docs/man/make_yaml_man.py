@@ -90,9 +90,8 @@ def page(readme: str) -> str:
         "beside the configuration, then",
         ".IR /usr/share/meter-agent/presets ).",
     ]
-    for name, topics, readings, timestamp in presets:
-        lines += [".TP", roff_text(name),
-                  roff_text(f"Topics {topics}; readings: {readings}; timestamp: {timestamp}.")]
+    for name, topics, readings in presets:
+        lines += [".TP", roff_text(name), roff_text(f"{topics}; readings: {readings}.")]
     lines += [
         ".SH FILES",
         ".TP",

@@ -35,7 +35,8 @@ presets_dir: )" METER_SOURCE_DIR R"(/config/presets
 metrics:
   energy: {kind: counter, unit: kWh}
   power: {kind: gauge, unit: kW}
-  uptime: {kind: gauge, unit: s}
+  uptime: {kind: gauge, unit: s, role: uptime_seconds}
+  boot_count: {kind: gauge, unit: count, role: boot_count}
 mappings:
   - preset: tasmota
   - preset: shelly_em
@@ -68,6 +69,8 @@ mappings:
   - preset: emonhub
   - preset: dsmr_reader
   - preset: tasmota_state
+  - preset: tasmota_boot
+  - preset: dsmr_reader_topics
   # Every composing form: when, parts, each with key and key_match, scale,
   # sum, difference, a reading's own timestamp and device id, level maps.
   - topic: "compose/+/+"
@@ -115,6 +118,8 @@ const char* const kTopics[] = {
     "emon/emontx4/E1",
     "dsmr/json",
     "tele/tasmota_1A2B3C/STATE",
+    "tele/tasmota_1A2B3C/INFO3",
+    "dsmr/reading/electricity_delivered_2",
     "compose/dev1/c2",
     "compose/dev1/other",
 };
@@ -126,7 +131,8 @@ presets_dir: )" METER_SOURCE_DIR R"(/config/presets
 metrics:
   energy: {kind: counter, unit: kWh}
   power: {kind: gauge, unit: kW}
-  uptime: {kind: gauge, unit: s}
+  uptime: {kind: gauge, unit: s, role: uptime_seconds}
+  boot_count: {kind: gauge, unit: count, role: boot_count}
 mappings:
   - preset: shelly_gen2
     timestamp: {format: rfc3339}

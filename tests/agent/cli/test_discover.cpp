@@ -85,6 +85,9 @@ TEST_CASE("discover recognizes firmwares on a real broker and prints a block tha
     publisher.publish("shellies/plug-s/relay/0/energy", "81010", true);
     publisher.publish("pro3em/status/emdata:0", R"({"id":0,"total_act":4841.02})", true);
     publisher.publish("pro3em/status/sys", R"({"uptime":28980})", true);
+    publisher.publish("tele/plug1/INFO3",
+                      R"({"Info3":{"RestartReason":"Software/System restart","BootCount":184}})",
+                      true);
     publisher.publish("solar/1164/0/yieldtotal", "1234.5", true);
     publisher.publish("garden/weather7/temp", "21.5", true);
     publisher.flush();
@@ -94,14 +97,17 @@ TEST_CASE("discover recognizes firmwares on a real broker and prints a block tha
   auto found = run(dir, "discover --config " + quote(config) + " --seconds 2");
   INFO(found.out << found.err);
   REQUIRE(found.exit_code == 0);
-  CHECK_THAT(found.out, Catch::Contains("6 messages on 6 topics"));
+  CHECK_THAT(found.out, Catch::Contains("7 messages on 7 topics"));
   CHECK_THAT(found.out, Catch::Contains("QoS 0, clean session"));
   CHECK_THAT(found.out, Catch::Contains("as meter-agent-discover-"));
-  CHECK_THAT(found.out, Catch::Contains("metrics:\n  energy: {kind: counter, unit: kWh}\n"
-                                        "  power: {kind: gauge, unit: W}\n"
-                                        "  uptime: {kind: gauge, unit: s}\n"
-                                        "mappings:\n  - preset: tasmota\n  - preset: shelly_gen1\n"
-                                        "  - preset: shelly_gen2\n  - preset: opendtu\n"));
+  CHECK_THAT(found.out,
+             Catch::Contains("metrics:\n  energy: {kind: counter, unit: kWh}\n"
+                             "  power: {kind: gauge, unit: W}\n"
+                             "  uptime: {kind: gauge, unit: s, role: uptime_seconds}\n"
+                             "  boot_count: {kind: gauge, unit: count, role: boot_count}\n"
+                             "mappings:\n  - preset: tasmota\n  - preset: tasmota_boot\n"
+                             "  - preset: shelly_gen1\n"
+                             "  - preset: shelly_gen2\n  - preset: opendtu\n"));
   CHECK_THAT(found.out, Catch::Contains("topics nothing fits (1 shapes):\n"
                                         "  garden/+/temp: 1 messages, e.g. garden/weather7/temp "
                                         "'21.5': no preset takes this topic"));

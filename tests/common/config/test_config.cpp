@@ -929,8 +929,9 @@ TEST_CASE("every shipped preset parses", "[config][mapping]") {
 TEST_CASE("preset errors name the preset and what is available", "[config][mapping]") {
   CHECK(error_of(with_mappings("  - preset: tasmotta\n")) ==
         "t.yaml:7:13: mappings[0].preset: unknown preset 'tasmotta'; available: dsmr_reader, "
+        "dsmr_reader_topics, "
         "emonhub, esphome, opendtu, plain, seed, shelly_em, shelly_gen1, shelly_gen2, shelly_rpc, "
-        "tasmota, tasmota_state, zigbee2mqtt, zigbee2mqtt_attributes (searched " +
+        "tasmota, tasmota_boot, tasmota_state, zigbee2mqtt, zigbee2mqtt_attributes (searched " +
             kPresetsDir + "; set presets_dir to change)");
   CHECK(error_of(with_mappings("  - preset: Tasmota\n")) ==
         "t.yaml:7:13: mappings[0].preset: expected a preset name (a-z, 0-9, '_'), got 'Tasmota'");

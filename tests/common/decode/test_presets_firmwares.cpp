@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/decode/mapping.hpp"
+#include "common/model/flags.hpp"
 #include "support/buffer_fixture.hpp"
 
 using namespace meter;
@@ -27,7 +28,8 @@ std::string config_text(const std::string& presets) {
          "metrics:\n"
          "  energy: {kind: counter, unit: kWh}\n"
          "  power: {kind: gauge, unit: W}\n"
-         "  uptime: {kind: gauge, unit: s}\n"
+         "  uptime: {kind: gauge, unit: s, role: uptime_seconds}\n"
+         "  boot_count: {kind: gauge, unit: count, role: boot_count}\n"
          "mappings:\n" +
          presets;
 }
@@ -89,6 +91,40 @@ TEST_CASE("tasmota_state: UptimeSec is the restart evidence", "[presets]") {
         Lines{"plug1 uptime 8025 s"});
 }
 
+TEST_CASE("tasmota_boot: INFO3's BootCount is the restart evidence", "[presets]") {
+  const Config config = presets_config("  - preset: tasmota_boot\n");
+  CHECK(readings(config, "tele/plug1/INFO3", payload_file("tasmota-info3.json")) ==
+        Lines{"plug1 boot_count 184 count"});
+  // A crash report (RestartReason an object) without BootCount: no reading.
+  CHECK(ignored(config, "tele/plug1/INFO3",
+                R"({"Info3":{"RestartReason":{"Exception":28,"Reason":"LoadProhibited"}}})") ==
+        "no reading in payload (absent or null: '/Info3/BootCount')");
+}
+
+TEST_CASE("tasmota_boot: a boot count that rose makes the energy's drop a restart", "[presets]") {
+  BufferFixture f(config_text("  - preset: tasmota\n  - preset: tasmota_boot\n"));
+  const auto sensor = [](const char* total) {
+    return std::string(R"({"ENERGY":{"Total":)") + total + R"(,"Power":10}})";
+  };
+  f.append(R"({"Info3":{"RestartReason":"Power on","BootCount":7}})", 1719835200000, false, false,
+           "tele/plug1/INFO3");
+  f.append(sensor("100.5"), 1719835260000, false, false, "tele/plug1/SENSOR");
+  f.append(sensor("100.6"), 1719835320000, false, false, "tele/plug1/SENSOR");
+  f.append(R"({"Info3":{"RestartReason":"Power on","BootCount":8}})", 1719835380000, false, false,
+           "tele/plug1/INFO3");
+  f.append(sensor("100.4"), 1719835440000, false, false, "tele/plug1/SENSOR");
+  f.append(sensor("100.7"), 1719835500000, false, false, "tele/plug1/SENSOR");
+  f.normalize();
+  // Tasmota restored an older saved total after the boot: a drop at a
+  // restart (counter_reset: this config sets no rollback_max), not a glitch
+  // (without the boot count it would be one: the next reading is back on
+  // course); the next reading counts from it.
+  const auto restored = f.at("plug1", "energy", "2024-07-01T12:04:00.000Z");
+  CHECK(join_flags(restored.flags, ';') == "counter_reset;device_restarted;gateway_timestamp");
+  CHECK(f.at("plug1", "energy", "2024-07-01T12:05:00.000Z").delta ==
+        std::optional<std::string>("0.3"));
+}
+
 TEST_CASE("shelly_gen1: watt-minutes become Wh, rounded only when they must be", "[presets]") {
   const Config config = presets_config("  - preset: shelly_gen1\n");
   CHECK(readings(config, "shellies/shellyplug-s-040BAD/relay/0/power", "45.36") ==
@@ -111,6 +147,13 @@ TEST_CASE("shelly_gen1: the rounded energy is stored in the metric's unit", "[pr
   const auto stored = f.measurements();
   REQUIRE(stored.size() == 1);
   CHECK(stored[0].value == "1.350167");  // 1350.167 Wh in kWh, exactly
+  CHECK(join_flags(stored[0].flags, ';') == "first_reading;gateway_timestamp;scale_rounded");
+  // An exact quotient (81030 / 60 = 1350.5) is not marked.
+  f.append("81030", 1719835290000, false, false, "shellies/plug/relay/0/energy");
+  f.normalize();
+  const auto exact = f.at("plug/relay/0", "energy", "2024-07-01T12:01:30.000Z");
+  CHECK(exact.value == "1.3505");
+  CHECK(!has_flag(exact.flags, Flag::scale_rounded));
 }
 
 TEST_CASE("shelly_gen2: one device per component instance; em1data joins em1", "[presets]") {
@@ -228,4 +271,21 @@ TEST_CASE("normalization counts the messages each mapping took without a reading
                                            {"", 1},
                                            {"+/status/+ (shelly_gen2)", 2},
                                            {"+/status/+ when -1=em1:* (shelly_gen2)", 1}});
+}
+
+TEST_CASE("dsmr_reader_topics: one series per tariff register, power per topic", "[presets]") {
+  const Config config = presets_config("  - preset: dsmr_reader_topics\n");
+  CHECK(readings(config, "dsmr/reading/electricity_delivered_1", "1234.567") ==
+        Lines{"dsmr/tariff1 energy 1234.567 kWh"});
+  CHECK(readings(config, "dsmr/reading/electricity_delivered_2", "2345.678") ==
+        Lines{"dsmr/tariff2 energy 2345.678 kWh"});
+  CHECK(readings(config, "dsmr/reading/electricity_currently_delivered", "0.320") ==
+        Lines{"dsmr power 0.320 kW"});
+  CHECK(ignored(config, "dsmr/reading/electricity_returned_1", "12.000") ==
+        "dsmr-reader field without a reading here (returned energy and power, phases, gas, "
+        "timestamp)");
+  CHECK(ignored(config, "dsmr/reading/timestamp", "2024-07-01T12:00:10Z") ==
+        "dsmr-reader field without a reading here (returned energy and power, phases, gas, "
+        "timestamp)");
+  CHECK(config.mapping_for("dsmr/json") == nullptr);
 }
