@@ -21,6 +21,7 @@
 #include "common/decode/mapping.hpp"
 #include "common/normalize/canonicalize.hpp"
 #include "common/normalize/operator_event.hpp"
+#include "common/normalize/series_scan.hpp"
 
 namespace meter {
 namespace {
@@ -390,8 +391,9 @@ bool Buffer::store_reading(const Config& config, const MetricConfig& metric, con
   if (inserted_id != 0) series.state.adopt_inserted(inserted_id);
 
   if (evidence_changes) {
-    // Restart evidence: the device's other series are judged again from the
-    // earliest restart that appeared or went.
+    // Restart evidence: the counter series of the device and of its components
+    // (restart_evidence_devices) are judged again from the earliest restart
+    // that appeared or went.
     const std::vector<std::int64_t> before = device_restarts(config, reading.device_id);
     std::vector<std::int64_t> now = read_device_restarts(config, reading.device_id);
     std::optional<std::int64_t> changed;
@@ -401,10 +403,16 @@ bool Buffer::store_reading(const Config& config, const MetricConfig& metric, con
     if (!difference.empty()) changed = difference.front();
     device_restarts_[reading.device_id] = std::move(now);
     if (changed) {
-      for (const auto& [name, other] : config.metrics) {
-        if (other.kind != MetricKind::counter || other.role != MetricRole::none) continue;
-        if (CachedSeries* affected = existing_series(reading.device_id, name)) {
-          rejudge_series(config, *affected, *changed, stats);
+      std::vector<std::string> devices{reading.device_id};
+      auto components = db_->prepare(sql::kComponentDevices);
+      components.bind(1, std::string_view(reading.device_id));
+      while (components.step()) devices.emplace_back(components.column_text(0));
+      for (const auto& device : devices) {
+        for (const auto& [name, other] : config.metrics) {
+          if (other.kind != MetricKind::counter || other.role != MetricRole::none) continue;
+          if (CachedSeries* affected = existing_series(device, name)) {
+            rejudge_series(config, *affected, *changed, stats);
+          }
         }
       }
     }
@@ -453,7 +461,14 @@ void Buffer::load_boundaries(const Config& config, CachedSeries& series) {
                                                  std::move(event.new_initial)});
     }
   }
-  for (const auto instant : device_restarts(config, series.device_id)) {
+  std::vector<std::int64_t> restarts;
+  for (const auto& device : restart_evidence_devices(series.device_id)) {
+    const auto& instants = device_restarts(config, device);
+    restarts.insert(restarts.end(), instants.begin(), instants.end());
+  }
+  std::sort(restarts.begin(), restarts.end());
+  restarts.erase(std::unique(restarts.begin(), restarts.end()), restarts.end());
+  for (const auto instant : restarts) {
     series.boundaries.push_back(SeriesBoundary{instant, SeriesBoundary::Kind::restart, {}, {}});
   }
   std::stable_sort(
@@ -475,7 +490,9 @@ std::vector<std::int64_t> Buffer::read_device_restarts(const Config& config,
                                                        const std::string& device_id) {
   // Between two readings of restart evidence in time order: an uptime that
   // fell restarted at (its timestamp - the uptime), never before the reading
-  // before it; a boot count that rose restarted just after the reading before.
+  // before it; a boot count that rose restarted at the latest at its own
+  // timestamp, which is where the restart is placed (firmwares publish a boot
+  // count at boot: Tasmota's INFO3).
   std::vector<std::int64_t> instants;
   for (const auto& [name, metric] : config.metrics) {
     if (metric.role == MetricRole::none) continue;
@@ -502,7 +519,7 @@ std::vector<std::int64_t> Buffer::read_device_restarts(const Config& config,
           }
           instants.push_back(std::min(instant, timestamp_ms));
         } else if (metric.role == MetricRole::boot_count && previous->second < *value) {
-          instants.push_back(previous->first + 1);
+          instants.push_back(timestamp_ms);
         }
       }
       previous = std::pair{timestamp_ms, std::move(*value)};

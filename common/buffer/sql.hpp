@@ -129,6 +129,11 @@ inline constexpr const char* kRecordOutcome =
 inline constexpr const char* kSeriesReadings =
     "SELECT m.timestamp_ms, m.value FROM measurements m JOIN series s ON s.id = m.series_id "
     "WHERE s.device_id = ?1 AND s.metric_type = ?2 ORDER BY m.timestamp_ms, m.id";
+// The devices whose id extends ?1 with '/': every id in ['D/', 'D0') ('0' follows
+// '/' in byte order), found through the series' UNIQUE (device_id, metric_type).
+inline constexpr const char* kComponentDevices =
+    "SELECT DISTINCT device_id FROM series WHERE device_id >= ?1 || '/' AND device_id < ?1 || '0' "
+    "ORDER BY device_id";
 inline constexpr const char* kFindSeries =
     "SELECT id, unit, anchor_ts, anchor_value, anchor_good_ts, anchor_good_value, anchor_history "
     "FROM series WHERE device_id = ?1 AND metric_type = ?2";

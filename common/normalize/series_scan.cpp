@@ -284,4 +284,13 @@ void SeriesScan::finish() {
   while (!pending_.empty()) settle_first_pending(Mode::provisional);
 }
 
+std::vector<std::string> restart_evidence_devices(std::string_view device_id) {
+  std::vector<std::string> devices{std::string(device_id)};
+  for (std::size_t slash = device_id.rfind('/'); slash != std::string_view::npos && slash > 0;
+       slash = device_id.rfind('/', slash - 1)) {
+    devices.emplace_back(device_id.substr(0, slash));
+  }
+  return devices;
+}
+
 }  // namespace meter

@@ -22,6 +22,8 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -58,6 +60,13 @@ struct SeriesBoundary {
 
   friend bool operator==(const SeriesBoundary&, const SeriesBoundary&) = default;
 };
+
+// Whose restart evidence bounds a device's series: the device itself and each
+// device its id extends with '/' ("plug/switch:0" -> "plug/switch:0", "plug").
+// Firmwares name a component's meter after the device that restarts with it:
+// a Shelly's `sys` uptime is `<prefix>`, its meters `<prefix>/switch:N`; a
+// Tasmota's uptime is `<topic>`, its CT sensors `<topic>/CTEnergy1`.
+std::vector<std::string> restart_evidence_devices(std::string_view device_id);
 
 // What the rules decide for one reading.
 struct Verdict {

@@ -4,9 +4,11 @@
 // series they concern, whatever the order they arrive in.
 #include <catch2/catch.hpp>
 #include <string>
+#include <vector>
 
 #include "common/model/flags.hpp"
 #include "common/normalize/operator_event.hpp"
+#include "common/normalize/series_scan.hpp"
 #include "support/buffer_fixture.hpp"
 
 using namespace meter;
@@ -115,6 +117,56 @@ TEST_CASE("restart evidence: a drop after the uptime fell is never a glitch",
   auto batch = f.buffer().select_unsynced(SyncLimits{});
   REQUIRE(batch);
   for (const auto& m : batch->measurements) CHECK(m.measurement.metric_type == "energy");
+}
+
+TEST_CASE("restart evidence of a device bounds its components' series, in either order",
+          "[normalizer][boundaries]") {
+  // A Shelly publishes its uptime as `<prefix>` (sys) and its meters as
+  // `<prefix>/switch:N`; a device whose id only shares a prefix is not one.
+  const auto at = [](const std::string& device, int hour, const std::string& metric,
+                     const std::string& value, const std::string& unit) {
+    return seed_payload(
+        device,
+        "2024-01-01T" + std::string(hour < 10 ? "0" : "") + std::to_string(hour) + ":00:00Z",
+        metric, value, unit);
+  };
+  for (const bool evidence_first : {true, false}) {
+    BufferFixture f(kConfig);
+    const auto evidence = [&] {
+      f.append(at("plug", 1, "uptime", "3600", "s"));
+      f.append(at("plug", 2, "uptime", "7200", "s"));
+      f.append(at("plug", 4, "uptime", "1800", "s"));  // booted at 03:30
+    };
+    if (evidence_first) evidence();
+    for (const char* device : {"plug/switch:0", "plugX/switch:0"}) {
+      f.append(at(device, 1, "energy", "1000", "kWh"));
+      f.append(at(device, 2, "energy", "1001", "kWh"));
+      f.append(at(device, 3, "energy", "1002", "kWh"));
+      f.append(at(device, 4, "energy", "1000.5", "kWh"));
+      f.append(at(device, 5, "energy", "1003", "kWh"));
+    }
+    f.normalize();
+    if (!evidence_first) {
+      evidence();
+      f.normalize();
+    }
+    INFO("evidence first: " << evidence_first);
+    CHECK(join_flags(f.at("plug/switch:0", "energy", "2024-01-01T04:00:00.000Z").flags, ';') ==
+          "device_restarted;rollback");
+    CHECK(f.at("plug/switch:0", "energy", "2024-01-01T05:00:00.000Z").delta ==
+          std::optional<std::string>("2.5"));
+    CHECK(join_flags(f.at("plugX/switch:0", "energy", "2024-01-01T04:00:00.000Z").flags, ';') ==
+          "glitch");
+  }
+}
+
+TEST_CASE("restart_evidence_devices: the device and each id it extends with '/'",
+          "[normalizer][boundaries]") {
+  using V = std::vector<std::string>;
+  CHECK(restart_evidence_devices("plug") == V{"plug"});
+  CHECK(restart_evidence_devices("plug/switch:0") == V{"plug/switch:0", "plug"});
+  CHECK(restart_evidence_devices("a/b/c") == V{"a/b/c", "a/b", "a"});
+  CHECK(restart_evidence_devices("/x") == V{"/x"});
 }
 
 TEST_CASE(
