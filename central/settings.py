@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"
+    # Worker processes of `serve` (central/workers.py); `serve --workers` overrides it. How
+    # many to run: docs/SCALING.md.
+    workers: int = 1
     db_pool_size: int = 5
     # The dashboard's built files (central/web/dist when unset); see central/web_static.py.
     web_dist: Optional[str] = None
