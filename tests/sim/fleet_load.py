@@ -3,7 +3,7 @@
 dashboard readers, against a central on loopback. Bounded in gateways and time, loopback only.
 
   /usr/bin/python3 tests/sim/fleet_load.py [--gateways 200] [--meters 20] [--seconds 60]
-      [--upload-every 5] [--replay-rate 0.05] [--outage-rate 0.002] [--outage-uploads 12]
+      [--upload-every 5] [--replay-rate 0.05] [--outage-rate 0.005] [--outage-uploads 6]
       [--readers 2] [--concurrency 32] [--workers 1] [--server-args ...] [--out FILE]
 
 Without DATABASE_URL it re-runs itself under central/tests/with_postgres.sh (a throwaway
@@ -336,9 +336,9 @@ def main() -> int:
     ap.add_argument("--upload-every", type=float, default=5,
                     help="seconds between a gateway's uploads (default 5)")
     ap.add_argument("--replay-rate", type=float, default=0.05)
-    ap.add_argument("--outage-rate", type=float, default=0.002,
-                    help="probability that an upload starts an outage (default 0.002)")
-    ap.add_argument("--outage-uploads", type=int, default=12,
+    ap.add_argument("--outage-rate", type=float, default=0.005,
+                    help="probability that an upload starts an outage (default 0.005)")
+    ap.add_argument("--outage-uploads", type=int, default=6,
                     help="upload intervals an outage lasts; its readings come in one batch after")
     ap.add_argument("--workers", type=int, default=1, help="`central serve --workers`")
     ap.add_argument("--readers", type=int, default=2)
@@ -407,9 +407,10 @@ def main() -> int:
 
     import psycopg2  # noqa: PLC0415
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*), pg_total_relation_size('normalized_measurements') "
-                    "+ pg_total_relation_size('raw_events') FROM normalized_measurements")
-        rows, size = cur.fetchone()
+        cur.execute("SELECT count(*), pg_total_relation_size('normalized_measurements'), "
+                    "pg_total_relation_size('raw_events') FROM normalized_measurements")
+        rows, measurement_bytes, raw_bytes = cur.fetchone()
+        size = measurement_bytes + raw_bytes
 
     events = stats.stored
     sent = sum(g.seq for g in gateways)
@@ -422,7 +423,7 @@ def main() -> int:
     lines = [
         f"fleet load: {args.gateways} gateways x {args.meters} meters, an upload every "
         f"{args.upload_every} s each, replays {args.replay_rate:.0%}, outages "
-        f"{args.outage_rate:.0%} of uploads x {args.outage_uploads} intervals "
+        f"{args.outage_rate:.1%} of uploads x {args.outage_uploads} intervals "
         f"({stats.outages} outages, {stats.backlog_batches} backlog batches), {args.readers} "
         f"readers, {args.concurrency} client threads, `serve --workers {args.workers} "
         f"{args.server_args}`, {wall:.0f} s, {os.cpu_count()} CPUs, load average before/after "
@@ -440,6 +441,9 @@ def main() -> int:
         "| request | count | p50 ms | p99 ms |",
         "|---|--:|--:|--:|",
     ]
+    lines[-2:-2] = [f"Bytes per stored event: {raw_bytes / max(rows, 1):,.0f} in raw_events, "
+                    f"{measurement_bytes / max(rows, 1):,.0f} in normalized_measurements "
+                    "(tables, TOAST and indexes).", ""]
     for kind, values in sorted(stats.latency.items()):
         lines.append(f"| {kind} | {len(values):,} | {percentile(values, 0.5):.0f} | "
                      f"{percentile(values, 0.99):.0f} |")
