@@ -176,3 +176,14 @@ def test_the_worker_count_is_checked(capsys):
     run = subprocess.run(["/usr/bin/python3", "-m", "central", "serve", "--no-migrate"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "CENTRAL_WORKERS must be between 1 and 64" in run.stderr
+
+
+def test_the_connections_per_worker_are_set_from_the_environment(monkeypatch):
+    from central.db import make_engine  # noqa: PLC0415
+    monkeypatch.setenv("CENTRAL_DB_POOL_SIZE", "3")
+    monkeypatch.setenv("CENTRAL_DB_MAX_OVERFLOW", "0")
+    engine = make_engine(Settings())
+    try:
+        assert (engine.pool.size(), engine.pool._max_overflow) == (3, 0)  # noqa: SLF001
+    finally:
+        engine.dispose()
