@@ -1,7 +1,7 @@
 """Command line: `/usr/bin/python3 -m central <command>`.
 
   migrate [--revision head] | migrate --downgrade REV
-  serve [--host H] [--port P]
+  serve [--host H] [--port P] [--workers N] [--no-migrate]
   gateway create|rotate|revoke|list NAME      (NAME = the gateway_id the agent sends)
   viewer  create|rotate|revoke|list NAME
 
@@ -17,6 +17,10 @@ import sys
 from typing import Optional
 
 from central import accounts
+
+# More would only queue on the PostgreSQL connections (each worker holds a pool) and on the
+# cores; docs/SCALING.md has the measurements.
+MAX_WORKERS = 64
 
 
 def _settings():
@@ -45,9 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--revision", default="head", help="upgrade target (default head)")
     m.add_argument("--downgrade", metavar="REV", help="downgrade to REV instead (e.g. base)")
 
-    s = sub.add_parser("serve", help="run the API with uvicorn (one worker)")
+    s = sub.add_parser("serve", help="run the API with uvicorn (CENTRAL_WORKERS processes)")
     s.add_argument("--host", default=None)
     s.add_argument("--port", type=int, default=None)
+    s.add_argument("--workers", type=_worker_count, default=None, metavar="N",
+                   help="worker processes (default CENTRAL_WORKERS or 1); the schema is "
+                        "upgraded once, before they start")
     s.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first")
 
     for kind in ("gateway", "viewer"):
@@ -66,17 +73,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    # Our own loggers only: uvicorn configures its loggers itself, and a root handler would
-    # print each of its lines twice.
+def _worker_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"between 1 and {MAX_WORKERS}")
+    return value
+
+
+def configure_logging() -> None:
+    """Our own loggers only: uvicorn configures its loggers itself, and a root handler would
+    print each of its lines twice. Also called in each worker process (central/workers.py)."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     for name in ("central", "alembic"):
         logger = logging.getLogger(name)
-        logger.addHandler(handler)
+        logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging()
     try:
         if args.command == "migrate":
             from central import migrate
@@ -92,11 +110,20 @@ def main(argv: Optional[list[str]] = None) -> int:
             from central import migrate
             from central.app import create_app
             settings = _settings()
+            workers = args.workers or settings.workers
+            if not 1 <= workers <= MAX_WORKERS:
+                print(f"error: CENTRAL_WORKERS must be between 1 and {MAX_WORKERS}",
+                      file=sys.stderr)
+                return 2
+            # Once, here, before any worker exists: N workers never race on the schema.
             if not args.no_migrate:
                 migrate.upgrade(settings.sqlalchemy_url())
-            uvicorn.run(create_app(settings), host=args.host or settings.host,
-                        port=args.port or settings.port, log_level=settings.log_level,
-                        workers=1, proxy_headers=False)
+            host, port = args.host or settings.host, args.port or settings.port
+            if workers > 1:
+                from central import workers as supervisor
+                return supervisor.serve(host, port, workers, settings.log_level)
+            uvicorn.run(create_app(settings), host=host, port=port,
+                        log_level=settings.log_level, workers=1, proxy_headers=False)
             return 0
         kind = args.command
         if args.action == "list":

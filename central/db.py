@@ -11,4 +11,4 @@ from central.settings import Settings
 def make_engine(settings: Settings) -> Engine:
     """READ COMMITTED (PostgreSQL's default) is what the ingest upserts are designed for."""
     return sa.create_engine(settings.sqlalchemy_url(), pool_size=settings.db_pool_size,
-                            max_overflow=10, pool_pre_ping=True, future=True)
+                            max_overflow=settings.db_max_overflow, pool_pre_ping=True, future=True)

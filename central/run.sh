@@ -2,8 +2,8 @@
 # Run the central ingest API with one command.
 #
 #   DATABASE_URL=postgresql://central:secret@127.0.0.1:5432/central central/run.sh
-#       migrate the database to the latest schema, then serve (uvicorn, one worker) on
-#       CENTRAL_HOST:CENTRAL_PORT (default 127.0.0.1:8080).
+#       migrate the database to the latest schema, then serve (uvicorn; --workers N or
+#       CENTRAL_WORKERS processes, default 1) on CENTRAL_HOST:CENTRAL_PORT (default 127.0.0.1:8080).
 #
 #   central/run.sh --temp-db
 #       no database needed: start a throwaway PostgreSQL in a temporary directory, create a

@@ -20,7 +20,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"
+    # Worker processes of `serve` (central/workers.py); `serve --workers` overrides it. How
+    # many to run: docs/SCALING.md.
+    workers: int = 1
     db_pool_size: int = 5
+    # Connections a worker may open beyond the pool under load (then released). With several
+    # workers the total, workers x (pool + overflow), is what PostgreSQL sees at once.
+    db_max_overflow: int = 10
     # The dashboard's built files (central/web/dist when unset); see central/web_static.py.
     web_dist: Optional[str] = None
 

@@ -67,8 +67,9 @@ if(meter_package_central)
     # The dashboard ships as its build (web/dist, made by npm before packaging), not its sources.
     REGEX "/web/(src|e2e|node_modules|[^/]*\\.(json|mjs|ts|sh|html))$" EXCLUDE)
   install(PROGRAMS ${meter_deb}/meter-central/meter-central DESTINATION bin COMPONENT central)
-  install(FILES ${PROJECT_SOURCE_DIR}/central/README.md ${meter_deb}/copyright
-    ${meter_gz_dir}/changelog.gz DESTINATION share/doc/meter-central COMPONENT central)
+  install(FILES ${PROJECT_SOURCE_DIR}/central/README.md ${PROJECT_SOURCE_DIR}/docs/SCALING.md
+    ${meter_deb}/copyright ${meter_gz_dir}/changelog.gz DESTINATION share/doc/meter-central
+    COMPONENT central)
   install(FILES ${meter_gz_dir}/meter-central.1.gz DESTINATION share/man/man1 COMPONENT central)
   # One override, with its reason written in the file.
   install(FILES ${meter_deb}/meter-central/lintian-overrides DESTINATION share/lintian/overrides

@@ -3,27 +3,32 @@
 dashboard readers, against a central on loopback. Bounded in gateways and time, loopback only.
 
   /usr/bin/python3 tests/sim/fleet_load.py [--gateways 200] [--meters 20] [--seconds 60]
-      [--upload-every 5] [--replay-rate 0.05] [--readers 2] [--concurrency 32]
-      [--server-args "--workers 2"] [--out FILE]
+      [--upload-every 5] [--replay-rate 0.05] [--outage-rate 0.005] [--outage-uploads 6]
+      [--readers 2] [--concurrency 32] [--workers 1] [--server-args ...] [--out FILE]
 
 Without DATABASE_URL it re-runs itself under central/tests/with_postgres.sh (a throwaway
 PostgreSQL, fsync on, as tests/bench/central_ingest.py). It migrates, creates the gateways and a
 viewer in-process (central.accounts), starts `python3 -m central serve --no-migrate` (plus
---server-args, e.g. a worker count where the central supports one) and then, for --seconds:
+--workers and --server-args) and then, for --seconds:
 
 * every gateway uploads one batch every --upload-every seconds (jittered, first ones spread over
   the interval): each of its --meters meters' next reading, a raw event and its measurement
   (deltas chained, as the agent sends them);
 * with probability --replay-rate a gateway sends its previous batch again instead (a retry after
   a lost answer: every record must come back `duplicate`), then the new one;
+* with probability --outage-rate an upload does not happen: the gateway lost its uplink for
+  --outage-uploads upload intervals, keeps reading its meters meanwhile and then sends the
+  backlog, every reading of those intervals, in one larger batch (as the agent drains its
+  buffer after an outage); the offered rate stays the same on average, it comes in lumps;
 * --readers dashboard readers loop over the fleet page (/api/v1/gateways, /api/v1/devices) and one
   random meter's consumption over the last day (/api/v1/consumption, hourly).
 
 Requests are made by --concurrency threads with keep-alive connections; when the central cannot
 keep up, uploads start late, and the lateness (schedule lag) is reported beside the latencies.
-Prints a Markdown table: events/s (stored measurements), latency p50/p99 per request kind, CPU
-seconds per 1,000 events of the API processes and of PostgreSQL, bytes per stored event
-(raw_events + normalized_measurements with their indexes), and the lag.
+Prints a Markdown table: events/s offered (by the schedule) and stored, latency p50/p99 per
+request kind, CPU seconds per 1,000 events of the API processes (all workers), of PostgreSQL and
+of this generator (it shares the machine's cores), bytes per stored event (raw_events +
+normalized_measurements with their indexes), and the lag.
 """
 
 from __future__ import annotations
@@ -73,13 +78,27 @@ class Gateway:
         self.registers = [rng.randrange(1_000, 50_000_000) for _ in range(meters)]  # Wh
         self.previous: bytes | None = None
         self.rng = rng
+        self.silent_for = 0   # upload slots left in an outage
+        self.backlog = 0      # reading intervals not uploaded yet (sent with the next batch)
         # A gateway sends one request at a time, in order, like the agent with max_in_flight 1,
         # even when the schedule has queued it twice because the central fell behind.
         self.lock = threading.Lock()
 
-    def next_batch(self, reading_interval_ms: int) -> tuple[bytes, int]:
-        """The next batch (JSON, gzip-free) and its number of measurements."""
-        raws, measurements = [], []
+    def next_batch(self, reading_interval_ms: int, steps: int = 1) -> tuple[bytes, int]:
+        """The next batch (JSON, gzip-free) of `steps` readings per meter, and its number of
+        measurements."""
+        raws: list[str] = []
+        measurements: list[str] = []
+        for _ in range(steps):
+            self._add_step(reading_interval_ms, raws, measurements)
+        body = ('{"protocol_version":"1","gateway_id":"%s","buffer_id":"%s","sent_at":"%s",'
+                '"raw_events":[%s],"measurements":[%s]}'
+                % (self.name, self.buffer_id, timestamp(int(time.time() * 1000)),
+                   ",".join(raws), ",".join(measurements))).encode()
+        return body, len(measurements)
+
+    def _add_step(self, reading_interval_ms: int, raws: list[str], measurements: list[str]
+                  ) -> None:
         ts_ms = START_MS + self.step * reading_interval_ms
         ts = timestamp(ts_ms)
         for meter, register in enumerate(self.registers):
@@ -104,11 +123,6 @@ class Gateway:
                 % (event_id, device, ts, value, delta if delta is not None else "null", flags,
                    self.buffer_id, self.seq))
         self.step += 1
-        body = ('{"protocol_version":"1","gateway_id":"%s","buffer_id":"%s","sent_at":"%s",'
-                '"raw_events":[%s],"measurements":[%s]}'
-                % (self.name, self.buffer_id, timestamp(int(time.time() * 1000)),
-                   ",".join(raws), ",".join(measurements))).encode()
-        return body, len(measurements)
 
 
 class Stats:
@@ -118,6 +132,8 @@ class Stats:
         self.lag: list[float] = []
         self.stored = 0
         self.duplicates = 0
+        self.outages = 0
+        self.backlog_batches = 0
         self.errors: list[str] = []
 
     def add(self, kind: str, seconds: float) -> None:
@@ -153,11 +169,11 @@ def request(port: int, method: str, path: str, token: str, body: bytes | None = 
     raise AssertionError("unreachable")
 
 
-def upload(port: int, gateway: Gateway, body: bytes, expect: str, stats: Stats) -> int:
+def upload(port: int, gateway: Gateway, body: bytes, expect: str, stats: Stats,
+           kind: str = "ingest, new") -> int:
     started = time.perf_counter()
     status, out = request(port, "POST", "/api/v1/ingest", gateway.token, body)
-    stats.add("ingest, new" if expect == "stored" else "ingest, replay",
-              time.perf_counter() - started)
+    stats.add(kind if expect == "stored" else "ingest, replay", time.perf_counter() - started)
     if status != 200:
         with stats.lock:
             stats.errors.append(f"{gateway.name}: HTTP {status} {out[:200]!r}")
@@ -199,10 +215,25 @@ def run_load(port: int, gateways: list[Gateway], viewer: str, args, stats: Stats
             stats.lag.append(time.monotonic() - started - due)
             try:
                 with gateway.lock:
+                    # An outage: this slot's readings wait in the gateway's buffer.
+                    if gateway.silent_for == 0 and args.outage_rate > 0 \
+                            and gateway.rng.random() < args.outage_rate:
+                        gateway.silent_for = args.outage_uploads
+                        with stats.lock:
+                            stats.outages += 1
+                    if gateway.silent_for > 0:
+                        gateway.silent_for -= 1
+                        gateway.backlog += 1
+                        continue
                     if gateway.previous is not None and gateway.rng.random() < args.replay_rate:
                         upload(port, gateway, gateway.previous, "duplicate", stats)
-                    body, _ = gateway.next_batch(reading_interval_ms)
-                    upload(port, gateway, body, "stored", stats)
+                    steps, gateway.backlog = gateway.backlog + 1, 0
+                    body, _ = gateway.next_batch(reading_interval_ms, steps)
+                    kind = "ingest, new" if steps == 1 else "ingest, backlog after outage"
+                    if steps > 1:
+                        with stats.lock:
+                            stats.backlog_batches += 1
+                    upload(port, gateway, body, "stored", stats, kind)
                     gateway.previous = body
             except (OSError, http.client.HTTPException, ValueError) as error:
                 with stats.lock:
@@ -305,6 +336,11 @@ def main() -> int:
     ap.add_argument("--upload-every", type=float, default=5,
                     help="seconds between a gateway's uploads (default 5)")
     ap.add_argument("--replay-rate", type=float, default=0.05)
+    ap.add_argument("--outage-rate", type=float, default=0.005,
+                    help="probability that an upload starts an outage (default 0.005)")
+    ap.add_argument("--outage-uploads", type=int, default=6,
+                    help="upload intervals an outage lasts; its readings come in one batch after")
+    ap.add_argument("--workers", type=int, default=1, help="`central serve --workers`")
     ap.add_argument("--readers", type=int, default=2)
     ap.add_argument("--read-pause", type=float, default=0.5)
     ap.add_argument("--concurrency", type=int, default=32)
@@ -343,7 +379,8 @@ def main() -> int:
     port = free_port()
     server = subprocess.Popen(["/usr/bin/python3", "-m", "central", "serve", "--no-migrate",
                                "--host", "127.0.0.1", "--port", str(port),
-                               *args.server_args.split()], cwd=REPO, env=env)
+                               "--workers", str(args.workers), *args.server_args.split()],
+                              cwd=REPO, env=env)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -357,20 +394,23 @@ def main() -> int:
             time.sleep(0.2)   # polling its start, with a deadline
         _local.conn = None
         api_cpu0, pg_cpu0 = process_tree_cpu(server.pid), postgres_cpu(database_url)
+        own0 = sum(os.times()[:2])
         load_before = os.getloadavg()[0]
         stats = Stats()
         wall = run_load(port, gateways, viewer, args, stats)
         api_cpu = process_tree_cpu(server.pid) - api_cpu0
         pg_cpu = postgres_cpu(database_url) - pg_cpu0
+        own_cpu = sum(os.times()[:2]) - own0
     finally:
         server.terminate()
         server.wait(30)
 
     import psycopg2  # noqa: PLC0415
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*), pg_total_relation_size('normalized_measurements') "
-                    "+ pg_total_relation_size('raw_events') FROM normalized_measurements")
-        rows, size = cur.fetchone()
+        cur.execute("SELECT count(*), pg_total_relation_size('normalized_measurements'), "
+                    "pg_total_relation_size('raw_events') FROM normalized_measurements")
+        rows, measurement_bytes, raw_bytes = cur.fetchone()
+        size = measurement_bytes + raw_bytes
 
     events = stats.stored
     sent = sum(g.seq for g in gateways)
@@ -378,23 +418,32 @@ def main() -> int:
         stats.errors.append(f"{sent} measurements sent, {events} answered stored, {rows} in "
                             "PostgreSQL")
     per_k = (lambda cpu: cpu * 1000 / events) if events else (lambda cpu: float("nan"))
+    offered = args.gateways * args.meters / args.upload_every
+    lags = stats.lag or [0.0]
     lines = [
         f"fleet load: {args.gateways} gateways x {args.meters} meters, an upload every "
-        f"{args.upload_every} s each, replays {args.replay_rate:.0%}, {args.readers} readers, "
-        f"{args.concurrency} client threads, `serve {args.server_args}`, {wall:.0f} s, "
-        f"{os.cpu_count()} CPUs, load average before/after {load_before:.1f}/"
-        f"{os.getloadavg()[0]:.1f}",
+        f"{args.upload_every} s each, replays {args.replay_rate:.0%}, outages "
+        f"{args.outage_rate:.1%} of uploads x {args.outage_uploads} intervals "
+        f"({stats.outages} outages, {stats.backlog_batches} backlog batches), {args.readers} "
+        f"readers, {args.concurrency} client threads, `serve --workers {args.workers} "
+        f"{args.server_args}`, {wall:.0f} s, {os.cpu_count()} CPUs, load average before/after "
+        f"{load_before:.1f}/{os.getloadavg()[0]:.1f}",
         "",
         "| events stored | events/s | duplicates answered | errors | API CPU s / 1k events "
-        "| PostgreSQL CPU s / 1k events | bytes / stored event | schedule lag p50 / p99 s |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| PostgreSQL CPU s / 1k events | bytes / stored event | schedule lag p50 / p99 s "
+        "| offered events/s | generator CPU s / 1k events |",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         f"| {events:,} | {events / wall:,.0f} | {stats.duplicates:,} | {len(stats.errors)} | "
         f"{per_k(api_cpu):.3f} | {per_k(pg_cpu):.3f} | {size / max(rows, 1):,.0f} | "
-        f"{percentile(stats.lag, 0.5) / 1000:.2f} / {percentile(stats.lag, 0.99) / 1000:.2f} |",
+        f"{percentile(lags, 0.5) / 1000:.2f} / {percentile(lags, 0.99) / 1000:.2f} | "
+        f"{offered:,.0f} | {per_k(own_cpu):.3f} |",
         "",
         "| request | count | p50 ms | p99 ms |",
         "|---|--:|--:|--:|",
     ]
+    lines[-2:-2] = [f"Bytes per stored event: {raw_bytes / max(rows, 1):,.0f} in raw_events, "
+                    f"{measurement_bytes / max(rows, 1):,.0f} in normalized_measurements "
+                    "(tables, TOAST and indexes).", ""]
     for kind, values in sorted(stats.latency.items()):
         lines.append(f"| {kind} | {len(values):,} | {percentile(values, 0.5):.0f} | "
                      f"{percentile(values, 0.99):.0f} |")

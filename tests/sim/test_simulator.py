@@ -347,14 +347,17 @@ def test_publishing_to_nothing_fails_cleanly(tmp_path):
 # ---- the fleet load generator, briefly -----------------------------------------------------------
 
 def test_fleet_load_generator_runs_and_its_counts_agree():
-    # 5 gateways for 4 s against a real central and PostgreSQL: every measurement sent is
-    # answered `stored` and is in PostgreSQL once, every replay answered `duplicate` (the tool
-    # exits 1 otherwise).
+    # 5 gateways for 4 s against a real central (two worker processes) and PostgreSQL: every
+    # measurement sent is answered `stored` and is in PostgreSQL once, every replay answered
+    # `duplicate`, backlogs after outages included (the tool exits 1 otherwise).
     run = subprocess.run([sys.executable, os.path.join(here, "fleet_load.py"), "--gateways", "5",
                           "--meters", "3", "--seconds", "4", "--upload-every", "0.5",
-                          "--replay-rate", "0.3", "--readers", "1"],
+                          "--replay-rate", "0.3", "--outage-rate", "0.2", "--outage-uploads",
+                          "2", "--readers", "1", "--workers", "2"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
+    assert "`serve --workers 2" in run.stdout
+    assert "| ingest, backlog after outage |" in run.stdout
     row = [line for line in run.stdout.splitlines() if line.startswith("| ") and
            line[2].isdigit()][0]
     stored, duplicates = (int(cell.replace(",", "")) for cell in row.split("|")[1:4:2])
