@@ -794,6 +794,8 @@ def main(argv: list[str]) -> int:
     args.out = os.path.abspath(args.out)
     database_url = os.environ["DATABASE_URL"]
     os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "soak.pid"), "w") as f:
+        f.write(f"{os.getpid()}\n")
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)

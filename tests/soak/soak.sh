@@ -39,9 +39,21 @@ done
 rm -rf "$out"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-# A last resort should soak.py itself be killed: the filesystem never stays mounted.
+# SIGTERM/SIGINT go to soak.py (its PID in OUT/soak.pid), which stops what it started by PID;
+# then with_postgres.sh stops PostgreSQL. Last, should soak.py itself have been killed, the
+# filesystem is unmounted all the same.
 unmount() { if mountpoint -q "$out/mnt" 2>/dev/null; then fusermount3 -u "$out/mnt" || true; fi; }
+forward() { [ -s "$out/soak.pid" ] && kill -TERM "$(cat "$out/soak.pid")" 2>/dev/null || true; }
 trap unmount EXIT
+trap forward TERM INT
 "$source_dir/central/tests/with_postgres.sh" /usr/bin/python3 "$source_dir/tests/soak/soak.py" \
   --minutes "$minutes" --seed "$seed" --out "$out" --meters "$meters" \
-  ${warmup:+--warmup "$warmup"} --agent "$agent" --mount-tool "$mount_tool"
+  ${warmup:+--warmup "$warmup"} --agent "$agent" --mount-tool "$mount_tool" &
+child=$!
+status=0
+# `wait` returns early when a trapped signal arrives: wait again until the child has ended.
+while true; do
+  wait "$child" && status=0 || status=$?
+  kill -0 "$child" 2>/dev/null || break
+done
+exit "$status"
