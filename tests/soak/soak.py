@@ -35,7 +35,8 @@ Pass lines:
     normalized_measurements: none missing, none extra, none twice;
   - the agent's RSS grows at most 5 MiB from the baseline to the end (judged when the warm-up
     was at least 10 minutes; otherwise measured and reported only);
-  - its open file descriptors and threads at the end are at most their baseline.
+  - its open file descriptors and threads at the end are at most their baseline;
+  - the same agent process from the baseline to the end, and it exits 0 on SIGTERM at the end.
 
 Writes OUT/report.md, OUT/samples.tsv, OUT/events.tsv and OUT/soak.svg (the plot); exit 0 when
 every judged line passes.
@@ -484,6 +485,7 @@ class Soak:
         self.sampler = Sampler(self.system, self.started)
         self.site: Optional[SitePublisher] = None
         self.simulation = None
+        self.agent_exit: Optional[int] = None
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -678,6 +680,10 @@ class Soak:
                     f"{drained} after {self.now() - drain_began:.1f} s: RSS {self.end[2]} KiB, "
                     f"{self.end[3]} fds, {self.end[4]} threads (life {self.end[1]})")
         self.sampler.stopping.set()
+        # The agent's own end: SIGTERM, and exit 0 (a sanitizer's finding at exit shows here).
+        agent = self.system.agent
+        agent.terminate()
+        self.agent_exit = agent.wait(timeout=60)
         stamped = stamped_devices(self.simulation.meters)
         stored = stored_keys(self.database_url, stamped)
         return self.judge(expected, stored)
@@ -719,6 +725,8 @@ class Soak:
         line("threads back to the baseline", e[4] <= b[4], f"{b[4]} -> {e[4]}")
         line("same agent process from the baseline to the end", b[1] == e[1],
              f"life {b[1]} -> {e[1]}")
+        line("the agent stops on SIGTERM with exit 0", self.agent_exit == 0,
+             f"exit {self.agent_exit}")
         return {"lines": lines, "missing": list(missing.items())[:10],
                 "extra": list(extra.items())[:10], "expected": total_expected,
                 "stored": total_stored}
