@@ -459,6 +459,11 @@ def stored_keys(database_url: str, stamped: set[str]) -> collections.Counter:
     return keys
 
 
+def compare(expected: collections.Counter, stored: collections.Counter) -> tuple:
+    """(missing, extra, stored more than once): exactly once when all three are empty."""
+    return expected - stored, stored - expected, {k: n for k, n in stored.items() if n > 1}
+
+
 def stored_count(database_url: str) -> int:
     return int(psql(database_url, """SELECT count(*) FROM normalized_measurements m
         JOIN gateways g ON g.id = m.gateway_id WHERE g.name = 'soak'""")[0][0])
@@ -486,6 +491,9 @@ class Soak:
         self.site: Optional[SitePublisher] = None
         self.simulation = None
         self.agent_exit: Optional[int] = None
+        self.began_at = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M}"
+        self.commit = subprocess.run(["git", "-C", SOURCE_DIR, "describe", "--always", "--dirty"],
+                                     capture_output=True, text=True).stdout.strip()
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -689,9 +697,7 @@ class Soak:
         return self.judge(expected, stored)
 
     def judge(self, expected: collections.Counter, stored: collections.Counter) -> dict:
-        missing = expected - stored
-        extra = stored - expected
-        twice = {k: n for k, n in stored.items() if n > 1}
+        missing, extra, twice = compare(expected, stored)
         lines = []
 
         def line(name: str, ok: Optional[bool], text: str) -> None:
@@ -748,16 +754,14 @@ def write_report(soak: Soak, outcome: Optional[dict], error: Optional[str]) -> b
         for e in soak.events:
             f.write(f"{e['planned']}\t{e['began']}\t{e['ended']}\t{e['kind']}\t{e['detail']}\n")
     soak_plot.write_svg(os.path.join(out, "soak.svg"), soak.sampler.samples, soak.events,
-                        title=f"meter-agent soak: {args.minutes} min, seed {args.seed}")
-    commit = subprocess.run(["git", "-C", SOURCE_DIR, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
+                        title=f"meter-agent soak: {args.minutes:g} min, seed {args.seed}")
     counts = collections.Counter(e["kind"] for e in soak.events
                                  if e["kind"] not in ("baseline", "end"))
     passed = error is None and outcome is not None and all(
         verdict != "FAIL" for _, verdict, _ in outcome["lines"])
-    report = [f"# Soak: {args.minutes} minutes, seed {args.seed}", "",
-              f"- command: `tests/soak/soak.sh --minutes {args.minutes} --seed {args.seed}`",
-              f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}",
+    report = [f"# Soak: {args.minutes:g} minutes, seed {args.seed}", "",
+              f"- command: `tests/soak/soak.sh --minutes {args.minutes:g} --seed {args.seed}`",
+              f"- began {soak.began_at} UTC at commit {soak.commit} (the tree as it was then)",
               f"- duration: {soak.now() / 60:.1f} minutes (site published for "
               f"{soak.total_s / 60:.1f}); warm-up {soak.warmup_s:.0f} s",
               f"- site: {args.meters} meters ({args.meters // 3} fault-free), faults {SITE_FAULTS}",

@@ -71,3 +71,17 @@ def test_meters_that_stamp_their_readings_are_keyed_by_their_timestamp():
     for device, _, when, _ in keys:
         assert (when is not None) == (device in stamped)
     assert sum(keys.values()) == site.distinct_readings()
+
+
+def test_the_comparison_catches_a_reading_missing_and_one_stored_twice():
+    site = simulate(seed=5, meters=6, duration_s=300, start="2026-01-01T00:00:00Z",
+                    faults={}, fault_free=6)
+    expected = soak.expected_keys(site.meters)
+    assert soak.compare(expected, expected.copy()) == (soak.collections.Counter(),
+                                                       soak.collections.Counter(), {})
+    stored = expected.copy()
+    gone, doubled = list(expected)[:2]
+    del stored[gone]
+    stored[doubled] += 1  # the same reading under a second event id
+    missing, extra, twice = soak.compare(expected, stored)
+    assert list(missing) == [gone] and list(extra) == [doubled] and list(twice) == [doubled]
