@@ -1,5 +1,6 @@
 #!/usr/bin/python3
 """The soak: the whole system for a long time under a schedule of faults (issue #17, item 4).
+(Over 600 lines: the steps share the processes, the clock and the truth; the plot is apart.)
 
 Run by tests/soak/soak.sh inside central/tests/with_postgres.sh (DATABASE_URL set). Starts
 mosquitto, the central service, the power-cut filesystem (tests/soak/powercut_mount.cpp) and
