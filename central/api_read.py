@@ -116,7 +116,9 @@ def list_devices(request: Request, authorization: Optional[str] = Header(None),
     # kept by the database at ingest), not from a scan of every reading; with read_rollups off,
     # from the readings themselves (the same answer, for comparison). The usual interval is the
     # median gap between the series' last 11 readings (10 gaps), each found through the
-    # (device_id, metric_type, timestamp) index.
+    # (device_id, metric_type, timestamp) index: first among the 32 days before the latest
+    # reading (one or two monthly partitions, pruned while the query runs), and only when those
+    # hold fewer than 11, among all of them (the same 11 timestamps either way).
     if request.app.state.settings.read_rollups:
         latest = f"""
               SELECT s.device_id, s.metric_type, s."timestamp", s.value, s.unit, s.ingested_at,
@@ -138,14 +140,26 @@ def list_devices(request: Request, authorization: Optional[str] = Header(None),
         rows = conn.execute(sa.text(f"""
             WITH latest AS ({latest})
             SELECT latest.*, usual.seconds AS usual_interval
-              FROM latest LEFT JOIN LATERAL (
+              FROM latest
+              LEFT JOIN LATERAL (
+                SELECT CASE WHEN cardinality(near.t) = 11 THEN near.t ELSE ARRAY(
+                         SELECT n."timestamp" FROM normalized_measurements n
+                          WHERE n.device_id = latest.device_id
+                            AND n.metric_type = latest.metric_type
+                            AND n."timestamp" <= latest."timestamp"
+                          ORDER BY n."timestamp" DESC LIMIT 11) END AS t
+                  FROM (SELECT ARRAY(
+                         SELECT n."timestamp" FROM normalized_measurements n
+                          WHERE n.device_id = latest.device_id
+                            AND n.metric_type = latest.metric_type
+                            AND n."timestamp" <= latest."timestamp"
+                            AND n."timestamp" > latest."timestamp" - interval '32 days'
+                          ORDER BY n."timestamp" DESC LIMIT 11) AS t
+                        OFFSET 0) near) recent ON true  -- OFFSET 0: near.t computed once
+              LEFT JOIN LATERAL (
                 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS seconds
                   FROM (SELECT extract(epoch FROM t - lag(t) OVER (ORDER BY t)) AS gap
-                          FROM (SELECT n."timestamp" AS t FROM normalized_measurements n
-                                 WHERE n.device_id = latest.device_id
-                                   AND n.metric_type = latest.metric_type
-                                   AND n."timestamp" <= latest."timestamp"
-                                 ORDER BY n."timestamp" DESC LIMIT 11) recent) gaps
+                          FROM unnest(recent.t) AS t) gaps
                  WHERE gap > 0) usual ON true
              ORDER BY device_id, metric_type"""), params).mappings().all()
     items = [{
