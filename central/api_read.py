@@ -112,26 +112,54 @@ def list_devices(request: Request, authorization: Optional[str] = Header(None),
         params["d"], params["m"] = decode_cursor(cursor, 2)
         where = "WHERE (device_id, metric_type) > (:d, :m)"
     now = dt.datetime.now(UTC)
-    # The usual interval is the median gap between the series' last 11 readings (10 gaps), each
-    # found through the (device_id, metric_type, timestamp) index.
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(sa.text(f"""
-            WITH latest AS (
+    # Each series' latest reading comes from series_latest (migration 0009, one row per series,
+    # kept by the database at ingest), not from a scan of every reading; with read_rollups off,
+    # from the readings themselves (the same answer, for comparison). The usual interval is the
+    # median gap between the series' last 11 readings (10 gaps), each found through the
+    # (device_id, metric_type, timestamp) index: first among the 32 days before the latest
+    # reading (one or two monthly partitions, pruned while the query runs), and only when those
+    # hold fewer than 11, among all of them (the same 11 timestamps either way).
+    if request.app.state.settings.read_rollups:
+        latest = f"""
+              SELECT s.device_id, s.metric_type, s."timestamp", s.value, s.unit, s.ingested_at,
+                     g.name AS gateway
+                FROM series_latest s JOIN gateways g ON g.id = s.gateway_id
+               {where.replace("(device_id, metric_type)", "(s.device_id, s.metric_type)")}
+               ORDER BY s.device_id, s.metric_type
+               LIMIT :limit"""
+    else:
+        latest = f"""
               SELECT DISTINCT ON (device_id, metric_type)
                      device_id, metric_type, "timestamp", value, unit, ingested_at,
                      g.name AS gateway
                 FROM normalized_measurements m JOIN gateways g ON g.id = m.gateway_id
                {where}
                ORDER BY device_id, metric_type, "timestamp" DESC
-               LIMIT :limit)
+               LIMIT :limit"""
+    with request.app.state.engine.connect() as conn:
+        rows = conn.execute(sa.text(f"""
+            WITH latest AS ({latest})
             SELECT latest.*, usual.seconds AS usual_interval
-              FROM latest LEFT JOIN LATERAL (
+              FROM latest
+              LEFT JOIN LATERAL (
+                SELECT CASE WHEN cardinality(near.t) = 11 THEN near.t ELSE ARRAY(
+                         SELECT n."timestamp" FROM normalized_measurements n
+                          WHERE n.device_id = latest.device_id
+                            AND n.metric_type = latest.metric_type
+                            AND n."timestamp" <= latest."timestamp"
+                          ORDER BY n."timestamp" DESC LIMIT 11) END AS t
+                  FROM (SELECT ARRAY(
+                         SELECT n."timestamp" FROM normalized_measurements n
+                          WHERE n.device_id = latest.device_id
+                            AND n.metric_type = latest.metric_type
+                            AND n."timestamp" <= latest."timestamp"
+                            AND n."timestamp" > latest."timestamp" - interval '32 days'
+                          ORDER BY n."timestamp" DESC LIMIT 11) AS t
+                        OFFSET 0) near) recent ON true  -- OFFSET 0: near.t computed once
+              LEFT JOIN LATERAL (
                 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS seconds
                   FROM (SELECT extract(epoch FROM t - lag(t) OVER (ORDER BY t)) AS gap
-                          FROM (SELECT n."timestamp" AS t FROM normalized_measurements n
-                                 WHERE n.device_id = latest.device_id
-                                   AND n.metric_type = latest.metric_type
-                                 ORDER BY n."timestamp" DESC LIMIT 11) recent) gaps
+                          FROM unnest(recent.t) AS t) gaps
                  WHERE gap > 0) usual ON true
              ORDER BY device_id, metric_type"""), params).mappings().all()
     items = [{
@@ -231,13 +259,16 @@ def get_raw_event(request: Request, authorization: Optional[str] = Header(None),
         buffer = str(uuid.UUID(buffer_id))
     except ValueError:
         raise ApiError(422, "invalid_query", "buffer_id must be a UUID") from None
+    # raw_event_ids (migration 0008) says which month's partition holds the identity.
     with request.app.state.engine.connect() as conn:
         row = conn.execute(sa.text("""
             SELECT g.name AS gateway, r.buffer_id::text AS buffer_id, r.seq, r.topic, r.payload,
                    r.payload_json IS NOT NULL AS is_json, r.qos, r.retained, r.dup,
                    r.received_at, r.decode_error, r.ingested_at
-              FROM raw_events r JOIN gateways g ON g.id = r.gateway_id
-             WHERE g.name = :gateway AND r.buffer_id = CAST(:buffer AS uuid) AND r.seq = :seq"""),
+              FROM raw_event_ids k JOIN gateways g ON g.id = k.gateway_id
+              JOIN raw_events r ON r.gateway_id = k.gateway_id AND r.buffer_id = k.buffer_id
+                               AND r.seq = k.seq AND r.received_at = k.received_at
+             WHERE g.name = :gateway AND k.buffer_id = CAST(:buffer AS uuid) AND k.seq = :seq"""),
             {"gateway": gateway_id, "buffer": buffer, "seq": seq}).mappings().first()
     if row is None:
         raise ApiError(404, "not_found",

@@ -4,6 +4,8 @@
   serve [--host H] [--port P] [--workers N] [--no-migrate]
   gateway create|rotate|revoke|list NAME      (NAME = the gateway_id the agent sends)
   viewer  create|rotate|revoke|list NAME
+  partitions list | create --table T --month YYYY-MM
+  partitions drop --table T --before YYYY-MM --yes-delete-data --note WHY
 
 Tokens are printed once, alone on stdout (so `TOKEN=$(python3 -m central gateway create gw1)`
 works); everything else goes to stderr. Only the token's SHA-256 is stored.
@@ -16,7 +18,7 @@ import logging
 import sys
 from typing import Optional
 
-from central import accounts
+from central import accounts, partitions
 
 # More would only queue on the PostgreSQL connections (each worker holds a pool) and on the
 # cores; docs/SCALING.md has the measurements.
@@ -70,7 +72,63 @@ def _parser() -> argparse.ArgumentParser:
         v.add_argument("--old-tokens", action="store_true",
                        help="revoke only the tokens older than the newest one")
         ksub.add_parser("list", help="names, state, live token prefixes")
+
+    t = sub.add_parser("partitions", help="monthly partitions of the data tables")
+    tsub = t.add_subparsers(dest="action", required=True)
+    tsub.add_parser("list", help="each partition, its range and rows (DEFAULT counted)")
+    c = tsub.add_parser("create", help="create a month's partition (moves its rows out of "
+                                       "DEFAULT); ingest does this itself inside its window")
+    c.add_argument("--table", required=True, choices=sorted(partitions.PARTITION_KEYS))
+    c.add_argument("--month", required=True, help="YYYY-MM (UTC)")
+    d = tsub.add_parser("drop", help="DELETE DATA: drop the months wholly before --before "
+                                     "(refused without --yes-delete-data)")
+    d.add_argument("--table", required=True, choices=sorted(partitions.PARTITION_KEYS))
+    d.add_argument("--before", required=True, help="YYYY-MM: months ending by its start go")
+    d.add_argument("--yes-delete-data", action="store_true",
+                   help="really drop them (without it: list what would go, change nothing)")
+    d.add_argument("--note", default="", help="why, recorded in dropped_partitions and the log")
     return p
+
+
+def _partitions(args) -> int:
+    """`partitions ...`: dropping is refused unless asked for in so many words."""
+    engine = _engine()
+    conn = engine.raw_connection()
+    try:
+        if args.action == "list":
+            for p in partitions.listing(conn):
+                span = "DEFAULT" if p.low is None else f"{p.low:%Y-%m-%d} .. {p.high:%Y-%m-%d}"
+                print(f"{p.table}\t{p.name}\t{span}\t{p.rows} rows"
+                      f"{'' if p.low is not None else ' (counted)'}")
+            return 0
+        if args.action == "create":
+            partitions.create_month(conn, args.table, partitions.parse_month(args.month),
+                                    lock_timeout=None)
+            print(f"partition {partitions.partition_name(args.table, partitions.parse_month(args.month))} "
+                  "exists", file=sys.stderr)
+            return 0
+        before = partitions.parse_month(args.before)
+        doomed = partitions.droppable(conn, args.table, before)
+        conn.rollback()
+        if not args.yes_delete_data:
+            for p in doomed:
+                print(f"would drop {p.name} (~{p.rows} rows)", file=sys.stderr)
+            print(f"refused: dropping deletes data for good (raw events are the audit trail); "
+                  f"{len(doomed)} partition(s) would go. Add --yes-delete-data (and --note WHY) "
+                  "to drop them.", file=sys.stderr)
+            return 2
+        if not args.note.strip():
+            print("refused: say why with --note (it is recorded with the drop)", file=sys.stderr)
+            return 2
+        for name, rows in partitions.drop_before(conn, args.table, before, args.note.strip()):
+            print(f"dropped {name} ({rows} rows)", file=sys.stderr)
+        return 0
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+        engine.dispose()
 
 
 def _worker_count(text: str) -> int:
@@ -125,6 +183,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             uvicorn.run(create_app(settings), host=host, port=port,
                         log_level=settings.log_level, workers=1, proxy_headers=False)
             return 0
+        if args.command == "partitions":
+            return _partitions(args)
         kind = args.command
         if args.action == "list":
             for row in accounts.listing(_engine(), kind):

@@ -3,9 +3,14 @@
 Why it is shaped this way:
 * One INSERT ... SELECT FROM unnest(arrays) per table, not one statement per row: a batch of
   1,000 events is two round trips, which is what makes >= 10k events/s possible.
-* Raw events: ON CONFLICT DO NOTHING on (gateway, buffer_id, seq); RETURNING tells which rows are
-  new ("stored"); the others were already there ("duplicate").
-* Measurements: ON CONFLICT (event_id) DO UPDATE ... WHERE stored.revision < incoming.revision.
+* Raw events: their identity (gateway, buffer_id, seq) goes into raw_event_ids first, ON CONFLICT
+  DO NOTHING; RETURNING tells which are new ("stored"), and only those are inserted into the
+  raw_events partition of their received_at; the others were already there ("duplicate"), even
+  when resent with another received_at (migration 0008).
+* Partitions: the months the batch needs are created, if missing, before its transaction
+  (central/partitions.py); a month without one goes to the DEFAULT partition, never fails.
+* Measurements: ON CONFLICT (event_id, "timestamp") DO UPDATE (the timestamp is the partition key
+  and a function of the event_id, validated, so this is exactly ON CONFLICT (event_id)) ... WHERE stored.revision < incoming.revision.
   PostgreSQL decides this per row under the row lock, so revision ordering holds however uploads
   interleave; a conflicting row is locked even when the WHERE is false, so the follow-up SELECT
   that tells "duplicate" from "superseded" sees the state our transaction will commit against.
@@ -32,7 +37,7 @@ import psycopg2
 import psycopg2.errorcodes
 from sqlalchemy.engine import Engine
 
-from central import PROTOCOL_VERSION, operator_events
+from central import PROTOCOL_VERSION, operator_events, partitions
 from central.canonical import decimal_text
 from central.ingest_validate import Batch, MeasurementRecord, RawRecord
 
@@ -46,18 +51,25 @@ _MAX_ATTEMPTS = 5
 # from those bytes where validation found JSON that jsonb accepts (is_json), rather than sent
 # again as text.
 _INSERT_RAW = """
+WITH u AS (
+  SELECT * FROM unnest(%(seq)s::bigint[], %(topic)s::text[], %(payload)s::text[],
+                       %(is_json)s::boolean[], %(qos)s::smallint[], %(retained)s::boolean[],
+                       %(dup)s::boolean[], %(received_at)s::timestamptz[], %(decode_error)s::text[])
+         AS u(seq, topic, payload, is_json, qos, retained, dup, received_at, decode_error)
+), new_ids AS (
+  INSERT INTO raw_event_ids (gateway_id, buffer_id, seq, received_at)
+  SELECT %(gw)s, %(buffer_id)s::uuid, u.seq, u.received_at FROM u ORDER BY u.seq
+  ON CONFLICT (gateway_id, buffer_id, seq) DO NOTHING
+  RETURNING seq
+)
 INSERT INTO raw_events (gateway_id, buffer_id, seq, topic, payload, payload_json, qos, retained,
                         dup, received_at, decode_error)
 SELECT %(gw)s, %(buffer_id)s::uuid, u.seq, u.topic, p.bytes,
        CASE WHEN u.is_json THEN convert_from(p.bytes, 'UTF8')::jsonb END,
        u.qos, u.retained, u.dup, u.received_at, u.decode_error
-  FROM unnest(%(seq)s::bigint[], %(topic)s::text[], %(payload)s::text[], %(is_json)s::boolean[],
-              %(qos)s::smallint[], %(retained)s::boolean[], %(dup)s::boolean[],
-              %(received_at)s::timestamptz[], %(decode_error)s::text[])
-       AS u(seq, topic, payload, is_json, qos, retained, dup, received_at, decode_error)
+  FROM u JOIN new_ids USING (seq)
  CROSS JOIN LATERAL (SELECT decode(u.payload, 'base64') AS bytes) AS p
  ORDER BY u.seq
-ON CONFLICT (gateway_id, buffer_id, seq) DO NOTHING
 RETURNING seq
 """
 
@@ -75,7 +87,7 @@ SELECT u.event_id, %(gw)s, u.device_id, u.metric_type, u.ts, u.value, u.unit, u.
        AS u(event_id, device_id, metric_type, ts, value, unit, delta, flags, revision,
             raw_buffer_id, raw_seq, delta_from)
  ORDER BY u.event_id COLLATE "C"
-ON CONFLICT (event_id) DO UPDATE
+ON CONFLICT (event_id, "timestamp") DO UPDATE
    SET delta = EXCLUDED.delta, flags = EXCLUDED.flags, revision = EXCLUDED.revision,
        delta_from = EXCLUDED.delta_from, updated_at = now()
  WHERE m.revision < EXCLUDED.revision
@@ -84,12 +96,13 @@ RETURNING event_id
 
 # One primary-key probe per id (LIMIT 1 keeps the subquery from being flattened into a join),
 # so a replayed batch costs the same on a small table as on a large one; `event_id = ANY(...)`
-# made the planner scan the whole table while it was small.
+# made the planner scan the whole table while it was small. The timestamp prunes each probe
+# to its month's partition.
 _EXISTING = """
 SELECT m.event_id, m.revision, m.delta, m.flags
-  FROM unnest(%(ids)s::text[]) AS i(event_id)
+  FROM unnest(%(ids)s::text[], %(ts)s::timestamptz[]) AS i(event_id, ts)
  CROSS JOIN LATERAL (SELECT event_id, revision, delta, flags FROM normalized_measurements
-                      WHERE event_id = i.event_id LIMIT 1) AS m
+                      WHERE event_id = i.event_id AND "timestamp" = i.ts LIMIT 1) AS m
 """
 
 # Status fields follow the batch with the later sent_at: with two batches in flight the one
@@ -232,6 +245,8 @@ def _ms(delta: dt.timedelta) -> int:
 
 def store_batch(engine: Engine, batch: Batch, gateway_pk: int) -> Outcomes:
     """Commit the batch's valid records in one transaction; return per-record outcomes."""
+    partitions.ensure_for_batch(engine, [m.timestamp for m in batch.measurements],
+                                [r.received_at for r in batch.raw_events])
     for attempt in range(1, _MAX_ATTEMPTS + 1):
         conn = engine.raw_connection()
         try:
@@ -402,7 +417,9 @@ def _upsert_measurements(cur, batch: Batch, gateway_pk: int) -> list[str]:
     written = {row[0] for row in cur.fetchall()}
     existing: dict[str, tuple] = {}
     if len(written) < len(best):
-        cur.execute(_EXISTING, {"ids": _array_of_tokens([e for e in best if e not in written])})
+        unwritten = [m for e, m in best.items() if e not in written]
+        cur.execute(_EXISTING, {"ids": _array_of_tokens([m.event_id for m in unwritten]),
+                                "ts": _array_of_tokens([m.timestamp for m in unwritten])})
         existing = {row[0]: row[1:] for row in cur.fetchall()}
     out = []
     for m in ms:

@@ -54,6 +54,8 @@ api_tokens = sa.Table(
     sa.CheckConstraint("(gateway_id IS NULL) <> (viewer_id IS NULL)", name="ck_api_tokens_one_owner"),
 )
 
+# Partitioned by month of received_at (migration 0008); the primary key includes the partition
+# key, and raw_event_ids holds the identity (gateway, buffer_id, seq) once across partitions.
 raw_events = sa.Table(
     "raw_events", metadata,
     sa.Column("gateway_id", sa.BigInteger, sa.ForeignKey("gateways.id"), primary_key=True),
@@ -65,18 +67,28 @@ raw_events = sa.Table(
     sa.Column("qos", sa.SmallInteger, nullable=False),
     sa.Column("retained", sa.Boolean, nullable=False),
     sa.Column("dup", sa.Boolean, nullable=False),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),  # gateway clock
+    sa.Column("received_at", sa.DateTime(timezone=True), primary_key=True),  # gateway clock
     sa.Column("decode_error", sa.Text),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
+raw_event_ids = sa.Table(
+    "raw_event_ids", metadata,
+    sa.Column("gateway_id", sa.BigInteger, primary_key=True),  # no foreign key: TRUNCATE order
+    sa.Column("buffer_id", pg.UUID(as_uuid=False), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),  # its partition
+)
+
+# Partitioned by month of timestamp (migration 0007): primary key (event_id, timestamp), the
+# timestamp being a function of the event_id.
 normalized_measurements = sa.Table(
     "normalized_measurements", metadata,
     sa.Column("event_id", sa.Text(collation="C"), primary_key=True),  # bytes order (0003)
     sa.Column("gateway_id", sa.BigInteger, sa.ForeignKey("gateways.id"), nullable=False),
     sa.Column("device_id", sa.Text, nullable=False),
     sa.Column("metric_type", sa.Text, nullable=False),
-    sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("timestamp", sa.DateTime(timezone=True), primary_key=True),
     sa.Column("value", sa.Numeric, nullable=False),
     sa.Column("unit", sa.Text, nullable=False),
     sa.Column("delta", sa.Numeric),
@@ -117,4 +129,42 @@ operator_event_problems = sa.Table(
     sa.Column("seq", sa.BigInteger, primary_key=True),
     sa.Column("problem", sa.Text, nullable=False),
     sa.Column("found_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# Rollups kept by statement triggers in the writing transaction (migration 0009).
+_ROLLUP_COUNTS = ("readings", "deltas", "flagged", "first_readings", "counter_resets",
+                  "suspicious_jumps", "suspicious_jump_deltas", "trusted_deltas",
+                  "flagged_energy_deltas", "glitches", "gaps")
+_ROLLUP_SUMS = ("consumption", "suspicious_jump_delta", "trusted", "flagged_energy")
+consumption_hourly = sa.Table(
+    "consumption_hourly", metadata,
+    sa.Column("device_id", sa.Text, primary_key=True),
+    sa.Column("metric_type", sa.Text, primary_key=True),
+    sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),  # UTC hour start
+    *[sa.Column(name, sa.BigInteger, nullable=False) for name in _ROLLUP_COUNTS],
+    *[sa.Column(name, sa.Numeric, nullable=False) for name in _ROLLUP_SUMS],
+)
+
+series_latest = sa.Table(
+    "series_latest", metadata,
+    sa.Column("device_id", sa.Text, primary_key=True),
+    sa.Column("metric_type", sa.Text, primary_key=True),
+    sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("value", sa.Numeric, nullable=False),
+    sa.Column("unit", sa.Text, nullable=False),
+    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("gateway_id", sa.BigInteger, nullable=False),  # no foreign key: TRUNCATE order
+)
+
+# Partitions dropped on an operator's order (migration 0007; `python3 -m central partitions`).
+dropped_partitions = sa.Table(
+    "dropped_partitions", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("table_name", sa.Text, nullable=False),
+    sa.Column("partition_name", sa.Text, nullable=False),
+    sa.Column("range_from", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("range_to", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("dropped_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     db_max_overflow: int = 10
     # The dashboard's built files (central/web/dist when unset); see central/web_static.py.
     web_dist: Optional[str] = None
+    # Answer consumption and the devices listing from the rollups (migration 0009). Off only to
+    # compare: the answers are the same either way, the rollups are what keeps them fast.
+    read_rollups: bool = True
 
     # Request limits (413 when exceeded). The compressed limit applies to the bytes on the wire,
     # the decompressed one to what gzip expands to, so a small gzip bomb is refused too. Both are
