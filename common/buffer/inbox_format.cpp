@@ -44,11 +44,15 @@ std::int64_t get_i64(const char* data) {
 std::uint64_t get_u64(const char* data) { return static_cast<std::uint64_t>(get_i64(data)); }
 
 std::uint32_t header_check(std::uint64_t salt, std::uint32_t length, std::uint32_t body_crc) {
-  std::string bytes;
-  put_u64(bytes, salt);
-  put_u32(bytes, length);
-  put_u32(bytes, body_crc);
-  return record_checksum(bytes.data(), bytes.size());
+  // On the stack: a reader checks it at every record, and a damaged tail's
+  // scan at every byte.
+  char bytes[16];
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((salt >> (8 * i)) & 0xFF);
+  for (int i = 0; i < 4; ++i) {
+    bytes[8 + i] = static_cast<char>((length >> (8 * i)) & 0xFF);
+    bytes[12 + i] = static_cast<char>((body_crc >> (8 * i)) & 0xFF);
+  }
+  return record_checksum(bytes, sizeof bytes);
 }
 
 void encode_body(const RawMessage& message, std::string& record) {
