@@ -79,11 +79,11 @@ void NormalizerThread::note_absorbed(const AbsorbStats& absorbed) {
   metrics.raw_logged += absorbed.messages;
   if (absorbed.last_seq != 0) metrics.last_appended_seq = absorbed.last_seq;
   for (const auto& damaged : absorbed.damaged) {
+    // The reason says which: a record cut short by a crash or power loss
+    // (never acknowledged), or damage (a bad record followed by valid ones,
+    // which stay in the kept file).
     shared_.logger.error(kBuffer,
-                         "an inbox segment ends in a record that does not read (a crash or "
-                         "power loss while it was written; that message was never "
-                         "acknowledged): " +
-                             damaged);
+                         "an inbox segment ends in a record that does not read: " + damaged);
   }
   for (const auto& problem : absorbed.problems) shared_.logger.warning(kBuffer, problem);
 }

@@ -12,13 +12,24 @@
 // the order it was acknowledged, however often the agent is killed.
 //
 // On disk, next to the database: `<buffer>-inbox/` holding `lock` (flock: one
-// writer per buffer) and segments `<number>.seg`, each "MAINBOX1" then records
-// [u32 body length][u32 CRC-32 of body][body], little-endian, body =
-// [i64 received_ms][u8 qos][u8 flags: 1 retained, 2 dup][u32 topic length]
-// [topic][payload]. A writer appends to its own new segment and starts
-// another after kInboxSegmentBytes; a segment is closed once a newer one
-// exists. A closed segment whose tail does not parse (a crash or power loss
-// mid-write: never acknowledged) is kept renamed `.damaged`, never deleted.
+// writer per buffer) and segments `<number>.seg`. A segment is written full
+// size (kInboxSegmentBytes of zeros, synced with its directory entry under
+// power_loss) before its first record, so the fdatasync after each record
+// flushes data only, never a new file size through the filesystem's journal.
+// Format (version 2): "MAINBOX2", a random u64 salt, then records
+// [u32 body length][u32 CRC-32 of body][u32 CRC-32 of salt, length and body
+// CRC][body], little-endian, body = [i64 received_ms][u8 qos][u8 flags:
+// 1 retained, 2 dup][u32 topic length][topic][payload]. The header's check
+// binds each record to its segment: zeros ahead of the data, a torn header and
+// stale bytes of any other segment never verify, so the data ends at the first
+// header that does not. Version 1 segments ("MAINBOX1", records [u32 length]
+// [u32 CRC][body], the file as long as its data), written before, are still
+// read. A writer appends to its own new segment and starts another when a
+// record no longer fits; a segment is closed once a newer one exists. In a
+// closed segment, bytes after the data that are not all zeros are kept (the
+// segment renamed `.damaged`, never deleted), with the reason: a bad record
+// followed by a valid one is damage; one with nothing valid after it is a
+// record cut short by a crash or power loss mid-write (never acknowledged).
 //
 // No threads here: the writer is used by one thread, readers by another, and
 // they share nothing but the files.
@@ -97,6 +108,7 @@ class InboxWriter {
   std::unique_ptr<InboxLock> lock_;
   int fd_ = -1;
   std::int64_t segment_ = 0;
+  std::uint64_t salt_ = 0;  // the segment's: sealed into each record's header
   std::int64_t offset_ = 0;
   bool rotate_ = false;  // the segment is full or broken: the next append starts a new one
   std::int64_t closed_bytes_ = 0;  // bytes in this writer's earlier segments (space limit)

@@ -16,7 +16,8 @@
 // (no subscriber) is reported beside.
 //
 //   bench_mqtt [--messages N] [--devices D] [--modes drain,live]
-//              [--durability normal,power_loss] [--replay FILE]
+//              [--durability normal,power_loss] [--replay FILE] [--naive off]
+// --naive off leaves the naive baseline out (its power_loss runs take minutes).
 // --replay FILE publishes a recorded stream (tests/sim/meter_sim.py --write FILE) instead of the
 // generated seed-JSON workload, through the same raw-socket publisher; the agent maps it with
 // the shipped presets, and the naive baseline (seed JSON only) is left out.
@@ -660,6 +661,7 @@ int main(int argc, char** argv) {
   double steady_rate = 100;
   double steady_seconds = 60;
   std::string replay;
+  bool with_naive = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i];
     const std::string value = argv[i + 1];
@@ -677,6 +679,8 @@ int main(int argc, char** argv) {
       steady_rate = std::stod(value);
     } else if (key == "--steady-seconds") {
       steady_seconds = std::stod(value);
+    } else if (key == "--naive") {
+      with_naive = value != "off";
     } else if (key == "--replay") {
       replay = value;
       replaying = true;
@@ -688,7 +692,7 @@ int main(int argc, char** argv) {
   if (argc % 2 == 0) {
     std::cerr << "usage: bench_mqtt [--messages N] [--devices D] [--modes drain,live,resources] "
                  "[--durability normal,power_loss] [--stored N] [--steady-rate R] "
-                 "[--steady-seconds S] [--replay FILE]\n";
+                 "[--steady-seconds S] [--replay FILE] [--naive off]\n";
     return 2;
   }
   try {
@@ -725,13 +729,15 @@ int main(int argc, char** argv) {
         const Rate agent = run_agent(workload, drain, durability);
         std::cerr << mode << " " << durability << " agent: " << rate_text(agent.subscriber) << "\n";
         // The naive baseline reads the seed's JSON only: not run on a replayed stream.
-        const Rate naive = replaying ? Rate{} : run_naive(workload, drain, durability);
+        const Rate naive =
+            replaying || !with_naive ? Rate{} : run_naive(workload, drain, durability);
         std::cerr << mode << " " << durability << " naive: " << rate_text(naive.subscriber) << "\n";
         table << "| " << (drain ? "backlog drain" : "live") << " | " << durability << " | "
               << rate_text(null_rate.subscriber) << " | " << rate_text(agent.subscriber) << " | "
-              << rate_text(naive.subscriber) << " | "
+              << (naive.subscriber > 0 ? rate_text(naive.subscriber) : "–") << " | "
               << ratio_text(agent.subscriber, null_rate.subscriber) << " | "
-              << ratio_text(agent.subscriber, naive.subscriber) << " | "
+              << (naive.subscriber > 0 ? ratio_text(agent.subscriber, naive.subscriber) : "–")
+              << " | "
               << (drain ? std::string("– (queued before)")
                         : rate_text(null_rate.publisher) + " / " + rate_text(agent.publisher) +
                               " / " + rate_text(naive.publisher))

@@ -3,9 +3,10 @@
 # a do-nothing Paho subscriber, the agent and the naive Python baseline, backlog
 # drain and live, durability normal and power_loss. Release build.
 #   tests/bench/run_mqtt.sh [--messages N] [--devices D] [--modes drain,live]
-#                           [--durability normal,power_loss] [--replay FILE]
+#                           [--durability normal,power_loss] [--replay FILE] [--naive off]
 # --replay FILE: publish a recorded stream instead (tests/sim/meter_sim.py --write FILE; the
-# agent maps it with the shipped presets; no naive baseline).
+# agent maps it with the shipped presets; no naive baseline). --naive off: without the naive
+# baseline (its power_loss runs take minutes).
 # Builds in ../build-bench-mqtt (METER_BENCH_BUILD_DIR to change); the naive
 # baseline needs Debian's python3-paho-mqtt (/usr/bin/python3).
 set -eu

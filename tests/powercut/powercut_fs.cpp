@@ -97,6 +97,7 @@ struct PowerCutFs::State {
   CutMode cut_mode = CutMode::drop_all;
   std::uint64_t seed = 0;
   CutKind last_cut = CutKind::any;
+  std::chrono::microseconds sync_delay{0};  // added to every sync (set_sync_delay)
 
   static State& get() { return *static_cast<State*>(fuse_get_context()->private_data); }
 
@@ -496,8 +497,20 @@ int on_truncate(const char* path, off_t size, struct fuse_file_info* fi) {
   return ::ftruncate(node->fd, size) == 0 ? 0 : -errno;
 }
 
+// The slow disk of set_sync_delay: the sync's time, before its effect. Not
+// under the state's lock, so the test thread can still arm, cut and count.
+void slow_sync(State& state) {
+  std::chrono::microseconds delay{0};
+  {
+    std::lock_guard lock(state.mutex);
+    delay = state.sync_delay;
+  }
+  if (delay.count() > 0) std::this_thread::sleep_for(delay);  // the disk's time, not a wait
+}
+
 int on_fsync(const char* path, int, struct fuse_file_info* fi) {
   auto& state = State::get();
+  slow_sync(state);
   std::lock_guard lock(state.mutex);
   auto* node = handle(fi);
   if (node == nullptr) return state.powered ? -EBADF : -EIO;
@@ -509,6 +522,7 @@ int on_fsync(const char* path, int, struct fuse_file_info* fi) {
 
 int on_fsyncdir(const char* path, int, struct fuse_file_info*) {
   auto& state = State::get();
+  slow_sync(state);
   std::lock_guard lock(state.mutex);
   if (state.cut_here(CutKind::fsync)) return -EIO;
   if (path == nullptr) return -ENOENT;
@@ -663,6 +677,11 @@ void PowerCutFs::power_on() {
   reverted_entries_ = entries;
   state_->armed_kind.reset();
   state_->powered = true;
+}
+
+void PowerCutFs::set_sync_delay(std::chrono::microseconds delay) {
+  std::lock_guard lock(state_->mutex);
+  state_->sync_delay = delay;
 }
 
 std::int64_t PowerCutFs::operations(CutKind kind) {

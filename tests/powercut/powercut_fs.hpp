@@ -63,6 +63,13 @@ class PowerCutFs {
   // on what the cut left.
   void power_on();
 
+  // Makes every fsync/fdatasync (of a file or a directory) take `delay` more,
+  // as on a slow disk (an SD card: milliseconds per sync), to measure what
+  // the agent does there. The filesystem answers one request at a time, so a
+  // sync in progress also holds back the requests behind it, as a busy card
+  // does.
+  void set_sync_delay(std::chrono::microseconds delay);
+
   // Operations of each kind since the mount (any: all counted ones).
   std::int64_t operations(CutKind kind);
   // fsyncs of SQLite WAL files (names ending in -wal) since the mount.

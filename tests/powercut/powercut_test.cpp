@@ -598,3 +598,51 @@ TEST_CASE("normal: a power cut loses at most what was acknowledged since the las
   CHECK(figures.lost <= figures.allowed_loss);
   CHECK(figures.lost < readings);  // what a checkpoint synced held
 }
+
+// A measurement, not a check of correctness: the agent on a slow disk (each
+// sync METER_POWERCUT_SYNC_MS, default 5 ms, as on an SD card), readings
+// published live; prints acknowledged messages per second (from the first to
+// the last receive time in the raw log, as tests/bench/bench_mqtt.cpp counts).
+// Hidden from ctest ([.]); docs/BENCHMARKS.md has the numbers:
+//   METER_POWERCUT_SYNC_MS=5 tests/powercut/powercut_test "[powercut_bench]"
+TEST_CASE("power_loss on a slow disk: acknowledged messages per second", "[.][powercut_bench]") {
+  const int sync_ms = env_int("METER_POWERCUT_SYNC_MS", 5);
+  const long messages = env_int("METER_POWERCUT_BENCH_MESSAGES", 2000);
+  const std::string durability = std::getenv("METER_POWERCUT_DURABILITY") != nullptr
+                                     ? std::getenv("METER_POWERCUT_DURABILITY")
+                                     : "power_loss";
+  CutRig rig(durability, false);
+  rig.fs().set_sync_delay(std::chrono::milliseconds(sync_ms));
+  auto& agent = rig.agent();
+  agent.start();
+  REQUIRE(agent.wait_connected(30s));
+  {
+    TestPublisher publisher(rig.broker().port(), "powercut-bench-publisher", 100);
+    for (long i = 0; i < messages; ++i) {
+      publisher.publish("meters/p" + std::to_string(i % 10), payload_for(i));
+    }
+    publisher.flush();
+  }
+  const auto timeout = std::chrono::seconds(60 + messages * (sync_ms + 1) * 3 / 1000);
+  REQUIRE(
+      wait_until([&] { return agent.metric("meter_agent_messages_raw_logged_total") >= messages; },
+                 timeout, 20ms));
+  agent.stop();
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(rig.buffer().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* statement = nullptr;
+  REQUIRE(sqlite3_prepare_v2(
+              db, "SELECT count(*), min(received_ms), max(received_ms) FROM raw_messages", -1,
+              &statement, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(statement) == SQLITE_ROW);
+  const auto count = sqlite3_column_int64(statement, 0);
+  const auto span_ms = sqlite3_column_int64(statement, 2) - sqlite3_column_int64(statement, 1);
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
+  CHECK(count == messages);
+  const double rate =
+      span_ms > 0 ? static_cast<double>(count - 1) * 1000.0 / static_cast<double>(span_ms) : 0;
+  std::cout << "slow disk (" << sync_ms << " ms per sync), " << durability << ": " << count
+            << " messages acknowledged at " << static_cast<long>(rate) << " msgs/s; "
+            << rig.fs().operations(CutKind::fsync) << " syncs" << std::endl;
+}

@@ -140,17 +140,24 @@ TEST_CASE("inbox: a torn tail is never read as a record", "[inbox]") {
   TempDir dir;
   const auto path = dir.file("buffer.db");
   std::int64_t torn_segment = 0;
+  std::vector<std::int64_t> ends;  // where each record ends
   {
     auto writer = InboxWriter::open(path, false, 0);
     REQUIRE(writer);
-    for (int i = 0; i < 5; ++i) REQUIRE((*writer)->append(message(i)));
+    for (int i = 0; i < 5; ++i) {
+      REQUIRE((*writer)->append(message(i)));
+      ends.push_back((*writer)->position().offset);
+    }
     torn_segment = (*writer)->position().segment;
   }
   const auto segment = inbox_segment_path(path, torn_segment);
-  const auto full_size = std::filesystem::file_size(segment);
-  // A crash after the first bytes of a sixth record: its header and half a body.
+  const auto data_end = ends.back();
+  // A crash after the first bytes of a sixth record: its header and half a
+  // body, where the writer would have put it (the rest of the segment is the
+  // zeros written before use).
   {
-    std::ofstream out(segment, std::ios::binary | std::ios::app);
+    std::fstream out(segment, std::ios::binary | std::ios::in | std::ios::out);
+    out.seekp(static_cast<std::streamoff>(data_end));
     const std::string partial("\x40\x00\x00\x00\x12\x34\x56\x78partial", 16);
     out << partial;
   }
@@ -172,7 +179,7 @@ TEST_CASE("inbox: a torn tail is never read as a record", "[inbox]") {
     CHECK(batch->messages.size() == 5);
     CHECK(batch->damaged.empty());
     CHECK(batch->finished.empty());
-    CHECK(batch->next == InboxPosition{torn_segment, static_cast<std::int64_t>(full_size)});
+    CHECK(batch->next == InboxPosition{torn_segment, data_end});
   }
   SECTION("absorbed: five rows, the damaged segment kept aside, never deleted") {
     auto buffer = open_buffer(path);
@@ -194,15 +201,17 @@ TEST_CASE("inbox: a torn tail is never read as a record", "[inbox]") {
     REQUIRE(batch);
     REQUIRE(batch->messages.size() == 5);
     std::fstream file(segment, std::ios::binary | std::ios::in | std::ios::out);
-    const auto record = (full_size - 8) / 5;
-    file.seekp(static_cast<std::streamoff>(8 + 2 * record + record - 3));
+    file.seekp(static_cast<std::streamoff>(ends[2] - 3));
     file.put('#');
     file.close();
     auto damaged = read_inbox(path, {torn_segment, 0}, 100, false);
     REQUIRE(damaged);
     CHECK(damaged->messages.size() == 2);
     REQUIRE(damaged->damaged.size() == 1);
+    // Damage, not the end of data: valid records follow the bad one.
     CHECK(damaged->damaged[0].second.find("checksum") != std::string::npos);
+    CHECK(damaged->damaged[0].second.find("followed by a valid record at byte " +
+                                          std::to_string(ends[2])) != std::string::npos);
   }
 }
 
@@ -293,9 +302,12 @@ TEST_CASE("inbox: a failed append leaves nothing a reader would take", "[inbox]"
     std::signal(SIGXFSZ, old_handler);
     REQUIRE_FALSE(refused);
     CHECK(refused.error().message.find("File too large") != std::string::npos);
-    // Cut back to where it was.
-    CHECK(std::filesystem::file_size(inbox_segment_path(path, position.segment)) ==
-          static_cast<std::uintmax_t>(position.offset));
+    // What was written of it is zeros again (the end of data).
+    std::ifstream in(inbox_segment_path(path, position.segment), std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(position.offset));
+    std::string after(100, '\1');
+    in.read(after.data(), static_cast<std::streamsize>(after.size()));
+    CHECK(after == std::string(100, '\0'));
     CHECK((*writer)->position() == position);
   }
   REQUIRE((*writer)->append(message(3)));
@@ -316,4 +328,145 @@ TEST_CASE("inbox: power_loss durability syncs and still reads back", "[inbox]") 
   auto batch = read_inbox(path, {}, 100, true);
   REQUIRE(batch);
   CHECK(batch->messages.size() == 3);
+}
+
+TEST_CASE("inbox: a segment is written full size before its first record", "[inbox]") {
+  TempDir dir;
+  const auto path = dir.file("buffer.db");
+  auto writer = InboxWriter::open(path, true, 0);
+  REQUIRE(writer);
+  const auto first = (*writer)->position();
+  const auto segment = inbox_segment_path(path, first.segment);
+  // A record's sync then never commits a size change.
+  CHECK(std::filesystem::file_size(segment) == static_cast<std::uintmax_t>(kInboxSegmentBytes));
+  for (int i = 0; i < 10; ++i) REQUIRE((*writer)->append(message(i)));
+  CHECK(std::filesystem::file_size(segment) == static_cast<std::uintmax_t>(kInboxSegmentBytes));
+  // The zeros after the data are its end: pending bytes are the records' bytes.
+  CHECK(inbox_pending_bytes(path, first) == (*writer)->position().offset - first.offset);
+  CHECK(inbox_pending_bytes(path, (*writer)->position()) == 0);
+
+  SECTION("a closed segment ending in zeros is finished, not damaged") {
+    writer->reset();
+    auto batch = read_inbox(path, {}, 100, false);
+    REQUIRE(batch);
+    CHECK(batch->messages.size() == 10);
+    CHECK(batch->damaged.empty());
+    CHECK(batch->finished == std::vector<std::int64_t>{first.segment});
+  }
+  SECTION("records that do not fit start the next segment, none split") {
+    std::vector<RawMessage> sent;
+    for (int i = 0; i < 9; ++i) {
+      sent.push_back(message(100 + i, 1024 * 1024));
+      REQUIRE((*writer)->append(sent.back()));
+    }
+    CHECK((*writer)->position().segment == first.segment + 2);  // 3 records of 1 MiB each
+    writer->reset();
+    auto batch = read_inbox(path, {}, 100, false);
+    REQUIRE(batch);
+    REQUIRE(batch->messages.size() == 19);
+    for (std::size_t i = 0; i < sent.size(); ++i) require_same(batch->messages[10 + i], sent[i]);
+    CHECK(batch->damaged.empty());
+    CHECK(batch->finished.size() == 3);
+  }
+}
+
+TEST_CASE("inbox: a record copied from another segment (stale bytes) is never read", "[inbox]") {
+  TempDir dir;
+  const auto path = dir.file("buffer.db");
+  InboxPosition start_a, end_a, start_b, end_b;
+  {
+    auto writer = InboxWriter::open(path, false, 0);
+    REQUIRE(writer);
+    start_a = (*writer)->position();
+    REQUIRE((*writer)->append(message(1)));
+    end_a = (*writer)->position();
+  }
+  {
+    auto writer = InboxWriter::open(path, false, 0);
+    REQUIRE(writer);
+    start_b = (*writer)->position();
+    REQUIRE((*writer)->append(message(2)));
+    end_b = (*writer)->position();
+  }
+  // Segment A's record, byte for byte, after B's data: the salt of B's header
+  // does not verify it, so it cannot be replayed as B's.
+  std::string record(static_cast<std::size_t>(end_a.offset - start_a.offset), '\0');
+  {
+    std::ifstream in(inbox_segment_path(path, start_a.segment), std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(start_a.offset));
+    in.read(record.data(), static_cast<std::streamsize>(record.size()));
+    std::fstream out(inbox_segment_path(path, start_b.segment),
+                     std::ios::binary | std::ios::in | std::ios::out);
+    out.seekp(static_cast<std::streamoff>(end_b.offset));
+    out.write(record.data(), static_cast<std::streamsize>(record.size()));
+  }
+  auto batch = read_inbox(path, start_b, 100, true);  // B is the newest: as if still written
+  REQUIRE(batch);
+  REQUIRE(batch->messages.size() == 1);
+  require_same(batch->messages[0], message(2));
+  CHECK(batch->next == end_b);
+}
+
+TEST_CASE("inbox: a segment of the version 1 format (before preallocation) still reads",
+          "[inbox]") {
+  // tests/data/inbox-v1/00000000000000000001.seg was written by the inbox
+  // writer of commit 23187da (version 1: "MAINBOX1", the file as long as its
+  // data) with these three messages.
+  std::vector<RawMessage> expected;
+  for (int i = 0; i < 3; ++i) {
+    RawMessage m;
+    m.topic = "meters/d" + std::to_string(i);
+    m.payload = "{\"value\":" + std::to_string(i) + "}";
+    m.payload.push_back('\0');
+    m.qos = 1;
+    m.retained = i == 1;
+    m.dup = i == 2;
+    m.received_ms = 1767225600000LL + i;
+    expected.push_back(m);
+  }
+  TempDir dir;
+  const auto path = dir.file("buffer.db");
+  std::filesystem::create_directories(inbox_directory(path));
+  const auto fixture =
+      std::string(METER_SOURCE_DIR) + "/tests/data/inbox-v1/00000000000000000001.seg";
+  std::filesystem::copy_file(fixture, inbox_segment_path(path, 1));
+  CHECK(inbox_pending_bytes(path, {}) == 137 - 8);
+
+  SECTION("read, and followed by a new writer's segment") {
+    auto writer = InboxWriter::open(path, false, 0);
+    REQUIRE(writer);
+    CHECK((*writer)->position().segment == 2);
+    REQUIRE((*writer)->append(message(7)));
+    auto batch = read_inbox(path, {}, 100, true);
+    REQUIRE(batch);
+    REQUIRE(batch->messages.size() == 4);
+    for (std::size_t i = 0; i < 3; ++i) require_same(batch->messages[i], expected[i]);
+    require_same(batch->messages[3], message(7));
+    CHECK(batch->damaged.empty());
+    CHECK(batch->finished == std::vector<std::int64_t>{1});
+  }
+  SECTION("absorbed into the raw log, once") {
+    auto buffer = open_buffer(path);
+    auto absorbed = buffer->absorb_inbox(100, false);
+    REQUIRE(absorbed);
+    CHECK(absorbed->messages == 3);
+    CHECK(absorbed->damaged.empty());
+    auto again = buffer->absorb_inbox(100, false);
+    REQUIRE(again);
+    CHECK(again->messages == 0);
+    auto status = buffer->status();
+    REQUIRE(status);
+    CHECK(status->raw_messages == 3);
+  }
+  SECTION("a version 1 torn tail is still reported as before") {
+    {
+      std::ofstream out(inbox_segment_path(path, 1), std::ios::binary | std::ios::app);
+      out << std::string("\x40\x00\x00\x00\x12\x34", 6);
+    }
+    auto batch = read_inbox(path, {}, 100, false);
+    REQUIRE(batch);
+    CHECK(batch->messages.size() == 3);
+    REQUIRE(batch->damaged.size() == 1);
+    CHECK(batch->damaged[0].second == "an incomplete record header at byte 137 (6 bytes not read)");
+  }
 }
