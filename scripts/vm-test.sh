@@ -39,7 +39,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "vm-test: needs root (debootstrap, the image's owners)" >&2
   exit 1
 fi
-for tool in qemu-system-aarch64 debootstrap mkfs.ext4 qemu-img cpio depmod; do
+for tool in qemu-system-aarch64 debootstrap mkfs.ext4 qemu-img cpio depmod socat psql; do
   command -v "$tool" >/dev/null ||
     { echo "vm-test: $tool missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
 done
@@ -232,7 +232,9 @@ quick=$quick
 ENV
 # The central on this machine, on loopback: a throwaway PostgreSQL
 # (central/tests/with_postgres.sh), the gateway's token in the share. The VM
-# reaches it as 10.0.2.100:8080 (qemu's guestfwd), and nothing else.
+# reaches it as 10.0.2.100:8080 (qemu's guestfwd), and nothing else. guestfwd's
+# "cmd:" form, one socat per connection: its "tcp:" form connects once, when qemu
+# starts, and carries a single connection (the agent's first upload, no more).
 gateway=$(dpkg-deb --fsys-tarfile "$arm_deb" | tar -xO ./etc/meter-agent/agent.yaml |
   sed -n 's/^gateway_id: *//p')
 central_port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -266,7 +268,7 @@ start=$SECONDS
   -drive "file=$work/run.qcow2,format=qcow2,if=none,id=root" -device virtio-blk-pci,drive=root \
   -virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
   -virtfs "local,path=$source_dir,mount_tag=source,security_model=none,id=source" \
-  -netdev "user,id=net,restrict=on,guestfwd=tcp:10.0.2.100:8080-tcp:127.0.0.1:$central_port" -device virtio-net-pci,netdev=net \
+  -netdev "user,id=net,restrict=on,guestfwd=tcp:10.0.2.100:8080-cmd:socat STDIO TCP:127.0.0.1:$central_port" -device virtio-net-pci,netdev=net \
   -display none -monitor none -serial "file:$work/console.log" -no-reboot &
 qemu=$!
 pids+=("$qemu")

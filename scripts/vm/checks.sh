@@ -133,18 +133,28 @@ else
 fi
 
 # ---- systemctl reload: a changed config applied, a broken one refused --------
-# A new metric: a reading of it is rejected until the reload lets it in.
+# A new mapping: the agent subscribes to its topic on the reload, and a reading
+# published there is exported. (A mapping, not a new metric: the central takes
+# only its canonical metrics, and every reading here must reach it.)
 journal_since() { journalctl -u meter-agent --no-pager --since "@$1" -o cat; }
+add_mapping() {
+  sed -i 's/^mappings:$/mappings:\n  - topic: "vmreload\/#"\n    format: seed_json/' "$config"
+}
 cp "$config" /tmp/agent.yaml.orig
 since=$(date +%s)
-sed -i 's/^metrics:$/metrics:\n  voltage:\n    kind: gauge\n    unit: V/' "$config"
+add_mapping
 systemctl reload meter-agent
-if wait_for 60 sh -c "journalctl -u meter-agent --no-pager --since @$since -o cat | grep -q 'reloaded .*changed metrics'"; then
-  mosquitto_pub -q 1 -t meters/vm-reload -m "$(reading vm-reload 230.5 voltage V)"
-  if wait_for 120 exported vm-reload 230.5; then
-    ok "systemctl reload applies a changed config (a new metric's reading exported)"
+if wait_for 60 sh -c "journalctl -u meter-agent --no-pager --since @$since -o cat | grep -q 'reloaded .*changed mappings'"; then
+  # The subscription follows the reload; a reading sent before it lands would
+  # have no subscriber, so it is sent until one is exported (QoS 1, same reading).
+  reload_applied() {
+    mosquitto_pub -q 1 -t vmreload/vm-reload -m "$(reading vm-reload 42.5)"
+    wait_for 10 exported vm-reload 42.5
+  }
+  if wait_for 120 reload_applied; then
+    ok "systemctl reload applies a changed config (a new mapping's reading exported)"
   else
-    bad "systemctl reload applies a changed config" "the new metric's reading is not exported"
+    bad "systemctl reload applies a changed config" "the new mapping's reading is not exported"
   fi
 else
   bad "systemctl reload applies a changed config" "$(journal_since "$since" | tail -n 5)"
@@ -161,7 +171,7 @@ else
   bad "systemctl reload refuses a broken config" "$(journal_since "$since" | tail -n 5)"
 fi
 cp /tmp/agent.yaml.orig "$config"
-sed -i 's/^metrics:$/metrics:\n  voltage:\n    kind: gauge\n    unit: V/' "$config"
+add_mapping
 systemctl reload meter-agent
 
 # ---- kill -9: Restart=on-failure, nothing lost -------------------------------
