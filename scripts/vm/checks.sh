@@ -306,6 +306,8 @@ cat >/usr/local/bin/qemu-aarch64-static <<'SHIM'
 exec "$@"
 SHIM
 chmod 755 /usr/local/bin/qemu-aarch64-static
+DEBIAN_FRONTEND=noninteractive dpkg -i /mnt/share/test-debs/*.deb >/tmp/dpkg-tests.log 2>&1 ||
+  echo "vm: the tests' packages did not install: $(tail -n 3 /tmp/dpkg-tests.log)"
 start=$SECONDS
 # "unit" and "process" (mosquitto, the agent binary, the daemon's threads); not
 # the crash, bench, uplink and powercut programs, which vm-test does not build.
