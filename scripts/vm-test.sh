@@ -224,11 +224,12 @@ share=$work/share
 mkdir -p "$share"
 cp "$arm_deb" "$source_dir/scripts/vm/checks.sh" "$share/"
 echo "$source_dir" >"$share/source_dir"
-# What only the test suite needs (its CLI tests run the sqlite3 shell): fed to
+# What only the test suite needs (its CLI tests run the sqlite3 shell, its TLS
+# tests the openssl command): fed to
 # the VM per run from here, so that the image stays a gateway's.
 mkdir -p "$share/test-debs"
 (cd "$share/test-debs" &&
-  apt-get download -o APT::Sandbox::User=root sqlite3:arm64 libreadline8:arm64 readline-common \
+  apt-get download -o APT::Sandbox::User=root sqlite3:arm64 libreadline8:arm64 readline-common openssl:arm64 \
     >/dev/null) || fail "apt-get download of the tests' packages"
 cat >"$share/env" <<ENV
 deb=$(basename "$arm_deb")
