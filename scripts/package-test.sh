@@ -25,6 +25,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 "$source_dir/scripts/install-deps.sh"
+# shellcheck source=lib/arm64-build.sh
+source "$source_dir/scripts/lib/arm64-build.sh"
 
 # Each step's duration, for the summary at the end.
 step_name=""
@@ -107,15 +109,7 @@ set +m
 
 # ---- 1. arm64 ---------------------------------------------------------------
 step "arm64: cross build"
-"$source_dir/toolchains/sysroot.sh" "$arm_dir/sysroot" arm64
-# CMAKE_SKIP_INSTALL_ALL_DEPENDENCY: cpack installs what was built, instead of
-# building every test and benchmark first.
-cmake -S "$source_dir" -B "$arm_dir" -G Ninja \
-  -DCMAKE_TOOLCHAIN_FILE="$source_dir/toolchains/aarch64-linux-gnu.cmake" \
-  -DCMAKE_PREFIX_PATH="$arm_dir/sysroot/usr" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON >/dev/null
-build "$work/build-arm64.log" "$arm_dir" -j "$jobs" --target meter-agent meter_tests
-file "$arm_dir/agent/meter-agent" | grep -q 'ARM aarch64' || fail "not an arm64 binary"
+arm64_cross_build "$source_dir" "$arm_dir" "$work/build-arm64.log" "$jobs" meter-agent meter_tests
 
 step "arm64: unit tests under qemu-aarch64-static"
 # Label "unit": the "process" tests start the arm64 agent binary, a broker or
@@ -128,8 +122,7 @@ fi
 tail -n 4 "$work/ctest-arm64.log"
 
 step "arm64: .deb"
-(cd "$arm_dir" && rm -f ./*.deb && DEB_HOST_ARCH=arm64 cpack -G DEB >/dev/null)
-arm_deb=$(ls "$arm_dir"/meter-agent_*_arm64.deb)
+arm_deb=$(arm64_deb "$arm_dir")
 
 step "amd64: waiting for the background build"
 if ! wait "$amd64_pid"; then
