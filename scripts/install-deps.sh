@@ -29,10 +29,6 @@ packages=(
   libpaho-mqttpp-dev:arm64 libpaho-mqtt-dev:arm64 libsqlite3-dev:arm64 libcurl4-openssl-dev:arm64
   libssl-dev:arm64 zlib1g-dev:arm64 libhowardhinnant-date-dev:arm64 libsystemd-dev:arm64
   libyaml-cpp0.7:arm64
-  # the arm64 virtual machine of scripts/vm-test.sh (not in CI): its emulator, the image's
-  # build (debootstrap, mkfs.ext4 -d, qemu-img) and initramfs (cpio, depmod), the VM's one
-  # connection to the host's central (socat)
-  qemu-system-arm qemu-utils debootstrap e2fsprogs cpio kmod socat
 )
 # --quickstart: only what scripts/quickstart.sh builds and runs with (no test tools, no cross
 # toolchain, no browser), so that a fresh machine gets to the quickstart's last line sooner.
