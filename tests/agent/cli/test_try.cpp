@@ -9,43 +9,17 @@
 #include <sstream>
 
 #include "common/normalize/event_id.hpp"
+#include "support/cli_run.hpp"
 #include "support/temp_dir.hpp"
 
+using meter::test::quote;
+using meter::test::read_file;
+using meter::test::Run;
+using meter::test::run;
 using meter::test::TempDir;
+using meter::test::write_file;
 
 namespace {
-
-struct Run {
-  int exit_code;
-  std::string out;
-  std::string err;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream content;
-  content << file.rdbuf();
-  return content.str();
-}
-
-void write_file(const std::string& path, const std::string& content) {
-  std::ofstream file(path, std::ios::binary);
-  file << content;
-}
-
-std::string quote(const std::string& text) {
-  std::string quoted = "'";
-  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-Run run(const TempDir& dir, const std::string& arguments) {
-  const auto command = quote(METER_AGENT_BINARY) + " " + arguments + " </dev/null >" +
-                       quote(dir.file("stdout")) + " 2>" + quote(dir.file("stderr"));
-  const int status = std::system(command.c_str());
-  REQUIRE(WIFEXITED(status));
-  return Run{WEXITSTATUS(status), read_file(dir.file("stdout")), read_file(dir.file("stderr"))};
-}
 
 const std::string kSource = METER_SOURCE_DIR;
 
