@@ -7,6 +7,7 @@
 #include "agent/normalizer/normalizer_thread.hpp"
 #include "agent/ops/config_reload.hpp"
 #include "agent/ops/signals.hpp"
+#include "agent/source/ingest_workers.hpp"
 #include "agent/source/mqtt_source.hpp"
 #include "agent/uplink/uplink.hpp"
 #include "common/buffer/buffer.hpp"
@@ -41,6 +42,7 @@ Daemon::~Daemon() {
     // The message callback is still inside the acknowledge path, retrying a
     // commit; the process is about to _Exit: leave both where they are.
     (void)source_.release();
+    (void)workers_.release();
     (void)acknowledge_path_.release();
   }
 }
@@ -103,8 +105,11 @@ int Daemon::run(const std::function<void()>& poll) {
   endpoint_.listen(current->http.listen);
   source_ = std::make_unique<MqttSource>(
       MqttSource::Shared{[this] { return config(); }, *acknowledge_path_, metrics_, logger_,
-                         *clock_, [this] { loop_wake_.notify_all(); }});
+                         *clock_, [this] { loop_wake_.notify_all(); }, std::nullopt});
   source_->start();
+  workers_ = std::make_unique<IngestWorkers>(IngestWorkers::Shared{
+      *acknowledge_path_, metrics_, logger_, options_.worker_executable, current->buffer.path});
+  workers_->start(*current);
   notifier_.ready();  // the buffer is open; connecting is the loop's job
 
   while (!stop_) {
@@ -117,6 +122,7 @@ int Daemon::run(const std::function<void()>& poll) {
       notifier_.ready();
     }
     source_->supervise();
+    workers_->supervise(*config());
     std::unique_lock lock(loop_mutex_);
     loop_wake_.wait_for(lock, 100ms, [&] {
       return stop_.load() || reload_.load() || source_->needs_supervision();
@@ -144,6 +150,7 @@ void Daemon::reload() {
   logger_.configure(fresh->log);
   budget_.set_limit(fresh->buffer.max_size_bytes);  // the normalizer measures on its next pass
   source_->reconfigure(*current, *fresh);
+  workers_->reconfigure(*current, *fresh);
   if (fresh->http != current->http) endpoint_.listen(fresh->http.listen);
   if (uplink_) uplink_->reloaded();  // new token or settings: tried at once
 }
@@ -152,6 +159,9 @@ void Daemon::shutdown() {
   notifier_.stopping();
   logger_.info(kAgent, "stopping: no new messages; finishing the batch in hand");
   const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_bound;
+  // The workers first: their messages in hand are committed while the
+  // gateway's status still says online.
+  workers_->stop(deadline);
   if (!source_->stop(deadline)) {
     abandon_ = true;
     logger_.error(kAgent,

@@ -3,6 +3,7 @@
 //
 //   agent/source/mqtt_source       the Paho client: connection, subscriptions, status topic
 //   agent/source/acknowledge_path  the commit before each PUBACK: the inbox, its flow control
+//   agent/source/ingest_workers    worker processes whose acknowledgements share syncs
 //   agent/normalizer/              the normalizer thread and the disk budget
 //   agent/uplink/                  buffer → central, its own thread
 //   agent/ops/                     reload, the /healthz and /metrics endpoint, signals, systemd
@@ -36,6 +37,7 @@
 
 namespace meter::agent {
 
+class IngestWorkers;
 class MqttSource;
 class NormalizerThread;
 class Uplink;
@@ -47,6 +49,8 @@ struct DaemonOptions {
   // Acknowledged bytes the inbox may hold that the buffer has not taken in
   // before the acknowledge path waits (kInboxMaxBytes; smaller in tests).
   std::int64_t inbox_max_bytes = kInboxMaxBytes;
+  // The binary started as `ingest-worker` (mqtt.ingest_workers): this one.
+  std::string worker_executable = "/proc/self/exe";
 };
 
 class Daemon {
@@ -99,6 +103,7 @@ class Daemon {
   // those above it); stopped in shutdown().
   std::unique_ptr<NormalizerThread> normalizer_;
   std::unique_ptr<AcknowledgePath> acknowledge_path_;
+  std::unique_ptr<IngestWorkers> workers_;  // mqtt.ingest_workers; commits through the path
   std::unique_ptr<Uplink> uplink_;
   OpsEndpoint endpoint_;                // reports the uplink's metrics too
   std::unique_ptr<MqttSource> source_;  // its callback runs the acknowledge path

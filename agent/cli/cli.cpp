@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "agent/daemon.hpp"
+#include "agent/source/ingest_worker.hpp"
 
 namespace meter::agent {
 namespace {
@@ -72,6 +73,9 @@ bool takes_value(std::string_view option) {
 }  // namespace
 
 int agent_main(int argc, char* argv[]) {
+  // Internal, not in the usage: a process the daemon starts for
+  // mqtt.ingest_workers, talking to it over fd 3.
+  if (argc == 2 && std::string_view(argv[1]) == "ingest-worker") return run_ingest_worker();
   CommandLine command_line;
   std::vector<std::string> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {

@@ -85,6 +85,15 @@ std::string Metrics::render_prometheus(std::int64_t now_ms) const {
          checkpoints.load());
   metric(out, "meter_agent_mqtt_connected", "gauge", "1 while connected to the broker",
          mqtt_connected.load() ? 1 : 0);
+  metric(out, "meter_agent_ingest_workers", "gauge",
+         "ingest worker processes running (mqtt.ingest_workers)", ingest_workers.load());
+  metric(out, "meter_agent_ingest_workers_connected", "gauge",
+         "ingest worker processes connected to the broker", ingest_workers_connected.load());
+  metric(out, "meter_agent_ingest_worker_restarts_total", "counter",
+         "ingest worker processes that exited unasked and were started again",
+         ingest_worker_restarts.load());
+  metric(out, "meter_agent_group_commits_total", "counter",
+         "inbox syncs that committed ingest workers' messages together", group_commits.load());
   metric(out, "meter_agent_mqtt_reconnects_total", "counter",
          "successful connects after the first one", reconnects.load());
   metric(out, "meter_agent_mqtt_connect_failures_total", "counter", "failed connection attempts",

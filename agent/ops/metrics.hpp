@@ -39,6 +39,11 @@ class Metrics {
   std::atomic<std::int64_t> reconnects{0};  // connects after the first
   std::atomic<std::int64_t> connect_failures{0};
   std::atomic<std::int64_t> connections_lost{0};
+  // Ingest workers (mqtt.ingest_workers): running and connected to the broker.
+  std::atomic<std::int64_t> ingest_workers{0};
+  std::atomic<std::int64_t> ingest_workers_connected{0};
+  std::atomic<std::int64_t> ingest_worker_restarts{0};  // exits the daemon did not ask for
+  std::atomic<std::int64_t> group_commits{0};           // syncs shared by workers' messages
 
   void add(const NormalizeStats& stats);
   void set_buffer_status(const BufferStatus& status);

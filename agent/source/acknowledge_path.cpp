@@ -1,5 +1,7 @@
 #include "agent/source/acknowledge_path.hpp"
 
+#include <algorithm>
+#include <optional>
 #include <thread>
 
 namespace meter::agent {
@@ -28,12 +30,7 @@ void AcknowledgePath::commit(const RawMessage& message) {
       auto committed = try_commit(message);
       if (committed) {
         ++metrics.appended;
-        if (failures > 0) {
-          metrics.append_blocked = false;
-          logger.warning(kBuffer, "the buffer accepts writes again after " +
-                                      std::to_string(failures) +
-                                      " failed attempts; acknowledging again");
-        }
+        if (failures > 0) log_recovered(failures);
         shared_.wake_normalizer();
         return;
       }
@@ -64,13 +61,81 @@ std::int64_t AcknowledgePath::backlog() const {
   return inbox_backlog(inbox_->position(), shared_.progress.absorbed());
 }
 
+Status AcknowledgePath::try_commit(const RawMessage& message) {
+  const std::int64_t message_bytes = budget_bytes_of_message(
+      static_cast<std::int64_t>(message.topic.size() + message.payload.size()));
+  std::lock_guard lock(mutex_);
+  if (auto admitted = admit(message_bytes); !admitted) return admitted;
+  auto appended = inbox_->append(message);
+  if (appended) shared_.budget.note_acknowledged(message_bytes);
+  return appended;
+}
+
+std::vector<bool> AcknowledgePath::commit_group(const std::vector<RawMessage>& messages) {
+  std::vector<bool> committed(messages.size(), false);
+  std::vector<std::int64_t> sizes(messages.size(), 0);
+  std::optional<Error> refused;
+  bool any = false;
+  {
+    std::lock_guard lock(mutex_);
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      const auto& message = messages[i];
+      sizes[i] = budget_bytes_of_message(
+          static_cast<std::int64_t>(message.topic.size() + message.payload.size()));
+      Status appended = admit(sizes[i]);
+      if (appended) appended = inbox_->append_unsynced(message);
+      if (!appended) {
+        if (!refused) refused = appended.error();
+        continue;
+      }
+      committed[i] = true;
+      any = true;
+    }
+    if (any) {
+      if (auto synced = inbox_->sync(); !synced) {
+        if (!refused) refused = synced.error();
+        std::fill(committed.begin(), committed.end(), false);
+        any = false;
+      }
+    }
+  }
+  auto& metrics = shared_.metrics;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (!committed[i]) continue;
+    shared_.budget.note_acknowledged(sizes[i]);
+    ++metrics.appended;
+  }
+  if (refused) {
+    ++group_failures_;
+    ++metrics.append_failures;
+    metrics.append_blocked = true;
+    shared_.logger.error(kBuffer,
+                         "cannot store " +
+                             std::to_string(std::count(committed.begin(), committed.end(), false)) +
+                             " of " + std::to_string(messages.size()) +
+                             " messages, NOT acknowledging them; the broker keeps them "
+                             "and will redeliver: " +
+                             refused->message);
+  } else if (group_failures_ > 0) {
+    log_recovered(group_failures_);
+    group_failures_ = 0;
+  }
+  if (any) shared_.wake_normalizer();
+  return committed;
+}
+
+void AcknowledgePath::log_recovered(std::int64_t failures) {
+  shared_.metrics.append_blocked = false;
+  shared_.logger.warning(kBuffer, "the buffer accepts writes again after " +
+                                      std::to_string(failures) +
+                                      " failed attempts; acknowledging again");
+}
+
 // Refused while the inbox holds more than inbox_max_bytes the normalizer has
 // not moved: then the database itself is failing, and the broker should keep
 // what we cannot store.
-Status AcknowledgePath::try_commit(const RawMessage& message) {
+Status AcknowledgePath::admit(std::int64_t message_bytes) {
   auto& budget = shared_.budget;
-  const std::int64_t message_bytes = budget_bytes_of_message(
-      static_cast<std::int64_t>(message.topic.size() + message.payload.size()));
   if (!budget.over() && budget.estimate_exceeds(message_bytes)) {
     // Only an estimate says so: wait for the normalizer to measure (it takes
     // in what is pending and checks) rather than refuse on a guess.
@@ -103,9 +168,7 @@ Status AcknowledgePath::try_commit(const RawMessage& message) {
                    "normalizer's errors)"};
     }
   }
-  auto appended = inbox_->append(message);
-  if (appended) budget.note_acknowledged(message_bytes);
-  return appended;
+  return Ok{};
 }
 
 }  // namespace meter::agent

@@ -6,7 +6,9 @@
 //   normalizer, and refuse if that does not help (the database is failing);
 // - a refused or failed commit is logged and retried with backoff, never
 //   acknowledged: the broker keeps the message.
-// Runs on the MQTT source's callback thread; one message at a time.
+// Runs on the MQTT source's callback thread, one message at a time, and with
+// ingest workers (agent/source/ingest_workers.hpp) on their group-commit
+// thread too: a mutex keeps one inbox writer.
 #pragma once
 
 #include <atomic>
@@ -14,6 +16,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "agent/normalizer/disk_budget.hpp"
 #include "agent/normalizer/inbox_progress.hpp"
@@ -49,6 +53,11 @@ class AcknowledgePath final : public MessageSink {
   // One attempt: the budget, the inbox's fill, then the append.
   Status try_commit(const RawMessage& message);
 
+  // Group commit: one attempt for each message, then one sync for all of
+  // them. The result says, message by message, whether it is committed (may
+  // be acknowledged); a refusal or failure is logged once for the group.
+  std::vector<bool> commit_group(const std::vector<RawMessage>& messages);
+
   // How long a wait for the normalizer (a full inbox, or a budget estimate to
   // measure) lasts before the attempt counts as failed.
   static constexpr std::chrono::milliseconds kNormalizerWait{2000};
@@ -56,10 +65,15 @@ class AcknowledgePath final : public MessageSink {
 
  private:
   std::int64_t backlog() const;
+  // The budget and the inbox's fill, before an append (the mutex held).
+  Status admit(std::int64_t message_bytes);
+  void log_recovered(std::int64_t failures);
 
   std::unique_ptr<InboxWriter> inbox_;
   Shared shared_;
   std::int64_t inbox_max_bytes_;
+  std::mutex mutex_;                 // the inbox writer is used by one thread at a time
+  std::int64_t group_failures_ = 0;  // consecutive failed groups (logged once recovered)
 };
 
 }  // namespace meter::agent

@@ -59,6 +59,26 @@ std::set<std::string> topic_filters(const Config& config) {
   return filters;
 }
 
+std::string ingest_share_group(const Config& config) {
+  // A share name must not contain '/', '+' or '#'.
+  std::string group = client_id(config);
+  for (auto& c : group) {
+    if (c == '/' || c == '+' || c == '#') c = '_';
+  }
+  return group;
+}
+
+std::set<std::string> shared_filters(const Config& config) {
+  std::set<std::string> filters;
+  const auto group = ingest_share_group(config);
+  for (const auto& filter : topic_filters(config)) filters.insert("$share/" + group + "/" + filter);
+  return filters;
+}
+
+std::string ingest_worker_client_id(const Config& config, int index) {
+  return client_id(config) + "-ingest-" + std::to_string(index);
+}
+
 bool connection_settings_differ(const Config& before, const Config& after) {
   // The server as connected to (an unset port and its default are the same
   // server); the reconnect backoff applies to the next try without a new
@@ -125,6 +145,23 @@ std::string MqttSource::status_topic() const {
   return current->mqtt.status_topic_prefix + "/" + current->gateway_id + "/status";
 }
 
+std::string MqttSource::connection_client_id() const {
+  return shared_.worker ? shared_.worker->client_id : client_id(*shared_.config());
+}
+
+std::set<std::string> MqttSource::wanted_filters(const Config& config) const {
+  if (shared_.worker) return shared_.worker->filters;
+  if (config.mqtt.ingest_workers > 0) return {};  // the workers subscribe
+  return topic_filters(config);
+}
+
+bool MqttSource::unsubscribes_done() const {
+  for (const auto& token : unsubscribes_) {
+    if (!token->is_complete()) return false;
+  }
+  return true;
+}
+
 void MqttSource::start() {
   create_client();
   next_connect_at_ = shared_.clock.steady_now();
@@ -134,10 +171,10 @@ void MqttSource::create_client() {
   const auto current = shared_.config();
   const auto uri = server_uri(current->mqtt);
   if (current->mqtt.protocol_version == 5) {
-    client_ = std::make_unique<mqtt::async_client>(uri, client_id(*current),
+    client_ = std::make_unique<mqtt::async_client>(uri, connection_client_id(),
                                                    mqtt::create_options(MQTTVERSION_5));
   } else {
-    client_ = std::make_unique<mqtt::async_client>(uri, client_id(*current));
+    client_ = std::make_unique<mqtt::async_client>(uri, connection_client_id());
   }
   client_->set_message_callback(
       [this](const mqtt::const_message_ptr& message) { on_message(*message); });
@@ -201,31 +238,33 @@ void MqttSource::supervise() {
   }
 }
 
-Status MqttSource::connect() {
+Result<mqtt::connect_options> MqttSource::connect_options(bool clean_session) const {
   const auto current = shared_.config();
   const auto& m = current->mqtt;
-  auto& metrics = shared_.metrics;
-  auto& logger = shared_.logger;
   mqtt::connect_options options;
   if (m.protocol_version == 5) {
     options.set_mqtt_version(MQTTVERSION_5);
-    options.set_clean_session(false);
-    options.set_clean_start(false);
+    options.set_clean_session(clean_session);
+    options.set_clean_start(clean_session);
     mqtt::properties properties;
     properties.add(mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL,
                                   static_cast<int>(m.session_expiry_ms / 1000)));
     options.set_properties(properties);
   } else {
     options.set_mqtt_version(MQTTVERSION_3_1_1);
-    options.set_clean_session(false);
+    options.set_clean_session(clean_session);
   }
   options.set_keep_alive_interval(
       std::chrono::seconds(std::max<std::int64_t>(1, m.keepalive_ms / 1000)));
   options.set_connect_timeout(kConnectTimeout);
   options.set_automatic_reconnect(false);  // done here, with jitter and re-subscription
-  const std::string offline =
-      "{\"status\":\"offline\",\"version\":\"" + std::string(kVersion) + "\"}";
-  options.set_will(mqtt::will_options(status_topic(), offline, 1, true));
+  if (!shared_.worker) {
+    // The gateway's status: only the daemon's own connection has it (a
+    // worker that dies is restarted; the gateway is not offline).
+    const std::string offline =
+        "{\"status\":\"offline\",\"version\":\"" + std::string(kVersion) + "\"}";
+    options.set_will(mqtt::will_options(status_topic(), offline, 1, true));
+  }
   if (!m.username.empty()) options.set_user_name(m.username);
   auto password = read_password(m);
   if (!password) return Error{"cannot connect: " + password.error().message};
@@ -244,6 +283,17 @@ Status MqttSource::connect() {
     // below carries OpenSSL's reason anyway.
     options.set_ssl(std::move(ssl));
   }
+  return options;
+}
+
+Status MqttSource::connect() {
+  const auto current = shared_.config();
+  const auto& m = current->mqtt;
+  auto& metrics = shared_.metrics;
+  auto& logger = shared_.logger;
+  auto built = connect_options(false);
+  if (!built) return built.error();
+  auto options = std::move(*built);
   const auto uri = server_uri(m);
   try {
     auto token = client_->connect(options);
@@ -253,13 +303,23 @@ Status MqttSource::connect() {
                                " s");
     }
     const bool session_present = token->get_connect_response().is_session_present();
+    session_resumed_ = session_present;
     connection_lost_ = false;
     ++metrics.connects;
     if (metrics.connects > 1) ++metrics.reconnects;
-    logger.info(kMqtt, "connected to " + uri + " as " + client_id(*current) + " (MQTT " +
+    logger.info(kMqtt, "connected to " + uri + " as " + connection_client_id() + " (MQTT " +
                            (m.protocol_version == 5 ? "5" : "3.1.1") + ", session " +
                            (session_present ? "resumed" : "new") + ")");
-    const auto wanted = topic_filters(*current);
+    const auto wanted = wanted_filters(*current);
+    // Filters this connection must leave: a worker's that a reload removed
+    // (or all of them, draining); the daemon's own when workers took over.
+    std::set<std::string> leave;
+    if (shared_.worker) {
+      leave = shared_.worker->unsubscribe_on_connect;
+    } else if (m.ingest_workers > 0) {
+      leave = topic_filters(*current);
+    }
+    if (session_present && !leave.empty()) unsubscribe(leave);
     if (!session_present) {
       // A new session has no subscriptions (first start, or the broker lost
       // it): subscribe and wait; nothing is queued ahead of the SUBACK.
@@ -275,7 +335,7 @@ Status MqttSource::connect() {
     }
     metrics.mqtt_connected = true;
     backoff_ = 0ms;
-    publish_status(true, false);
+    if (!shared_.worker) publish_status(true, false);
     return Ok{};
   } catch (const std::exception& e) {
     try {
@@ -350,7 +410,7 @@ void MqttSource::unsubscribe(const std::set<std::string>& filters) {
   for (const auto& filter : filters) topics->push_back(filter);
   try {
     // Not waited for: the UNSUBACK may queue behind a backlog of messages.
-    client_->unsubscribe(topics);
+    unsubscribes_.push_back(client_->unsubscribe(topics));
     for (const auto& filter : filters) {
       subscribed_.erase(filter);
       shared_.logger.info(kMqtt, "unsubscribed from '" + filter + "'");
@@ -392,8 +452,8 @@ void MqttSource::reconfigure(const Config& before, const Config& after) {
     reconnect_pending_ = true;
     return;
   }
-  const auto wanted = topic_filters(after);
-  if (wanted == topic_filters(before) || !shared_.metrics.mqtt_connected) return;
+  const auto wanted = wanted_filters(after);
+  if (wanted == wanted_filters(before) || !shared_.metrics.mqtt_connected) return;
   std::set<std::string> stale;
   std::set<std::string> added;
   for (const auto& filter : subscribed_) {
@@ -406,11 +466,28 @@ void MqttSource::reconfigure(const Config& before, const Config& after) {
   if (!added.empty()) (void)subscribe(added, Wait::no);
 }
 
+Status MqttSource::end_session() {
+  destroy_client();
+  create_client();
+  auto options = connect_options(true);
+  if (!options) return options.error();
+  try {
+    if (!client_->connect(*options)->wait_for(kConnectTimeout + 2s)) {
+      return Error{"ending the session: no CONNACK"};
+    }
+    client_->disconnect()->wait_for(5s);
+  } catch (const std::exception& e) {
+    return Error{std::string("ending the session: ") + e.what()};
+  }
+  client_.reset();
+  return Ok{};
+}
+
 bool MqttSource::stop(std::chrono::steady_clock::time_point deadline) {
   if (client_) {
     try {
       if (client_->is_connected()) {
-        publish_status(false, true);
+        if (!shared_.worker) publish_status(false, true);
         client_->disconnect()->wait_for(3s);
       }
     } catch (const std::exception& e) {

@@ -12,9 +12,11 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "agent/ops/log.hpp"
 #include "agent/ops/metrics.hpp"
@@ -25,6 +27,7 @@
 
 namespace mqtt {
 class async_client;
+class connect_options;
 class message;
 class token;
 }  // namespace mqtt
@@ -43,6 +46,21 @@ std::set<std::string> topic_filters(const Config& config);
 // every connect, so only where it comes from counts.
 bool connection_settings_differ(const Config& before, const Config& after);
 
+// An ingest worker's connection (agent/source/ingest_worker.cpp): its own
+// client id, the shared-subscription filters it is given, no status topic.
+struct WorkerIdentity {
+  std::string client_id;
+  std::set<std::string> filters;                 // $share/<group>/<filter>
+  std::set<std::string> unsubscribe_on_connect;  // a reload removed them; or, draining, all
+};
+
+// The shared subscription's group of a gateway's ingest workers.
+std::string ingest_share_group(const Config& config);
+// `$share/<group>/<filter>` for each of the mappings' filters.
+std::set<std::string> shared_filters(const Config& config);
+// The client id of ingest worker `index` (stable: its session outlives restarts).
+std::string ingest_worker_client_id(const Config& config, int index);
+
 class MqttSource {
  public:
   struct Shared {
@@ -52,6 +70,10 @@ class MqttSource {
     Logger& logger;
     const Clock& clock;
     std::function<void()> wake_supervisor;  // a connection was lost: call supervise() soon
+    // Set: an ingest worker's connection. Unset: the daemon's own, which
+    // subscribes to the mappings' filters itself when mqtt.ingest_workers is
+    // 0 and otherwise only keeps the status topic (and leaves those filters).
+    std::optional<WorkerIdentity> worker;
   };
   explicit MqttSource(Shared shared);
   ~MqttSource();
@@ -68,6 +90,13 @@ class MqttSource {
   // After a reload swapped the configuration: a new connection, or only the
   // subscriptions that changed.
   void reconfigure(const Config& before, const Config& after);
+  // Whether the last connect resumed a session the broker had kept.
+  bool session_resumed() const { return session_resumed_; }
+  // Whether every UNSUBSCRIBE sent has been answered.
+  bool unsubscribes_done() const;
+  // Ends the client's session at the broker: connects once with a clean
+  // session and disconnects (a retired worker, once drained).
+  Status end_session();
   // Publishes "offline", disconnects and waits until `deadline` for a message
   // callback still in the sink. False if it is still there (retrying a commit
   // that fails): that message is not acknowledged, and the client must not be
@@ -80,6 +109,9 @@ class MqttSource {
   void destroy_client();
   void schedule_reconnect();
   Status connect();
+  std::string connection_client_id() const;
+  std::set<std::string> wanted_filters(const Config& config) const;
+  Result<mqtt::connect_options> connect_options(bool clean_session) const;
   enum class Wait { for_suback, no };
   Status subscribe(const std::set<std::string>& filters, Wait wait);
   Status read_suback(mqtt::token& token, const std::set<std::string>& filters);
@@ -101,6 +133,8 @@ class MqttSource {
   std::mt19937_64 random_;
   std::atomic<bool> connection_lost_{false};
   std::atomic<bool> in_callback_{false};
+  bool session_resumed_ = false;
+  std::vector<std::shared_ptr<mqtt::token>> unsubscribes_;  // sent, maybe not answered
   bool abandoned_ = false;
 };
 

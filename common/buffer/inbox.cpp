@@ -149,9 +149,18 @@ Status InboxWriter::start_segment(std::int64_t number) {
     }
   }
   if (fd_ >= 0) {
+    // Group commit: the old segment's records are acknowledged by the next
+    // sync(), which syncs only the new segment; sync them as it closes.
+    if (unsynced_from_ >= 0 && sync_each_ && ::fdatasync(fd_) != 0) {
+      const int error = errno;
+      ::close(fd);
+      ::unlink(path.c_str());
+      return Error{directory_ + ": cannot sync an inbox segment: " + errno_text(error)};
+    }
     ::close(fd_);
     closed_bytes_ += offset_;
   }
+  unsynced_from_ = -1;
   fd_ = fd;
   segment_ = number;
   salt_ = salt;
@@ -160,7 +169,7 @@ Status InboxWriter::start_segment(std::int64_t number) {
   return Ok{};
 }
 
-Status InboxWriter::write_record(const std::string& record) {
+Status InboxWriter::write_record(const std::string& record, bool sync) {
   if (space_limit_ &&
       closed_bytes_ + offset_ + static_cast<std::int64_t>(record.size()) > *space_limit_) {
     return Error{directory_ + ": cannot append to the inbox: " + errno_text(ENOSPC) +
@@ -178,7 +187,7 @@ Status InboxWriter::write_record(const std::string& record) {
     }
     written += static_cast<std::size_t>(n);
   }
-  if (error == 0 && sync_each_ && ::fdatasync(fd_) != 0) error = errno;
+  if (error == 0 && sync && sync_each_ && ::fdatasync(fd_) != 0) error = errno;
   if (error != 0) {
     // Nothing of a failed record may stay: a reader would take a complete but
     // unacknowledged record as acknowledged. The bytes written go back to
@@ -192,6 +201,41 @@ Status InboxWriter::write_record(const std::string& record) {
 }
 
 Status InboxWriter::append(const RawMessage& message) {
+  if (unsynced_from_ >= 0) {
+    // Records of a group waiting for sync() come first; this one's own sync
+    // covers them too.
+    if (auto appended = append_record(message, true); !appended) return appended;
+    unsynced_from_ = -1;
+    return Ok{};
+  }
+  return append_record(message, true);
+}
+
+Status InboxWriter::append_unsynced(const RawMessage& message) {
+  auto appended = append_record(message, false);
+  if (appended && unsynced_from_ < 0) {
+    unsynced_from_ = offset_ - static_cast<std::int64_t>(record_.size());
+  }
+  return appended;
+}
+
+Status InboxWriter::sync() {
+  if (unsynced_from_ < 0) return Ok{};
+  if (sync_each_ && ::fdatasync(fd_) != 0) {
+    const int error = errno;
+    // Like a failed append: what the failed sync covered is not
+    // acknowledged, so it must not read as data (zeros end it), or the
+    // segment ends here.
+    if (write_zeros(fd_, unsynced_from_, offset_ - unsynced_from_) != 0) rotate_ = true;
+    offset_ = unsynced_from_;
+    unsynced_from_ = -1;
+    return Error{directory_ + ": cannot sync the inbox: " + errno_text(error)};
+  }
+  unsynced_from_ = -1;
+  return Ok{};
+}
+
+Status InboxWriter::append_record(const RawMessage& message, bool sync) {
   encode_body(message, record_);
   if (static_cast<std::int64_t>(record_.size()) > kInboxRecordMaxBytes) {
     return Error{"a message of " + std::to_string(message.payload.size()) +
@@ -205,7 +249,7 @@ Status InboxWriter::append(const RawMessage& message) {
     if (auto started = start_segment(segment_ + 1); !started) return started.error();
   }
   seal_record(salt_, record_);
-  return write_record(record_);
+  return write_record(record_, sync);
 }
 
 std::vector<std::string> retire_inbox_segments(const std::string& buffer_path,

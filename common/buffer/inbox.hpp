@@ -90,6 +90,15 @@ class InboxWriter {
   // nothing of it stays in the segment, so it must not be acknowledged.
   Status append(const RawMessage& message);
 
+  // Group commit (agent/source/ingest_workers.hpp): appends without syncing,
+  // then one sync() makes every record appended since durable — a segment
+  // closed in between was synced as it closed. Nothing appended this way may
+  // be acknowledged before sync() succeeded. A failed sync() turns the
+  // records since the last sync back into zeros where it can and ends the
+  // segment there (the next append starts another).
+  Status append_unsynced(const RawMessage& message);
+  Status sync();
+
   // Where the next record goes.
   InboxPosition position() const { return {segment_, offset_}; }
   bool sync_each() const { return sync_each_; }
@@ -101,7 +110,8 @@ class InboxWriter {
  private:
   InboxWriter(std::string directory, bool sync_each, std::unique_ptr<InboxLock> lock);
   Status start_segment(std::int64_t number);
-  Status write_record(const std::string& record);
+  Status write_record(const std::string& record, bool sync);
+  Status append_record(const RawMessage& message, bool sync);
 
   std::string directory_;
   bool sync_each_;
@@ -111,6 +121,8 @@ class InboxWriter {
   std::uint64_t salt_ = 0;  // the segment's: sealed into each record's header
   std::int64_t offset_ = 0;
   bool rotate_ = false;  // the segment is full or broken: the next append starts a new one
+  // Records appended since the last sync start here (append_unsynced); -1: none.
+  std::int64_t unsynced_from_ = -1;
   std::int64_t closed_bytes_ = 0;  // bytes in this writer's earlier segments (space limit)
   std::optional<std::int64_t> space_limit_;
   std::string record_;  // reused

@@ -248,6 +248,10 @@ struct MqttTlsConfig {
   friend bool operator==(const MqttTlsConfig&, const MqttTlsConfig&) = default;
 };
 
+// Ingest worker processes at most (mqtt.ingest_workers): each is a broker
+// connection and a process of a few MiB.
+inline constexpr int kMaxIngestWorkers = 32;
+
 struct MqttConfig {
   std::string host = "localhost";
   int port = 0;              // 0: 1883, or 8883 with TLS
@@ -263,6 +267,10 @@ struct MqttConfig {
   std::int64_t reconnect_min_ms = 1000;
   std::int64_t reconnect_max_ms = 60 * 1000;
   std::string status_topic_prefix = "meter-agent";  // retained status: <prefix>/<gateway_id>/status
+  // 0: the daemon's own connection subscribes and acknowledges (one sync per
+  // message under power_loss). N: N ingest worker processes on a shared
+  // subscription whose acknowledgements share syncs (group commit).
+  int ingest_workers = 0;
 
   int effective_port() const { return port != 0 ? port : (tls.enabled ? 8883 : 1883); }
 

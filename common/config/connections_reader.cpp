@@ -15,7 +15,7 @@ bool Parser::parse_mqtt(const Value& value, MqttConfig& out) {
   if (!read_map(value,
                 KeyList{"host", "port", "client_id", "protocol", "keepalive", "session_expiry",
                         "username", "password_file", "password_env", "tls", "reconnect",
-                        "status_topic_prefix"},
+                        "status_topic_prefix", "ingest_workers"},
                 entries)) {
     return false;
   }
@@ -53,6 +53,8 @@ bool Parser::parse_mqtt(const Value& value, MqttConfig& out) {
       ok = parse_reconnect(v, out);
     } else if (entry.key == "status_topic_prefix") {
       ok = parse_topic_name(v, out.status_topic_prefix);
+    } else if (entry.key == "ingest_workers") {
+      ok = whole_number(v, 0, kMaxIngestWorkers, out.ingest_workers);
     }
     if (!ok) return false;
   }

@@ -436,6 +436,9 @@ class LagSampler {
   std::thread thread_;
 };
 
+// --ingest-workers N: mqtt.ingest_workers of the agent (-1: its default).
+int g_ingest_workers = -1;
+
 Rate run_agent(const Workload& workload, bool drain, const std::string& durability) {
   BenchBroker broker;
   const auto n = static_cast<long>(workload.packets.size());
@@ -444,6 +447,11 @@ Rate run_agent(const Workload& workload, bool drain, const std::string& durabili
   std::string config = agent.config_text();
   const std::string from = "durability: normal";
   config.replace(config.find(from), from.size(), "durability: " + durability);
+  if (g_ingest_workers >= 0) {
+    const std::string mqtt = "mqtt:\n";
+    config.insert(config.find(mqtt) + mqtt.size(),
+                  "  ingest_workers: " + std::to_string(g_ingest_workers) + "\n");
+  }
   write_text_file(agent.config_path(), config);
   agent.start();
   if (!agent.wait_connected()) throw std::runtime_error("agent did not connect:\n" + agent.log());
@@ -679,6 +687,8 @@ int main(int argc, char** argv) {
       steady_rate = std::stod(value);
     } else if (key == "--steady-seconds") {
       steady_seconds = std::stod(value);
+    } else if (key == "--ingest-workers") {
+      g_ingest_workers = std::stoi(value);
     } else if (key == "--naive") {
       with_naive = value != "off";
     } else if (key == "--replay") {
@@ -692,7 +702,7 @@ int main(int argc, char** argv) {
   if (argc % 2 == 0) {
     std::cerr << "usage: bench_mqtt [--messages N] [--devices D] [--modes drain,live,resources] "
                  "[--durability normal,power_loss] [--stored N] [--steady-rate R] "
-                 "[--steady-seconds S] [--replay FILE] [--naive off]\n";
+                 "[--steady-seconds S] [--replay FILE] [--naive off] [--ingest-workers N]\n";
     return 2;
   }
   try {

@@ -80,12 +80,12 @@ Config source_config(int port, const std::string& topic = "meters/#") {
 struct Rig {
   explicit Rig(int port)
       : config(std::make_shared<const Config>(source_config(port))), logger(log, false) {
-    source = std::make_unique<MqttSource>(MqttSource::Shared{[this] {
-                                                               std::lock_guard lock(config_mutex);
-                                                               return config;
-                                                             },
-                                                             sink, metrics, logger, clock,
-                                                             [this] { wake.notify_all(); }});
+    source = std::make_unique<MqttSource>(MqttSource::Shared{
+        [this] {
+          std::lock_guard lock(config_mutex);
+          return config;
+        },
+        sink, metrics, logger, clock, [this] { wake.notify_all(); }, std::nullopt});
     source->start();
     supervisor = std::thread([this] {
       std::unique_lock lock(loop_mutex);

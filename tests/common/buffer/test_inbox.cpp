@@ -100,6 +100,35 @@ TEST_CASE("inbox: records come back exactly, in order, across segments", "[inbox
   for (std::size_t i = 0; i < sent.size(); ++i) require_same(again[i], sent[i]);
 }
 
+TEST_CASE("inbox: records appended for a group commit read back in order with the others",
+          "[inbox]") {
+  TempDir dir;
+  const auto path = dir.file("buffer.db");
+  std::vector<RawMessage> sent;
+  {
+    auto writer = InboxWriter::open(path, true, 0);
+    REQUIRE(writer);
+    // Groups of three, a single append between them, ~6 MiB: a segment ends
+    // inside a group.
+    for (int i = 0; i < 24; ++i) {
+      sent.push_back(message(i, 256 * 1024));
+      if (i % 4 == 3) {
+        REQUIRE((*writer)->append(sent.back()));
+      } else {
+        REQUIRE((*writer)->append_unsynced(sent.back()));
+        if (i % 4 == 2) REQUIRE((*writer)->sync());
+      }
+    }
+    REQUIRE((*writer)->sync());  // nothing pending: nothing to do
+    REQUIRE((*writer)->position().segment >= 2);
+  }
+  auto batch = read_inbox(path, {}, 1000, false);
+  REQUIRE(batch);
+  REQUIRE(batch->damaged.empty());
+  REQUIRE(batch->messages.size() == sent.size());
+  for (std::size_t i = 0; i < sent.size(); ++i) require_same(batch->messages[i], sent[i]);
+}
+
 TEST_CASE("inbox: one writer per buffer", "[inbox]") {
   TempDir dir;
   const auto path = dir.file("buffer.db");

@@ -1,0 +1,384 @@
+#include "agent/source/ingest_workers.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+
+#include "agent/source/ingest_worker.hpp"
+#include "agent/source/mqtt_source.hpp"
+#include "common/buffer/inbox.hpp"
+
+namespace meter::agent {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::string_view kIngest = "ingest";
+constexpr auto kRestartMin = 1000ms;
+constexpr auto kRestartMax = 30000ms;
+constexpr int kExitFailureCode = 1;
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("signal ") + ::strsignal(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+}  // namespace
+
+WorkerSettings worker_settings(const Config& config, int index, bool drain,
+                               const std::set<std::string>& stale_filters) {
+  WorkerSettings settings;
+  settings.mqtt = config.mqtt;
+  settings.gateway_id = config.gateway_id;
+  settings.client_id = ingest_worker_client_id(config, index);
+  const auto filters = shared_filters(config);
+  settings.filters.assign(filters.begin(), filters.end());
+  for (const auto& filter : stale_filters) {
+    if (!filters.contains(filter)) settings.stale_filters.push_back(filter);
+  }
+  settings.drain = drain;
+  settings.log_level = config.log.level;
+  return settings;
+}
+
+IngestWorkers::IngestWorkers(Shared shared) : shared_(std::move(shared)) {}
+
+IngestWorkers::~IngestWorkers() { stop(std::chrono::steady_clock::now()); }
+
+// ---- sessions ------------------------------------------------------------------
+
+std::int64_t IngestWorkers::recorded_sessions() const {
+  std::ifstream file(inbox_directory(shared_.buffer_path) + "/ingest-workers");
+  std::int64_t count = 0;
+  if (!(file >> count) || count < 0 || count > kMaxIngestWorkers) return 0;
+  return count;
+}
+
+// Written (and synced) before a worker with a higher index first connects, so
+// a session the broker keeps is never forgotten by a crash.
+void IngestWorkers::record_sessions(std::int64_t count) {
+  const auto directory = inbox_directory(shared_.buffer_path);
+  const auto path = directory + "/ingest-workers";
+  const auto temporary = path + ".tmp";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0;
+  if (ok) {
+    const auto text = std::to_string(count) + "\n";
+    ok = write_all(fd, text) && ::fsync(fd) == 0;
+    ::close(fd);
+  }
+  ok = ok && ::rename(temporary.c_str(), path.c_str()) == 0;
+  if (ok) {
+    const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+      (void)::fsync(dir);
+      ::close(dir);
+    }
+  }
+  if (!ok) {
+    shared_.logger.error(kIngest, path + ": cannot record the number of worker sessions: " +
+                                      std::strerror(errno));
+  }
+}
+
+// ---- processes (main loop) -----------------------------------------------------
+
+void IngestWorkers::start(const Config& config) {
+  wanted_ = config.mqtt.ingest_workers;
+  const auto recorded = recorded_sessions();
+  if (wanted_ > recorded) record_sessions(wanted_);
+  const auto now = std::chrono::steady_clock::now();
+  for (int index = 0; index < std::max<int>(wanted_, static_cast<int>(recorded)); ++index) {
+    Process process;
+    process.index = index;
+    process.drain = index >= wanted_;
+    process.start_at = now;
+    processes_.push_back(process);
+  }
+  supervise(config);
+}
+
+void IngestWorkers::spawn(Process& process, const Config& config) {
+  if (!thread_.joinable()) {
+    if (::pipe2(wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+      shared_.logger.error(kIngest, std::string("cannot start: pipe: ") + std::strerror(errno));
+      process.start_at = std::chrono::steady_clock::now() + kRestartMax;
+      return;
+    }
+    stop_thread_ = false;
+    thread_ = std::thread([this] { commit_loop(); });
+  }
+  process.settings = worker_settings(config, process.index, process.drain, stale_filters_);
+  int sockets[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
+    shared_.logger.error(kIngest, std::string("cannot start a worker: socketpair: ") +
+                                      std::strerror(errno));
+    process.start_at = std::chrono::steady_clock::now() + kRestartMax;
+    return;
+  }
+  const std::string executable = shared_.executable;
+  const char* argv[] = {executable.c_str(), "ingest-worker", nullptr};
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    // The child: only async-signal-safe calls until exec.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(kExitFailureCode);
+    if (sockets[1] == kIngestChannelFd) {
+      ::fcntl(kIngestChannelFd, F_SETFD, 0);
+    } else if (::dup2(sockets[1], kIngestChannelFd) < 0) {
+      ::_exit(kExitFailureCode);
+    }
+    ::close_range(kIngestChannelFd + 1, ~0U, 0);  // the daemon's sockets and files stay its own
+    ::execv(argv[0], const_cast<char* const*>(argv));
+    ::_exit(127);
+  }
+  ::close(sockets[1]);
+  if (pid < 0) {
+    ::close(sockets[0]);
+    shared_.logger.error(kIngest,
+                         std::string("cannot start a worker: fork: ") + std::strerror(errno));
+    process.start_at = std::chrono::steady_clock::now() + kRestartMax;
+    return;
+  }
+  process.pid = pid;
+  process.terminating = false;
+  // A few hundred bytes into an empty socket buffer: does not block.
+  if (!write_all(sockets[0], encode_frame(FrameType::settings, encode_settings(process.settings)))) {
+    shared_.logger.error(kIngest, "ingest worker " + std::to_string(process.index) +
+                                      ": cannot send its settings; it will be started again");
+  }
+  set_nonblocking(sockets[0]);
+  auto channel = std::make_shared<Channel>();
+  channel->fd = sockets[0];
+  {
+    std::lock_guard lock(channels_mutex_);
+    new_channels_.push_back(std::move(channel));
+  }
+  wake_loop();
+  shared_.logger.info(kIngest, std::string(process.drain ? "draining retired session " : "worker ") +
+                                   process.settings.client_id + " started (pid " +
+                                   std::to_string(pid) + ")");
+}
+
+void IngestWorkers::supervise(const Config& config) {
+  const auto now = std::chrono::steady_clock::now();
+  const int wanted = config.mqtt.ingest_workers;
+  if (wanted != wanted_) {
+    // More workers: their sessions are recorded before they connect. Fewer:
+    // the ones past the new number finish and are drained as retired.
+    if (wanted > recorded_sessions()) record_sessions(wanted);
+    for (int index = static_cast<int>(processes_.size()); index < wanted; ++index) {
+      Process process;
+      process.index = index;
+      process.start_at = now;
+      processes_.push_back(process);
+    }
+    for (auto& process : processes_) {
+      const bool drain = process.index >= wanted;
+      if (process.drain == drain) continue;
+      process.drain = drain;
+      if (process.pid > 0 && !process.terminating) {
+        ::kill(process.pid, SIGTERM);
+        process.terminating = true;
+      }
+    }
+    wanted_ = wanted;
+  }
+  for (auto& process : processes_) {
+    if (process.pid <= 0) continue;
+    int status = 0;
+    const pid_t reaped = ::waitpid(process.pid, &status, WNOHANG);
+    if (reaped != process.pid) continue;
+    process.pid = -1;
+    if (process.terminating) {
+      process.start_at = now;  // asked to stop: started again at once (new settings)
+      process.backoff = 0ms;
+    } else if (process.drain && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      process.index = -1;  // drained and ended
+    } else {
+      ++shared_.metrics.ingest_worker_restarts;
+      process.backoff = std::clamp(process.backoff * 2, std::chrono::milliseconds(kRestartMin),
+                                   std::chrono::milliseconds(kRestartMax));
+      process.start_at = now + process.backoff;
+      shared_.logger.error(kIngest, "ingest worker " + process.settings.client_id + " ended (" +
+                                        describe_exit(status) + "); starting it again in " +
+                                        std::to_string(process.backoff.count()) + " ms");
+    }
+  }
+  const auto before = processes_.size();
+  std::erase_if(processes_, [](const Process& process) { return process.index < 0; });
+  const bool drains_left = std::any_of(processes_.begin(), processes_.end(),
+                                       [](const Process& process) { return process.drain; });
+  if (processes_.size() != before && !drains_left && recorded_sessions() > wanted_) {
+    record_sessions(wanted_);
+  }
+  std::int64_t running = 0;
+  for (auto& process : processes_) {
+    if (process.pid <= 0 && now >= process.start_at) spawn(process, config);
+    if (process.pid > 0 && !process.drain && !process.terminating) {
+      // A reload that changed the connection or the filters: start it again.
+      if (worker_settings(config, process.index, false, stale_filters_) != process.settings) {
+        ::kill(process.pid, SIGTERM);
+        process.terminating = true;
+      }
+      ++running;
+    }
+  }
+  shared_.metrics.ingest_workers = running;
+}
+
+void IngestWorkers::reconfigure(const Config& before, const Config& after) {
+  const auto now_filters = shared_filters(after);
+  for (const auto& filter : shared_filters(before)) {
+    if (!now_filters.contains(filter)) stale_filters_.insert(filter);
+  }
+  std::erase_if(stale_filters_,
+                [&](const std::string& filter) { return now_filters.contains(filter); });
+}
+
+void IngestWorkers::stop(std::chrono::steady_clock::time_point deadline) {
+  for (auto& process : processes_) {
+    if (process.pid > 0) ::kill(process.pid, SIGTERM);
+  }
+  // The group-commit thread keeps answering while the workers finish the
+  // message in hand and disconnect.
+  for (auto& process : processes_) {
+    if (process.pid <= 0) continue;
+    int status = 0;
+    while (::waitpid(process.pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        ::kill(process.pid, SIGKILL);
+        ::waitpid(process.pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(10ms);  // polling a child's exit during shutdown
+    }
+    process.pid = -1;
+  }
+  processes_.clear();
+  shared_.metrics.ingest_workers = 0;
+  if (thread_.joinable()) {
+    stop_thread_ = true;
+    wake_loop();
+    thread_.join();
+    ::close(wake_pipe_[0]);
+    ::close(wake_pipe_[1]);
+    wake_pipe_[0] = wake_pipe_[1] = -1;
+  }
+}
+
+// ---- the group-commit thread ---------------------------------------------------
+
+void IngestWorkers::wake_loop() {
+  if (wake_pipe_[1] >= 0) (void)!::write(wake_pipe_[1], "w", 1);
+}
+
+void IngestWorkers::commit_loop() {
+  std::vector<std::shared_ptr<Channel>> channels;
+  std::vector<pollfd> polled;
+  std::vector<RawMessage> batch;
+  std::vector<Channel*> senders;
+  char chunk[64 * 1024];
+  auto& metrics = shared_.metrics;
+  auto& logger = shared_.logger;
+  while (!stop_thread_) {
+    {
+      std::lock_guard lock(channels_mutex_);
+      for (auto& channel : new_channels_) channels.push_back(std::move(channel));
+      new_channels_.clear();
+    }
+    polled.assign(1, pollfd{wake_pipe_[0], POLLIN, 0});
+    for (const auto& channel : channels) polled.push_back(pollfd{channel->fd, POLLIN, 0});
+    if (::poll(polled.data(), polled.size(), -1) < 0 && errno != EINTR) {
+      logger.error(kIngest, std::string("poll: ") + std::strerror(errno));
+    }
+    if ((polled[0].revents & POLLIN) != 0) {
+      while (::read(wake_pipe_[0], chunk, sizeof chunk) > 0) {
+      }
+    }
+    batch.clear();
+    senders.clear();
+    for (std::size_t i = 0; i < channels.size(); ++i) {
+      auto& channel = *channels[i];
+      if (polled[i + 1].revents == 0) continue;
+      for (;;) {
+        const ssize_t n = ::read(channel.fd, chunk, sizeof chunk);
+        if (n > 0) {
+          channel.splitter.feed(std::string_view(chunk, static_cast<std::size_t>(n)));
+          continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) channel.closed = true;
+        if (n < 0 && errno == EINTR) continue;
+        break;
+      }
+      for (;;) {
+        auto frame = channel.splitter.next();
+        if (!frame) {
+          logger.error(kIngest, "an ingest worker's socket is broken (" + frame.error().message +
+                                    "); closing it (the worker restarts)");
+          channel.closed = true;
+          break;
+        }
+        if (!*frame) break;
+        if ((*frame)->type == FrameType::message) {
+          auto message = decode_message((*frame)->body);
+          if (!message) {
+            logger.error(kIngest, message.error().message);
+            channel.closed = true;
+            break;
+          }
+          ++metrics.received;
+          batch.push_back(std::move(*message));
+          senders.push_back(&channel);
+        } else if ((*frame)->type == FrameType::connected) {
+          channel.connected = true;
+        } else if ((*frame)->type == FrameType::connection_lost) {
+          channel.connected = false;
+        }
+      }
+    }
+    if (!batch.empty()) {
+      // The group commit: every message that arrived while the last sync ran
+      // waits on this one.
+      const auto committed = shared_.acknowledge_path.commit_group(batch);
+      ++metrics.group_commits;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (senders[i]->closed) continue;
+        const auto reply =
+            encode_frame(committed[i] ? FrameType::committed : FrameType::refused, {});
+        // Five bytes to a worker that waits for them: its buffer has room.
+        if (!write_all(senders[i]->fd, reply)) senders[i]->closed = true;
+      }
+    }
+    std::int64_t connected = 0;
+    for (auto& channel : channels) {
+      if (channel->closed) {
+        ::close(channel->fd);
+        channel->fd = -1;
+      } else if (channel->connected) {
+        ++connected;
+      }
+    }
+    std::erase_if(channels, [](const auto& channel) { return channel->fd < 0; });
+    metrics.ingest_workers_connected = connected;
+  }
+  for (auto& channel : channels) ::close(channel->fd);
+  std::lock_guard lock(channels_mutex_);
+  for (auto& channel : new_channels_) ::close(channel->fd);
+  new_channels_.clear();
+}
+
+}  // namespace meter::agent
