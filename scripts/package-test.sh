@@ -263,7 +263,9 @@ for _ in $(seq 50); do
 done
 # The installed configuration with only the broker's port changed: its buffer
 # is /var/lib/meter-agent/buffer.db, its presets /usr/share/meter-agent/presets.
-sed "s/^  # port: 1883\$/  port: $port/" /etc/meter-agent/agent.yaml >"$work/agent.yaml"
+# Two ingest workers: the system calls of their processes (fork, exec, the
+# socket to the daemon) are checked against the unit's filter too.
+sed "s/^  # port: 1883\$/  port: $port\n  ingest_workers: 2/" /etc/meter-agent/agent.yaml >"$work/agent.yaml"
 grep -q "^  port: $port\$" "$work/agent.yaml" || fail "could not set the port in the config copy"
 as_agent() { setpriv --reuid meter-agent --regid meter-agent --init-groups --no-new-privs -- "$@"; }
 gateway=$(sed -n 's/^gateway_id: *//p' "$work/agent.yaml")
@@ -291,6 +293,15 @@ wait "$watcher" || {
   fail "the agent did not come online"
 }
 grep -q '"status":"online"' "$work/status" || fail "status: $(cat "$work/status")"
+# The readings go to the workers' shared subscription: publish once both subscribed.
+for _ in $(seq 100); do
+  [ "$(grep -c "subscribed to '\$share/" "$work/agent.log")" -ge 2 ] && break
+  sleep 0.1
+done
+[ "$(grep -c "subscribed to '\$share/" "$work/agent.log")" -ge 2 ] || {
+  cat "$work/agent.log"
+  fail "the ingest workers did not subscribe"
+}
 mosquitto_pub -p "$port" -q 1 -t meters/smoke-1 \
   -m '{"device_id":"smoke-1","timestamp":"2026-01-01T00:00:00Z","metric_type":"energy","value":1234.5,"unit":"kWh"}'
 found=""

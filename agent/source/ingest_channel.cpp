@@ -135,17 +135,17 @@ Result<WorkerSettings> decode_settings(std::string_view body) {
   auto& m = settings.mqtt;
   FieldReader in(body);
   int log_level = 0;
-  const bool ok =
-      in.text(m.host) && in.number(m.port) && in.text(m.client_id) &&
-      in.number(m.protocol_version) && in.number(m.keepalive_ms) &&
-      in.number(m.session_expiry_ms) && in.text(m.username) && in.text(m.password_file) &&
-      in.text(m.password_env) && in.flag(m.tls.enabled) && in.text(m.tls.ca_file) &&
-      in.text(m.tls.cert_file) && in.text(m.tls.key_file) && in.flag(m.tls.verify) &&
-      in.number(m.reconnect_min_ms) && in.number(m.reconnect_max_ms) &&
-      in.text(m.status_topic_prefix) && in.number(m.ingest_workers) &&
-      in.text(settings.gateway_id) && in.text(settings.client_id) && in.list(settings.filters) &&
-      in.list(settings.stale_filters) && in.flag(settings.drain) && in.number(log_level) &&
-      in.done();
+  const bool ok = in.text(m.host) && in.number(m.port) && in.text(m.client_id) &&
+                  in.number(m.protocol_version) && in.number(m.keepalive_ms) &&
+                  in.number(m.session_expiry_ms) && in.text(m.username) &&
+                  in.text(m.password_file) && in.text(m.password_env) && in.flag(m.tls.enabled) &&
+                  in.text(m.tls.ca_file) && in.text(m.tls.cert_file) && in.text(m.tls.key_file) &&
+                  in.flag(m.tls.verify) && in.number(m.reconnect_min_ms) &&
+                  in.number(m.reconnect_max_ms) && in.text(m.status_topic_prefix) &&
+                  in.number(m.ingest_workers) && in.text(settings.gateway_id) &&
+                  in.text(settings.client_id) && in.list(settings.filters) &&
+                  in.list(settings.stale_filters) && in.flag(settings.drain) &&
+                  in.number(log_level) && in.done();
   if (!ok || log_level < 0 || log_level > static_cast<int>(LogLevel::debug)) {
     return Error{"ingest worker: unreadable settings from the daemon"};
   }

@@ -72,8 +72,9 @@ int run_ingest_worker() {
   FrameSplitter splitter;
   auto first = read_frame(kIngestChannelFd, splitter);
   if (!first || !*first || (*first)->type != FrameType::settings) {
-    logger.error(kWorker, "started without settings from the daemon (run by `meter-agent run` "
-                          "only, with mqtt.ingest_workers)");
+    logger.error(kWorker,
+                 "started without settings from the daemon (run by `meter-agent run` "
+                 "only, with mqtt.ingest_workers)");
     return kExitUsage;
   }
   auto settings = decode_settings((*first)->body);

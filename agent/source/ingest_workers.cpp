@@ -88,8 +88,8 @@ void IngestWorkers::record_sessions(std::int64_t count) {
     }
   }
   if (!ok) {
-    shared_.logger.error(kIngest, path + ": cannot record the number of worker sessions: " +
-                                      std::strerror(errno));
+    shared_.logger.error(
+        kIngest, path + ": cannot record the number of worker sessions: " + std::strerror(errno));
   }
 }
 
@@ -123,8 +123,8 @@ void IngestWorkers::spawn(Process& process, const Config& config) {
   process.settings = worker_settings(config, process.index, process.drain, stale_filters_);
   int sockets[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
-    shared_.logger.error(kIngest, std::string("cannot start a worker: socketpair: ") +
-                                      std::strerror(errno));
+    shared_.logger.error(kIngest,
+                         std::string("cannot start a worker: socketpair: ") + std::strerror(errno));
     process.start_at = std::chrono::steady_clock::now() + kRestartMax;
     return;
   }
@@ -156,7 +156,8 @@ void IngestWorkers::spawn(Process& process, const Config& config) {
   process.pid = pid;
   process.terminating = false;
   // A few hundred bytes into an empty socket buffer: does not block.
-  if (!write_all(sockets[0], encode_frame(FrameType::settings, encode_settings(process.settings)))) {
+  if (!write_all(sockets[0],
+                 encode_frame(FrameType::settings, encode_settings(process.settings)))) {
     shared_.logger.error(kIngest, "ingest worker " + std::to_string(process.index) +
                                       ": cannot send its settings; it will be started again");
   }
@@ -168,9 +169,9 @@ void IngestWorkers::spawn(Process& process, const Config& config) {
     new_channels_.push_back(std::move(channel));
   }
   wake_loop();
-  shared_.logger.info(kIngest, std::string(process.drain ? "draining retired session " : "worker ") +
-                                   process.settings.client_id + " started (pid " +
-                                   std::to_string(pid) + ")");
+  shared_.logger.info(
+      kIngest, std::string(process.drain ? "draining retired session " : "worker ") +
+                   process.settings.client_id + " started (pid " + std::to_string(pid) + ")");
 }
 
 void IngestWorkers::supervise(const Config& config) {

@@ -53,7 +53,7 @@ class IngestWorkers {
     AcknowledgePath& acknowledge_path;
     Metrics& metrics;
     Logger& logger;
-    std::string executable;  // the meter-agent binary (`ingest-worker`)
+    std::string executable;   // the meter-agent binary (`ingest-worker`)
     std::string buffer_path;  // its inbox directory keeps the number of worker sessions
   };
   explicit IngestWorkers(Shared shared);

@@ -454,7 +454,20 @@ Rate run_agent(const Workload& workload, bool drain, const std::string& durabili
   }
   write_text_file(agent.config_path(), config);
   agent.start();
-  if (!agent.wait_connected()) throw std::runtime_error("agent did not connect:\n" + agent.log());
+  // Connected and, with ingest workers, every worker subscribed: a message
+  // published before the first subscription has nobody to go to.
+  auto wait_ready = [&] {
+    if (!agent.wait_connected()) throw std::runtime_error("agent did not connect:\n" + agent.log());
+    if (g_ingest_workers > 0 && !wait_until(
+                                    [&] {
+                                      return agent.metric("meter_agent_ingest_workers_connected") ==
+                                             g_ingest_workers;
+                                    },
+                                    60s, 5ms)) {
+      throw std::runtime_error("agent: ingest workers did not connect:\n" + agent.log());
+    }
+  };
+  wait_ready();
   Rate rate;
   if (drain) {
     if (agent.stop() != 0) throw std::runtime_error("agent did not stop cleanly");

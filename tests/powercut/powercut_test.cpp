@@ -260,8 +260,13 @@ TEST_CASE("inbox group commit: one sync makes every record before it durable, ac
   for (int i = 0; i < 3; ++i) REQUIRE((*writer)->append_unsynced(message(i)));
   REQUIRE((*writer)->position().segment == first_segment + 1);
   REQUIRE((*writer)->sync());  // this is when the three are acknowledged
-  // Two more, not yet synced (not acknowledged): a cut may take them.
-  for (int i = 3; i < 5; ++i) REQUIRE((*writer)->append_unsynced(message(i)));
+  // Two small ones, not yet synced (not acknowledged): the cut takes them.
+  for (int i = 3; i < 5; ++i) {
+    auto small = message(i);
+    small.payload.resize(100);
+    REQUIRE((*writer)->append_unsynced(small));
+  }
+  REQUIRE((*writer)->position().segment == first_segment + 1);
   writer->reset();
   m.cut_and_restart(CutMode::drop_all, 11);
   auto read = read_inbox(buffer, InboxPosition{}, 100, false);
@@ -320,8 +325,11 @@ struct Figures {
 // The agent with its buffer on the power-cut filesystem.
 class CutRig {
  public:
-  CutRig(const std::string& durability, bool with_central)
-      : mounted_(), agent_(broker_.port()), durability_(durability) {
+  // `workers`: mqtt.ingest_workers (group commit across worker processes).
+  CutRig(const std::string& durability, bool with_central, int workers = 0)
+      : mounted_(),
+        agent_(broker_.port(), "  ingest_workers: " + std::to_string(workers) + "\n"),
+        durability_(durability) {
     if (with_central) {
       central_ = std::make_unique<CentralService>();
       central_->start();
@@ -360,11 +368,11 @@ class CutRig {
 
 // Runs the whole scenario; fills `figures`.
 void run_power_cuts(const std::string& durability, long readings, int cuts, std::uint64_t seed,
-                    bool with_central, Figures& figures) {
-  std::cout << "power cuts (" << durability << "): " << readings << " readings, " << cuts
-            << " cuts, seed " << seed << std::endl;
+                    bool with_central, Figures& figures, int workers = 0) {
+  std::cout << "power cuts (" << durability << ", ingest workers " << workers << "): " << readings
+            << " readings, " << cuts << " cuts, seed " << seed << std::endl;
   std::mt19937_64 random(seed);
-  CutRig rig(durability, with_central);
+  CutRig rig(durability, with_central, workers);
   auto& agent = rig.agent();
   auto& fs = rig.fs();
   figures.readings = readings;
@@ -384,6 +392,11 @@ void run_power_cuts(const std::string& durability, long readings, int cuts, std:
   // keeps messages for the agent from then on, while it is down too.
   agent.start();
   if (!agent.wait_connected(30s)) FAIL("the agent did not connect\n" << agent.log());
+  if (workers > 0 &&
+      !wait_until([&] { return agent.metric("meter_agent_ingest_workers_connected") == workers; },
+                  30s, 20ms)) {
+    FAIL("the ingest workers did not connect\n" << agent.log());
+  }
 
   // Readings spread over about the time the cuts take.
   const auto publish_span = std::chrono::milliseconds(cuts * 2500L);
@@ -616,6 +629,17 @@ TEST_CASE("power_loss: every reading survives power cuts, once, and reaches the 
   CHECK(figures.reverted_blocks + figures.reverted_entries > 0);  // the cuts took something
 }
 
+TEST_CASE("power_loss with ingest workers: group commit loses nothing in power cuts either",
+          "[powercut]") {
+  Figures figures;
+  const long readings = env_int("METER_POWERCUT_READINGS", 2000) / 2;
+  const int cuts = std::max(3, env_int("METER_POWERCUT_CUTS", 10) / 2);
+  run_power_cuts("power_loss", readings, cuts, std::random_device{}(), false, figures, 3);
+  CHECK(figures.lost == 0);
+  CHECK(figures.doubled == 0);
+  CHECK(figures.reverted_blocks + figures.reverted_entries > 0);
+}
+
 TEST_CASE("normal: a power cut loses at most what was acknowledged since the last sync",
           "[powercut]") {
   Figures figures;
@@ -633,17 +657,21 @@ TEST_CASE("normal: a power cut loses at most what was acknowledged since the las
 // the last receive time in the raw log, as tests/bench/bench_mqtt.cpp counts).
 // Hidden from ctest ([.]); docs/BENCHMARKS.md has the numbers:
 //   METER_POWERCUT_SYNC_MS=5 tests/powercut/powercut_test "[powercut_bench]"
+// (METER_POWERCUT_INGEST_WORKERS=N: with mqtt.ingest_workers N).
 TEST_CASE("power_loss on a slow disk: acknowledged messages per second", "[.][powercut_bench]") {
   const int sync_ms = env_int("METER_POWERCUT_SYNC_MS", 5);
   const long messages = env_int("METER_POWERCUT_BENCH_MESSAGES", 2000);
   const std::string durability = std::getenv("METER_POWERCUT_DURABILITY") != nullptr
                                      ? std::getenv("METER_POWERCUT_DURABILITY")
                                      : "power_loss";
-  CutRig rig(durability, false);
+  const int workers = env_int("METER_POWERCUT_INGEST_WORKERS", 0);
+  CutRig rig(durability, false, workers);
   rig.fs().set_sync_delay(std::chrono::milliseconds(sync_ms));
   auto& agent = rig.agent();
   agent.start();
   REQUIRE(agent.wait_connected(30s));
+  REQUIRE(wait_until(
+      [&] { return agent.metric("meter_agent_ingest_workers_connected") == workers; }, 60s, 20ms));
   {
     TestPublisher publisher(rig.broker().port(), "powercut-bench-publisher", 100);
     for (long i = 0; i < messages; ++i) {
@@ -670,7 +698,7 @@ TEST_CASE("power_loss on a slow disk: acknowledged messages per second", "[.][po
   CHECK(count == messages);
   const double rate =
       span_ms > 0 ? static_cast<double>(count - 1) * 1000.0 / static_cast<double>(span_ms) : 0;
-  std::cout << "slow disk (" << sync_ms << " ms per sync), " << durability << ": " << count
-            << " messages acknowledged at " << static_cast<long>(rate) << " msgs/s; "
-            << rig.fs().operations(CutKind::fsync) << " syncs" << std::endl;
+  std::cout << "slow disk (" << sync_ms << " ms per sync), " << durability << ", ingest workers "
+            << workers << ": " << count << " messages acknowledged at " << static_cast<long>(rate)
+            << " msgs/s; " << rig.fs().operations(CutKind::fsync) << " syncs" << std::endl;
 }

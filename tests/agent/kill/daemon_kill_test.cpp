@@ -6,7 +6,9 @@
 // if one is missing or doubled, and if the broker never redelivered anything
 // (DUP) — then no kill landed between a commit and its acknowledgement.
 //
-//   daemon_kill_test [--messages N] [--kills K] [--seed S]
+//   daemon_kill_test [--messages N] [--kills K] [--seed S] [--ingest-workers W]
+// --ingest-workers W: the agent with mqtt.ingest_workers W (each SIGKILL of the
+// daemon then takes its workers along: PR_SET_PDEATHSIG).
 // ctest runs a reduced count; the full run (issue #3) is
 //   tests/agent/kill/daemon_kill_test --messages 50000 --kills 25
 #include <sqlite3.h>
@@ -64,23 +66,31 @@ int main(int argc, char* argv[]) {
   long messages = 5000;
   int kills = 20;
   std::uint64_t seed = std::random_device{}();
+  int workers = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string option = argv[i];
     if (option == "--messages") messages = std::stol(argv[i + 1]);
     if (option == "--kills") kills = std::stoi(argv[i + 1]);
     if (option == "--seed") seed = std::stoull(argv[i + 1]);
+    if (option == "--ingest-workers") workers = std::stoi(argv[i + 1]);
   }
   std::cout << "kill test: " << messages << " messages, " << kills << " kills, seed " << seed
-            << std::endl;
+            << ", ingest workers " << workers << std::endl;
   std::mt19937_64 random(seed);
 
   Mosquitto broker;
-  AgentProcess agent(broker.port(), "  keepalive: 5s\n");
+  AgentProcess agent(broker.port(),
+                     "  keepalive: 5s\n  ingest_workers: " + std::to_string(workers) + "\n");
 
   // The first run creates the agent's persistent session (its subscription):
   // only from then on does the broker keep messages for it.
   agent.start();
   if (!agent.wait_connected(30s)) fail("the agent did not connect\n" + agent.log());
+  if (workers > 0 &&
+      !wait_until([&] { return agent.metric("meter_agent_ingest_workers_connected") == workers; },
+                  30s, std::chrono::milliseconds(20))) {
+    fail("the ingest workers did not connect\n" + agent.log());
+  }
 
   // The publisher spreads its messages over roughly the time the kills take,
   // so the broker queues some while the agent is down and floods them in when

@@ -55,7 +55,8 @@ TEST_CASE("ingest channel: messages and settings come back exactly, in any cut o
   settings.log_level = LogLevel::debug;
 
   std::string stream = encode_frame(FrameType::settings, encode_settings(settings));
-  for (int i = 0; i < 20; ++i) stream += encode_frame(FrameType::message, encode_message(sample(i)));
+  for (int i = 0; i < 20; ++i)
+    stream += encode_frame(FrameType::message, encode_message(sample(i)));
   stream += encode_frame(FrameType::committed, {});
 
   std::mt19937 random(7);

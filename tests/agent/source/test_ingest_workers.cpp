@@ -36,7 +36,8 @@ std::string reading(long i) {
 
 void publish_range(int port, long from, long to) {
   TestPublisher publisher(port, "workers-publisher", 100);
-  for (long i = from; i < to; ++i) publisher.publish("meters/m" + std::to_string(i % 10), reading(i));
+  for (long i = from; i < to; ++i)
+    publisher.publish("meters/m" + std::to_string(i % 10), reading(i));
   publisher.flush();
 }
 
@@ -89,8 +90,7 @@ void check_each_once(const std::map<long, int>& seen, long count, const char* wh
 }
 
 std::vector<pid_t> children_of(pid_t pid) {
-  std::ifstream file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) +
-                     "/children");
+  std::ifstream file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
   std::vector<pid_t> children;
   pid_t child = 0;
   while (file >> child) children.push_back(child);
@@ -114,8 +114,8 @@ std::string recorded_sessions(const AgentProcess& agent) {
 }
 
 bool wait_workers_connected(const AgentProcess& agent, int count) {
-  return wait_until(
-      [&] { return agent.metric("meter_agent_ingest_workers_connected") == count; }, 30s, 20ms);
+  return wait_until([&] { return agent.metric("meter_agent_ingest_workers_connected") == count; },
+                    30s, 20ms);
 }
 
 }  // namespace
@@ -174,15 +174,16 @@ TEST_CASE("ingest workers: a killed worker comes back; a killed daemon takes its
   workers = children_of(agent.pid());
   REQUIRE(workers.size() == 2);
   agent.kill();  // SIGKILL: no shutdown, the workers get theirs from the kernel
-  CHECK(wait_until(
-      [&] { return process_gone(workers[0]) && process_gone(workers[1]); }, 10s, 10ms));
+  CHECK(
+      wait_until([&] { return process_gone(workers[0]) && process_gone(workers[1]); }, 10s, 10ms));
   const auto result = stored(agent);
   check_each_once(result.measurements, kMessages, "measurements");
 }
 
-TEST_CASE("ingest workers: fewer workers drain the retired sessions; none gives the "
-          "filters back to the daemon's own connection",
-          "[daemon][ingest_workers]") {
+TEST_CASE(
+    "ingest workers: fewer workers drain the retired sessions; none gives the "
+    "filters back to the daemon's own connection",
+    "[daemon][ingest_workers]") {
   Mosquitto broker;
   AgentProcess agent(broker.port());
   configure(agent, 3);
