@@ -89,7 +89,11 @@ class IngestWorkers {
     FrameSplitter splitter;
     bool connected = false;
     bool closed = false;
+    bool answered = false;  // got its answer and has not sent its next message yet
   };
+  // Reads what the polled channels sent; messages go to the group.
+  void take_frames(Channel& channel, std::vector<RawMessage>& batch,
+                   std::vector<Channel*>& senders);
 
   void spawn(Process& process, const Config& config);
   void commit_loop();
