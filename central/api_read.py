@@ -27,6 +27,12 @@ UTC = dt.timezone.utc
 SILENT_AFTER_INTERVALS = 3
 
 
+def _now() -> dt.datetime:
+    """The clock that silent_seconds, overdue and seconds_since_contact are measured against
+    (a seam: the byte-for-byte response test freezes it)."""
+    return dt.datetime.now(UTC)
+
+
 def _viewer(request: Request, authorization: Optional[str]) -> None:
     require(request.app.state.engine, authorization, "viewer")
 
@@ -60,7 +66,7 @@ def healthz(request: Request) -> Response:
 @router.get("/api/v1/gateways", tags=["read"], summary="Gateways: last contact, backlog, clock skew")
 def list_gateways(request: Request, authorization: Optional[str] = Header(None)) -> Response:
     _viewer(request, authorization)
-    now = dt.datetime.now(UTC)
+    now = _now()
     with request.app.state.engine.connect() as conn:
         rows = conn.execute(sa.text(
             "SELECT name, created_at, revoked_at, last_contact_at, last_sent_at, clock_skew_ms, "
@@ -111,7 +117,7 @@ def list_devices(request: Request, authorization: Optional[str] = Header(None),
     if cursor:
         params["d"], params["m"] = decode_cursor(cursor, 2)
         where = "WHERE (device_id, metric_type) > (:d, :m)"
-    now = dt.datetime.now(UTC)
+    now = _now()
     # Each series' latest reading comes from series_latest (migration 0009, one row per series,
     # kept by the database at ingest), not from a scan of every reading; with read_rollups off,
     # from the readings themselves (the same answer, for comparison). The usual interval is the
