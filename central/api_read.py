@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from central.auth import require
+from central.auth import require, require_in
 from central.canonical import FLAGS, decimal_text, format_timestamp
 from central.errors import ApiError
 from central.jsonout import RawNumber, dumps
@@ -35,6 +35,11 @@ def _now() -> dt.datetime:
 
 def _viewer(request: Request, authorization: Optional[str]) -> None:
     require(request.app.state.engine, authorization, "viewer")
+
+
+def _viewer_in(conn, authorization: Optional[str]) -> None:
+    """_viewer on the request's own connection (one checkout, one ping, for the fast reads)."""
+    require_in(conn, authorization, "viewer")
 
 
 def _json(value: Any) -> Response:
