@@ -70,9 +70,9 @@ def healthz(request: Request) -> Response:
 
 @router.get("/api/v1/gateways", tags=["read"], summary="Gateways: last contact, backlog, clock skew")
 def list_gateways(request: Request, authorization: Optional[str] = Header(None)) -> Response:
-    _viewer(request, authorization)
-    now = _now()
     with request.app.state.engine.connect() as conn:
+        _viewer_in(conn, authorization)
+        now = _now()
         rows = conn.execute(sa.text(
             "SELECT name, created_at, revoked_at, last_contact_at, last_sent_at, clock_skew_ms, "
             "backlog_records, backlog_oldest_received_at, rejected_records, last_rejected_at, "
