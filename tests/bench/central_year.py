@@ -13,7 +13,7 @@ live ingest writes them in), then the read API is measured through `python3 -m c
 
 Scenarios, each in a database of its own in one throwaway cluster:
   0006        the schema before partitioning and rollups, loaded;
-  upgraded    that same database migrated to head (0007-0009 timed on the populated table),
+  upgraded    that same database migrated to head (0007-0010 timed on the populated table),
               measured with rollups (and with CENTRAL_READ_ROLLUPS=false: partitions only);
   ingested    a fresh database at head loaded in the same time order through the rollup
               triggers (how the rollups lie on disk after a year of live ingest).
