@@ -71,37 +71,10 @@ ON CONFLICT (device_id, metric_type) DO UPDATE
     OR EXCLUDED.recent[1] > l.recent[{RECENT}]
 """
 
-_LATEST_0009 = """
-INSERT INTO series_latest AS l (device_id, metric_type, "timestamp", value, unit, ingested_at,
-                                gateway_id)
-SELECT DISTINCT ON (device_id, metric_type) device_id, metric_type, "timestamp", value, unit,
-       ingested_at, gateway_id
-  FROM new_rows
- ORDER BY device_id, metric_type, "timestamp" DESC
-ON CONFLICT (device_id, metric_type) DO UPDATE
-   SET "timestamp" = EXCLUDED."timestamp", value = EXCLUDED.value, unit = EXCLUDED.unit,
-       ingested_at = EXCLUDED.ingested_at, gateway_id = EXCLUDED.gateway_id
- WHERE l."timestamp" < EXCLUDED."timestamp"
-"""
-
-# After a delete: 0009's statement (the series that lost their latest reading take it again
-# from what is left), then every series that lost a row takes its 11 again.
-_LATEST_AFTER_DELETE = """
-WITH stale AS (DELETE FROM series_latest s USING (SELECT DISTINCT device_id, metric_type
-                                                    FROM old_rows) o
-                WHERE s.device_id = o.device_id AND s.metric_type = o.metric_type
-                  AND NOT EXISTS (SELECT 1 FROM normalized_measurements m
-                                   WHERE m.device_id = s.device_id
-                                     AND m.metric_type = s.metric_type
-                                     AND m."timestamp" = s."timestamp")
-               RETURNING s.device_id, s.metric_type)
-INSERT INTO series_latest (device_id, metric_type, "timestamp", value, unit, ingested_at,
-                           gateway_id)
-SELECT DISTINCT ON (m.device_id, m.metric_type) m.device_id, m.metric_type, m."timestamp",
-       m.value, m.unit, m.ingested_at, m.gateway_id
-  FROM normalized_measurements m JOIN stale USING (device_id, metric_type)
- ORDER BY m.device_id, m.metric_type, m."timestamp" DESC
-"""
+_PLUS_NEW = "(SELECT 1 AS s, * FROM new_rows)"
+_MINUS_OLD = "(SELECT -1 AS s, * FROM old_rows)"
+# After a delete, 0009's statement (the series that lost their latest reading take it again from
+# what is left), then this one: every series that lost a row takes its 11 again.
 _RECENT_AFTER_DELETE = """
 UPDATE series_latest s SET recent = series_recent(s.device_id, s.metric_type)
   FROM (SELECT DISTINCT device_id, metric_type FROM old_rows) o
@@ -109,13 +82,14 @@ UPDATE series_latest s SET recent = series_recent(s.device_id, s.metric_type)
 """
 
 
-def _aggregate(source: str) -> str:
-    """0009's INSERT into consumption_hourly (unchanged), taken from that migration's file."""
+def _rollups_0009():
+    """Migration 0009's module: its statements, which 0010 keeps (consumption_hourly's, and
+    series_latest's after a delete) or puts back on downgrade, are not copied here."""
     spec = importlib.util.spec_from_file_location(
         "rollups_0009", Path(__file__).with_name("0009_rollups.py"))
     rollups = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rollups)
-    return rollups._ADD.format(source=source)
+    return rollups
 
 
 def _function(name: str, body: str) -> str:
@@ -124,6 +98,7 @@ def _function(name: str, body: str) -> str:
 
 
 def upgrade() -> None:
+    rollups = _rollups_0009()
     op.execute("ALTER TABLE series_latest ADD COLUMN recent timestamptz[] NOT NULL DEFAULT '{}'")
     op.execute(f"""
         CREATE FUNCTION series_recent(device text, metric text) RETURNS timestamptz[]
@@ -134,20 +109,17 @@ def upgrade() -> None:
         $body$""")
     # Backfill before the triggers change (the service is stopped during migrations).
     op.execute("UPDATE series_latest SET recent = series_recent(device_id, metric_type)")
-    plus_new = "(SELECT 1 AS s, * FROM new_rows)"
-    minus_old = "(SELECT -1 AS s, * FROM old_rows)"
-    op.execute(_function("rollups_after_insert", _aggregate(plus_new) + ";\n"
+    op.execute(_function("rollups_after_insert", rollups._ADD.format(source=_PLUS_NEW) + ";\n"
                          + _LATEST_WITH_RECENT + ";"))
-    op.execute(_function("rollups_after_delete", _aggregate(minus_old) + ";\n"
-                         + _LATEST_AFTER_DELETE + ";\n" + _RECENT_AFTER_DELETE + ";"))
+    op.execute(_function("rollups_after_delete", rollups._ADD.format(source=_MINUS_OLD) + ";\n"
+                         + rollups._LATEST_AFTER_DELETE + ";\n" + _RECENT_AFTER_DELETE + ";"))
 
 
 def downgrade() -> None:
-    plus_new = "(SELECT 1 AS s, * FROM new_rows)"
-    minus_old = "(SELECT -1 AS s, * FROM old_rows)"
-    op.execute(_function("rollups_after_insert", _aggregate(plus_new) + ";\n"
-                         + _LATEST_0009 + ";"))
-    op.execute(_function("rollups_after_delete", _aggregate(minus_old) + ";\n"
-                         + _LATEST_AFTER_DELETE + ";"))
+    rollups = _rollups_0009()
+    op.execute(_function("rollups_after_insert", rollups._ADD.format(source=_PLUS_NEW) + ";\n"
+                         + rollups._LATEST.format(source="new_rows") + ";"))
+    op.execute(_function("rollups_after_delete", rollups._ADD.format(source=_MINUS_OLD) + ";\n"
+                         + rollups._LATEST_AFTER_DELETE + ";"))
     op.execute("DROP FUNCTION series_recent(text, text)")
     op.execute("ALTER TABLE series_latest DROP COLUMN recent")
