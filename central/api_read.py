@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from central.auth import require
+from central.auth import require, require_in
 from central.canonical import FLAGS, decimal_text, format_timestamp
 from central.errors import ApiError
-from central.jsonout import RawNumber, dumps
+from central.jsonout import RawJson, RawNumber, dumps, json_string
 from central.read_guard import cursor_time, decode_cursor, encode_cursor
 
 router = APIRouter()
@@ -27,8 +27,19 @@ UTC = dt.timezone.utc
 SILENT_AFTER_INTERVALS = 3
 
 
+def _now() -> dt.datetime:
+    """The clock that silent_seconds, overdue and seconds_since_contact are measured against
+    (a seam: the byte-for-byte response test freezes it)."""
+    return dt.datetime.now(UTC)
+
+
 def _viewer(request: Request, authorization: Optional[str]) -> None:
     require(request.app.state.engine, authorization, "viewer")
+
+
+def _viewer_in(conn, authorization: Optional[str]) -> None:
+    """_viewer on the request's own connection (one checkout, one ping, for the fast reads)."""
+    require_in(conn, authorization, "viewer")
 
 
 def _json(value: Any) -> Response:
@@ -59,9 +70,9 @@ def healthz(request: Request) -> Response:
 
 @router.get("/api/v1/gateways", tags=["read"], summary="Gateways: last contact, backlog, clock skew")
 def list_gateways(request: Request, authorization: Optional[str] = Header(None)) -> Response:
-    _viewer(request, authorization)
-    now = dt.datetime.now(UTC)
     with request.app.state.engine.connect() as conn:
+        _viewer_in(conn, authorization)
+        now = _now()
         rows = conn.execute(sa.text(
             "SELECT name, created_at, revoked_at, last_contact_at, last_sent_at, clock_skew_ms, "
             "backlog_records, backlog_oldest_received_at, rejected_records, last_rejected_at, "
@@ -101,81 +112,93 @@ def _parse_time(value: Optional[str], name: str) -> Optional[dt.datetime]:
     return parsed
 
 
+# One device of the listing, keys in the order of the response (test_read_bytes holds it to the
+# bytes the generic encoder wrote): strings through the encoder's own escaping, the value as
+# canonical decimal text, the seconds as the floats json writes (repr).
+_DEVICE_JSON = ('{{"device_id":{},"metric_type":{},"last_timestamp":"{}","last_value":{},'
+                '"unit":{},"last_ingested_at":"{}","gateway_id":{},"silent_seconds":{},'
+                '"usual_interval_seconds":{},"overdue":{}}}').format
+
+
 @router.get("/api/v1/devices", tags=["read"], summary="Devices: last reading, silent for how long")
 def list_devices(request: Request, authorization: Optional[str] = Header(None),
                  limit: int = Query(500, ge=1, le=5000),
                  cursor: Optional[str] = Query(None)) -> Response:
-    _viewer(request, authorization)
     params: dict[str, Any] = {"limit": limit}
     where = ""
-    if cursor:
-        params["d"], params["m"] = decode_cursor(cursor, 2)
-        where = "WHERE (device_id, metric_type) > (:d, :m)"
-    now = dt.datetime.now(UTC)
     # Each series' latest reading comes from series_latest (migration 0009, one row per series,
-    # kept by the database at ingest), not from a scan of every reading; with read_rollups off,
-    # from the readings themselves (the same answer, for comparison). The usual interval is the
-    # median gap between the series' last 11 readings (10 gaps), each found through the
-    # (device_id, metric_type, timestamp) index: first among the 32 days before the latest
-    # reading (one or two monthly partitions, pruned while the query runs), and only when those
-    # hold fewer than 11, among all of them (the same 11 timestamps either way).
+    # kept by the database at ingest), not from a scan of every reading, and with it the
+    # timestamps of its last 11 readings (migration 0010); with read_rollups off, both from the
+    # readings themselves (the same answer, for comparison). The usual interval is the median
+    # gap between those 11 timestamps (10 gaps). From the readings, each series' 11 are found
+    # through the (device_id, metric_type, timestamp) index: first among the 32 days before
+    # the latest reading (one or two monthly partitions, pruned while the query runs), and only
+    # when those hold fewer than 11, among all of them (the same 11 timestamps either way).
     if request.app.state.settings.read_rollups:
-        latest = f"""
+        latest = """
               SELECT s.device_id, s.metric_type, s."timestamp", s.value, s.unit, s.ingested_at,
-                     g.name AS gateway
+                     g.name AS gateway, s.recent AS t
                 FROM series_latest s JOIN gateways g ON g.id = s.gateway_id
-               {where.replace("(device_id, metric_type)", "(s.device_id, s.metric_type)")}
+               {where}
                ORDER BY s.device_id, s.metric_type
                LIMIT :limit"""
+        where_columns = "(s.device_id, s.metric_type)"
     else:
-        latest = f"""
-              SELECT DISTINCT ON (device_id, metric_type)
-                     device_id, metric_type, "timestamp", value, unit, ingested_at,
-                     g.name AS gateway
-                FROM normalized_measurements m JOIN gateways g ON g.id = m.gateway_id
-               {where}
-               ORDER BY device_id, metric_type, "timestamp" DESC
-               LIMIT :limit"""
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(sa.text(f"""
-            WITH latest AS ({latest})
-            SELECT latest.*, usual.seconds AS usual_interval
-              FROM latest
+        latest = """
+              SELECT last.*, recent.t FROM (
+                SELECT DISTINCT ON (device_id, metric_type)
+                       device_id, metric_type, "timestamp", value, unit, ingested_at,
+                       g.name AS gateway
+                  FROM normalized_measurements m JOIN gateways g ON g.id = m.gateway_id
+                 {where}
+                 ORDER BY device_id, metric_type, "timestamp" DESC
+                 LIMIT :limit) last
               LEFT JOIN LATERAL (
                 SELECT CASE WHEN cardinality(near.t) = 11 THEN near.t ELSE ARRAY(
                          SELECT n."timestamp" FROM normalized_measurements n
-                          WHERE n.device_id = latest.device_id
-                            AND n.metric_type = latest.metric_type
-                            AND n."timestamp" <= latest."timestamp"
+                          WHERE n.device_id = last.device_id
+                            AND n.metric_type = last.metric_type
+                            AND n."timestamp" <= last."timestamp"
                           ORDER BY n."timestamp" DESC LIMIT 11) END AS t
                   FROM (SELECT ARRAY(
                          SELECT n."timestamp" FROM normalized_measurements n
-                          WHERE n.device_id = latest.device_id
-                            AND n.metric_type = latest.metric_type
-                            AND n."timestamp" <= latest."timestamp"
-                            AND n."timestamp" > latest."timestamp" - interval '32 days'
+                          WHERE n.device_id = last.device_id
+                            AND n.metric_type = last.metric_type
+                            AND n."timestamp" <= last."timestamp"
+                            AND n."timestamp" > last."timestamp" - interval '32 days'
                           ORDER BY n."timestamp" DESC LIMIT 11) AS t
                         OFFSET 0) near) recent ON true  -- OFFSET 0: near.t computed once
+            """
+        where_columns = "(device_id, metric_type)"
+    with request.app.state.engine.connect() as conn:
+        _viewer_in(conn, authorization)
+        if cursor:
+            params["d"], params["m"] = decode_cursor(cursor, 2)
+            where = f"WHERE {where_columns} > (:d, :m)"
+        rows = conn.execute(sa.text(f"""
+            WITH latest AS ({latest.format(where=where)})
+            SELECT latest.device_id, latest.metric_type, latest."timestamp",
+                   trim_scale(latest.value)::text, latest.unit, latest.ingested_at,
+                   latest.gateway, usual.seconds
+              FROM latest
               LEFT JOIN LATERAL (
                 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS seconds
                   FROM (SELECT extract(epoch FROM t - lag(t) OVER (ORDER BY t)) AS gap
-                          FROM unnest(recent.t) AS t) gaps
+                          FROM unnest(latest.t) AS t) gaps
                  WHERE gap > 0) usual ON true
-             ORDER BY device_id, metric_type"""), params).mappings().all()
-    items = [{
-        "device_id": r["device_id"], "metric_type": r["metric_type"],
-        "last_timestamp": _ts(r["timestamp"]), "last_value": _num(r["value"]), "unit": r["unit"],
-        "last_ingested_at": _ts(r["ingested_at"]), "gateway_id": r["gateway"],
-        "silent_seconds": _seconds(now - r["timestamp"]),
-        "usual_interval_seconds": (None if r["usual_interval"] is None
-                                   else round(float(r["usual_interval"]), 3)),
-        "overdue": (r["usual_interval"] is not None and
-                    (now - r["timestamp"]).total_seconds() > SILENT_AFTER_INTERVALS
-                    * float(r["usual_interval"])),
-    } for r in rows]
-    next_cursor = (encode_cursor(rows[-1]["device_id"], rows[-1]["metric_type"])
-                   if len(rows) == limit else None)
-    return _json({"items": items, "next_cursor": next_cursor})
+             ORDER BY latest.device_id, latest.metric_type"""), params).all()
+    now = _now()
+    items = []
+    for device_id, metric_type, timestamp, value, unit, ingested_at, gateway, usual in rows:
+        silent = now - timestamp
+        items.append(_DEVICE_JSON(
+            json_string(device_id), json_string(metric_type), format_timestamp(timestamp), value,
+            json_string(unit), format_timestamp(ingested_at), json_string(gateway),
+            repr(_seconds(silent)), "null" if usual is None else repr(round(float(usual), 3)),
+            "true" if usual is not None and silent.total_seconds()
+            > SILENT_AFTER_INTERVALS * float(usual) else "false"))
+    next_cursor = (encode_cursor(rows[-1][0], rows[-1][1]) if len(rows) == limit else None)
+    return _json({"items": RawJson("[" + ",".join(items) + "]"), "next_cursor": next_cursor})
 
 
 @router.get("/api/v1/measurements", tags=["read"], summary="Measurements, filtered and paged")

@@ -154,6 +154,9 @@ series_latest = sa.Table(
     sa.Column("unit", sa.Text, nullable=False),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("gateway_id", sa.BigInteger, nullable=False),  # no foreign key: TRUNCATE order
+    # The series' 11 latest reading timestamps, newest first (0010): its usual interval.
+    sa.Column("recent", pg.ARRAY(sa.DateTime(timezone=True)), nullable=False,
+              server_default="{}"),
 )
 
 # Partitions dropped on an operator's order (migration 0007; `python3 -m central partitions`).

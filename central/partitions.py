@@ -248,7 +248,8 @@ def drop_before(conn, table: str, before: Month, operator_note: str) -> list[tup
     the same answer as a query over the remaining rows. Returns (partition, exact rows)."""
     dropped = []
     with conn.cursor() as cur:
-        for part in droppable(conn, table, before):
+        parts = droppable(conn, table, before)
+        for part in parts:
             cur.execute(f"SELECT count(*) FROM {part.name}")
             rows = cur.fetchone()[0]
             cur.execute(f"ALTER TABLE {table} DETACH PARTITION {part.name}")
@@ -276,5 +277,12 @@ def drop_before(conn, table: str, before: Month, operator_note: str) -> list[tup
                        m."timestamp", m.value, m.unit, m.ingested_at, m.gateway_id
                   FROM normalized_measurements m JOIN stale USING (device_id, metric_type)
                  ORDER BY m.device_id, m.metric_type, m."timestamp" DESC""")
+            # Each series' 11 latest timestamps (migration 0010) again from the rows left, for
+            # the series whose oldest of them lies before the last dropped month's end (and
+            # those just taken again); the others' 11 are all newer than any dropped row.
+            cur.execute("""
+                UPDATE series_latest SET recent = series_recent(device_id, metric_type)
+                 WHERE cardinality(recent) = 0 OR recent[cardinality(recent)] < %s""",
+                        (max(part.high for part in parts),))
     conn.commit()
     return dropped

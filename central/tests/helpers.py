@@ -98,6 +98,21 @@ def snapshot(engine) -> dict:
             "gateways": [tuple(r) for r in gws]}
 
 
+def recent_pair(engine) -> tuple[list, list]:
+    """Each series' stored 11 latest timestamps (series_latest.recent, migration 0010) and the
+    same taken from the rows: equal when the triggers kept them in step."""
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text(
+            "SELECT device_id, metric_type, recent FROM series_latest ORDER BY 1, 2")).all()
+        rows = conn.execute(sa.text(
+            "SELECT s.device_id, s.metric_type, ARRAY(SELECT m.\"timestamp\" "
+            "FROM normalized_measurements m WHERE m.device_id = s.device_id "
+            "AND m.metric_type = s.metric_type ORDER BY m.\"timestamp\" DESC LIMIT 11) "
+            "FROM (SELECT DISTINCT device_id, metric_type FROM normalized_measurements) s "
+            "ORDER BY 1, 2")).all()
+    return [tuple(r) for r in stored], [tuple(r) for r in rows]
+
+
 def data_rows(engine) -> dict:
     snap = snapshot(engine)
     return {"raw": snap["raw"], "measurements": snap["measurements"]}

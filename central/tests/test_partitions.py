@@ -17,7 +17,7 @@ from central import migrate, partitions
 from central.app import create_app
 from central.tests.conftest import make_settings
 from central.tests.helpers import (batch, body, headers, measurement, poster, raw_event,
-                                   run_parallel, snapshot)
+                                   recent_pair, run_parallel, snapshot)
 from central.tests.test_migrations import scratch_url  # noqa: F401 - a fixture
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -157,6 +157,8 @@ def test_dropping_is_refused_without_the_flag_and_recorded_with_it(client, engin
     finally:
         rows_app.state.engine.dispose()
     assert client.get(path, headers=auth).json()["total"]["readings"] == 1
+    stored, from_the_rows = recent_pair(engine)  # m1's 11 latest timestamps: the one left
+    assert stored == from_the_rows == [("m1", "energy", [dt.datetime(2022, 2, 10, tzinfo=UTC)])]
 
 
 def test_month_arithmetic_and_window():
@@ -237,9 +239,21 @@ def test_each_migration_upgrades_a_populated_database(scratch_url):  # noqa: F81
                     'SELECT device_id, max("timestamp") FROM normalized_measurements '
                     "GROUP BY 1 ORDER BY 1")).all()
 
+        migrate.upgrade(scratch_url, "0010")
+        assert snapshot(engine) == original
+        stored, from_the_rows = recent_pair(engine)  # each series' 11 latest timestamps
+        assert stored == from_the_rows and len(stored) == 3
+
+        migrate.downgrade(scratch_url, "0009")
+        assert snapshot(engine) == original
+        with engine.connect() as conn:
+            assert "recent" not in {c["name"] for c in sa.inspect(conn).get_columns(
+                "series_latest")}
         migrate.downgrade(scratch_url, "0006")  # and back, every row as it was
         assert snapshot(engine) == original
         migrate.upgrade(scratch_url)
         assert snapshot(engine) == original
+        stored, from_the_rows = recent_pair(engine)
+        assert stored == from_the_rows and len(stored) == 3
     finally:
         engine.dispose()

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from central.app import create_app
 from central.canonical import decimal_text
 from central.tests.conftest import DATA_TABLES, make_settings
-from central.tests.helpers import batch, body, headers, measurement
+from central.tests.helpers import batch, body, headers, measurement, recent_pair
 
 UTC = dt.timezone.utc
 START = dt.datetime(2024, 3, 29, 20, 0, tzinfo=UTC)  # across a month edge and Berlin's DST change
@@ -130,6 +130,8 @@ def test_consumption_and_devices_are_the_same_with_and_without_rollups(app, rows
         after = answers(with_rollups, viewer, queries)
         assert after == answers(from_rows, viewer, queries)
         assert devices(with_rollups, viewer) == devices(from_rows, viewer)
+    stored, from_the_rows = recent_pair(engine)
+    assert stored == from_the_rows and stored
     # The rollup holds what the rows hold, row for row, not only what a query sums up.
     with engine.connect() as conn:
         assert conn.execute(sa.text(
@@ -211,6 +213,41 @@ def test_deleting_rows_keeps_the_rollups_and_the_latest_reading_in_step(client, 
                 dt.datetime(2024, 5, 1, 1, tzinfo=UTC), 1)
         assert conn.execute(sa.text(
             "SELECT sum(readings), sum(consumption) FROM consumption_hourly")).one() == (1, 1)
+    stored, from_the_rows = recent_pair(engine)
+    assert stored == from_the_rows == [("m1", "energy", [dt.datetime(2024, 5, 1, 1, tzinfo=UTC)])]
+
+
+def test_the_last_11_timestamps_follow_late_readings_deletes_and_ties(client, engine, gw):
+    """series_latest.recent (migration 0010): a late reading among the newest 11 enters them, one
+    older than all 11 changes nothing, two readings at one instant are two entries, and a delete
+    of one of the 11 takes them again from the rows."""
+    def post(ms):
+        r = client.post("/api/v1/ingest", content=body(batch(ms=ms)), headers=headers(gw))
+        assert r.status_code == 200 and "rejected" not in r.text, r.text
+
+    def stored():
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT recent FROM series_latest")).scalar_one()
+
+    hours = [dt.datetime(2024, 5, 1, tzinfo=UTC) + dt.timedelta(hours=2 * h) for h in range(15)]
+    post([measurement(ts=ts_text(t), value=str(i), seq=i + 1) for i, t in enumerate(hours)])
+    assert stored() == hours[:3:-1]
+    late = hours[-2] + dt.timedelta(hours=1)
+    post([measurement(ts=ts_text(late), value="99", seq=100, flags=["out_of_order"])])
+    assert stored() == sorted(hours[5:] + [late], reverse=True)
+    before = stored()
+    post([measurement(ts=ts_text(hours[0] - dt.timedelta(hours=1)), value="98", seq=101,
+                      flags=["out_of_order"])])
+    assert stored() == before
+    post([measurement(ts=ts_text(hours[-1]), value="97", seq=102,
+                      flags=["timestamp_conflict"])])
+    assert stored() == sorted(hours[6:] + [late, hours[-1]], reverse=True)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM normalized_measurements WHERE \"timestamp\" = :t"),
+                     {"t": late})
+    assert stored() == sorted(hours[5:] + [hours[-1]], reverse=True)
+    stored_pairs, from_the_rows = recent_pair(engine)
+    assert stored_pairs == from_the_rows
 
 
 def test_concurrent_batches_with_overlapping_revisions_keep_the_rollup_exact(live, rows_app,
@@ -238,3 +275,21 @@ def test_concurrent_batches_with_overlapping_revisions_keep_the_rollup_exact(liv
     with httpx.Client() as c:
         assert c.get(live.url + path, headers=auth).json() == expected
     assert expected["total"]["readings"] == 120
+    stored, from_the_rows = recent_pair(engine)
+    assert stored == from_the_rows
+
+
+def test_concurrent_batches_of_one_series_keep_its_last_11_timestamps(live, engine, gw):
+    """Two batches in flight at once, each with other readings of the same series, interleaved
+    in time: the stored 11 latest timestamps are the rows' (the upsert merges under the row
+    lock of series_latest)."""
+    from central.tests.helpers import poster, run_parallel
+    for attempt in range(3):
+        times = [START + dt.timedelta(days=attempt, minutes=7 * i) for i in range(30)]
+        envs = [batch(ms=[measurement(ts=ts_text(t), value=str(i), seq=i + 1)
+                          for i, t in enumerate(times) if i % 2 == part]) for part in (0, 1)]
+        answers = run_parallel([poster(live.url, gw, body(env)) for env in envs])
+        assert [a.status_code for a in answers] == [200, 200]
+        stored, from_the_rows = recent_pair(engine)
+        assert stored == from_the_rows
+        assert stored[0][2][0] == times[-1] and len(stored[0][2]) == 11

@@ -13,7 +13,7 @@ live ingest writes them in), then the read API is measured through `python3 -m c
 
 Scenarios, each in a database of its own in one throwaway cluster:
   0006        the schema before partitioning and rollups, loaded;
-  upgraded    that same database migrated to head (0007-0009 timed on the populated table),
+  upgraded    that same database migrated to head (0007-0010 timed on the populated table),
               measured with rollups (and with CENTRAL_READ_ROLLUPS=false: partitions only);
   ingested    a fresh database at head loaded in the same time order through the rollup
               triggers (how the rollups lie on disk after a year of live ingest).
@@ -124,6 +124,8 @@ def load(url: str, meters: int, days: int, gateways: int, start: dt.datetime) ->
         print(f"  loaded {min(hours, h0 + step) * meters:,} rows", file=sys.stderr, flush=True)
     conn.autocommit = True
     cur.execute("VACUUM ANALYZE")
+    # Write the load's dirty pages out now, not during the first measured cell.
+    cur.execute("CHECKPOINT")
     conn.close()
     return time.monotonic() - began
 
@@ -231,7 +233,8 @@ def timed_get(conn: http.client.HTTPConnection, path: str, token: str) -> tuple[
 
 
 def measure(url: str, token: str, rollups: bool, meters: int, start: dt.datetime, days: int,
-            samples: int, seed: int, root: Path = REPO) -> dict[str, tuple[float, float]]:
+            samples: int, seed: int, root: Path = REPO) -> dict[str, tuple[float, float, str]]:
+    """p50, p95 and the 1-minute load average before -> after, per cell."""
     server = Server(url, rollups, root)
     rng = random.Random(seed)
     frm = start.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -241,11 +244,12 @@ def measure(url: str, token: str, rollups: bool, meters: int, start: dt.datetime
         "consumption, day, Europe/Berlin": "bucket=day&tz=Europe/Berlin",
         "consumption, hour, UTC": "bucket=hour&tz=UTC",
     }
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, tuple[float, float, str]] = {}
     try:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
         checked = {}
         for label, query in queries.items():
+            load_before = os.getloadavg()[0]
             times = []
             for i in range(samples + 2):  # two warm-ups
                 device = f"meter-{rng.randrange(meters):04d}"
@@ -254,7 +258,8 @@ def measure(url: str, token: str, rollups: bool, meters: int, start: dt.datetime
                 if i >= 2:
                     times.append(ms)
                 checked[label] = json.loads(body)["total"]["readings"]
-            out[label] = percentiles(times)
+            out[label] = (*percentiles(times), f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}")
+        load_before = os.getloadavg()[0]
         fleet, gateways, devices = [], [], []
         for i in range(samples + 2):
             g_ms, _ = timed_get(conn, "/api/v1/gateways", token)
@@ -264,9 +269,10 @@ def measure(url: str, token: str, rollups: bool, meters: int, start: dt.datetime
                 devices.append(d_ms)
                 fleet.append(g_ms + d_ms)
             assert len(json.loads(body)["items"]) == meters
-        out["gateways"] = percentiles(gateways)
-        out["devices?limit=5000"] = percentiles(devices)
-        out["fleet page (both)"] = percentiles(fleet)
+        load = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
+        out["gateways"] = (*percentiles(gateways), load)
+        out["devices?limit=5000"] = (*percentiles(devices), load)
+        out["fleet page (both)"] = (*percentiles(fleet), load)
         conn.close()
         for label, readings in checked.items():
             assert readings >= days * 24 - 48, (label, readings)  # the whole year was summed
@@ -364,6 +370,8 @@ def main() -> int:
     for name, result in rows:
         lines.append(f"| {name} | " + " | ".join(f"{result[k][0]:.0f} / {result[k][1]:.0f}"
                                                  for k in labels) + " |")
+        lines.append("| load average (1 min) before -> after | "
+                     + " | ".join(result[k][2] for k in labels) + " |")
     lines += [""] + [f"* {n}" for n in notes]
     text = "\n".join(lines)
     print(text)
