@@ -36,6 +36,11 @@ from central.errors import ApiError
 from central.jsonout import RawJson
 from central.read_guard import check_bucket_edges
 
+# Sums of exact decimals stay exact: no precision limit, and Inexact trapped so a rounding could
+# never pass unnoticed.
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN,
+                         traps=[decimal.Inexact, decimal.InvalidOperation])
+
 router = APIRouter()
 
 BUCKETS = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1)}
@@ -258,20 +263,19 @@ def consumption(request: Request, authorization: Optional[str] = Header(None),
                 **params, "start": rows[0][0], "end": rows[-1][1]})]
     estimated = estimated_per_bucket(gaps, [(r[0], r[1]) for r in rows]) if gaps \
         else [None] * len(rows)
-    # The totals add the buckets' figures in bucket order as Decimals in the default context, as
-    # before, and the counts as ints. That context keeps 28 significant digits, so a total whose
-    # digits go beyond them is rounded (the buckets' own figures are exact): flagged in
-    # docs/BENCHMARKS.md, left as it was, since these changes keep every byte.
+    # The totals add the buckets' figures exactly (_EXACT: no digit is ever rounded away; the
+    # default context keeps 28 significant digits and rounded a 40-digit total), the counts as
+    # ints.
     sums: dict[str, Optional[decimal.Decimal]] = dict.fromkeys(
         ("consumption", "suspicious_jump_delta", "trusted", "flagged_energy", "estimated"))
     totals = {key: sum(r[column] for r in rows) for key, column in _TOTAL_COUNTS.items()}
     for key, column in _TOTAL_SUMS.items():
         for r in rows:
             if r[column] is not None:
-                sums[key] = (sums[key] or decimal.Decimal(0)) + decimal.Decimal(r[column])
+                sums[key] = _EXACT.add(sums[key] or decimal.Decimal(0), decimal.Decimal(r[column]))
     for value in estimated:
         if value is not None:
-            sums["estimated"] = (sums["estimated"] or decimal.Decimal(0)) + value
+            sums["estimated"] = _EXACT.add(sums["estimated"] or decimal.Decimal(0), value)
     starts = [format_timestamp(r[0]) for r in rows]
     buckets = []
     for i, (r, bucket_estimated) in enumerate(zip(rows, estimated)):

@@ -113,6 +113,19 @@ def test_consumption_exact_for_long_decimals(client, gw, viewer):
     assert '"consumption":1234567890123456789012345678.900000000000000000000000000001' in r.text
 
 
+def test_consumption_total_exact_beyond_28_digits(client, gw, viewer):
+    # Each delta in its own hour bucket: the total adds the buckets' sums, and must not round
+    # them (Python's default decimal context keeps 28 significant digits).
+    big = "123456789012345678901234567890123456789.5"
+    upload(client, gw, [m("2024-03-01T00:30:00.000Z", "1", flags=["first_reading"]),
+                        m("2024-03-01T01:30:00.000Z", "2", big),
+                        m("2024-03-01T02:30:00.000Z", "3", "0.25")])
+    r = consumption(client, viewer, **{"from": "2024-03-01T00:00:00Z",
+                                       "to": "2024-03-01T03:00:00Z", "bucket": "hour"})
+    assert '"consumption":123456789012345678901234567890123456789.5,' in r.text
+    assert '"total":{"consumption":123456789012345678901234567890123456789.75,' in r.text
+
+
 def test_day_buckets_follow_the_zone_across_dst(client, gw, viewer):
     # Europe/Berlin falls back on 2026-10-25 at 01:00Z (03:00 CEST -> 02:00 CET): that local day
     # is 25 hours long.

@@ -245,3 +245,39 @@ TEST_CASE("ingest workers: a reload that changes the filters restarts the worker
   const auto result = stored(agent);
   CHECK(result.measurements == std::map<long, int>{{2, 1}});
 }
+
+TEST_CASE("ingest workers: at a site's pace no reading is out of order", "[daemon][ingest_workers]") {
+  Mosquitto broker;
+  AgentProcess agent(broker.port());
+  configure(agent, 3);
+  agent.start();
+  REQUIRE(wait_workers_connected(agent, 3));
+  // A site's pace: a meter's next reading comes long after its last one was
+  // stored (seconds, against milliseconds) — here, after it was committed.
+  constexpr long kMeters = 20;
+  constexpr long kRounds = 10;
+  TestPublisher publisher(broker.port(), "pace-publisher", 100);
+  for (long round = 0; round < kRounds; ++round) {
+    for (long meter = 0; meter < kMeters; ++meter) {
+      const long i = round * kMeters + meter;  // ascending timestamps
+      publisher.publish("meters/p" + std::to_string(meter),
+                        "{\"device_id\":\"p" + std::to_string(meter) + "\",\"timestamp\":\"" +
+                            format_timestamp(1767225600000LL + i * 1000) +
+                            "\",\"metric_type\":\"energy\",\"value\":" + std::to_string(i) +
+                            ",\"unit\":\"kWh\"}");
+    }
+    publisher.flush();
+    REQUIRE(wait_until(
+        [&] {
+          return agent.metric("meter_agent_messages_appended_total") >= (round + 1) * kMeters;
+        },
+        30s, 5ms));
+  }
+  REQUIRE(agent.wait_measurements(kMeters * kRounds, 30s));
+  REQUIRE(agent.stop() == 0);
+  auto status = agent.open_buffer()->status();
+  REQUIRE(status);
+  CHECK(status->measurements == kMeters * kRounds);
+  const auto out_of_order = status->flag_counts.find("out_of_order");
+  CHECK((out_of_order == status->flag_counts.end() || out_of_order->second == 0));
+}
