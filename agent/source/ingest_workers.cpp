@@ -284,7 +284,8 @@ void IngestWorkers::stop(std::chrono::steady_clock::time_point deadline) {
 // ---- the group-commit thread ---------------------------------------------------
 
 void IngestWorkers::wake_loop() {
-  if (wake_pipe_[1] >= 0) (void)!::write(wake_pipe_[1], "w", 1);
+  // A full pipe already wakes the thread: the result does not matter.
+  if (wake_pipe_[1] >= 0 && ::write(wake_pipe_[1], "w", 1) < 0) return;
 }
 
 void IngestWorkers::take_frames(Channel& channel, std::vector<RawMessage>& batch,

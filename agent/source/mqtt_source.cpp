@@ -70,8 +70,8 @@ std::string ingest_share_group(const Config& config) {
 
 std::set<std::string> shared_filters(const Config& config) {
   std::set<std::string> filters;
-  const auto group = ingest_share_group(config);
-  for (const auto& filter : topic_filters(config)) filters.insert("$share/" + group + "/" + filter);
+  const auto prefix = "$share/" + ingest_share_group(config) + "/";
+  for (const auto& filter : topic_filters(config)) filters.insert(prefix + filter);
   return filters;
 }
 

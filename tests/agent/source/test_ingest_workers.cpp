@@ -246,7 +246,8 @@ TEST_CASE("ingest workers: a reload that changes the filters restarts the worker
   CHECK(result.measurements == std::map<long, int>{{2, 1}});
 }
 
-TEST_CASE("ingest workers: at a site's pace no reading is out of order", "[daemon][ingest_workers]") {
+TEST_CASE("ingest workers: at a site's pace no reading is out of order",
+          "[daemon][ingest_workers]") {
   Mosquitto broker;
   AgentProcess agent(broker.port());
   configure(agent, 3);
