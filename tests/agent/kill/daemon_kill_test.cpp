@@ -125,6 +125,12 @@ int main(int argc, char* argv[]) {
     if (!agent.wait_connected(30s)) {
       fail("the agent did not connect (run " + std::to_string(kill) + ")\n" + agent.log());
     }
+    // With workers, messages flow once they are back: kill then, not while they connect.
+    if (workers > 0 &&
+        !wait_until([&] { return agent.metric("meter_agent_ingest_workers_connected") == workers; },
+                    30s, std::chrono::milliseconds(5))) {
+      fail("the ingest workers did not connect (run " + std::to_string(kill) + ")\n" + agent.log());
+    }
     const auto before = agent.metric("meter_agent_messages_appended_total");
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(random)));  // the kill moment
     const auto after = agent.metric("meter_agent_messages_appended_total");
