@@ -1,8 +1,40 @@
 #include "common/buffer/sqlite.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
 #include <utility>
 
 namespace meter::sqlite {
+namespace {
+
+// A write waits at least 10 s for the lock: this many attempts, 1 ms apart.
+constexpr int kBusyAttempts = 10000;
+
+void sleep_one_millisecond() {
+  const timespec millisecond{0, 1000000};
+  ::nanosleep(&millisecond, nullptr);
+}
+
+// Why not sqlite3_busy_timeout: SQLite's own handler sleeps longer and longer
+// between attempts, 100 ms from the 12th on, about 110 attempts in 10 s. A
+// writer that holds the lock nearly all the time (commits back to back, as the
+// daemon does while it catches up, on a slow machine) is free only for a few
+// microseconds between its transactions: every one of those attempts can find
+// it busy, and `meter replace` failed with "database is locked" in the arm64 VM
+// (docs/BENCHMARKS.md). An attempt every millisecond finds far more of those
+// gaps; the turns below (Database::begin_write) make the wait certain for
+// writers that use them.
+int wait_while_busy(void* /*context*/, int attempts) {
+  if (attempts >= kBusyAttempts) return 0;
+  sleep_one_millisecond();
+  return 1;
+}
+
+}  // namespace
 
 bool SqliteError::is_resource_error() const {
   const int primary = code_ & 0xff;
@@ -19,23 +51,82 @@ Database::Database(const std::string& path, int flags) : path_(path) {
     throw SqliteError(rc, path + ": cannot open database: " + message);
   }
   sqlite3_extended_result_codes(db_, 1);
-  sqlite3_busy_timeout(db_, 10000);
+  sqlite3_busy_handler(db_, wait_while_busy, nullptr);
 }
 
 Database::~Database() {
   if (db_) sqlite3_close_v2(db_);
+  if (writers_fd_ >= 0) ::close(writers_fd_);
 }
 
 Database::Database(Database&& other) noexcept
-    : db_(std::exchange(other.db_, nullptr)), path_(std::move(other.path_)) {}
+    : db_(std::exchange(other.db_, nullptr)),
+      path_(std::move(other.path_)),
+      writers_fd_(std::exchange(other.writers_fd_, -1)),
+      writers_file_tried_(other.writers_file_tried_) {}
 
 Database& Database::operator=(Database&& other) noexcept {
   if (this != &other) {
     if (db_) sqlite3_close_v2(db_);
+    if (writers_fd_ >= 0) ::close(writers_fd_);
     db_ = std::exchange(other.db_, nullptr);
     path_ = std::move(other.path_);
+    writers_fd_ = std::exchange(other.writers_fd_, -1);
+    writers_file_tried_ = other.writers_file_tried_;
   }
   return *this;
+}
+
+// Writers take turns. SQLite's write lock is not a queue: a connection that
+// waits for it only polls, and one that commits and begins again at once (the
+// daemon's normalizer, draining a backlog batch after batch) can keep it for
+// as long as it has work, while a `meter replace` beside it gives up after its
+// 10 s. So a connection that finds the lock taken says that it waits, with a
+// shared flock on the file PATH-writers, until it has the lock; and every
+// connection, before it takes the lock, lets such a waiter go first (waits
+// until no one holds that flock, at most as long as a write waits for the
+// lock). flock, not fcntl: fcntl locks belong to the process and closing any
+// descriptor of the file drops them all, a trap SQLite's own locks avoid by
+// never sharing a file with us. Without the file (a directory this process
+// cannot write to), the connection writes without taking turns, as before.
+void Database::begin_write() {
+  if (!writers_file_tried_) {
+    writers_file_tried_ = true;
+    if (!path_.empty() && path_ != ":memory:" && !path_.starts_with("file:")) {
+      // Read-only is enough for flock; 0644 so that the daemon's user can open
+      // it when root created it (a command run by root, the service's user).
+      writers_fd_ = ::open((path_ + "-writers").c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    }
+  }
+  give_way();
+  // First without waiting: the common case, the lock is free.
+  sqlite3_busy_handler(db_, nullptr, nullptr);
+  const int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  sqlite3_busy_handler(db_, wait_while_busy, nullptr);
+  if (rc == SQLITE_OK) return;
+  if ((rc & 0xff) != SQLITE_BUSY) fail(rc, "BEGIN IMMEDIATE");
+  // Taken: wait, and say so until this connection has the lock.
+  const bool announced = writers_fd_ >= 0 && ::flock(writers_fd_, LOCK_SH) == 0;
+  try {
+    exec("BEGIN IMMEDIATE");
+  } catch (...) {
+    if (announced) ::flock(writers_fd_, LOCK_UN);
+    throw;
+  }
+  if (announced) ::flock(writers_fd_, LOCK_UN);
+}
+
+// While another connection waits for the write lock, let it have it first.
+void Database::give_way() {
+  if (writers_fd_ < 0) return;
+  for (int attempt = 0; attempt < kBusyAttempts; ++attempt) {
+    if (::flock(writers_fd_, LOCK_EX | LOCK_NB) == 0) {
+      ::flock(writers_fd_, LOCK_UN);
+      return;
+    }
+    if (errno != EWOULDBLOCK && errno != EINTR) return;
+    sleep_one_millisecond();
+  }
 }
 
 void Database::fail(int code, std::string_view context) const {
@@ -165,7 +256,7 @@ std::string Statement::column_blob(int index) const {
               : std::string();
 }
 
-Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Database& db) : db_(db) { db_.begin_write(); }
 
 Transaction::~Transaction() {
   if (open_) {
