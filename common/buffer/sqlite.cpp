@@ -34,6 +34,20 @@ int wait_while_busy(void* /*context*/, int attempts) {
   return 1;
 }
 
+// While another connection waits for the write lock (holds the writers file
+// shared), let it have the lock first.
+void give_way(int writers_fd) {
+  if (writers_fd < 0) return;
+  for (int attempt = 0; attempt < kBusyAttempts; ++attempt) {
+    if (::flock(writers_fd, LOCK_EX | LOCK_NB) == 0) {
+      ::flock(writers_fd, LOCK_UN);
+      return;
+    }
+    if (errno != EWOULDBLOCK && errno != EINTR) return;
+    sleep_one_millisecond();
+  }
+}
+
 }  // namespace
 
 bool SqliteError::is_resource_error() const {
@@ -98,7 +112,7 @@ void Database::begin_write() {
       writers_fd_ = ::open((path_ + "-writers").c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
     }
   }
-  give_way();
+  give_way(writers_fd_);
   // First without waiting: the common case, the lock is free.
   sqlite3_busy_handler(db_, nullptr, nullptr);
   const int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
@@ -114,19 +128,6 @@ void Database::begin_write() {
     throw;
   }
   if (announced) ::flock(writers_fd_, LOCK_UN);
-}
-
-// While another connection waits for the write lock, let it have it first.
-void Database::give_way() {
-  if (writers_fd_ < 0) return;
-  for (int attempt = 0; attempt < kBusyAttempts; ++attempt) {
-    if (::flock(writers_fd_, LOCK_EX | LOCK_NB) == 0) {
-      ::flock(writers_fd_, LOCK_UN);
-      return;
-    }
-    if (errno != EWOULDBLOCK && errno != EINTR) return;
-    sleep_one_millisecond();
-  }
 }
 
 void Database::fail(int code, std::string_view context) const {

@@ -51,8 +51,6 @@ class Database {
   void begin_write();
 
  private:
-  void give_way();
-
   sqlite3* db_ = nullptr;
   std::string path_;
   // PATH-writers, where a connection waiting for the write lock says so (-1:
