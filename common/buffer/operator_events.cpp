@@ -5,7 +5,7 @@
 // rowid, which SQLite assigns as one more than the largest rowid when the
 // row is inserted, and only a connection that holds the database's single
 // write lock can insert. record_operator_event takes that lock first
-// (sqlite::Transaction is BEGIN IMMEDIATE; the connection waits at least
+// (sqlite::Transaction is BEGIN IMMEDIATE; the connection waits up to
 // 10 s for the daemon's transaction in progress to commit, and the daemon lets
 // it go before its next one: sqlite.cpp, Database::begin_write), so
 // its row gets the next seq after every row the daemon committed and none

@@ -11,34 +11,23 @@
 namespace meter::sqlite {
 namespace {
 
-// A write waits at least 10 s for the lock: this many attempts, 1 ms apart.
-constexpr int kBusyAttempts = 10000;
+// How long a connection waits for a lock (SQLite's busy timeout), and about
+// how long a writer lets a waiting one go first (give_way).
+constexpr int kBusyTimeoutMs = 10000;
+// How long a writer waits for the write lock as SQLite does before it asks for
+// its turn: longer than the daemon's transactions take one by one.
+constexpr int kPatienceMs = 1000;
 
 void sleep_one_millisecond() {
   const timespec millisecond{0, 1000000};
   ::nanosleep(&millisecond, nullptr);
 }
 
-// Why not sqlite3_busy_timeout: SQLite's own handler sleeps longer and longer
-// between attempts, 100 ms from the 12th on, about 110 attempts in 10 s. A
-// writer that holds the lock nearly all the time (commits back to back, as the
-// daemon does while it catches up, on a slow machine) is free only for a few
-// microseconds between its transactions: every one of those attempts can find
-// it busy, and `meter replace` failed with "database is locked" in the arm64 VM
-// (docs/BENCHMARKS.md). An attempt every millisecond finds far more of those
-// gaps; the turns below (Database::begin_write) make the wait certain for
-// writers that use them.
-int wait_while_busy(void* /*context*/, int attempts) {
-  if (attempts >= kBusyAttempts) return 0;
-  sleep_one_millisecond();
-  return 1;
-}
-
 // While another connection waits for the write lock (holds the writers file
 // shared), let it have the lock first.
 void give_way(int writers_fd) {
   if (writers_fd < 0) return;
-  for (int attempt = 0; attempt < kBusyAttempts; ++attempt) {
+  for (int attempt = 0; attempt < kBusyTimeoutMs; ++attempt) {
     if (::flock(writers_fd, LOCK_EX | LOCK_NB) == 0) {
       ::flock(writers_fd, LOCK_UN);
       return;
@@ -65,7 +54,7 @@ Database::Database(const std::string& path, int flags) : path_(path) {
     throw SqliteError(rc, path + ": cannot open database: " + message);
   }
   sqlite3_extended_result_codes(db_, 1);
-  sqlite3_busy_handler(db_, wait_while_busy, nullptr);
+  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
 }
 
 Database::~Database() {
@@ -92,17 +81,24 @@ Database& Database::operator=(Database&& other) noexcept {
 }
 
 // Writers take turns. SQLite's write lock is not a queue: a connection that
-// waits for it only polls, and one that commits and begins again at once (the
-// daemon's normalizer, draining a backlog batch after batch) can keep it for
-// as long as it has work, while a `meter replace` beside it gives up after its
-// 10 s. So a connection that finds the lock taken says that it waits, with a
-// shared flock on the file PATH-writers, until it has the lock; and every
-// connection, before it takes the lock, lets such a waiter go first (waits
-// until no one holds that flock, at most as long as a write waits for the
-// lock). flock, not fcntl: fcntl locks belong to the process and closing any
-// descriptor of the file drops them all, a trap SQLite's own locks avoid by
-// never sharing a file with us. Without the file (a directory this process
-// cannot write to), the connection writes without taking turns, as before.
+// waits for it only polls, at growing intervals (its busy timeout: 100 ms from
+// the 12th attempt, about 110 attempts in 10 s), and a connection that commits
+// and begins again at once (the daemon's normalizer, draining a backlog batch
+// after batch, on a slow machine) leaves it free only for microseconds between
+// its transactions: every attempt of a `meter replace` beside it can find it
+// taken, and the command gives up with "database is locked" (seen in the arm64
+// VM, docs/BENCHMARKS.md). So a connection that still finds the lock taken
+// after kPatienceMs says that it waits, with a shared flock on the file
+// PATH-writers, until it has the lock; and every connection, before it takes
+// the lock, lets such a waiter go first (waits until no one holds that flock,
+// at most about as long as the busy timeout). Only after a while: short waits
+// keep SQLite's timing, which the crash test's concurrent appends and batches
+// were tuned under (asking at once made a waiter start in step with the
+// holder's next short transaction). Polling faster would not do either: the
+// gaps are too short. flock, not fcntl: fcntl locks belong to the process and
+// closing any descriptor of the file drops them all, a trap SQLite's own locks
+// avoid by never sharing a file with us. Without the file (a directory this
+// process cannot write to), the connection writes without taking turns.
 void Database::begin_write() {
   if (!writers_file_tried_) {
     writers_file_tried_ = true;
@@ -113,13 +109,13 @@ void Database::begin_write() {
     }
   }
   give_way(writers_fd_);
-  // First without waiting: the common case, the lock is free.
-  sqlite3_busy_handler(db_, nullptr, nullptr);
+  // First as SQLite waits: enough unless the lock is held back to back.
+  sqlite3_busy_timeout(db_, kPatienceMs);
   const int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
-  sqlite3_busy_handler(db_, wait_while_busy, nullptr);
+  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
   if (rc == SQLITE_OK) return;
   if ((rc & 0xff) != SQLITE_BUSY) fail(rc, "BEGIN IMMEDIATE");
-  // Taken: wait, and say so until this connection has the lock.
+  // Still taken: ask for the turn, and wait until this connection has the lock.
   const bool announced = writers_fd_ >= 0 && ::flock(writers_fd_, LOCK_SH) == 0;
   try {
     exec("BEGIN IMMEDIATE");
