@@ -19,7 +19,7 @@
 #     its only way out is one forwarded port to a central on this machine.
 #   scripts/vm-test.sh [--quick | --image-only]
 # --quick: the first checks only (boot, install, a reading); --image-only: build
-# the image, no test run.
+# the image, no test run. METER_VM_LOG_DIR=DIR keeps the run's logs in DIR.
 # Ends with "vm-test: passed (aarch64, N checks)". Needs root (debootstrap,
 # the cross build's sysroot), qemu-system-arm, debootstrap. Runs qemu and
 # debootstrap at nice 15. Not in CI (it takes longer than the whole CI):
@@ -80,6 +80,12 @@ pids=()
 central_pid=""
 cleanup() {
   local pid
+  # METER_VM_LOG_DIR: the run's logs kept there (the VM's console, the checks,
+  # ctest's and the goldens' output, the central's), since $work goes.
+  if [ -n "${METER_VM_LOG_DIR:-}" ]; then
+    mkdir -p "$METER_VM_LOG_DIR"
+    cp "$work"/*.log "$work"/share/*.log "$METER_VM_LOG_DIR/" 2>/dev/null || true
+  fi
   for pid in "${pids[@]}"; do
     kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   done

@@ -1,5 +1,7 @@
 # Cross build for 32-bit Raspberry Pi OS / Debian 12 armhf.
 # cmake -DCMAKE_TOOLCHAIN_FILE=toolchains/arm-linux-gnueabihf.cmake ...
+# Untested: no armhf build has been made with it yet (README, "Install on a
+# Raspberry Pi", says what was checked for armhf and when).
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR arm)
 set(CMAKE_C_COMPILER arm-linux-gnueabihf-gcc)

@@ -5,8 +5,9 @@
 // rowid, which SQLite assigns as one more than the largest rowid when the
 // row is inserted, and only a connection that holds the database's single
 // write lock can insert. record_operator_event takes that lock first
-// (sqlite::Transaction is BEGIN IMMEDIATE; the connection's busy timeout
-// waits up to 10 s for the daemon's transaction in progress to commit), so
+// (sqlite::Transaction is BEGIN IMMEDIATE; the connection waits up to
+// 10 s for the daemon's transaction in progress to commit, and the daemon lets
+// it go before its next one: sqlite.cpp, Database::begin_write), so
 // its row gets the next seq after every row the daemon committed and none
 // the daemon commits later. The daemon's normalizer reads the raw log by
 // seq after its own progress, inside its own write transaction, so it sees

@@ -1,8 +1,43 @@
 #include "common/buffer/sqlite.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
 #include <utility>
 
 namespace meter::sqlite {
+namespace {
+
+// How long a connection waits for a lock (SQLite's busy timeout), and about
+// how long a writer lets a waiting one go first (give_way).
+constexpr int kBusyTimeoutMs = 10000;
+// How long a writer waits for the write lock as SQLite does before it asks for
+// its turn: longer than the daemon's transactions take one by one.
+constexpr int kPatienceMs = 1000;
+
+void sleep_one_millisecond() {
+  const timespec millisecond{0, 1000000};
+  ::nanosleep(&millisecond, nullptr);
+}
+
+// While another connection waits for the write lock (holds the writers file
+// shared), let it have the lock first.
+void give_way(int writers_fd) {
+  if (writers_fd < 0) return;
+  for (int attempt = 0; attempt < kBusyTimeoutMs; ++attempt) {
+    if (::flock(writers_fd, LOCK_EX | LOCK_NB) == 0) {
+      ::flock(writers_fd, LOCK_UN);
+      return;
+    }
+    if (errno != EWOULDBLOCK && errno != EINTR) return;
+    sleep_one_millisecond();
+  }
+}
+
+}  // namespace
 
 bool SqliteError::is_resource_error() const {
   const int primary = code_ & 0xff;
@@ -19,23 +54,76 @@ Database::Database(const std::string& path, int flags) : path_(path) {
     throw SqliteError(rc, path + ": cannot open database: " + message);
   }
   sqlite3_extended_result_codes(db_, 1);
-  sqlite3_busy_timeout(db_, 10000);
+  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
 }
 
 Database::~Database() {
   if (db_) sqlite3_close_v2(db_);
+  if (writers_fd_ >= 0) ::close(writers_fd_);
 }
 
 Database::Database(Database&& other) noexcept
-    : db_(std::exchange(other.db_, nullptr)), path_(std::move(other.path_)) {}
+    : db_(std::exchange(other.db_, nullptr)),
+      path_(std::move(other.path_)),
+      writers_fd_(std::exchange(other.writers_fd_, -1)),
+      writers_file_tried_(other.writers_file_tried_) {}
 
 Database& Database::operator=(Database&& other) noexcept {
   if (this != &other) {
     if (db_) sqlite3_close_v2(db_);
+    if (writers_fd_ >= 0) ::close(writers_fd_);
     db_ = std::exchange(other.db_, nullptr);
     path_ = std::move(other.path_);
+    writers_fd_ = std::exchange(other.writers_fd_, -1);
+    writers_file_tried_ = other.writers_file_tried_;
   }
   return *this;
+}
+
+// Writers take turns. SQLite's write lock is not a queue: a connection that
+// waits for it only polls, at growing intervals (its busy timeout: 100 ms from
+// the 12th attempt, about 110 attempts in 10 s), and a connection that commits
+// and begins again at once (the daemon's normalizer, draining a backlog batch
+// after batch, on a slow machine) leaves it free only for microseconds between
+// its transactions: every attempt of a `meter replace` beside it can find it
+// taken, and the command gives up with "database is locked" (seen in the arm64
+// VM, docs/BENCHMARKS.md). So a connection that still finds the lock taken
+// after kPatienceMs says that it waits, with a shared flock on the file
+// PATH-writers, until it has the lock; and every connection, before it takes
+// the lock, lets such a waiter go first (waits until no one holds that flock,
+// at most about as long as the busy timeout). Only after a while: short waits
+// keep SQLite's timing, which the crash test's concurrent appends and batches
+// were tuned under (asking at once made a waiter start in step with the
+// holder's next short transaction). Polling faster would not do either: the
+// gaps are too short. flock, not fcntl: fcntl locks belong to the process and
+// closing any descriptor of the file drops them all, a trap SQLite's own locks
+// avoid by never sharing a file with us. Without the file (a directory this
+// process cannot write to), the connection writes without taking turns.
+void Database::begin_write() {
+  if (!writers_file_tried_) {
+    writers_file_tried_ = true;
+    if (!path_.empty() && path_ != ":memory:" && !path_.starts_with("file:")) {
+      // Read-only is enough for flock; 0644 so that the daemon's user can open
+      // it when root created it (a command run by root, the service's user).
+      writers_fd_ = ::open((path_ + "-writers").c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    }
+  }
+  give_way(writers_fd_);
+  // First as SQLite waits: enough unless the lock is held back to back.
+  sqlite3_busy_timeout(db_, kPatienceMs);
+  const int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+  if (rc == SQLITE_OK) return;
+  if ((rc & 0xff) != SQLITE_BUSY) fail(rc, "BEGIN IMMEDIATE");
+  // Still taken: ask for the turn, and wait until this connection has the lock.
+  const bool announced = writers_fd_ >= 0 && ::flock(writers_fd_, LOCK_SH) == 0;
+  try {
+    exec("BEGIN IMMEDIATE");
+  } catch (...) {
+    if (announced) ::flock(writers_fd_, LOCK_UN);
+    throw;
+  }
+  if (announced) ::flock(writers_fd_, LOCK_UN);
 }
 
 void Database::fail(int code, std::string_view context) const {
@@ -165,7 +253,7 @@ std::string Statement::column_blob(int index) const {
               : std::string();
 }
 
-Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Database& db) : db_(db) { db_.begin_write(); }
 
 Transaction::~Transaction() {
   if (open_) {

@@ -46,9 +46,17 @@ class Database {
 
   [[noreturn]] void fail(int code, std::string_view context) const;
 
+  // BEGIN IMMEDIATE, taking turns with the other connections that write
+  // (sqlite.cpp says why and how). Transaction calls it.
+  void begin_write();
+
  private:
   sqlite3* db_ = nullptr;
   std::string path_;
+  // PATH-writers, where a connection waiting for the write lock says so (-1:
+  // not opened yet, or cannot be: then this connection does not take turns).
+  int writers_fd_ = -1;
+  bool writers_file_tried_ = false;
 };
 
 class Statement {
@@ -88,7 +96,8 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
-// BEGIN IMMEDIATE on construction, ROLLBACK on destruction unless committed.
+// BEGIN IMMEDIATE on construction (Database::begin_write: in turn with the other
+// writers), ROLLBACK on destruction unless committed.
 class Transaction {
  public:
   explicit Transaction(Database& db);

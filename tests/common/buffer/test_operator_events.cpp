@@ -1,7 +1,9 @@
 // Operator events in the raw log (common/buffer/operator_events.cpp): written
 // once per content, the latest record of an identity in force, never pruned,
 // and written safely beside another connection that appends (the daemon).
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <future>
 #include <string>
 #include <thread>
@@ -186,4 +188,65 @@ TEST_CASE("operator events recorded while a writer appends keep every row and se
   auto log = (*buffer)->operator_event_log();
   REQUIRE(log);
   CHECK(log->records.size() == kEvents);
+}
+
+TEST_CASE("operator events are recorded while another connection commits back to back",
+          "[buffer][operator_events][daemon]") {
+  BufferFixture f;
+  f.append(seed_payload("m1", "2024-03-01T00:00:00Z", "energy", "100", "kWh"));
+  // The daemon draining a backlog on a slow machine: transaction after
+  // transaction, each holding the write lock for a while (the loop stands for
+  // a batch's work), free only for the moment between COMMIT and the next
+  // BEGIN. Polling for the lock alone (SQLite's busy timeout) finds it taken
+  // every time and gives up after 10 s with "database is locked".
+  std::atomic<bool> stop{false};
+  std::promise<void> writing;
+  auto written_once = writing.get_future();
+  // The promise moves into the writer: if it throws, the wait below ends too.
+  auto daemon = std::async(std::launch::async, [path = f.config().buffer.path, &stop,
+                                                writing = std::move(writing)]() mutable {
+    sqlite::Database db(path);
+    int commits = 0;
+    while (!stop) {
+      if (commits == 1) writing.set_value();
+      sqlite::Transaction transaction(db);
+      db.exec(
+          "INSERT INTO raw_messages (received_ms, topic, payload, qos, retained, dup) "
+          "VALUES (1, 'meters/m1', x'7b7d', 1, 0, 0)");
+      // Busy, not asleep: a sleeping writer's wake-ups can fall in step with
+      // the waiter's own timed attempts and hand it the gaps.
+      const auto work_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+      while (std::chrono::steady_clock::now() < work_until) {
+      }
+      transaction.commit();
+      ++commits;
+    }
+    return commits;
+  });
+  // Stops the writer however this test ends (a failed REQUIRE too): the
+  // future's destructor, which runs after this, waits for it.
+  struct StopWriter {
+    std::atomic<bool>& stop;
+    ~StopWriter() { stop = true; }
+  } stop_writer{stop};
+  written_once.wait();  // its first commit is in: it writes from now on
+  constexpr int kEvents = 3;
+  {
+    auto buffer = Buffer::open(f.config().buffer);
+    REQUIRE(buffer);
+    for (int i = 0; i < kEvents; ++i) {
+      OperatorEvent event = replacement();
+      event.at_ms += i * 3600000LL;
+      auto written = (*buffer)->record_operator_event(event, 0);
+      if (!written) FAIL("event " << i << ": " << written.error().message);
+      CHECK(written->written);
+    }
+  }
+  stop = true;
+  const int commits = daemon.get();
+  sqlite::Database db(f.config().buffer.path);
+  CHECK(scalar(db, "SELECT count(*) FROM raw_messages") == 1 + commits + kEvents);
+  CHECK(scalar(db, "SELECT count(DISTINCT seq) FROM raw_messages") == 1 + commits + kEvents);
+  CHECK(scalar(db, "SELECT count(*) FROM raw_messages WHERE topic = '$meter-agent/operator'") ==
+        kEvents);
 }
