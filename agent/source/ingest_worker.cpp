@@ -152,6 +152,7 @@ int run_ingest_worker() {
       return kExitFailure;
     }
     logger.info(kWorker, "retired session " + settings->client_id + " drained and ended");
+    return kDrainedExitCode;
   }
   return kExitOk;
 }

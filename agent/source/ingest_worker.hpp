@@ -22,6 +22,10 @@
 namespace meter::agent {
 
 inline constexpr int kIngestChannelFd = 3;
+// The exit code of a retired worker whose session is drained and ended (and
+// only of it: a worker stopped by SIGTERM, e.g. systemd stopping the whole
+// unit, exits 0 and its session is kept).
+inline constexpr int kDrainedExitCode = 10;  // none of the command line's codes (0-3)
 inline constexpr std::chrono::seconds kDrainQuiet{3};
 
 // The process's whole life; returns its exit code.

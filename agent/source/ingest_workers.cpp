@@ -181,7 +181,11 @@ void IngestWorkers::supervise(const Config& config) {
     // More workers: their sessions are recorded before they connect. Fewer:
     // the ones past the new number finish and are drained as retired.
     if (wanted > recorded_sessions()) record_sessions(wanted);
-    for (int index = static_cast<int>(processes_.size()); index < wanted; ++index) {
+    for (int index = 0; index < wanted; ++index) {
+      const bool present =
+          std::any_of(processes_.begin(), processes_.end(),
+                      [&](const Process& process) { return process.index == index; });
+      if (present) continue;  // running, or draining: it is turned back below
       Process process;
       process.index = index;
       process.start_at = now;
@@ -207,7 +211,7 @@ void IngestWorkers::supervise(const Config& config) {
     if (process.terminating) {
       process.start_at = now;  // asked to stop: started again at once (new settings)
       process.backoff = 0ms;
-    } else if (process.drain && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    } else if (process.drain && WIFEXITED(status) && WEXITSTATUS(status) == kDrainedExitCode) {
       process.index = -1;  // drained and ended
     } else {
       ++shared_.metrics.ingest_worker_restarts;
