@@ -235,7 +235,8 @@ void IngestWorkers::supervise(const Config& config) {
     if (process.pid <= 0 && now >= process.start_at) spawn(process, config);
     if (process.pid > 0 && !process.drain && !process.terminating) {
       // A reload that changed the connection or the filters: start it again.
-      if (worker_settings(config, process.index, false, stale_filters_) != process.settings) {
+      if (reloaded_ &&
+          worker_settings(config, process.index, false, stale_filters_) != process.settings) {
         ::kill(process.pid, SIGTERM);
         process.terminating = true;
       }
@@ -243,6 +244,7 @@ void IngestWorkers::supervise(const Config& config) {
     }
   }
   shared_.metrics.ingest_workers = running;
+  reloaded_ = false;
 }
 
 void IngestWorkers::reconfigure(const Config& before, const Config& after) {
@@ -252,6 +254,7 @@ void IngestWorkers::reconfigure(const Config& before, const Config& after) {
   }
   std::erase_if(stale_filters_,
                 [&](const std::string& filter) { return now_filters.contains(filter); });
+  reloaded_ = true;
 }
 
 void IngestWorkers::stop(std::chrono::steady_clock::time_point deadline) {

@@ -105,6 +105,7 @@ class IngestWorkers {
   std::vector<Process> processes_;  // main loop only
   std::set<std::string> stale_filters_;
   int wanted_ = 0;
+  bool reloaded_ = false;  // a reload may have changed the workers' settings: compare once
 
   std::mutex channels_mutex_;
   std::vector<std::shared_ptr<Channel>> new_channels_;  // handed to the thread

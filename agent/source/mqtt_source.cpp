@@ -410,6 +410,7 @@ void MqttSource::unsubscribe(const std::set<std::string>& filters) {
   for (const auto& filter : filters) topics->push_back(filter);
   try {
     // Not waited for: the UNSUBACK may queue behind a backlog of messages.
+    std::erase_if(unsubscribes_, [](const auto& token) { return token->is_complete(); });
     unsubscribes_.push_back(client_->unsubscribe(topics));
     for (const auto& filter : filters) {
       subscribed_.erase(filter);

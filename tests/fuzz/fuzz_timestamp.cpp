@@ -18,19 +18,12 @@
 #include "common/model/flags.hpp"
 #include "common/normalize/decimal.hpp"
 #include "common/normalize/timestamp.hpp"
+#include "fuzz_check.hpp"
 
 namespace {
 
 constexpr std::int64_t kMinMs = -62135596800000;  // 0001-01-01T00:00:00.000Z
 constexpr std::int64_t kMaxMs = 253402300799999;  // 9999-12-31T23:59:59.999Z
-
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (false)
 
 const std::vector<const date::time_zone*>& zones() {
   static const std::vector<const date::time_zone*> list = [] {
