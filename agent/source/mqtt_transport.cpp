@@ -5,6 +5,7 @@
 #include "agent/source/mqtt_transport.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -68,18 +69,27 @@ std::string system_error(int error) {
   return std::strerror(error);
 }
 
-// The innermost OpenSSL reason on this thread's error queue (e.g. "tlsv13
-// alert certificate required"), and clears the queue. Never holds key material.
+// The first (root) reason on this thread's OpenSSL error queue, e.g. "tlsv13
+// alert certificate required", and clears the queue. Never holds key material.
 std::string openssl_error(const std::string& fallback) {
-  unsigned long last = 0;
-  while (const unsigned long code = ERR_get_error()) last = code;
-  if (last == 0) return fallback;
-  if (ERR_GET_LIB(last) == ERR_LIB_SSL &&
-      ERR_GET_REASON(last) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+  const unsigned long first = ERR_get_error();
+  ERR_clear_error();
+  if (first == 0) return fallback;
+  if (ERR_GET_LIB(first) == ERR_LIB_SYS) return std::strerror(ERR_GET_REASON(first));
+  if (ERR_GET_LIB(first) == ERR_LIB_SSL &&
+      ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
     return "the broker closed the connection";
   }
-  const char* reason = ERR_reason_error_string(last);
+  const char* reason = ERR_reason_error_string(first);
   return reason != nullptr ? reason : fallback;
+}
+
+// OpenSSL's message for a missing file is "system lib" at best: this names the cause.
+Status check_readable(const std::string& setting, const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error{"cannot read " + setting + " " + path + ": " + std::strerror(errno)};
+  ::close(fd);
+  return Ok{};
 }
 
 // OpenSSL's own socket BIO writes with write(2), which raises SIGPIPE when the
@@ -156,6 +166,9 @@ Result<ContextPointer> make_context(const MqttTlsConfig& tls) {
   SSL_CTX_set_default_passwd_cb(context.get(), no_passphrase);
   SSL_CTX_set_verify(context.get(), tls.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
   if (!tls.ca_file.empty()) {
+    if (auto readable = check_readable("mqtt.tls.ca_file", tls.ca_file); !readable) {
+      return readable.error();
+    }
     if (SSL_CTX_load_verify_locations(context.get(), tls.ca_file.c_str(), nullptr) != 1) {
       return Error{"cannot read mqtt.tls.ca_file " + tls.ca_file + ": " +
                    openssl_error("not a PEM certificate file")};
@@ -164,19 +177,31 @@ Result<ContextPointer> make_context(const MqttTlsConfig& tls) {
     return Error{"cannot load the system's CA certificates: " + openssl_error("unknown error")};
   }
   if (!tls.cert_file.empty()) {
+    const auto& key_file = tls.key_file.empty() ? tls.cert_file : tls.key_file;
+    for (const auto& [setting, path] : {std::pair{"mqtt.tls.cert_file", tls.cert_file},
+                                        std::pair{"mqtt.tls.key_file", key_file}}) {
+      if (auto readable = check_readable(setting, path); !readable) return readable.error();
+    }
     if (SSL_CTX_use_certificate_chain_file(context.get(), tls.cert_file.c_str()) != 1) {
       return Error{"cannot read mqtt.tls.cert_file " + tls.cert_file + ": " +
                    openssl_error("not a PEM certificate file")};
     }
-    const auto& key_file = tls.key_file.empty() ? tls.cert_file : tls.key_file;
+    const auto mismatch = [&] {
+      return Error{"mqtt.tls.key_file " + key_file + " is not the key of mqtt.tls.cert_file " +
+                   tls.cert_file};
+    };
     if (SSL_CTX_use_PrivateKey_file(context.get(), key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      // OpenSSL compares the key with the certificate as it loads it.
+      if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+        ERR_clear_error();
+        return mismatch();
+      }
       return Error{"cannot read mqtt.tls.key_file " + key_file + ": " +
                    openssl_error("not an unencrypted PEM private key")};
     }
     if (SSL_CTX_check_private_key(context.get()) != 1) {
       ERR_clear_error();
-      return Error{"mqtt.tls.key_file " + key_file + " is not the key of mqtt.tls.cert_file " +
-                   tls.cert_file};
+      return mismatch();
     }
   }
   return context;
