@@ -1,7 +1,13 @@
 // The batched ingest connection's byte stream against a real mosquitto,
 // speaking MQTT 3.1.1 bytes written out by hand.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <stdexcept>
 #include <string>
 
 #include "agent/source/mqtt_transport.hpp"
@@ -101,6 +107,33 @@ std::string connect_error(const MqttConfig& mqtt) {
   REQUIRE_FALSE(connected.ok());
   return connected.error().message;
 }
+
+// A loopback port whose connections the kernel completes (the listen
+// backlog) but that no one ever accepts, reads or answers.
+class SilentListener {
+ public:
+  SilentListener() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      throw std::runtime_error("cannot listen on a loopback port");
+    }
+    port_ = ntohs(address.sin_port);
+  }
+  ~SilentListener() { ::close(fd_); }
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+
+  int port() const { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
 
 }  // namespace
 
@@ -277,4 +310,27 @@ TEST_CASE("mqtt transport: a 1 MiB PUBLISH goes out and comes back whole", "[mqt
   REQUIRE(echoed.ok());
   REQUIRE(echoed->size() == publish.size());
   REQUIRE(*echoed == publish);
+}
+
+TEST_CASE("mqtt transport: a broker that never answers the handshake or never reads times out",
+          "[mqtt_transport]") {
+  SilentListener silent;
+  SECTION("the TLS handshake waits for the server's hello within the connect limit") {
+    auto connected = MqttTransport::connect(tls_config(silent.port(), pki().file("ca.pem")), 300ms);
+    REQUIRE_FALSE(connected.ok());
+    CHECK(connected.error().message ==
+          "cannot connect to ssl://127.0.0.1:" + std::to_string(silent.port()) +
+              ": timed out after 300ms");
+  }
+  SECTION("a write that fills both sides' buffers fails, and the transport stays failed") {
+    auto transport = require_connected(plain_config(silent.port()));
+    // More than loopback's socket buffers hold (a few MiB each way).
+    const std::string flood(64 * 1024 * 1024, 'x');
+    const auto written = transport->write(flood, 200ms);
+    REQUIRE_FALSE(written.ok());
+    CHECK(written.error().message == "no byte could be sent for 200ms");
+    const auto again = transport->write("x", 200ms);
+    REQUIRE_FALSE(again.ok());
+    CHECK(again.error().message == written.error().message);
+  }
 }
