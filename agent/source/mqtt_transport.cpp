@@ -44,7 +44,7 @@ milliseconds remaining(Clock::time_point deadline) {
   return std::max(left, milliseconds(0));
 }
 
-enum class Wait { Ready, TimedOut, Failed };
+enum class Wait { ready, timed_out, failed };
 
 // Waits for `events` on `fd` until `deadline` (EINTR: waits for the rest).
 // POLLERR and POLLHUP count as ready: the next read or write tells what happened.
@@ -54,12 +54,12 @@ Wait wait_for(int fd, short events, Clock::time_point deadline) {
     const auto left = remaining(deadline);
     const int timeout = static_cast<int>(std::min<std::int64_t>(left.count(), INT_MAX));
     const int ready = ::poll(&entry, 1, timeout);
-    if (ready > 0) return Wait::Ready;
+    if (ready > 0) return Wait::ready;
     if (ready == 0) {
-      if (Clock::now() >= deadline) return Wait::TimedOut;
+      if (Clock::now() >= deadline) return Wait::timed_out;
       continue;
     }
-    if (errno != EINTR) return Wait::Failed;
+    if (errno != EINTR) return Wait::failed;
   }
 }
 
@@ -129,7 +129,7 @@ long socket_bio_control(BIO* bio, int command, long /*number*/, void* /*pointer*
 
 // Made once and kept for the process's life (OpenSSL shares it between SSLs).
 const BIO_METHOD* socket_bio_method() {
-  static BIO_METHOD* const method = [] {
+  static const BIO_METHOD* const method = [] {
     BIO_METHOD* made = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "meter socket");
     if (made != nullptr) {
       BIO_meth_set_write(made, socket_bio_write);
@@ -271,9 +271,9 @@ class SocketTransport final : public MqttTransport {
       if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
         const short events = error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
         const auto waited = wait_for(socket_.fd, events, deadline);
-        if (waited == Wait::Ready) continue;
+        if (waited == Wait::ready) continue;
         failed_ = true;
-        if (waited == Wait::TimedOut) return Error{"timed out after " + format_duration(timeout)};
+        if (waited == Wait::timed_out) return Error{"timed out after " + format_duration(timeout)};
         return Error{system_error(errno)};
       }
       failed_ = true;
@@ -342,8 +342,8 @@ class SocketTransport final : public MqttTransport {
       }
       if (total > 0) break;  // nothing more right now: return what there is
       const auto waited = wait_for(socket_.fd, wait_events, deadline);
-      if (waited == Wait::TimedOut) break;
-      if (waited == Wait::Failed) return stop(system_error(errno));
+      if (waited == Wait::timed_out) break;
+      if (waited == Wait::failed) return stop(system_error(errno));
     }
     return total;
   }
@@ -388,10 +388,10 @@ class SocketTransport final : public MqttTransport {
       }
       const auto waited = wait_for(socket_.fd, wait_events, deadline);
       // A half-sent packet leaves the stream unusable: the connection is done.
-      if (waited == Wait::TimedOut) {
+      if (waited == Wait::timed_out) {
         return fail("no byte could be sent for " + format_duration(timeout));
       }
-      if (waited == Wait::Failed) return fail(system_error(errno));
+      if (waited == Wait::failed) return fail(system_error(errno));
     }
     return Ok{};
   }
@@ -453,14 +453,13 @@ Connected connect_address(const addrinfo& address, Clock::time_point deadline) {
     error = errno;
     if (error == EINPROGRESS || error == EINTR) {
       const auto waited = wait_for(fd, POLLOUT, deadline);
-      if (waited == Wait::TimedOut) {
+      if (waited == Wait::timed_out) {
         ::close(fd);
         return {-1, 0, true};
       }
       socklen_t length = sizeof error;
-      if (waited == Wait::Failed) {
-        error = errno;
-      } else if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) {
+      // Ready: the outcome of the connect is the socket's pending error.
+      if (waited == Wait::failed || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) {
         error = errno;
       }
     }
