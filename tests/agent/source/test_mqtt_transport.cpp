@@ -334,3 +334,23 @@ TEST_CASE("mqtt transport: a broker that never answers the handshake or never re
     CHECK(again.error().message == written.error().message);
   }
 }
+
+TEST_CASE("mqtt transport: an IPv6 address literal", "[mqtt_transport]") {
+  // A TLS listener on ::1, which the test certificate does not name.
+  const int port = free_port();
+  Mosquitto broker("", "listener " + std::to_string(port) + " ::1\n" + pki().mosquitto_listener());
+  REQUIRE(
+      wait_until([&] { return MqttTransport::connect(plain_config(port, "::1"), 1s).ok(); }, 10s));
+  auto mqtt = tls_config(port, pki().file("ca.pem"), "::1");
+
+  SECTION("connects, described in brackets") {
+    mqtt.tls.verify = false;
+    auto transport = require_connected(mqtt);
+    CHECK(transport->describe() == "ssl://[::1]:" + std::to_string(port));
+    require_accepted(*transport);
+  }
+  SECTION("is checked against the certificate's addresses") {
+    CHECK_THAT(connect_error(mqtt),
+               Catch::EndsWith("certificate verify failed: IP address mismatch"));
+  }
+}
