@@ -316,6 +316,7 @@ class SocketTransport final : public MqttTransport {
         ERR_clear_error();
         errno = 0;
         received = SSL_read(ssl_.get(), buffer.data(), wanted);
+        const int read_errno = errno;  // before anything else can change it
         if (received <= 0) {
           const int error = SSL_get_error(ssl_.get(), received);
           if (error == SSL_ERROR_WANT_WRITE) {
@@ -323,7 +324,8 @@ class SocketTransport final : public MqttTransport {
           } else if (error == SSL_ERROR_ZERO_RETURN) {
             return stop("the broker closed the connection");
           } else if (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
-            return stop(errno != 0 ? system_error(errno) : "the broker closed the connection");
+            return stop(read_errno != 0 ? system_error(read_errno)
+                                        : "the broker closed the connection");
           } else if (error != SSL_ERROR_WANT_READ) {
             return stop(openssl_error("TLS failure"));
           }
@@ -362,6 +364,7 @@ class SocketTransport final : public MqttTransport {
         ERR_clear_error();
         errno = 0;
         const int result = SSL_write(ssl_.get(), bytes.data() + sent, static_cast<int>(left));
+        const int write_errno = errno;  // before anything else can change it
         if (result > 0) {
           count = static_cast<std::size_t>(result);
         } else {
@@ -371,7 +374,8 @@ class SocketTransport final : public MqttTransport {
           } else if (error == SSL_ERROR_ZERO_RETURN) {
             return fail("the broker closed the connection");
           } else if (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
-            return fail(errno != 0 ? system_error(errno) : "the broker closed the connection");
+            return fail(write_errno != 0 ? system_error(write_errno)
+                                         : "the broker closed the connection");
           } else if (error != SSL_ERROR_WANT_WRITE) {
             return fail(openssl_error("TLS failure"));
           }
