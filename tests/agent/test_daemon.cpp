@@ -13,6 +13,7 @@
 #include "support/agent_process.hpp"
 #include "support/mosquitto.hpp"
 #include "support/mqtt_client.hpp"
+#include "support/test_pki.hpp"
 
 using namespace meter;
 using namespace meter::test;
@@ -193,36 +194,13 @@ TEST_CASE("daemon: SIGHUP applies a valid config and refuses an invalid one", "[
 }
 
 TEST_CASE("daemon: TLS with server verification and a client certificate", "[daemon][tls]") {
-  TempDir pki;
-  const auto p = [&](const std::string& name) { return quote(pki.file(name)); };
   // A test CA, a server certificate for localhost/127.0.0.1, a client
   // certificate, and a second CA that signed nothing the broker uses.
-  const std::string openssl = "openssl ";
-  const std::string quiet = " >/dev/null 2>&1";
-  REQUIRE(shell(openssl + "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout " +
-                p("ca.key") + " -out " + p("ca.pem") + quiet) == 0);
-  REQUIRE(shell(openssl + "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout " +
-                p("other.key") + " -out " + p("other.pem") + quiet) == 0);
-  write_text_file(pki.file("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
-  REQUIRE(shell(openssl + "req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout " +
-                p("server.key") + " -out " + p("server.csr") + quiet) == 0);
-  REQUIRE(shell(openssl + "x509 -req -days 2 -in " + p("server.csr") + " -CA " + p("ca.pem") +
-                " -CAkey " + p("ca.key") + " -CAcreateserial -extfile " + p("server.ext") +
-                " -out " + p("server.pem") + quiet) == 0);
-  REQUIRE(shell(openssl + "req -newkey rsa:2048 -nodes -subj /CN=test-gw -keyout " +
-                p("client.key") + " -out " + p("client.csr") + quiet) == 0);
-  REQUIRE(shell(openssl + "x509 -req -days 2 -in " + p("client.csr") + " -CA " + p("ca.pem") +
-                " -CAkey " + p("ca.key") + " -CAcreateserial -out " + p("client.pem") + quiet) ==
-          0);
-  ::chmod(pki.path().c_str(), 0755);
-  for (const char* file : {"ca.pem", "server.pem", "server.key"}) {
-    ::chmod(pki.file(file).c_str(), 0644);
-  }
+  TestPki pki;
 
   // TLS on the main listener (client certificates required); a plain one for the publisher.
   const int plain_port = free_port();
-  Mosquitto broker("cafile " + pki.file("ca.pem") + "\ncertfile " + pki.file("server.pem") +
-                       "\nkeyfile " + pki.file("server.key") + "\nrequire_certificate true\n",
+  Mosquitto broker(pki.mosquitto_listener(true),
                    "listener " + std::to_string(plain_port) + " 127.0.0.1\n");
 
   SECTION("the server certificate verifies and the client certificate is accepted") {
