@@ -216,6 +216,15 @@ TEST_CASE("mqtt transport: a certificate from another CA or for another address 
   }
 }
 
+TEST_CASE("mqtt transport: a name the certificate does not hold is refused", "[mqtt_transport]") {
+  // This certificate names 127.0.0.1 only, not localhost.
+  Mosquitto broker(pki().mosquitto_listener(false, "server-address.pem"));
+  CHECK_THAT(connect_error(tls_config(broker.port(), pki().file("ca.pem"), "localhost")),
+             Catch::EndsWith("certificate verify failed: hostname mismatch"));
+  auto transport = require_connected(tls_config(broker.port(), pki().file("ca.pem"), "127.0.0.1"));
+  require_accepted(*transport);
+}
+
 TEST_CASE("mqtt transport: a client certificate where the broker requires one",
           "[mqtt_transport]") {
   Mosquitto broker(pki().mosquitto_listener(true));
