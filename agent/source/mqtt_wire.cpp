@@ -40,23 +40,23 @@ constexpr std::size_t kMaxString = 65'535;
 constexpr std::size_t kCompactThreshold = 64 * 1024;
 
 const char* packet_name(int type) {
-  static constexpr std::array<const char*, 16> names = {"reserved packet type 0",
-                                                        "CONNECT",
-                                                        "CONNACK",
-                                                        "PUBLISH",
-                                                        "PUBACK",
-                                                        "PUBREC",
-                                                        "PUBREL",
-                                                        "PUBCOMP",
-                                                        "SUBSCRIBE",
-                                                        "SUBACK",
-                                                        "UNSUBSCRIBE",
-                                                        "UNSUBACK",
-                                                        "PINGREQ",
-                                                        "PINGRESP",
-                                                        "DISCONNECT",
-                                                        "AUTH"};
-  return names.at(static_cast<std::size_t>(type) & 0x0F);
+  static constexpr std::array<const char*, 16> kNames = {"reserved packet type 0",
+                                                         "CONNECT",
+                                                         "CONNACK",
+                                                         "PUBLISH",
+                                                         "PUBACK",
+                                                         "PUBREC",
+                                                         "PUBREL",
+                                                         "PUBCOMP",
+                                                         "SUBSCRIBE",
+                                                         "SUBACK",
+                                                         "UNSUBSCRIBE",
+                                                         "UNSUBACK",
+                                                         "PINGREQ",
+                                                         "PINGRESP",
+                                                         "DISCONNECT",
+                                                         "AUTH"};
+  return kNames.at(static_cast<std::size_t>(type) & 0x0F);
 }
 
 std::string hex_byte(unsigned value) {
@@ -209,63 +209,46 @@ constexpr unsigned kAcknowledgements = bit(kPuback) | bit(kPubrec) | bit(kPubrel
 // are unknown here. The server-sent packet lists follow table 2-4, except
 // Session Expiry Interval in DISCONNECT, which a server must not send
 // ([MQTT-3.14.2-2]).
-std::optional<PropertySpec> property_spec(std::uint8_t id) {
+constexpr std::size_t kPropertyIds = 0x2B;
+
+constexpr std::array<std::optional<PropertySpec>, kPropertyIds> make_property_specs() {
   using T = PropertyType;
-  switch (id) {
-    case 0x01:
-      return PropertySpec{T::byte, bit(kPublish), false};  // payload format indicator
-    case 0x02:
-      return PropertySpec{T::four_byte, bit(kPublish), false};  // message expiry
-    case 0x03:
-      return PropertySpec{T::text, bit(kPublish), false};  // content type
-    case 0x08:
-      return PropertySpec{T::text, bit(kPublish), false};  // response topic
-    case 0x09:
-      return PropertySpec{T::binary, bit(kPublish), false};  // correlation data
-    case 0x0B:
-      return PropertySpec{T::variable_integer, bit(kPublish), true};  // subscription id
-    case 0x11:
-      return PropertySpec{T::four_byte, bit(kConnack), false};  // session expiry
-    case 0x12:
-      return PropertySpec{T::text, bit(kConnack), false};  // assigned client identifier
-    case 0x13:
-      return PropertySpec{T::two_byte, bit(kConnack), false};  // server keep alive
-    case 0x15:
-      return PropertySpec{T::text, bit(kConnack) | bit(kAuth), false};  // auth method
-    case 0x16:
-      return PropertySpec{T::binary, bit(kConnack) | bit(kAuth), false};  // auth data
-    case 0x1A:
-      return PropertySpec{T::text, bit(kConnack), false};  // response information
-    case 0x1C:
-      return PropertySpec{T::text, bit(kConnack) | bit(kDisconnect), false};  // server ref
-    case 0x1F:                                                                // reason string
-      return PropertySpec{T::text,
-                          bit(kConnack) | kAcknowledgements | bit(kSuback) | bit(kUnsuback) |
-                              bit(kDisconnect) | bit(kAuth),
-                          false};
-    case 0x21:
-      return PropertySpec{T::two_byte, bit(kConnack), false};  // receive maximum
-    case 0x22:
-      return PropertySpec{T::two_byte, bit(kConnack), false};  // topic alias maximum
-    case 0x23:
-      return PropertySpec{T::two_byte, bit(kPublish), false};  // topic alias
-    case 0x24:
-      return PropertySpec{T::byte, bit(kConnack), false};  // maximum QoS
-    case 0x25:
-      return PropertySpec{T::byte, bit(kConnack), false};  // retain available
-    case 0x26:
-      return PropertySpec{T::text_pair, 0xFFFFU, true};  // user property
-    case 0x27:
-      return PropertySpec{T::four_byte, bit(kConnack), false};  // maximum packet size
-    case 0x28:
-      return PropertySpec{T::byte, bit(kConnack), false};  // wildcard subscriptions
-    case 0x29:
-      return PropertySpec{T::byte, bit(kConnack), false};  // subscription ids
-    case 0x2A:
-      return PropertySpec{T::byte, bit(kConnack), false};  // shared subscriptions
-    default:
-      return std::nullopt;
-  }
+  std::array<std::optional<PropertySpec>, kPropertyIds> specs{};
+  specs[0x01] = PropertySpec{T::byte, bit(kPublish), false};             // payload format indicator
+  specs[0x02] = PropertySpec{T::four_byte, bit(kPublish), false};        // message expiry interval
+  specs[0x03] = PropertySpec{T::text, bit(kPublish), false};             // content type
+  specs[0x08] = PropertySpec{T::text, bit(kPublish), false};             // response topic
+  specs[0x09] = PropertySpec{T::binary, bit(kPublish), false};           // correlation data
+  specs[0x0B] = PropertySpec{T::variable_integer, bit(kPublish), true};  // subscription identifier
+  specs[0x11] = PropertySpec{T::four_byte, bit(kConnack), false};        // session expiry interval
+  specs[0x12] = PropertySpec{T::text, bit(kConnack), false};      // assigned client identifier
+  specs[0x13] = PropertySpec{T::two_byte, bit(kConnack), false};  // server keep alive
+  specs[0x15] = PropertySpec{T::text, bit(kConnack) | bit(kAuth), false};  // authentication method
+  specs[0x16] = PropertySpec{T::binary, bit(kConnack) | bit(kAuth), false};  // authentication data
+  specs[0x1A] = PropertySpec{T::text, bit(kConnack), false};                 // response information
+  specs[0x1C] = PropertySpec{T::text, bit(kConnack) | bit(kDisconnect), false};  // server reference
+  specs[0x1F] = PropertySpec{T::text,                                            // reason string
+                             bit(kConnack) | kAcknowledgements | bit(kSuback) | bit(kUnsuback) |
+                                 bit(kDisconnect) | bit(kAuth),
+                             false};
+  specs[0x21] = PropertySpec{T::two_byte, bit(kConnack), false};   // receive maximum
+  specs[0x22] = PropertySpec{T::two_byte, bit(kConnack), false};   // topic alias maximum
+  specs[0x23] = PropertySpec{T::two_byte, bit(kPublish), false};   // topic alias
+  specs[0x24] = PropertySpec{T::byte, bit(kConnack), false};       // maximum QoS
+  specs[0x25] = PropertySpec{T::byte, bit(kConnack), false};       // retain available
+  specs[0x26] = PropertySpec{T::text_pair, 0xFFFFU, true};         // user property
+  specs[0x27] = PropertySpec{T::four_byte, bit(kConnack), false};  // maximum packet size
+  specs[0x28] = PropertySpec{T::byte, bit(kConnack), false};  // wildcard subscription available
+  specs[0x29] = PropertySpec{T::byte, bit(kConnack), false};  // subscription identifiers available
+  specs[0x2A] = PropertySpec{T::byte, bit(kConnack), false};  // shared subscription available
+  return specs;
+}
+
+constexpr auto kPropertySpecs = make_property_specs();
+
+std::optional<PropertySpec> property_spec(std::uint8_t id) {
+  if (id >= kPropertySpecs.size()) return std::nullopt;
+  return kPropertySpecs[id];
 }
 
 struct Property {
