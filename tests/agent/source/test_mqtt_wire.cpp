@@ -4,6 +4,7 @@
 // unexpected packet an error that sticks.
 #include <catch2/catch.hpp>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -199,6 +200,19 @@ TEST_CASE("mqtt wire: SUBSCRIBE, UNSUBSCRIBE, PUBACK, PINGREQ, DISCONNECT byte f
   const auto long_subscribe = encode_subscribe(kMqtt311, 1, {std::string(200, 'x')}, 1);
   CHECK(long_subscribe.size() == 3 + 205);
   CHECK(long_subscribe.substr(0, 3) == bytes({0x82, 0xCD, 0x01}));
+}
+
+TEST_CASE("mqtt wire: what cannot be encoded is a programming error, not a wrong packet",
+          "[mqtt_wire]") {
+  CHECK_THROWS_AS(encode_puback(3, 1), std::invalid_argument);
+  CHECK_THROWS_AS(Parser(6, 1024), std::invalid_argument);
+  CHECK_THROWS_AS(encode_subscribe(kMqtt311, 1, {}, 1), std::invalid_argument);
+  CHECK_THROWS_AS(encode_subscribe(kMqtt5, 1, {"a"}, 2), std::invalid_argument);
+  ConnectOptions options;
+  options.client_id = std::string(65536, 'c');  // one byte over a string's two-byte length
+  CHECK_THROWS_AS(encode_connect(options), std::length_error);
+  options.client_id = std::string(65535, 'c');
+  CHECK(encode_connect(options).size() == 1 + 3 + 10 + 2 + 65535);  // a 3-byte remaining length
 }
 
 TEST_CASE("mqtt wire: CONNACK reason texts", "[mqtt_wire]") {
