@@ -10,9 +10,9 @@ trap 'rm -rf "$work_dir"' EXIT
 
 CXX=${CXX:-clang++-14} cmake -S "$source_dir" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMETER_FUZZ=ON -DMETER_TESTS=ON >/dev/null
-cmake --build "$build_dir" --target fuzz_decode fuzz_timestamp fuzz_mapping fuzz_inbox fuzz_ingest_channel >/dev/null
+cmake --build "$build_dir" --target fuzz_decode fuzz_timestamp fuzz_mapping fuzz_inbox fuzz_ingest_channel fuzz_mqtt_wire >/dev/null
 
-for target in fuzz_decode fuzz_timestamp fuzz_mapping fuzz_inbox fuzz_ingest_channel; do
+for target in fuzz_decode fuzz_timestamp fuzz_mapping fuzz_inbox fuzz_ingest_channel fuzz_mqtt_wire; do
   corpus="$work_dir/$target"
   mkdir -p "$corpus"
   seeds="$source_dir/tests/fuzz/corpus/${target#fuzz_}"
