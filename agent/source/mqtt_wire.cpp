@@ -1,5 +1,4 @@
-// Over 600 lines: both versions' packet rules sit together, so each can be checked against the
-// specs side by side.
+// Over 600 lines: one codec, both MQTT versions side by side, to be read against the two specs.
 #include "agent/source/mqtt_wire.hpp"
 
 #include <array>
