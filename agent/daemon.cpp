@@ -7,6 +7,7 @@
 #include "agent/normalizer/normalizer_thread.hpp"
 #include "agent/ops/config_reload.hpp"
 #include "agent/ops/signals.hpp"
+#include "agent/source/batched_source.hpp"
 #include "agent/source/ingest_workers.hpp"
 #include "agent/source/mqtt_source.hpp"
 #include "agent/uplink/uplink.hpp"
@@ -43,6 +44,7 @@ Daemon::~Daemon() {
     // commit; the process is about to _Exit: leave both where they are.
     (void)source_.release();
     (void)workers_.release();
+    (void)batched_.release();
     (void)acknowledge_path_.release();
   }
 }
@@ -107,6 +109,14 @@ int Daemon::run(const std::function<void()>& poll) {
       MqttSource::Shared{[this] { return config(); }, *acknowledge_path_, metrics_, logger_,
                          *clock_, [this] { loop_wake_.notify_all(); }, std::nullopt});
   source_->start();
+  batched_ = std::make_unique<BatchedSource>(BatchedSource::Shared{[this] { return config(); },
+                                                                   *acknowledge_path_,
+                                                                   metrics_,
+                                                                   logger_,
+                                                                   *clock_,
+                                                                   current->buffer.path,
+                                                                   {}});
+  batched_->start();
   workers_ = std::make_unique<IngestWorkers>(IngestWorkers::Shared{
       *acknowledge_path_, metrics_, logger_, options_.worker_executable, current->buffer.path});
   workers_->start(*current);
@@ -151,6 +161,7 @@ void Daemon::reload() {
   budget_.set_limit(fresh->buffer.max_size_bytes);  // the normalizer measures on its next pass
   source_->reconfigure(*current, *fresh);
   workers_->reconfigure(*current, *fresh);
+  batched_->reconfigure(*current, *fresh);
   if (fresh->http != current->http) endpoint_.listen(fresh->http.listen);
   if (uplink_) uplink_->reloaded();  // new token or settings: tried at once
 }
@@ -159,9 +170,10 @@ void Daemon::shutdown() {
   notifier_.stopping();
   logger_.info(kAgent, "stopping: no new messages; finishing the batch in hand");
   const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_bound;
-  // The workers first: their messages in hand are committed while the
-  // gateway's status still says online.
+  // The workers and the batched connection first: their messages in hand are
+  // committed while the gateway's status still says online.
   workers_->stop(deadline);
+  batched_->stop(deadline);
   if (!source_->stop(deadline)) {
     abandon_ = true;
     logger_.error(kAgent,

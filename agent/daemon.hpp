@@ -4,15 +4,16 @@
 //   agent/source/mqtt_source       the Paho client: connection, subscriptions, status topic
 //   agent/source/acknowledge_path  the commit before each PUBACK: the inbox, its flow control
 //   agent/source/ingest_workers    worker processes whose acknowledgements share syncs
+//   agent/source/batched_source    our own connection: many messages, one sync, then the PUBACKs
 //   agent/normalizer/              the normalizer thread and the disk budget
 //   agent/uplink/                  buffer → central, its own thread
 //   agent/ops/                     reload, the /healthz and /metrics endpoint, signals, systemd
 //
 // Threads: the caller's (main loop: connection supervision, reload,
 // shutdown), Paho's (the message callback: the acknowledge path), the
-// normalizer, the uplink and the HTTP server. Signals never reach this class:
-// the command line's handlers set flags that its `poll` hook turns into
-// request_stop()/request_reload().
+// batched connection's (mqtt.acknowledge: batched), the normalizer, the uplink and the HTTP server.
+// Signals never reach this class: the command line's handlers set flags that its `poll` hook turns
+// into request_stop()/request_reload().
 #pragma once
 
 #include <atomic>
@@ -37,6 +38,7 @@
 
 namespace meter::agent {
 
+class BatchedSource;
 class IngestWorkers;
 class MqttSource;
 class NormalizerThread;
@@ -103,6 +105,7 @@ class Daemon {
   // those above it); stopped in shutdown().
   std::unique_ptr<NormalizerThread> normalizer_;
   std::unique_ptr<AcknowledgePath> acknowledge_path_;
+  std::unique_ptr<BatchedSource> batched_;  // mqtt.acknowledge: batched; commits through the path
   std::unique_ptr<IngestWorkers> workers_;  // mqtt.ingest_workers; commits through the path
   std::unique_ptr<Uplink> uplink_;
   OpsEndpoint endpoint_;                // reports the uplink's metrics too

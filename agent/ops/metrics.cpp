@@ -93,7 +93,15 @@ std::string Metrics::render_prometheus(std::int64_t now_ms) const {
          "ingest worker processes that exited unasked and were started again",
          ingest_worker_restarts.load());
   metric(out, "meter_agent_group_commits_total", "counter",
-         "inbox syncs that committed ingest workers' messages together", group_commits.load());
+         "inbox syncs that committed several messages together (ingest workers, or the batched "
+         "connection)",
+         group_commits.load());
+  metric(out, "meter_agent_batched_connected", "gauge",
+         "1 while the batched connection (mqtt.acknowledge: batched) is connected",
+         batched_connected.load() ? 1 : 0);
+  metric(out, "meter_agent_batched_connection_failures_total", "counter",
+         "failed connects and lost connections of the batched connection",
+         batched_connection_failures.load());
   metric(out, "meter_agent_mqtt_reconnects_total", "counter",
          "successful connects after the first one", reconnects.load());
   metric(out, "meter_agent_mqtt_connect_failures_total", "counter", "failed connection attempts",

@@ -43,7 +43,11 @@ class Metrics {
   std::atomic<std::int64_t> ingest_workers{0};
   std::atomic<std::int64_t> ingest_workers_connected{0};
   std::atomic<std::int64_t> ingest_worker_restarts{0};  // exits the daemon did not ask for
-  std::atomic<std::int64_t> group_commits{0};           // syncs shared by workers' messages
+  std::atomic<std::int64_t> group_commits{0};  // syncs shared by messages (workers, batched)
+  // The batched connection (mqtt.acknowledge: batched).
+  std::atomic<bool> batched_enabled{false};  // the configuration asks for it
+  std::atomic<bool> batched_connected{false};
+  std::atomic<std::int64_t> batched_connection_failures{0};  // failed connects, lost connections
 
   void add(const NormalizeStats& stats);
   void set_buffer_status(const BufferStatus& status);

@@ -5,10 +5,16 @@ namespace meter::agent {
 HttpResponse route_ops_request(const std::string& path, const Metrics& metrics,
                                const MoreMetrics& more_metrics, std::int64_t now_ms) {
   if (path == "/healthz") {
-    const bool healthy = metrics.mqtt_connected && !metrics.append_blocked;
+    // With mqtt.acknowledge: batched the readings come on the batched
+    // connection: it must be up too.
+    const bool batched_down = metrics.batched_enabled && !metrics.batched_connected;
+    const bool healthy = metrics.mqtt_connected && !batched_down && !metrics.append_blocked;
     return HttpResponse{
         healthy ? 200 : 503, "text/plain; charset=utf-8",
         std::string(metrics.mqtt_connected ? "mqtt connected" : "mqtt disconnected") +
+            (!metrics.batched_enabled ? ""
+             : batched_down           ? ", batched connection disconnected"
+                                      : ", batched connection connected") +
             (metrics.append_blocked ? ", buffer NOT accepting writes\n" : ", buffer ok\n")};
   }
   if (path == "/metrics") {

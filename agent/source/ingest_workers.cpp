@@ -16,6 +16,7 @@
 #include "agent/source/ingest_worker.hpp"
 #include "agent/source/mqtt_source.hpp"
 #include "common/buffer/inbox.hpp"
+#include "common/util/durable_file.hpp"
 
 namespace meter::agent {
 namespace {
@@ -69,27 +70,10 @@ std::int64_t IngestWorkers::recorded_sessions() const {
 // Written (and synced) before a worker with a higher index first connects, so
 // a session the broker keeps is never forgotten by a crash.
 void IngestWorkers::record_sessions(std::int64_t count) {
-  const auto directory = inbox_directory(shared_.buffer_path);
-  const auto path = directory + "/ingest-workers";
-  const auto temporary = path + ".tmp";
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0;
-  if (ok) {
-    const auto text = std::to_string(count) + "\n";
-    ok = write_all(fd, text) && ::fsync(fd) == 0;
-    ::close(fd);
-  }
-  ok = ok && ::rename(temporary.c_str(), path.c_str()) == 0;
-  if (ok) {
-    const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir >= 0) {
-      (void)::fsync(dir);
-      ::close(dir);
-    }
-  }
-  if (!ok) {
-    shared_.logger.error(
-        kIngest, path + ": cannot record the number of worker sessions: " + std::strerror(errno));
+  const auto path = inbox_directory(shared_.buffer_path) + "/ingest-workers";
+  if (auto written = replace_file_durably(path, std::to_string(count) + "\n"); !written) {
+    shared_.logger.error(kIngest,
+                         "cannot record the number of worker sessions: " + written.error().message);
   }
 }
 

@@ -79,6 +79,8 @@ std::string ingest_worker_client_id(const Config& config, int index) {
   return client_id(config) + "-ingest-" + std::to_string(index);
 }
 
+std::string batched_client_id(const Config& config) { return client_id(config) + "-batched"; }
+
 bool connection_settings_differ(const Config& before, const Config& after) {
   // The server as connected to (an unset port and its default are the same
   // server); the reconnect backoff applies to the next try without a new
@@ -151,7 +153,8 @@ std::string MqttSource::connection_client_id() const {
 
 std::set<std::string> MqttSource::wanted_filters(const Config& config) const {
   if (shared_.worker) return shared_.worker->filters;
-  if (config.mqtt.ingest_workers > 0) return {};  // the workers subscribe
+  // The workers, or the batched connection, subscribe.
+  if (config.mqtt.ingest_workers > 0 || config.mqtt.batched_acknowledge) return {};
   return topic_filters(config);
 }
 
@@ -312,11 +315,12 @@ Status MqttSource::connect() {
                            (session_present ? "resumed" : "new") + ")");
     const auto wanted = wanted_filters(*current);
     // Filters this connection must leave: a worker's that a reload removed
-    // (or all of them, draining); the daemon's own when workers took over.
+    // (or all of them, draining); the daemon's own when workers or the
+    // batched connection took over.
     std::set<std::string> leave;
     if (shared_.worker) {
       leave = shared_.worker->unsubscribe_on_connect;
-    } else if (m.ingest_workers > 0) {
+    } else if (m.ingest_workers > 0 || m.batched_acknowledge) {
       leave = topic_filters(*current);
     }
     if (session_present && !leave.empty()) unsubscribe(leave);

@@ -60,6 +60,8 @@ std::string ingest_share_group(const Config& config);
 std::set<std::string> shared_filters(const Config& config);
 // The client id of ingest worker `index` (stable: its session outlives restarts).
 std::string ingest_worker_client_id(const Config& config, int index);
+// The client id of the batched connection (mqtt.acknowledge: batched), stable too.
+std::string batched_client_id(const Config& config);
 
 class MqttSource {
  public:
@@ -72,7 +74,8 @@ class MqttSource {
     std::function<void()> wake_supervisor;  // a connection was lost: call supervise() soon
     // Set: an ingest worker's connection. Unset: the daemon's own, which
     // subscribes to the mappings' filters itself when mqtt.ingest_workers is
-    // 0 and otherwise only keeps the status topic (and leaves those filters).
+    // 0 and mqtt.acknowledge is `each`, and otherwise only keeps the status
+    // topic (and leaves those filters).
     std::optional<WorkerIdentity> worker;
   };
   explicit MqttSource(Shared shared);

@@ -24,7 +24,7 @@ class MqttTransport {
   // the TLS handshake). The error names the address and the cause (refused,
   // timed out, certificate verify failed: ..., no such host).
   static Result<std::unique_ptr<MqttTransport>> connect(const MqttConfig& mqtt,
-                                                       std::chrono::milliseconds timeout);
+                                                        std::chrono::milliseconds timeout);
   virtual ~MqttTransport() = default;
 
   // Waits up to `timeout` (0: no wait) for bytes and appends what is there, at

@@ -100,7 +100,8 @@ struct Disconnect {  // MQTT 5: the broker closes the connection, and why
   std::string reason_string;
 };
 
-using Packet = std::variant<Connack, Publish, Suback, Unsuback, Acknowledgement, Pingresp, Disconnect>;
+using Packet =
+    std::variant<Connack, Publish, Suback, Unsuback, Acknowledgement, Pingresp, Disconnect>;
 
 // Splits the broker's byte stream into packets. `feed` appends bytes; `next`
 // returns the next whole packet, nothing while more bytes are needed, or an

@@ -15,10 +15,11 @@ bool Parser::parse_mqtt(const Value& value, MqttConfig& out) {
   if (!read_map(value,
                 KeyList{"host", "port", "client_id", "protocol", "keepalive", "session_expiry",
                         "username", "password_file", "password_env", "tls", "reconnect",
-                        "status_topic_prefix", "ingest_workers"},
+                        "status_topic_prefix", "ingest_workers", "acknowledge"},
                 entries)) {
     return false;
   }
+  const Value* acknowledge = nullptr;
   for (const Entry& entry : entries) {
     bool ok = true;
     const Value& v = entry.value;
@@ -55,11 +56,19 @@ bool Parser::parse_mqtt(const Value& value, MqttConfig& out) {
       ok = parse_topic_name(v, out.status_topic_prefix);
     } else if (entry.key == "ingest_workers") {
       ok = whole_number(v, 0, kMaxIngestWorkers, out.ingest_workers);
+    } else if (entry.key == "acknowledge") {
+      ok = one_of(v, {{"each", false}, {"batched", true}}, out.batched_acknowledge);
+      acknowledge = &v;
     }
     if (!ok) return false;
   }
   if (!out.password_file.empty() && !out.password_env.empty()) {
     return fail(value, "give password_file or password_env, not both");
+  }
+  if (out.batched_acknowledge && out.ingest_workers > 0) {
+    return fail(acknowledge != nullptr ? *acknowledge : value,
+                "batched shares syncs on one connection and replaces ingest_workers: set "
+                "ingest_workers to 0");
   }
   return true;
 }

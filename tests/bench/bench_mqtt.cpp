@@ -438,6 +438,8 @@ class LagSampler {
 
 // --ingest-workers N: mqtt.ingest_workers of the agent (-1: its default).
 int g_ingest_workers = -1;
+// --acknowledge each|batched: mqtt.acknowledge of the agent ("": its default).
+std::string g_acknowledge;
 
 Rate run_agent(const Workload& workload, bool drain, const std::string& durability) {
   BenchBroker broker;
@@ -452,6 +454,10 @@ Rate run_agent(const Workload& workload, bool drain, const std::string& durabili
     config.insert(config.find(mqtt) + mqtt.size(),
                   "  ingest_workers: " + std::to_string(g_ingest_workers) + "\n");
   }
+  if (!g_acknowledge.empty()) {
+    const std::string mqtt = "mqtt:\n";
+    config.insert(config.find(mqtt) + mqtt.size(), "  acknowledge: " + g_acknowledge + "\n");
+  }
   write_text_file(agent.config_path(), config);
   agent.start();
   // Connected and, with ingest workers, every worker subscribed: a message
@@ -465,6 +471,12 @@ Rate run_agent(const Workload& workload, bool drain, const std::string& durabili
                                     },
                                     60s, 5ms)) {
       throw std::runtime_error("agent: ingest workers did not connect:\n" + agent.log());
+    }
+    if (g_acknowledge == "batched" &&
+        !wait_until(
+            [&] { return agent.log().find("batched connection: subscribed") != std::string::npos; },
+            60s, 5ms)) {
+      throw std::runtime_error("agent: the batched connection did not subscribe:\n" + agent.log());
     }
   };
   wait_ready();
@@ -702,6 +714,8 @@ int main(int argc, char** argv) {
       steady_seconds = std::stod(value);
     } else if (key == "--ingest-workers") {
       g_ingest_workers = std::stoi(value);
+    } else if (key == "--acknowledge") {
+      g_acknowledge = value;
     } else if (key == "--naive") {
       with_naive = value != "off";
     } else if (key == "--replay") {
@@ -715,7 +729,8 @@ int main(int argc, char** argv) {
   if (argc % 2 == 0) {
     std::cerr << "usage: bench_mqtt [--messages N] [--devices D] [--modes drain,live,resources] "
                  "[--durability normal,power_loss] [--stored N] [--steady-rate R] "
-                 "[--steady-seconds S] [--replay FILE] [--naive off] [--ingest-workers N]\n";
+                 "[--steady-seconds S] [--replay FILE] [--naive off] [--ingest-workers N]\n"
+                 "       [--acknowledge each|batched]\n";
     return 2;
   }
   try {

@@ -4,11 +4,12 @@
 # drain and live, durability normal and power_loss. Release build.
 #   tests/bench/run_mqtt.sh [--messages N] [--devices D] [--modes drain,live]
 #                           [--durability normal,power_loss] [--replay FILE] [--naive off]
-#                           [--ingest-workers N]
+#                           [--ingest-workers N] [--acknowledge each|batched]
 # --replay FILE: publish a recorded stream instead (tests/sim/meter_sim.py --write FILE; the
 # agent maps it with the shipped presets; no naive baseline). --naive off: without the naive
 # baseline (its power_loss runs take minutes). --ingest-workers N: the agent with
-# mqtt.ingest_workers N (default: its own default).
+# mqtt.ingest_workers N (default: its own default). --acknowledge batched: the agent with
+# mqtt.acknowledge batched (its own connection, acknowledgements after a shared sync).
 # Builds in ../build-bench-mqtt (METER_BENCH_BUILD_DIR to change); the naive
 # baseline needs Debian's python3-paho-mqtt (/usr/bin/python3).
 set -eu

@@ -322,13 +322,21 @@ struct Figures {
   std::int64_t central = 0;
 };
 
+// How the agent acknowledges: mqtt.ingest_workers (group commit across worker
+// processes) or mqtt.acknowledge: batched (group commit on its own connection).
+struct Ingest {
+  int workers = 0;
+  bool batched = false;
+};
+
 // The agent with its buffer on the power-cut filesystem.
 class CutRig {
  public:
-  // `workers`: mqtt.ingest_workers (group commit across worker processes).
-  CutRig(const std::string& durability, bool with_central, int workers = 0)
+  CutRig(const std::string& durability, bool with_central, Ingest ingest = {})
       : mounted_(),
-        agent_(broker_.port(), "  ingest_workers: " + std::to_string(workers) + "\n"),
+        agent_(broker_.port(), "  ingest_workers: " + std::to_string(ingest.workers) +
+                                   "\n  acknowledge: " + (ingest.batched ? "batched" : "each") +
+                                   "\n"),
         durability_(durability) {
     if (with_central) {
       central_ = std::make_unique<CentralService>();
@@ -368,11 +376,13 @@ class CutRig {
 
 // Runs the whole scenario; fills `figures`.
 void run_power_cuts(const std::string& durability, long readings, int cuts, std::uint64_t seed,
-                    bool with_central, Figures& figures, int workers = 0) {
-  std::cout << "power cuts (" << durability << ", ingest workers " << workers << "): " << readings
-            << " readings, " << cuts << " cuts, seed " << seed << std::endl;
+                    bool with_central, Figures& figures, Ingest ingest = {}) {
+  const int workers = ingest.workers;
+  std::cout << "power cuts (" << durability << ", ingest workers " << workers
+            << (ingest.batched ? ", batched" : "") << "): " << readings << " readings, " << cuts
+            << " cuts, seed " << seed << std::endl;
   std::mt19937_64 random(seed);
-  CutRig rig(durability, with_central, workers);
+  CutRig rig(durability, with_central, ingest);
   auto& agent = rig.agent();
   auto& fs = rig.fs();
   figures.readings = readings;
@@ -396,6 +406,12 @@ void run_power_cuts(const std::string& durability, long readings, int cuts, std:
       !wait_until([&] { return agent.metric("meter_agent_ingest_workers_connected") == workers; },
                   30s, 20ms)) {
     FAIL("the ingest workers did not connect\n" << agent.log());
+  }
+  if (ingest.batched &&
+      !wait_until(
+          [&] { return agent.log().find("batched connection: subscribed") != std::string::npos; },
+          30s, 20ms)) {
+    FAIL("the batched connection did not subscribe\n" << agent.log());
   }
 
   // Readings spread over about the time the cuts take.
@@ -634,7 +650,20 @@ TEST_CASE("power_loss with ingest workers: group commit loses nothing in power c
   Figures figures;
   const long readings = env_int("METER_POWERCUT_READINGS", 2000) / 2;
   const int cuts = std::max(3, env_int("METER_POWERCUT_CUTS", 10) / 2);
-  run_power_cuts("power_loss", readings, cuts, std::random_device{}(), false, figures, 3);
+  run_power_cuts("power_loss", readings, cuts, std::random_device{}(), false, figures,
+                 Ingest{3, false});
+  CHECK(figures.lost == 0);
+  CHECK(figures.doubled == 0);
+  CHECK(figures.reverted_blocks + figures.reverted_entries > 0);
+}
+
+TEST_CASE("power_loss with the batched connection: group commit loses nothing in power cuts",
+          "[powercut]") {
+  Figures figures;
+  const long readings = env_int("METER_POWERCUT_READINGS", 2000) / 2;
+  const int cuts = std::max(3, env_int("METER_POWERCUT_CUTS", 10) / 2);
+  run_power_cuts("power_loss", readings, cuts, std::random_device{}(), false, figures,
+                 Ingest{0, true});
   CHECK(figures.lost == 0);
   CHECK(figures.doubled == 0);
   CHECK(figures.reverted_blocks + figures.reverted_entries > 0);
@@ -657,7 +686,8 @@ TEST_CASE("normal: a power cut loses at most what was acknowledged since the las
 // the last receive time in the raw log, as tests/bench/bench_mqtt.cpp counts).
 // Hidden from ctest ([.]); docs/BENCHMARKS.md has the numbers:
 //   METER_POWERCUT_SYNC_MS=5 tests/powercut/powercut_test "[powercut_bench]"
-// (METER_POWERCUT_INGEST_WORKERS=N: with mqtt.ingest_workers N).
+// (METER_POWERCUT_INGEST_WORKERS=N: with mqtt.ingest_workers N;
+// METER_POWERCUT_BATCHED=1: with mqtt.acknowledge: batched).
 TEST_CASE("power_loss on a slow disk: acknowledged messages per second", "[.][powercut_bench]") {
   const int sync_ms = env_int("METER_POWERCUT_SYNC_MS", 5);
   const long messages = env_int("METER_POWERCUT_BENCH_MESSAGES", 2000);
@@ -665,13 +695,19 @@ TEST_CASE("power_loss on a slow disk: acknowledged messages per second", "[.][po
                                      ? std::getenv("METER_POWERCUT_DURABILITY")
                                      : "power_loss";
   const int workers = env_int("METER_POWERCUT_INGEST_WORKERS", 0);
-  CutRig rig(durability, false, workers);
+  const bool batched = env_int("METER_POWERCUT_BATCHED", 0) != 0;
+  CutRig rig(durability, false, Ingest{workers, batched});
   rig.fs().set_sync_delay(std::chrono::milliseconds(sync_ms));
   auto& agent = rig.agent();
   agent.start();
   REQUIRE(agent.wait_connected(30s));
   REQUIRE(wait_until(
       [&] { return agent.metric("meter_agent_ingest_workers_connected") == workers; }, 60s, 20ms));
+  if (batched) {
+    REQUIRE(wait_until(
+        [&] { return agent.log().find("batched connection: subscribed") != std::string::npos; },
+        60s, 20ms));
+  }
   {
     TestPublisher publisher(rig.broker().port(), "powercut-bench-publisher", 100);
     for (long i = 0; i < messages; ++i) {
@@ -699,6 +735,7 @@ TEST_CASE("power_loss on a slow disk: acknowledged messages per second", "[.][po
   const double rate =
       span_ms > 0 ? static_cast<double>(count - 1) * 1000.0 / static_cast<double>(span_ms) : 0;
   std::cout << "slow disk (" << sync_ms << " ms per sync), " << durability << ", ingest workers "
-            << workers << ": " << count << " messages acknowledged at " << static_cast<long>(rate)
-            << " msgs/s; " << rig.fs().operations(CutKind::fsync) << " syncs" << std::endl;
+            << workers << (batched ? ", batched" : "") << ": " << count
+            << " messages acknowledged at " << static_cast<long>(rate) << " msgs/s; "
+            << rig.fs().operations(CutKind::fsync) << " syncs" << std::endl;
 }

@@ -54,7 +54,13 @@ class ChildProcess {
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
-      // Only async-signal-safe calls between fork and exec.
+      // Only async-signal-safe calls between fork and exec. The test
+      // runner's signal handlers (Catch's) go: a signal that arrives before
+      // the exec must end this copy, not make it report and run on.
+      for (const int number :
+           {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGPIPE}) {
+        ::signal(number, SIG_DFL);
+      }
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);
       const int fd = ::open(output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

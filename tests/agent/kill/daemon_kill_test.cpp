@@ -7,8 +7,10 @@
 // (DUP) — then no kill landed between a commit and its acknowledgement.
 //
 //   daemon_kill_test [--messages N] [--kills K] [--seed S] [--ingest-workers W]
+//                    [--acknowledge batched]
 // --ingest-workers W: the agent with mqtt.ingest_workers W (each SIGKILL of the
-// daemon then takes its workers along: PR_SET_PDEATHSIG).
+// daemon then takes its workers along: PR_SET_PDEATHSIG). --acknowledge batched:
+// the agent's own batched connection (mqtt.acknowledge).
 // ctest runs a reduced count; the full run (issue #3) is
 //   tests/agent/kill/daemon_kill_test --messages 50000 --kills 25
 #include <sqlite3.h>
@@ -67,20 +69,31 @@ int main(int argc, char* argv[]) {
   int kills = 20;
   std::uint64_t seed = std::random_device{}();
   int workers = 0;
+  std::string acknowledge = "each";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string option = argv[i];
     if (option == "--messages") messages = std::stol(argv[i + 1]);
     if (option == "--kills") kills = std::stoi(argv[i + 1]);
     if (option == "--seed") seed = std::stoull(argv[i + 1]);
     if (option == "--ingest-workers") workers = std::stoi(argv[i + 1]);
+    if (option == "--acknowledge") acknowledge = argv[i + 1];
   }
   std::cout << "kill test: " << messages << " messages, " << kills << " kills, seed " << seed
-            << ", ingest workers " << workers << std::endl;
+            << ", ingest workers " << workers << ", acknowledge " << acknowledge << std::endl;
   std::mt19937_64 random(seed);
 
   Mosquitto broker;
   AgentProcess agent(broker.port(),
-                     "  keepalive: 5s\n  ingest_workers: " + std::to_string(workers) + "\n");
+                     "  keepalive: 5s\n  ingest_workers: " + std::to_string(workers) +
+                         "\n  acknowledge: " + acknowledge + "\n");
+  const bool batched = acknowledge == "batched";
+  // The batched connection is ready once it is connected (it subscribes as
+  // it connects, and its session keeps the subscription across the kills).
+  const auto batched_ready = [&](std::chrono::milliseconds poll) {
+    return !batched ||
+           wait_until([&] { return agent.metric("meter_agent_batched_connected") == 1; }, 30s,
+                      poll);
+  };
 
   // The first run creates the agent's persistent session (its subscription):
   // only from then on does the broker keep messages for it.
@@ -90,6 +103,13 @@ int main(int argc, char* argv[]) {
       !wait_until([&] { return agent.metric("meter_agent_ingest_workers_connected") == workers; },
                   30s, std::chrono::milliseconds(20))) {
     fail("the ingest workers did not connect\n" + agent.log());
+  }
+  if (!batched_ready(std::chrono::milliseconds(20)) ||
+      (batched &&
+       !wait_until(
+           [&] { return agent.log().find("batched connection: subscribed") != std::string::npos; },
+           30s, std::chrono::milliseconds(20)))) {
+    fail("the batched connection did not subscribe\n" + agent.log());
   }
 
   // The publisher spreads its messages over roughly the time the kills take,
@@ -130,6 +150,10 @@ int main(int argc, char* argv[]) {
         !wait_until([&] { return agent.metric("meter_agent_ingest_workers_connected") == workers; },
                     30s, std::chrono::milliseconds(5))) {
       fail("the ingest workers did not connect (run " + std::to_string(kill) + ")\n" + agent.log());
+    }
+    if (!batched_ready(std::chrono::milliseconds(5))) {
+      fail("the batched connection did not connect (run " + std::to_string(kill) + ")\n" +
+           agent.log());
     }
     const auto before = agent.metric("meter_agent_messages_appended_total");
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(random)));  // the kill moment

@@ -21,6 +21,19 @@ TEST_CASE("ops endpoint: /healthz says whether MQTT is up and the buffer takes w
   CHECK(blocked.body == "mqtt connected, buffer NOT accepting writes\n");
 }
 
+TEST_CASE("ops endpoint: with the batched connection, /healthz needs it up too", "[ops]") {
+  Metrics metrics;
+  metrics.mqtt_connected = true;
+  metrics.batched_enabled = true;
+  auto down = route_ops_request("/healthz", metrics, {}, 0);
+  CHECK(down.status == 503);
+  CHECK(down.body == "mqtt connected, batched connection disconnected, buffer ok\n");
+  metrics.batched_connected = true;
+  auto up = route_ops_request("/healthz", metrics, {}, 0);
+  CHECK(up.status == 200);
+  CHECK(up.body == "mqtt connected, batched connection connected, buffer ok\n");
+}
+
 TEST_CASE("ops endpoint: /metrics renders the agent's metrics and the others' at one time",
           "[ops]") {
   Metrics metrics;

@@ -707,6 +707,20 @@ TEST_CASE("the daemon's sections reject what cannot work", "[config]") {
              Catch::Contains("log.components.mqtt: expected one of error, warning, info, debug"));
   CHECK_THAT(error_of(kMinimal + "mqtt:\n  tls: {enabled: yes}\n"),
              Catch::Contains("mqtt.tls.enabled: expected one of true, false"));
+  CHECK_THAT(error_of(kMinimal + "mqtt:\n  acknowledge: later\n"),
+             Catch::Contains("t.yaml:7:16: mqtt.acknowledge: expected one of each, batched"));
+  // Two ways of sharing syncs at once: refused at the acknowledge key, in either order.
+  CHECK_THAT(error_of(kMinimal + "mqtt:\n  acknowledge: batched\n  ingest_workers: 2\n"),
+             Catch::Contains("t.yaml:7:16: mqtt.acknowledge: batched shares syncs on one "
+                             "connection and replaces ingest_workers"));
+  CHECK_THAT(error_of(kMinimal + "mqtt:\n  ingest_workers: 2\n  acknowledge: batched\n"),
+             Catch::Contains("t.yaml:8:16: mqtt.acknowledge:"));
+}
+
+TEST_CASE("mqtt.acknowledge: each by default, or batched", "[config]") {
+  CHECK_FALSE(parse_ok(kMinimal).mqtt.batched_acknowledge);
+  CHECK(parse_ok(kMinimal + "mqtt:\n  acknowledge: batched\n").mqtt.batched_acknowledge);
+  CHECK_FALSE(parse_ok(kMinimal + "mqtt:\n  acknowledge: each\n").mqtt.batched_acknowledge);
 }
 
 TEST_CASE("a section with every key commented out takes its defaults", "[config]") {
