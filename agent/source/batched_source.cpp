@@ -508,6 +508,12 @@ Status BatchedSource::commit_and_acknowledge(MqttTransport& transport, int proto
       }
     }
     if (any) ++metrics.group_commits;
+    if (shared_.logger.enabled(LogLevel::debug, kMqtt)) {
+      shared_.logger.debug(kMqtt, "batched connection: " +
+                                      std::to_string(todo.size() - still.size()) + " of " +
+                                      std::to_string(todo.size()) +
+                                      " messages committed with one sync");
+    }
     todo = std::move(still);
     std::string acknowledgements;
     while (acknowledged < pending.size() && pending[acknowledged].committed) {

@@ -719,6 +719,7 @@ TEST_CASE("power_loss on a slow disk: acknowledged messages per second", "[.][po
   REQUIRE(
       wait_until([&] { return agent.metric("meter_agent_messages_raw_logged_total") >= messages; },
                  timeout, 20ms));
+  const auto group_commits = agent.metric("meter_agent_group_commits_total");
   agent.stop();
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open_v2(rig.buffer().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
@@ -737,5 +738,6 @@ TEST_CASE("power_loss on a slow disk: acknowledged messages per second", "[.][po
   std::cout << "slow disk (" << sync_ms << " ms per sync), " << durability << ", ingest workers "
             << workers << (batched ? ", batched" : "") << ": " << count
             << " messages acknowledged at " << static_cast<long>(rate) << " msgs/s; "
-            << rig.fs().operations(CutKind::fsync) << " syncs" << std::endl;
+            << rig.fs().operations(CutKind::fsync) << " syncs, " << group_commits
+            << " group commits" << std::endl;
 }
