@@ -47,6 +47,8 @@ class Metrics {
   // The batched connection (mqtt.acknowledge: batched).
   std::atomic<bool> batched_enabled{false};  // the configuration asks for it
   std::atomic<bool> batched_connected{false};
+  // Its session holds every filter of the configuration (a SUBACK in this process).
+  std::atomic<bool> batched_subscribed{false};
   std::atomic<std::int64_t> batched_connection_failures{0};  // failed connects, lost connections
 
   void add(const NormalizeStats& stats);

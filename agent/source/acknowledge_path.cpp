@@ -76,17 +76,26 @@ std::vector<bool> AcknowledgePath::commit_group(const std::vector<RawMessage>& m
   std::vector<std::int64_t> sizes(messages.size(), 0);
   std::optional<Error> refused;
   bool any = false;
+  std::int64_t admitted = 0;  // budget bytes of this group's messages appended so far
   {
     std::lock_guard lock(mutex_);
     for (std::size_t i = 0; i < messages.size(); ++i) {
       const auto& message = messages[i];
       sizes[i] = budget_bytes_of_message(
           static_cast<std::int64_t>(message.topic.size() + message.payload.size()));
-      Status appended = admit(sizes[i]);
+      // Admitted with what this group already took: the budget's estimate
+      // counts acknowledged messages only after the sync, and a group can be
+      // thousands of messages (the batched connection).
+      Status appended = admit(admitted + sizes[i]);
       if (appended) appended = inbox_->append_unsynced(message);
+      if (appended) admitted += sizes[i];
       if (!appended) {
-        if (!refused) refused = appended.error();
-        continue;
+        // The rest of the group is refused with it: each admit may wait for
+        // the normalizer (kNormalizerWait), and nothing after a refused
+        // message may be acknowledged before it anyway (the batched
+        // connection acknowledges in arrival order).
+        refused = appended.error();
+        break;
       }
       committed[i] = true;
       any = true;

@@ -53,9 +53,10 @@ class AcknowledgePath final : public MessageSink {
   // One attempt: the budget, the inbox's fill, then the append.
   Status try_commit(const RawMessage& message);
 
-  // Group commit: one attempt for each message, then one sync for all of
-  // them. The result says, message by message, whether it is committed (may
-  // be acknowledged); a refusal or failure is logged once for the group.
+  // Group commit: the messages appended in order until one is refused (the
+  // rest with it), then one sync for all appended. The result says, message
+  // by message, whether it is committed (may be acknowledged): a prefix. A
+  // refusal or failure is logged once for the group.
   std::vector<bool> commit_group(const std::vector<RawMessage>& messages);
 
   // How long a wait for the normalizer (a full inbox, or a budget estimate to

@@ -151,6 +151,7 @@ void BatchedSource::run() {
     const auto config = shared_.config();
     const bool drain = !config->mqtt.batched_acknowledge;
     shared_.metrics.batched_enabled = !drain;
+    if (drain) shared_.metrics.batched_subscribed = false;
     if (drain && !session_recorded()) {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stop_.load() || changed_.load(); });
@@ -401,6 +402,10 @@ Result<BatchedSource::Ended> BatchedSource::serve(const Config& config, bool dra
           }
           subscribed_this_process_ = true;
           awaiting_suback.erase(found);
+          if (!drain && std::includes(subscribed_.begin(), subscribed_.end(), wanted.begin(),
+                                      wanted.end())) {
+            metrics.batched_subscribed = true;
+          }
         } else if (auto* unsuback = std::get_if<mqtt_wire::Unsuback>(&packet)) {
           auto found = awaiting_unsuback.find(unsuback->packet_id);
           if (found == awaiting_unsuback.end()) continue;

@@ -213,6 +213,10 @@ void MqttSource::supervise() {
   auto& metrics = shared_.metrics;
   auto& logger = shared_.logger;
   check_pending_subscription();
+  if (leave_after_batched_ && metrics.mqtt_connected && metrics.batched_subscribed) {
+    leave_after_batched_ = false;
+    unsubscribe(topic_filters(*shared_.config()));
+  }
   if (reconnect_pending_ && !metrics.append_blocked) {
     reconnect_pending_ = false;
     logger.info(kMqtt, "the connection settings changed: reconnecting");
@@ -318,10 +322,19 @@ Status MqttSource::connect() {
     // (or all of them, draining); the daemon's own when workers or the
     // batched connection took over.
     std::set<std::string> leave;
+    leave_after_batched_ = false;
     if (shared_.worker) {
       leave = shared_.worker->unsubscribe_on_connect;
-    } else if (m.ingest_workers > 0 || m.batched_acknowledge) {
+    } else if (m.ingest_workers > 0) {
       leave = topic_filters(*current);
+    } else if (m.batched_acknowledge) {
+      // Left only once the batched connection holds the filters itself, so
+      // that no message is published while neither session has them.
+      if (metrics.batched_subscribed) {
+        leave = topic_filters(*current);
+      } else {
+        leave_after_batched_ = session_present;
+      }
     }
     if (session_present && !leave.empty()) unsubscribe(leave);
     if (!session_present) {

@@ -137,6 +137,9 @@ class MqttSource {
   std::atomic<bool> connection_lost_{false};
   std::atomic<bool> in_callback_{false};
   bool session_resumed_ = false;
+  // The session still has the mappings' filters, to leave once the batched
+  // connection has subscribed to them (Metrics::batched_subscribed).
+  bool leave_after_batched_ = false;
   std::vector<std::shared_ptr<mqtt::token>> unsubscribes_;  // sent, maybe not answered
   bool abandoned_ = false;
 };

@@ -271,11 +271,12 @@ struct MqttConfig {
   // message under power_loss). N: N ingest worker processes on a shared
   // subscription whose acknowledgements share syncs (group commit).
   int ingest_workers = 0;
-  // mqtt.acknowledge: `each` (false): Paho's connection acknowledges each
-  // message as its commit returns. `batched` (true): the agent's own
+  // mqtt.acknowledge: `batched` (true, the default): the agent's own
   // connection (agent/source/batched_source.hpp) reads many messages, commits
-  // them with one sync, then sends their acknowledgements in order.
-  bool batched_acknowledge = false;
+  // them with one sync, then sends their acknowledgements in order. `each`
+  // (false; the default when ingest_workers is set): Paho's connection
+  // acknowledges each message as its commit returns.
+  bool batched_acknowledge = true;
 
   int effective_port() const { return port != 0 ? port : (tls.enabled ? 8883 : 1883); }
 

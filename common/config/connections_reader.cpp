@@ -65,6 +65,7 @@ bool Parser::parse_mqtt(const Value& value, MqttConfig& out) {
   if (!out.password_file.empty() && !out.password_env.empty()) {
     return fail(value, "give password_file or password_env, not both");
   }
+  if (acknowledge == nullptr && out.ingest_workers > 0) out.batched_acknowledge = false;
   if (out.batched_acknowledge && out.ingest_workers > 0) {
     return fail(acknowledge != nullptr ? *acknowledge : value,
                 "batched shares syncs on one connection and replaces ingest_workers: set "

@@ -70,7 +70,9 @@ Config source_config(int port, const std::string& topic = "meters/#") {
           topic +
           "\"\n"
           "mqtt:\n  host: 127.0.0.1\n  port: " +
-          std::to_string(port) + "\n  keepalive: 5s\n  reconnect: {min: 100ms, max: 500ms}\n",
+          std::to_string(port) +
+          // The Paho connection subscribing itself (batched is the daemon's default).
+          "\n  acknowledge: each\n  keepalive: 5s\n  reconnect: {min: 100ms, max: 500ms}\n",
       "<test>");
   if (!parsed) FAIL(parsed.error().message);
   return *parsed;

@@ -717,10 +717,12 @@ TEST_CASE("the daemon's sections reject what cannot work", "[config]") {
              Catch::Contains("t.yaml:8:16: mqtt.acknowledge:"));
 }
 
-TEST_CASE("mqtt.acknowledge: each by default, or batched", "[config]") {
-  CHECK_FALSE(parse_ok(kMinimal).mqtt.batched_acknowledge);
+TEST_CASE("mqtt.acknowledge: batched by default, each with ingest workers or when asked",
+          "[config]") {
+  CHECK(parse_ok(kMinimal).mqtt.batched_acknowledge);
   CHECK(parse_ok(kMinimal + "mqtt:\n  acknowledge: batched\n").mqtt.batched_acknowledge);
   CHECK_FALSE(parse_ok(kMinimal + "mqtt:\n  acknowledge: each\n").mqtt.batched_acknowledge);
+  CHECK_FALSE(parse_ok(kMinimal + "mqtt:\n  ingest_workers: 4\n").mqtt.batched_acknowledge);
 }
 
 TEST_CASE("a section with every key commented out takes its defaults", "[config]") {
