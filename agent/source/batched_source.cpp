@@ -215,10 +215,10 @@ Result<std::unique_ptr<MqttTransport>> BatchedSource::open(const Config& config,
   if (!password->empty()) options.password = *password;
   if (m.protocol_version == mqtt_wire::kMqtt5) {
     options.session_expiry_s =
-        clean_start ? 0
-                    : static_cast<std::uint32_t>(
-                          std::clamp<std::int64_t>(m.session_expiry_ms / 1000, 0,
-                                                   std::numeric_limits<std::uint32_t>::max()));
+        clean_start
+            ? 0
+            : static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+                  m.session_expiry_ms / 1000, 0, std::numeric_limits<std::uint32_t>::max()));
     options.receive_maximum = kReceiveMaximum;
   }
   if (auto sent = send(**transport, mqtt_wire::encode_connect(options)); !sent) {
@@ -242,8 +242,9 @@ Result<std::unique_ptr<MqttTransport>> BatchedSource::open(const Config& config,
       return Error{"cannot connect to " + where + ": no CONNACK within " +
                    std::to_string(std::chrono::seconds(kConnectTimeout).count()) + " s"};
     }
-    auto got = (*transport)->read(
-        input, kReadChunk, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+    auto got = (*transport)
+                   ->read(input, kReadChunk,
+                          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
     if (!got) return Error{"cannot connect to " + where + ": " + got.error().message};
     parser.feed(input);
     input.clear();
@@ -402,8 +403,8 @@ Result<BatchedSource::Ended> BatchedSource::serve(const Config& config, bool dra
           }
           subscribed_this_process_ = true;
           awaiting_suback.erase(found);
-          if (!drain && std::includes(subscribed_.begin(), subscribed_.end(), wanted.begin(),
-                                      wanted.end())) {
+          if (!drain &&
+              std::includes(subscribed_.begin(), subscribed_.end(), wanted.begin(), wanted.end())) {
             metrics.batched_subscribed = true;
           }
         } else if (auto* unsuback = std::get_if<mqtt_wire::Unsuback>(&packet)) {
@@ -418,10 +419,9 @@ Result<BatchedSource::Ended> BatchedSource::serve(const Config& config, bool dra
         } else if (std::holds_alternative<mqtt_wire::Pingresp>(packet)) {
           ping_outstanding = false;
         } else if (auto* disconnect = std::get_if<mqtt_wire::Disconnect>(&packet)) {
-          return Error{where + ": the broker ended the connection (" +
-                       hex(disconnect->reason_code) +
-                       (disconnect->reason_string.empty() ? "" : ": " + disconnect->reason_string) +
-                       ")"};
+          return Error{
+              where + ": the broker ended the connection (" + hex(disconnect->reason_code) +
+              (disconnect->reason_string.empty() ? "" : ": " + disconnect->reason_string) + ")"};
         } else if (std::holds_alternative<mqtt_wire::Connack>(packet)) {
           return Error{where + ": closing the connection: a second CONNACK"};
         }
@@ -499,8 +499,8 @@ Status BatchedSource::commit_and_acknowledge(MqttTransport& transport, int proto
     } catch (const std::exception& e) {
       results.assign(todo.size(), false);
       ++metrics.append_failures;
-      shared_.logger.error(kMqtt, std::string("unexpected error storing messages, retrying: ") +
-                                      e.what());
+      shared_.logger.error(kMqtt,
+                           std::string("unexpected error storing messages, retrying: ") + e.what());
     }
     std::vector<std::size_t> still;
     bool any = false;
@@ -514,16 +514,16 @@ Status BatchedSource::commit_and_acknowledge(MqttTransport& transport, int proto
     }
     if (any) ++metrics.group_commits;
     if (shared_.logger.enabled(LogLevel::debug, kMqtt)) {
-      shared_.logger.debug(kMqtt, "batched connection: " +
-                                      std::to_string(todo.size() - still.size()) + " of " +
-                                      std::to_string(todo.size()) +
-                                      " messages committed with one sync");
+      shared_.logger.debug(
+          kMqtt, "batched connection: " + std::to_string(todo.size() - still.size()) + " of " +
+                     std::to_string(todo.size()) + " messages committed with one sync");
     }
     todo = std::move(still);
     std::string acknowledgements;
     while (acknowledged < pending.size() && pending[acknowledged].committed) {
       if (pending[acknowledged].packet_id != 0) {
-        acknowledgements += mqtt_wire::encode_puback(protocol_version, pending[acknowledged].packet_id);
+        acknowledgements +=
+            mqtt_wire::encode_puback(protocol_version, pending[acknowledged].packet_id);
       }
       ++acknowledged;
     }

@@ -114,8 +114,8 @@ struct Rig {
         kInboxMaxBytes);
     source = std::make_unique<BatchedSource>(BatchedSource::Shared{
         [this] { return config; }, *path, metrics, logger, clock, buffer_path(),
-        [this](const MqttConfig&, std::chrono::milliseconds)
-            -> Result<std::unique_ptr<MqttTransport>> {
+        [this](const MqttConfig&,
+               std::chrono::milliseconds) -> Result<std::unique_ptr<MqttTransport>> {
           {
             std::lock_guard lock(wire.mutex);
             ++wire.connects;
@@ -191,8 +191,8 @@ TEST_CASE("batched connection: a malformed packet closes the connection, unackno
   // QoS 3 does not exist: the parser refuses, the connection is dropped and
   // opened again (the broker would send the message again).
   rig.wire.send(publish("meters/a", "x", 7) + std::string("\x36\x00", 2));
-  REQUIRE(test::wait_until([&] { return rig.metrics.batched_connection_failures.load() >= 1; },
-                           20s, 1ms));
+  REQUIRE(test::wait_until([&] { return rig.metrics.batched_connection_failures.load() >= 1; }, 20s,
+                           1ms));
   CHECK(pubacks(rig.wire.written()).empty());
   // Opened again after the backoff.
   CHECK(test::wait_until(

@@ -27,9 +27,9 @@ namespace {
 // The agent with `acknowledge` (each or batched), MQTT `protocol`, power_loss.
 void configure(AgentProcess& agent, const std::string& acknowledge,
                const std::string& protocol = "\"3.1.1\"") {
-  agent.write_config("  acknowledge: " + acknowledge + "\n  protocol: " + protocol +
-                         "\n  keepalive: 5s\n",
-                     seed_mappings());
+  agent.write_config(
+      "  acknowledge: " + acknowledge + "\n  protocol: " + protocol + "\n  keepalive: 5s\n",
+      seed_mappings());
   std::string config = agent.config_text();
   const std::string normal = "  durability: normal\n";
   config.replace(config.find(normal), normal.size(), "  durability: power_loss\n");
@@ -37,8 +37,7 @@ void configure(AgentProcess& agent, const std::string& acknowledge,
 }
 
 bool wait_batched_connected(const AgentProcess& agent) {
-  return wait_until([&] { return agent.metric("meter_agent_batched_connected") == 1; }, 30s,
-                    20ms);
+  return wait_until([&] { return agent.metric("meter_agent_batched_connected") == 1; }, 30s, 20ms);
 }
 
 // Stops the agent; on failure the assertion shows its log as it is then.
@@ -118,8 +117,8 @@ TEST_CASE("batched connection: a killed agent loses nothing and doubles no measu
   publish_range(broker.port(), 0, 2000);
   // Killed while it works through them: what it had not acknowledged is
   // redelivered to the resumed session.
-  REQUIRE(wait_until([&] { return agent.metric("meter_agent_messages_appended_total") > 200; },
-                     30s, 1ms));
+  REQUIRE(wait_until([&] { return agent.metric("meter_agent_messages_appended_total") > 200; }, 30s,
+                     1ms));
   agent.kill();
   agent.start();
   REQUIRE(wait_batched_connected(agent));
@@ -130,8 +129,7 @@ TEST_CASE("batched connection: a killed agent loses nothing and doubles no measu
   CHECK(result.raw.size() == 2000);  // first deliveries: every message, redeliveries aside
 }
 
-TEST_CASE("batched connection: a reload changes its filters in place",
-          "[daemon][batched_source]") {
+TEST_CASE("batched connection: a reload changes its filters in place", "[daemon][batched_source]") {
   Mosquitto broker;
   AgentProcess agent(broker.port());
   configure(agent, "batched");
