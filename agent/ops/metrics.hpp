@@ -35,6 +35,8 @@ class Metrics {
   std::atomic<std::int64_t> checkpoints{0};
   // Connection.
   std::atomic<bool> mqtt_connected{false};
+  // The daemon's own session holds every mapping filter (acknowledge: each).
+  std::atomic<bool> mqtt_subscribed{false};
   std::atomic<std::int64_t> connects{0};
   std::atomic<std::int64_t> reconnects{0};  // connects after the first
   std::atomic<std::int64_t> connect_failures{0};

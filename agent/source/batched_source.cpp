@@ -92,6 +92,17 @@ std::set<std::string> recorded_filters(const std::string& buffer_path) {
 
 }  // namespace
 
+// Whether another connection holds the mappings' filters, so that the
+// drained session may end: the daemon's own (a SUBACK for each), or, with
+// ingest workers, every worker connected (each subscribes as it connects).
+bool BatchedSource::filters_taken_back(const Config& config) const {
+  const auto& metrics = shared_.metrics;
+  if (config.mqtt.ingest_workers > 0) {
+    return metrics.ingest_workers_connected.load() >= config.mqtt.ingest_workers;
+  }
+  return metrics.mqtt_subscribed.load();
+}
+
 // ---- the daemon's side ------------------------------------------------------------
 
 void BatchedSource::start() {
@@ -126,8 +137,9 @@ void BatchedSource::stop(std::chrono::steady_clock::time_point /*deadline*/) {
     stop_ = true;
   }
   wake_.notify_all();
-  // Bounded: the thread notices within kPollInterval, or after one commit
-  // attempt (AcknowledgePath waits at most kNormalizerWait) or one write.
+  // The thread notices within kPollInterval, or after one commit attempt
+  // (AcknowledgePath waits at most kNormalizerWait per wait), one write, or
+  // a TCP connect in progress.
   thread_.join();
 }
 
@@ -157,13 +169,19 @@ void BatchedSource::run() {
       wake_.wait(lock, [&] { return stop_.load() || changed_.load(); });
       continue;
     }
-    if (drain && !shared_.metrics.mqtt_connected) {
-      // Drained, the session must end only once the daemon's own connection
-      // has taken the filters back; it subscribes as it connects.
+    if (drain && !filters_taken_back(*config)) {
+      // The session may end only once another holds the filters: the
+      // daemon's own connection (its SUBACK), or the ingest workers.
       wait_for(500ms);
       continue;
     }
-    auto served = serve(*config, drain);
+    Result<Ended> served = Error{""};
+    try {
+      served = serve(*config, drain);
+    } catch (const std::exception& e) {
+      // Memory, or a filter the encoder refuses: a failed connection.
+      served = Error{std::string("unexpected error: ") + e.what()};
+    }
     if (served) {
       backoff = 0ms;
       if (*served == Ended::drained) {
@@ -238,13 +256,17 @@ Result<std::unique_ptr<MqttTransport>> BatchedSource::open(const Config& config,
       break;
     }
     const auto now = SteadyClock::now();
+    if (stop_) return Error{"stopped while connecting to " + where};
     if (now >= deadline) {
       return Error{"cannot connect to " + where + ": no CONNACK within " +
                    std::to_string(std::chrono::seconds(kConnectTimeout).count()) + " s"};
     }
-    auto got = (*transport)
-                   ->read(input, kReadChunk,
-                          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+    auto got =
+        (*transport)
+            ->read(input, kReadChunk,
+                   std::min<std::chrono::milliseconds>(
+                       kPollInterval,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now)));
     if (!got) return Error{"cannot connect to " + where + ": " + got.error().message};
     parser.feed(input);
     input.clear();
@@ -268,13 +290,19 @@ Result<BatchedSource::Ended> BatchedSource::serve(const Config& config, bool dra
   MqttTransport& transport = **opened;
   const auto where = transport.describe();
   const FlagWhileAlive connected(metrics.batched_connected);
+  // MQTT 5: the broker may set the keepalive; 0 turns it off (no PINGREQ).
   const auto keepalive = std::chrono::milliseconds(
       connack.server_keepalive ? *connack.server_keepalive * 1000LL : m.keepalive_ms);
+  const bool pinging = keepalive.count() > 0;
+  keepalive_ = keepalive;
   logger.info(kMqtt, "batched connection: connected to " + where + " as " +
                          batched_client_id(config) + " (MQTT " + (version == 5 ? "5" : "3.1.1") +
                          ", session " + (connack.session_present ? "resumed" : "new") + ")" +
                          (drain ? ", to drain and end its session" : ""));
-  if (!connack.session_present) subscribed_.clear();
+  if (!connack.session_present) {
+    subscribed_.clear();
+    metrics.batched_subscribed = false;
+  }
 
   std::uint16_t last_id = 0;
   auto next_id = [&] {
@@ -318,7 +346,13 @@ Result<BatchedSource::Ended> BatchedSource::serve(const Config& config, bool dra
       if (!connack.session_present || !subscribed_this_process_ || wanted != subscribed_) {
         sent = subscribe(wanted);
       }
-      if (sent && connack.session_present) sent = unsubscribe(minus(subscribed_, wanted));
+      if (sent && connack.session_present) {
+        // What the session may hold that this configuration does not: known
+        // from this process, or recorded by an earlier one.
+        const auto held =
+            subscribed_this_process_ ? subscribed_ : recorded_filters(shared_.buffer_path);
+        sent = unsubscribe(minus(held, wanted));
+      }
     }
     if (!sent) return Error{where + ": " + sent.error().message};
   }
@@ -330,6 +364,25 @@ Result<BatchedSource::Ended> BatchedSource::serve(const Config& config, bool dra
   bool ping_outstanding = false;
   auto ping_sent = SteadyClock::now();
   std::string input;
+  // A connection that fails with messages in hand: they are committed
+  // without acknowledgement (one attempt) — QoS 1 ones come again anyway
+  // (then twice in the raw log), but QoS 0 ones never would.
+  const auto keep_unacknowledged = [&](Error error) -> Error {
+    if (group.empty()) return error;
+    try {
+      const auto results = shared_.acknowledge_path.commit_group(group);
+      const auto kept = std::count(results.begin(), results.end(), true);
+      logger.warning(kMqtt, "batched connection: " + std::to_string(kept) + " of " +
+                                std::to_string(group.size()) +
+                                " messages in hand stored, not acknowledged, as the connection "
+                                "failed");
+    } catch (const std::exception& e) {
+      logger.error(kMqtt,
+                   std::string("batched connection: messages in hand not stored: ") + e.what());
+    }
+    group.clear();
+    return error;
+  };
   const auto end_connection = [&](std::optional<std::uint32_t> session_expiry) {
     (void)send(transport, mqtt_wire::encode_disconnect(version, session_expiry));
     transport.close();
@@ -348,11 +401,11 @@ Result<BatchedSource::Ended> BatchedSource::serve(const Config& config, bool dra
       wanted = now_wanted;
     }
     const auto now = SteadyClock::now();
-    if (ping_outstanding && now - ping_sent > keepalive) {
+    if (pinging && ping_outstanding && now - ping_sent > keepalive) {
       return Error{where + ": no PINGRESP within the keepalive (" +
                    std::to_string(keepalive.count() / 1000) + " s); reconnecting"};
     }
-    if (!ping_outstanding && now - last_sent_ >= keepalive) {
+    if (pinging && !ping_outstanding && now - last_sent_ >= keepalive) {
       if (auto sent = send(transport, mqtt_wire::encode_pingreq()); !sent) {
         return Error{where + ": " + sent.error().message};
       }
@@ -363,15 +416,22 @@ Result<BatchedSource::Ended> BatchedSource::serve(const Config& config, bool dra
     // The packets already here, then what else has arrived: wait only while
     // nothing is in hand.
     bool waited = false;
+    // A pass ends by this time even if packets keep coming (a broker that
+    // sends only PINGRESPs must not keep a stop or a reload waiting).
+    const auto pass_end = SteadyClock::now() + kPollInterval;
     for (;;) {
       bool full = false;
       for (;;) {
-        if (group.size() >= kGroupMessages || group_bytes >= kGroupBytes) {
+        if (group.size() >= kGroupMessages || group_bytes >= kGroupBytes ||
+            SteadyClock::now() >= pass_end) {
           full = true;
           break;
         }
         auto next = parser.next();
-        if (!next) return Error{where + ": closing the connection: " + next.error().message};
+        if (!next) {
+          return keep_unacknowledged(
+              Error{where + ": closing the connection: " + next.error().message});
+        }
         if (!*next) break;
         auto& packet = **next;
         if (auto* publish = std::get_if<mqtt_wire::Publish>(&packet)) {
@@ -419,11 +479,11 @@ Result<BatchedSource::Ended> BatchedSource::serve(const Config& config, bool dra
         } else if (std::holds_alternative<mqtt_wire::Pingresp>(packet)) {
           ping_outstanding = false;
         } else if (auto* disconnect = std::get_if<mqtt_wire::Disconnect>(&packet)) {
-          return Error{
+          return keep_unacknowledged(Error{
               where + ": the broker ended the connection (" + hex(disconnect->reason_code) +
-              (disconnect->reason_string.empty() ? "" : ": " + disconnect->reason_string) + ")"};
+              (disconnect->reason_string.empty() ? "" : ": " + disconnect->reason_string) + ")"});
         } else if (std::holds_alternative<mqtt_wire::Connack>(packet)) {
-          return Error{where + ": closing the connection: a second CONNACK"};
+          return keep_unacknowledged(Error{where + ": closing the connection: a second CONNACK"});
         }
         // PUBACK and its kind: we publish nothing, so there is nothing to match.
       }
@@ -432,8 +492,8 @@ Result<BatchedSource::Ended> BatchedSource::serve(const Config& config, bool dra
       waited = true;
       auto got = transport.read(input, kReadChunk, timeout);
       // A failed connection: the group in hand is not acknowledged; the
-      // broker sends it again on the next connection.
-      if (!got) return Error{where + ": " + got.error().message};
+      // broker sends its QoS 1 messages again on the next connection.
+      if (!got) return keep_unacknowledged(Error{where + ": " + got.error().message});
       if (*got == 0) break;
       parser.feed(input);
       input.clear();
@@ -448,6 +508,7 @@ Result<BatchedSource::Ended> BatchedSource::serve(const Config& config, bool dra
       group_bytes = 0;
       // The PINGRESP may have waited unread behind a long commit.
       if (ping_outstanding) ping_sent = SteadyClock::now();
+      last_message = SteadyClock::now();  // a drain's quiet counts from the last commit
     }
     if (drain && awaiting_unsuback.empty() && SteadyClock::now() - last_message >= kDrainQuiet) {
       if (version == mqtt_wire::kMqtt5) {
@@ -535,7 +596,9 @@ Status BatchedSource::commit_and_acknowledge(MqttTransport& transport, int proto
       return Error{std::to_string(todo.size()) +
                    " messages not stored at the stop: not acknowledged, the broker keeps them"};
     }
-    // Keeps the connection alive while the disk gets room (the PINGRESPs wait unread).
+    // Keeps the connection alive while the disk gets room (the PINGRESPs
+    // wait unread): a PINGREQ before each wait, none longer than half the
+    // keepalive.
     if (SteadyClock::now() - last_sent_ >= std::chrono::seconds(1)) {
       if (auto sent = send(transport, mqtt_wire::encode_pingreq()); !sent) return sent;
     }
@@ -543,7 +606,10 @@ Status BatchedSource::commit_and_acknowledge(MqttTransport& transport, int proto
       std::unique_lock lock(mutex_);
       wake_.wait_for(lock, delay, [&] { return stop_.load(); });
     }
-    delay = std::min<std::chrono::milliseconds>(delay * 2, AcknowledgePath::kAppendRetryMax);
+    std::chrono::milliseconds longest = AcknowledgePath::kAppendRetryMax;
+    if (keepalive_.count() > 0)
+      longest = std::min(longest, std::max<std::chrono::milliseconds>(kRetryMin, keepalive_ / 2));
+    delay = std::min<std::chrono::milliseconds>(delay * 2, longest);
   }
 }
 

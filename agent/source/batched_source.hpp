@@ -14,11 +14,12 @@
 // says; reconnects with jittered backoff. The daemon's Paho connection keeps
 // the status topic and its last will, and leaves the mappings' filters.
 //
-// Its session outlives a change back to `acknowledge: each`: it is recorded in
-// `<inbox>/batched-session` before the first connect, and while the
-// configuration says `each` the thread drains it — leaves its filters, takes
-// what the broker had queued until kDrainQuiet passes without a message, ends
-// the session and removes the record.
+// Its session outlives a change back to `acknowledge: each`: its filters are
+// recorded in `<inbox>/batched-session` before each SUBSCRIBE, and while the
+// configuration says `each` the thread drains it — once another connection
+// holds the filters, it leaves them, takes what the broker had queued until
+// kDrainQuiet passes without a message, ends the session and removes the
+// record.
 //
 // Threads: start/reconfigure/stop on the daemon's main loop; one thread of
 // its own does the connection's I/O and the commits.
@@ -80,8 +81,10 @@ class BatchedSource {
   // subscriptions (the filters changed), the thread started, or a drain.
   void reconfigure(const Config& before, const Config& after);
   // Stops reading; the messages in hand are committed and acknowledged if
-  // that succeeds by `deadline` (else the broker redelivers them); then
-  // DISCONNECT, and the thread ends.
+  // one more attempt succeeds (else the broker redelivers them); then
+  // DISCONNECT, and the thread ends. Waits for the thread: at most one
+  // commit attempt, one write, or a TCP connect in progress (10 s); the
+  // deadline is not used.
   void stop(std::chrono::steady_clock::time_point deadline);
 
  private:
@@ -101,6 +104,7 @@ class BatchedSource {
                                               mqtt_wire::Parser& parser,
                                               mqtt_wire::Connack& connack);
   bool session_recorded() const;
+  bool filters_taken_back(const Config& config) const;
   void wait_for(std::chrono::milliseconds delay);  // ends early on stop or a reload
   bool interrupted() const { return stop_.load() || reconnect_.load(); }
 
@@ -117,6 +121,7 @@ class BatchedSource {
   std::set<std::string> subscribed_;  // what the session has, as far as we know
   bool subscribed_this_process_ = false;
   std::chrono::steady_clock::time_point last_sent_{};
+  std::chrono::milliseconds keepalive_{0};  // of the connection being served (0: off)
 };
 
 }  // namespace meter::agent

@@ -2,6 +2,7 @@
 
 #include <mqtt/async_client.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -224,6 +225,7 @@ void MqttSource::supervise() {
     destroy_client();
     subscribed_.clear();
     subscribed_this_process_ = false;
+    note_subscriptions();
     create_client();
     backoff_ = 0ms;
     next_connect_at_ = shared_.clock.steady_now();
@@ -341,6 +343,7 @@ Status MqttSource::connect() {
       // A new session has no subscriptions (first start, or the broker lost
       // it): subscribe and wait; nothing is queued ahead of the SUBACK.
       subscribed_.clear();
+      note_subscriptions();
       if (!subscribe(wanted, Wait::for_suback)) throw std::runtime_error("subscription failed");
       subscribed_this_process_ = true;
     } else if (!subscribed_this_process_ || wanted != subscribed_) {
@@ -405,6 +408,7 @@ Status MqttSource::read_suback(mqtt::token& token, const std::set<std::string>& 
                           "subscribed to '" + filter + "' (QoS " + std::to_string(code) + ")");
     }
   }
+  note_subscriptions();
   if (!refused.empty()) return Error{"the broker refused " + refused};
   return Ok{};
 }
@@ -422,6 +426,17 @@ void MqttSource::check_pending_subscription() {
   }
 }
 
+// Whether this connection's session holds every mapping filter (as far as
+// its SUBACKs and UNSUBSCRIBEs tell): the batched connection's drain waits
+// for it before it ends its own session.
+void MqttSource::note_subscriptions() {
+  if (shared_.worker) return;
+  const auto filters = topic_filters(*shared_.config());
+  shared_.metrics.mqtt_subscribed =
+      !filters.empty() &&
+      std::includes(subscribed_.begin(), subscribed_.end(), filters.begin(), filters.end());
+}
+
 void MqttSource::unsubscribe(const std::set<std::string>& filters) {
   auto topics = std::make_shared<mqtt::string_collection>();
   for (const auto& filter : filters) topics->push_back(filter);
@@ -433,6 +448,7 @@ void MqttSource::unsubscribe(const std::set<std::string>& filters) {
       subscribed_.erase(filter);
       shared_.logger.info(kMqtt, "unsubscribed from '" + filter + "'");
     }
+    note_subscriptions();
   } catch (const std::exception& e) {
     shared_.logger.warning(kMqtt, std::string("unsubscribe failed: ") + e.what());
   }

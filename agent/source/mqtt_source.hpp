@@ -120,6 +120,7 @@ class MqttSource {
   Status read_suback(mqtt::token& token, const std::set<std::string>& filters);
   void check_pending_subscription();
   void unsubscribe(const std::set<std::string>& filters);
+  void note_subscriptions();
   void publish_status(bool online, bool wait);
   std::string status_topic() const;
 

@@ -35,6 +35,13 @@ std::string publish(const std::string& topic, const std::string& payload, std::u
   return std::string{'\x32', static_cast<char>(body.size())} + body;
 }
 
+// A QoS 0 PUBLISH (no packet id, nothing to acknowledge).
+std::string publish_qos0(const std::string& topic, const std::string& payload) {
+  const std::string body = length_prefixed(topic) + payload;
+  REQUIRE(body.size() < 128);
+  return std::string{'\x30', static_cast<char>(body.size())} + body;
+}
+
 // What the broker sends and what the client wrote, shared with the test.
 struct Wire {
   std::mutex mutex;
@@ -183,14 +190,17 @@ TEST_CASE("batched connection: PUBACKs only after the commit, in arrival order",
   CHECK(rig.metrics.appended == 5);
 }
 
-TEST_CASE("batched connection: a malformed packet closes the connection, unacknowledged",
-          "[batched_source]") {
+TEST_CASE(
+    "batched connection: a malformed packet closes the connection; what came before it is "
+    "stored, unacknowledged",
+    "[batched_source]") {
   Rig rig;
   rig.source->start();
   REQUIRE(test::wait_until([&] { return rig.metrics.batched_connected.load(); }, 10s, 1ms));
   // QoS 3 does not exist: the parser refuses, the connection is dropped and
   // opened again (the broker would send the message again).
-  rig.wire.send(publish("meters/a", "x", 7) + std::string("\x36\x00", 2));
+  rig.wire.send(publish("meters/a", "x", 7) + publish_qos0("meters/b", "y") +
+                std::string("\x36\x00", 2));
   REQUIRE(test::wait_until([&] { return rig.metrics.batched_connection_failures.load() >= 1; }, 20s,
                            1ms));
   CHECK(pubacks(rig.wire.written()).empty());
@@ -203,4 +213,10 @@ TEST_CASE("batched connection: a malformed packet closes the connection, unackno
       10s, 1ms));
   rig.source->stop(std::chrono::steady_clock::now());  // the log is read once nothing writes it
   CHECK(rig.log.str().find("closing the connection") != std::string::npos);
+  // Stored all the same: the QoS 0 one would never come again.
+  const auto stored = rig.inbox();
+  REQUIRE(stored.size() == 2);
+  CHECK(stored[0].payload == "x");
+  CHECK(stored[1].payload == "y");
+  CHECK(stored[1].qos == 0);
 }
