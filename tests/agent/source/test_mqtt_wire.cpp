@@ -68,7 +68,7 @@ Publish sample_publish(int index) {
   publish.qos = index % 2;
   publish.retain = index % 3 == 0;
   publish.dup = publish.qos == 1 && index % 5 == 0;
-  publish.packet_id = publish.qos == 1 ? static_cast<std::uint16_t>(1 + index % 65535) : 0;
+  publish.packet_id = static_cast<std::uint16_t>(publish.qos == 1 ? 1 + index % 65535 : 0);
   return publish;
 }
 
