@@ -191,8 +191,8 @@ TEST_CASE("batched connection: PUBACKs only after the commit, in arrival order",
 }
 
 TEST_CASE(
-    "batched connection: a malformed packet closes the connection; what came before it is "
-    "stored, unacknowledged",
+    "batched connection: a malformed packet closes the connection, and what came before it "
+    "is stored, unacknowledged",
     "[batched_source]") {
   Rig rig;
   rig.source->start();
