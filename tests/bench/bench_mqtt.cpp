@@ -472,10 +472,9 @@ Rate run_agent(const Workload& workload, bool drain, const std::string& durabili
                                     60s, 5ms)) {
       throw std::runtime_error("agent: ingest workers did not connect:\n" + agent.log());
     }
-    if (g_acknowledge == "batched" &&
-        !wait_until(
-            [&] { return agent.log().find("batched connection: subscribed") != std::string::npos; },
-            60s, 5ms)) {
+    // The batched connection (the default, unless each or workers are asked for).
+    const bool batched = g_acknowledge != "each" && g_ingest_workers <= 0;
+    if (batched && !agent.wait_log("batched connection: subscribed", 60s)) {
       throw std::runtime_error("agent: the batched connection did not subscribe:\n" + agent.log());
     }
   };

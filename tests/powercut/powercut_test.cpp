@@ -407,10 +407,7 @@ void run_power_cuts(const std::string& durability, long readings, int cuts, std:
                   30s, 20ms)) {
     FAIL("the ingest workers did not connect\n" << agent.log());
   }
-  if (ingest.batched &&
-      !wait_until(
-          [&] { return agent.log().find("batched connection: subscribed") != std::string::npos; },
-          30s, 20ms)) {
+  if (ingest.batched && !agent.wait_log("batched connection: subscribed", 30s)) {
     FAIL("the batched connection did not subscribe\n" << agent.log());
   }
 
@@ -703,11 +700,7 @@ TEST_CASE("power_loss on a slow disk: acknowledged messages per second", "[.][po
   REQUIRE(agent.wait_connected(30s));
   REQUIRE(wait_until(
       [&] { return agent.metric("meter_agent_ingest_workers_connected") == workers; }, 60s, 20ms));
-  if (batched) {
-    REQUIRE(wait_until(
-        [&] { return agent.log().find("batched connection: subscribed") != std::string::npos; },
-        60s, 20ms));
-  }
+  if (batched) REQUIRE(agent.wait_log("batched connection: subscribed", 60s));
   {
     TestPublisher publisher(rig.broker().port(), "powercut-bench-publisher", 100);
     for (long i = 0; i < messages; ++i) {

@@ -29,6 +29,15 @@ inline void publish_range(int port, long from, long to) {
   publisher.flush();
 }
 
+// The agent's configuration with `mqtt_extra` and durability power_loss.
+inline void configure_power_loss(AgentProcess& agent, const std::string& mqtt_extra) {
+  agent.write_config(mqtt_extra, seed_mappings());
+  std::string config = agent.config_text();
+  const std::string normal = "  durability: normal\n";
+  config.replace(config.find(normal), normal.size(), "  durability: power_loss\n");
+  write_text_file(agent.config_path(), config);
+}
+
 // value -> how many raw messages (not DUP) and measurements carry it.
 struct Stored {
   std::map<long, int> raw;  // first deliveries

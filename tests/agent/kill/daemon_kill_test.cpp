@@ -105,10 +105,7 @@ int main(int argc, char* argv[]) {
     fail("the ingest workers did not connect\n" + agent.log());
   }
   if (!batched_ready(std::chrono::milliseconds(20)) ||
-      (batched &&
-       !wait_until(
-           [&] { return agent.log().find("batched connection: subscribed") != std::string::npos; },
-           30s, std::chrono::milliseconds(20)))) {
+      (batched && !agent.wait_log("batched connection: subscribed", 30s))) {
     fail("the batched connection did not subscribe\n" + agent.log());
   }
 

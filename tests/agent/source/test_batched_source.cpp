@@ -27,13 +27,8 @@ namespace {
 // The agent with `acknowledge` (each or batched), MQTT `protocol`, power_loss.
 void configure(AgentProcess& agent, const std::string& acknowledge,
                const std::string& protocol = "\"3.1.1\"") {
-  agent.write_config(
-      "  acknowledge: " + acknowledge + "\n  protocol: " + protocol + "\n  keepalive: 5s\n",
-      seed_mappings());
-  std::string config = agent.config_text();
-  const std::string normal = "  durability: normal\n";
-  config.replace(config.find(normal), normal.size(), "  durability: power_loss\n");
-  write_text_file(agent.config_path(), config);
+  configure_power_loss(
+      agent, "  acknowledge: " + acknowledge + "\n  protocol: " + protocol + "\n  keepalive: 5s\n");
 }
 
 bool wait_batched_connected(const AgentProcess& agent) {
@@ -45,6 +40,13 @@ void stop_cleanly(AgentProcess& agent) {
   const auto code = agent.stop();
   INFO(agent.log());
   REQUIRE(code == 0);
+}
+
+// Started, connected, and its session subscribed to the mappings' filter.
+void start_subscribed(AgentProcess& agent) {
+  agent.start();
+  REQUIRE(wait_batched_connected(agent));
+  REQUIRE(agent.wait_log("batched connection: subscribed to 'meters/#'"));
 }
 
 bool session_recorded(const AgentProcess& agent) {
@@ -88,9 +90,7 @@ TEST_CASE("batched connection: what the broker queued while the agent was away a
   Mosquitto broker;
   AgentProcess agent(broker.port());
   configure(agent, "batched");
-  agent.start();
-  REQUIRE(wait_batched_connected(agent));
-  REQUIRE(agent.wait_log("batched connection: subscribed to 'meters/#'"));
+  start_subscribed(agent);
   publish_range(broker.port(), 0, 500);
   REQUIRE(agent.wait_measurements(500, 60s));
   stop_cleanly(agent);
@@ -111,9 +111,7 @@ TEST_CASE("batched connection: a killed agent loses nothing and doubles no measu
   Mosquitto broker;
   AgentProcess agent(broker.port());
   configure(agent, "batched");
-  agent.start();
-  REQUIRE(wait_batched_connected(agent));
-  REQUIRE(agent.wait_log("batched connection: subscribed to 'meters/#'"));
+  start_subscribed(agent);
   publish_range(broker.port(), 0, 2000);
   // Killed while it works through them: what it had not acknowledged is
   // redelivered to the resumed session.
@@ -133,9 +131,7 @@ TEST_CASE("batched connection: a reload changes its filters in place", "[daemon]
   Mosquitto broker;
   AgentProcess agent(broker.port());
   configure(agent, "batched");
-  agent.start();
-  REQUIRE(wait_batched_connected(agent));
-  REQUIRE(agent.wait_log("batched connection: subscribed to 'meters/#'"));
+  start_subscribed(agent);
   std::string config = read_text_file(agent.config_path());
   const std::string all = "\"meters/#\"";
   config.replace(config.find(all), all.size(), "\"meters/a/#\"");
@@ -163,9 +159,7 @@ TEST_CASE(
   Mosquitto broker;
   AgentProcess agent(broker.port());
   configure(agent, "batched", protocol);
-  agent.start();
-  REQUIRE(wait_batched_connected(agent));
-  REQUIRE(agent.wait_log("batched connection: subscribed to 'meters/#'"));
+  start_subscribed(agent);
   stop_cleanly(agent);
 
   publish_range(broker.port(), 0, 600);  // queued in the batched session

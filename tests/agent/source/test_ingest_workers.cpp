@@ -34,11 +34,7 @@ std::string workers_line(int count) {
 
 // The agent with `workers` ingest workers and durability power_loss.
 void configure(AgentProcess& agent, int workers) {
-  agent.write_config(workers_line(workers), seed_mappings());
-  std::string config = agent.config_text();
-  const std::string normal = "  durability: normal\n";
-  config.replace(config.find(normal), normal.size(), "  durability: power_loss\n");
-  write_text_file(agent.config_path(), config);
+  configure_power_loss(agent, workers_line(workers));
 }
 
 std::vector<pid_t> children_of(pid_t pid) {
