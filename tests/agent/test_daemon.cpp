@@ -213,7 +213,8 @@ TEST_CASE("daemon: TLS with server verification and a client certificate", "[dae
     REQUIRE(agent.wait_connected());
     CHECK(agent.log().find("ssl://127.0.0.1:") != std::string::npos);
     publish_readings(plain_port, "meters/", "t1", 1, 21);
-    REQUIRE(agent.wait_measurements(20));
+    if (!agent.wait_measurements(20))
+      FAIL("not all 20 readings stored; the agent's log:\n" << agent.log());
     REQUIRE(agent.stop() == 0);
   }
   SECTION("a server certificate from another CA is refused") {

@@ -273,7 +273,11 @@ TEST_CASE("mqtt transport: a closed port and an unknown name fail with their cau
   CHECK(refused == "cannot connect to tcp://127.0.0.1:" + std::to_string(closed_port) +
                        ": connection refused");
   const auto unknown = connect_error(plain_config(1883, "nonexistent.invalid"));
-  CHECK(unknown == "cannot connect to tcp://nonexistent.invalid:1883: no such host");
+  // "no such host" where a resolver answers; where none can be reached (the
+  // VM of scripts/vm-test.sh has no network) the lookup itself failed, and says so.
+  const std::string prefix = "cannot connect to tcp://nonexistent.invalid:1883: ";
+  CHECK_THAT(unknown, Catch::Equals(prefix + "no such host") ||
+                          Catch::StartsWith(prefix + "name lookup failed: "));
 }
 
 TEST_CASE("mqtt transport: a read after the broker dropped the connection is an error",
