@@ -25,8 +25,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 "$source_dir/scripts/install-deps.sh"
-# shellcheck source=lib/arm64-build.sh
-source "$source_dir/scripts/lib/arm64-build.sh"
+# shellcheck source=lib/cross-build.sh
+source "$source_dir/scripts/lib/cross-build.sh"
 
 # Each step's duration, for the summary at the end.
 step_name=""
@@ -109,7 +109,7 @@ set +m
 
 # ---- 1. arm64 ---------------------------------------------------------------
 step "arm64: cross build"
-arm64_cross_build "$source_dir" "$arm_dir" "$work/build-arm64.log" "$jobs" meter-agent meter_tests
+cross_build arm64 "$source_dir" "$arm_dir" "$work/build-arm64.log" "$jobs" meter-agent meter_tests
 
 step "arm64: unit tests under qemu-aarch64-static"
 # Label "unit": the "process" tests start the arm64 agent binary, a broker or
@@ -122,7 +122,7 @@ fi
 tail -n 4 "$work/ctest-arm64.log"
 
 step "arm64: .deb"
-arm_deb=$(arm64_deb "$arm_dir")
+arm_deb=$(cross_deb arm64 "$arm_dir")
 
 step "amd64: waiting for the background build"
 if ! wait "$amd64_pid"; then

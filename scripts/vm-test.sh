@@ -1,33 +1,65 @@
 #!/usr/bin/env bash
-# The arm64 package booted under systemd in a Debian 12 arm64 virtual machine
-# (issue #19): qemu-system-aarch64 (TCG, the `virt` machine, 2 vCPUs), the
-# kernel of Debian's linux-image-arm64, a root filesystem from Debian packages.
-#  1. the arm64 cross build and .deb (scripts/lib/arm64-build.sh, as
-#     scripts/package-test.sh makes them), with the tests' programs;
+# The arm64 (or armhf) package booted under systemd in a Debian 12 virtual
+# machine of that architecture: qemu-system-aarch64 (qemu-system-arm for armhf;
+# TCG, the `virt` machine, 2 vCPUs), the kernel of Debian's linux-image-arm64
+# (linux-image-armmp-lpae), a root filesystem from Debian packages.
+#  1. the cross build and .deb (scripts/lib/cross-build.sh, as
+#     scripts/package-test.sh makes them for arm64), with the tests' programs;
 #  2. the image, built once and cached in $METER_VM_CACHE (default
 #     ~/.cache/meter-agent-vm): debootstrap --foreign on this machine downloads
-#     every package (Debian 12 arm64: systemd, mosquitto, the agent's
+#     every package (Debian 12: systemd, mosquitto, the agent's
 #     libraries, cmake for ctest, the kernel); there is no binfmt_misc here, so
 #     the second stage runs inside the VM itself, booted with a small initramfs
-#     (busybox-static:arm64 and the virtio/ext4 modules; scripts/vm/). The VM
+#     (busybox-static and the virtio/ext4 modules; scripts/vm/). The VM
 #     then needs no network: the test run installs only the agent's .deb;
 #  3. a test run on a copy-on-write overlay of the cached image: the host
 #     shares a directory (the .deb, scripts/vm/checks.sh) and the source tree
-#     (build-arm64, at the same path, for ctest) over 9p; systemd boots, runs
+#     (build-arm64 or build-armhf, at the same path, for ctest) over 9p; systemd boots, runs
 #     the checks (meter-vm-run.service), powers off; the checks' lines are
 #     printed here. The VM's network is qemu's user-mode network, restricted:
 #     its only way out is one forwarded port to a central on this machine.
-#   scripts/vm-test.sh [--quick | --image-only]
-# --quick: the first checks only (boot, install, a reading); --image-only: build
-# the image, no test run. METER_VM_LOG_DIR=DIR keeps the run's logs in DIR.
-# Ends with "vm-test: passed (aarch64, N checks)". Needs root (debootstrap,
-# the cross build's sysroot), qemu-system-arm, debootstrap. Runs qemu and
+#   scripts/vm-test.sh [--arch arm64|armhf] [--quick | --image-only]
+# --arch: the machine (default arm64); --quick: the first checks only (boot,
+# install, a reading); --image-only: build the image, no test run.
+# METER_VM_LOG_DIR=DIR keeps the run's logs in DIR.
+# Ends with "vm-test: passed (aarch64, N checks)" (armv7l for armhf). Needs root
+# (debootstrap, the cross build's sysroot), qemu-system-arm, debootstrap. Runs qemu and
 # debootstrap at nice 15. Not in CI (it takes longer than the whole CI):
 # README.md ("Raspberry Pi") says how to run it, docs/BENCHMARKS.md has its
 # latest result.
 set -euo pipefail
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
-arm_dir=${METER_ARM64_BUILD_DIR:-$source_dir/build-arm64}
+usage="usage: scripts/vm-test.sh [--arch arm64|armhf] [--quick | --image-only]"
+# --image-only: the image alone (its packages without the .deb's Depends, which
+# the list below names anyway), e.g. to build it while something else compiles.
+# --quick: only the first checks (the VM boots, systemd starts the installed
+# agent, a reading is exported), no uploads check.
+arch=arm64
+image_only=""
+quick=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --arch) arch=${2:-}; shift 2 || { echo "$usage" >&2; exit 2; } ;;
+    --image-only) image_only=yes; shift ;;
+    --quick) quick=yes; shift ;;
+    *) echo "$usage" >&2; exit 2 ;;
+  esac
+done
+# What differs by architecture: the emulator and its CPU, the kernel package
+# (its metapackage; the flavour ends the real package's name), what `uname -m` says.
+case $arch in
+  arm64)
+    qemu_system=qemu-system-aarch64 cpu=cortex-a72 kernel_package=linux-image-arm64
+    kernel_flavour=arm64 machine=aarch64
+    build_dir=${METER_ARM64_BUILD_DIR:-$source_dir/build-arm64}
+    ;;
+  armhf)
+    qemu_system=qemu-system-arm cpu=cortex-a15 kernel_package=linux-image-armmp-lpae
+    kernel_flavour=armmp-lpae machine=armv7l
+    build_dir=${METER_ARMHF_BUILD_DIR:-$source_dir/build-armhf}
+    ;;
+  *) echo "$usage" >&2; exit 2 ;;
+esac
 cache=${METER_VM_CACHE:-$HOME/.cache/meter-agent-vm}
 mirror=${METER_VM_MIRROR:-http://deb.debian.org/debian}
 # The VM's whole test run, boot to power off (TCG is slow: ~10x a Pi 4).
@@ -54,11 +86,23 @@ if ! installed "${vm_packages[@]}"; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     "${vm_packages[@]}"
 fi
-for tool in qemu-system-aarch64 debootstrap mkfs.ext4 qemu-img cpio depmod socat psql; do
+# armhf: the architecture, its cross compiler and the :armhf twins of the :arm64
+# libraries scripts/install-deps.sh installs (not there: CI builds no armhf).
+if [ "$arch" = armhf ]; then
+  armhf_packages=(crossbuild-essential-armhf libpaho-mqttpp-dev:armhf libpaho-mqtt-dev:armhf
+    libsqlite3-dev:armhf libcurl4-openssl-dev:armhf libssl-dev:armhf zlib1g-dev:armhf
+    libhowardhinnant-date-dev:armhf libsystemd-dev:armhf libyaml-cpp0.7:armhf)
+  if ! installed "${armhf_packages[@]}"; then
+    dpkg --print-foreign-architectures | grep -qx armhf || dpkg --add-architecture armhf
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      "${armhf_packages[@]}"
+  fi
+fi
+for tool in "$qemu_system" debootstrap mkfs.ext4 qemu-img cpio depmod socat psql; do
   command -v "$tool" >/dev/null || { echo "vm-test: $tool missing after installing" >&2; exit 1; }
 done
-# shellcheck source=lib/arm64-build.sh
-source "$source_dir/scripts/lib/arm64-build.sh"
+# shellcheck source=lib/cross-build.sh
+source "$source_dir/scripts/lib/cross-build.sh"
 
 step() { printf '\n-- %s (at %d s)\n' "$*" "$SECONDS"; }
 fail() {
@@ -97,25 +141,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# ---- 1. the arm64 build ------------------------------------------------------
-# --image-only: the image alone (its packages without the .deb's Depends, which
-# the list below names anyway), e.g. to build it while something else compiles.
-# --quick: only the first checks (the VM boots, systemd starts the installed
-# agent, a reading is exported), no uploads check.
-image_only=""
-quick=""
-case "${1:-}" in
-  --image-only) image_only=yes ;;
-  --quick) quick=yes ;;
-  "") ;;
-  *) echo "usage: scripts/vm-test.sh [--quick | --image-only]" >&2; exit 2 ;;
-esac
+# ---- 1. the cross build -------------------------------------------------------
 if [ -z "$image_only" ]; then
-  step "arm64: cross build of the agent and the tests' programs, the .deb"
-  arm64_cross_build "$source_dir" "$arm_dir" "$work/build-arm64.log" "$jobs" \
+  step "$arch: cross build of the agent and the tests' programs, the .deb"
+  cross_build "$arch" "$source_dir" "$build_dir" "$work/build-$arch.log" "$jobs" \
     meter-agent meter_tests daemon_kill_test
-  arm_deb=$(arm64_deb "$arm_dir")
-  echo "  $(basename "$arm_deb")"
+  deb=$(cross_deb "$arch" "$build_dir")
+  echo "  $(basename "$deb")"
 fi
 
 # ---- 2. the image ------------------------------------------------------------
@@ -126,7 +158,7 @@ fi
 base_packages="systemd-sysv udev dbus kmod mosquitto mosquitto-clients cmake procps adduser init-system-helpers tzdata libc6 libcurl4 libgcc-s1 libssl3
   libpaho-mqtt1.3 libpaho-mqttpp3-1 libsqlite3-0 libstdc++6 libyaml-cpp0.7 libsystemd0 zlib1g libdate-tz3"
 agent_depends=""
-[ -n "$image_only" ] || agent_depends=$(dpkg-deb -f "$arm_deb" Depends | tr ',|' '\n\n' | sed 's/[ ]*(.*//; s/^ *//')
+[ -n "$image_only" ] || agent_depends=$(dpkg-deb -f "$deb" Depends | tr ',|' '\n\n' | sed 's/[ ]*(.*//; s/^ *//')
 packages=$(printf '%s\n' $base_packages $agent_depends | grep -v '^$' | sort -u | paste -sd, -)
 build_image() {
   local tmp=$cache/building-$image_key
@@ -134,27 +166,27 @@ build_image() {
   if [ ! -f "$tmp/stage1.done" ]; then
     rm -rf "$tmp"
     mkdir -p "$tmp/root"
-    step "image: debootstrap --foreign (Debian 12 arm64; downloads every package)"
+    step "image: debootstrap --foreign (Debian 12 $arch; downloads every package)"
     # In the background, so that the trap can stop it by its PID.
-    "${low[@]}" debootstrap --foreign --arch=arm64 --variant=minbase --include="$packages" \
+    "${low[@]}" debootstrap --foreign --arch="$arch" --variant=minbase --include="$packages" \
       bookworm "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1 &
     pids+=($!)
     wait "$!" || { tail -n 20 "$tmp/debootstrap.log"; fail "debootstrap --foreign"; }
     touch "$tmp/stage1.done"
   fi
 
-  step "image: kernel (linux-image-arm64) and initramfs"
+  step "image: kernel ($kernel_package) and initramfs"
   local kernel_deb kernel
   rm -rf "$tmp/kernel" "$tmp/initramfs" "$tmp"/*.deb
   mkdir -p "$tmp/kernel"
   (
     cd "$tmp"
     # The metapackage names the kernel's package; apt's sandbox user cannot write here.
-    apt-get download -o APT::Sandbox::User=root linux-image-arm64:arm64 busybox-static:arm64 >/dev/null
+    apt-get download -o APT::Sandbox::User=root "$kernel_package:$arch" "busybox-static:$arch" >/dev/null
     apt-get download -o APT::Sandbox::User=root \
-      "$(dpkg-deb -f linux-image-arm64_*_arm64.deb Depends | sed 's/ .*//'):arm64" >/dev/null
+      "$(dpkg-deb -f "${kernel_package}"_*_"$arch".deb Depends | sed 's/ .*//'):$arch" >/dev/null
   )
-  kernel_deb=$(ls "$tmp"/linux-image-6*-arm64_*_arm64.deb | head -n 1)
+  kernel_deb=$(ls "$tmp"/linux-image-6*-"$kernel_flavour"_*_"$arch".deb | head -n 1)
   dpkg-deb -x "$kernel_deb" "$tmp/kernel"
   kernel=$(ls "$tmp/kernel/lib/modules")
   cp "$tmp/kernel/boot/vmlinuz-$kernel" "$tmp/vmlinuz"
@@ -175,7 +207,7 @@ build_image() {
   done
   cp "$tmp/kernel/lib/modules/$kernel"/modules.{order,builtin,builtin.modinfo} "$initramfs/lib/modules/$kernel/"
   depmod -b "$initramfs" "$kernel"
-  dpkg-deb --fsys-tarfile "$tmp"/busybox-static_*_arm64.deb | tar -xO ./bin/busybox \
+  dpkg-deb --fsys-tarfile "$tmp"/busybox-static_*_"$arch".deb | tar -xO ./bin/busybox \
     >"$initramfs/bin/busybox"
   chmod 755 "$initramfs/bin/busybox"
   ln -s busybox "$initramfs/bin/sh"
@@ -211,7 +243,7 @@ build_image() {
   # machine's disk each time; a failed build is thrown away anyway.
   step "image: the second stage, inside the VM (TCG: several minutes)"
   local start=$SECONDS
-  "${low[@]}" qemu-system-aarch64 -machine virt -cpu cortex-a72 -smp 2 -m 2048 \
+  "${low[@]}" "$qemu_system" -machine virt -cpu "$cpu" -smp 2 -m 2048 \
     -kernel "$tmp/vmlinuz" -initrd "$tmp/initrd.img" \
     -append "console=ttyAMA0 meter_vm=setup panic=-1" \
     -drive "file=$tmp/root.raw,format=raw,if=none,id=root,cache=unsafe" -device virtio-blk-pci,drive=root \
@@ -227,9 +259,9 @@ build_image() {
 }
 
 # The image's name: what is in it and how it is made (a change to either makes a new one).
-image_key=$( (echo "$packages $mirror"; declare -f build_image; cat "$source_dir"/scripts/vm/initramfs-init \
+image_key=$( (echo "$arch $packages $mirror"; declare -f build_image; cat "$source_dir"/scripts/vm/initramfs-init \
   "$source_dir"/scripts/vm/setup-image.sh "$source_dir"/scripts/vm/run) | sha256sum | cut -c1-16)
-image_dir=$cache/bookworm-arm64-$image_key
+image_dir=$cache/bookworm-$arch-$image_key
 
 if [ -f "$image_dir/root.raw" ]; then
   step "image: cached ($image_dir)"
@@ -242,19 +274,20 @@ fi
 step "run: boot the image (systemd), the checks inside (scripts/vm/checks.sh)"
 share=$work/share
 mkdir -p "$share"
-cp "$arm_deb" "$source_dir/scripts/vm/checks.sh" "$share/"
+cp "$deb" "$source_dir/scripts/vm/checks.sh" "$share/"
 echo "$source_dir" >"$share/source_dir"
 # What only the test suite needs (its CLI tests run the sqlite3 shell, its TLS
 # tests the openssl command): fed to
 # the VM per run from here, so that the image stays a gateway's.
 mkdir -p "$share/test-debs"
 (cd "$share/test-debs" &&
-  apt-get download -o APT::Sandbox::User=root sqlite3:arm64 libreadline8:arm64 readline-common openssl:arm64 \
+  apt-get download -o APT::Sandbox::User=root "sqlite3:$arch" "libreadline8:$arch" readline-common "openssl:$arch" \
     >/dev/null) || fail "apt-get download of the tests' packages"
 cat >"$share/env" <<ENV
-deb=$(basename "$arm_deb")
+deb=$(basename "$deb")
+machine=$machine
 source_dir=$source_dir
-arm_dir=$arm_dir
+build_dir=$build_dir
 quick=$quick
 ENV
 # The central on this machine, on loopback: a throwaway PostgreSQL
@@ -262,7 +295,7 @@ ENV
 # reaches it as 10.0.2.100:8080 (qemu's guestfwd), and nothing else. guestfwd's
 # "cmd:" form, one socat per connection: its "tcp:" form connects once, when qemu
 # starts, and carries a single connection (the agent's first upload, no more).
-gateway=$(dpkg-deb --fsys-tarfile "$arm_deb" | tar -xO ./etc/meter-agent/agent.yaml |
+gateway=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./etc/meter-agent/agent.yaml |
   sed -n 's/^gateway_id: *//p')
 central_port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 set -m # its own process group (PostgreSQL, the server), which cleanup stops as a whole
@@ -286,13 +319,17 @@ central_up || { cat "$work/central.log"; fail "the central did not start"; }
 echo "central_address=10.0.2.100:8080" >>"$share/env"
 echo "  central on 127.0.0.1:$central_port (gateway $gateway)"
 
-# The cached image stays as built: the run writes to an overlay.
+# The cached image stays as built: the run writes to an overlay, thrown away
+# after the run. cache=unsafe: the guest's flushes (the buffer's fsyncs, every
+# test's) stay in this machine's page cache instead of each reaching its disk;
+# what they guarantee inside the VM is unchanged, and nothing here outlives a
+# crash of this machine.
 qemu-img create -q -f qcow2 -b "$image_dir/root.raw" -F raw "$work/run.qcow2"
 start=$SECONDS
-"${low[@]}" qemu-system-aarch64 -machine virt -cpu cortex-a72 -smp 2 -m 2048 \
+"${low[@]}" "$qemu_system" -machine virt -cpu "$cpu" -smp 2 -m 2048 \
   -kernel "$image_dir/vmlinuz" -initrd "$image_dir/initrd.img" \
   -append "console=ttyAMA0 meter_vm=run panic=-1" \
-  -drive "file=$work/run.qcow2,format=qcow2,if=none,id=root" -device virtio-blk-pci,drive=root \
+  -drive "file=$work/run.qcow2,format=qcow2,if=none,id=root,cache=unsafe" -device virtio-blk-pci,drive=root \
   -virtfs "local,path=$share,mount_tag=share,security_model=none,id=share" \
   -virtfs "local,path=$source_dir,mount_tag=source,security_model=none,id=source" \
   -netdev "user,id=net,restrict=on,guestfwd=tcp:10.0.2.100:8080-cmd:socat STDIO TCP:127.0.0.1:$central_port" -device virtio-net-pci,netdev=net \
@@ -336,4 +373,4 @@ cat "$share/checks.log"
 if grep -q '^check: .*: FAILED' "$share/checks.log" || [ "$(cat "$share/checks.status" 2>/dev/null)" != 0 ]; then
   fail "checks failed (above)"
 fi
-echo "vm-test: passed (aarch64, $checks checks)"
+echo "vm-test: passed ($machine, $checks checks)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checks scripts/vm-test.sh runs inside the arm64 VM, as root, after systemd
+# The checks scripts/vm-test.sh runs inside the arm64 (or armhf) VM, as root, after systemd
 # booted it (meter-vm-run.service; the host's share is /mnt/share). One line per
 # check, "check: NAME: ok" or "check: NAME: FAILED (why)"; the host counts them.
 # Environment from the host: /mnt/share/env (the .deb's name, the source and
@@ -9,12 +9,13 @@ set -uo pipefail
 source /mnt/share/env
 failures=0
 passed=0
+# Each line ends with when the check ended, in seconds since the checks began.
 ok() {
-  echo "check: $1: ok${2:+ ($2)}"
+  echo "check: $1: ok${2:+ ($2)} [$SECONDS s]"
   passed=$((passed + 1))
 }
 bad() {
-  echo "check: $1: FAILED ($2)"
+  echo "check: $1: FAILED ($2) [$SECONDS s]"
   failures=$((failures + 1))
 }
 # Waits up to $1 seconds (emulated time is slow) for the command after it to succeed.
@@ -40,7 +41,7 @@ exported() { export_all | grep "\"device_id\":\"$1\"" | grep -q "$2"; }
 echo "vm: $(uname -srm), $(nproc) CPUs, $(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo), systemd $(systemctl --version | head -n 1 | cut -d' ' -f2)"
 
 # ---- the machine -------------------------------------------------------------
-if [ "$(uname -m)" = aarch64 ]; then ok "uname -m is aarch64"; else bad "uname -m is aarch64" "$(uname -m)"; fi
+if [ "$(uname -m)" = "$machine" ]; then ok "uname -m is $machine"; else bad "uname -m is $machine" "$(uname -m)"; fi
 
 # ---- the broker, as the README says for a gateway ----------------------------
 cp "$source_dir/config/mosquitto/gateway.conf" /etc/mosquitto/conf.d/
@@ -295,17 +296,20 @@ else
   bad "systemctl stop publishes offline" "$(tail -n 2 /tmp/status.log)"
 fi
 
-# ---- the arm64 test suite, threaded tests included ---------------------------
-# ctest from the host's build-arm64 (shared at its own path). The cross build
-# recorded qemu-aarch64-static as the tests' emulator; here the CPU is arm64, so
-# that name runs its program natively (the -L sysroot option dropped).
-cat >/usr/local/bin/qemu-aarch64-static <<'SHIM'
+# ---- the test suite, threaded tests included ---------------------------------
+# ctest from the host's build-arm64 or build-armhf (shared at its own path). The
+# cross build recorded qemu-aarch64-static (qemu-arm-static) as the tests'
+# emulator; here the CPU is the target's, so that name runs its program
+# natively (the -L sysroot option dropped).
+for emulator in qemu-aarch64-static qemu-arm-static; do
+  cat >/usr/local/bin/$emulator <<'SHIM'
 #!/bin/sh
-# vm-test: the cross build's emulator prefix, inside the arm64 VM: run natively.
+# vm-test: the cross build's emulator prefix, inside the VM: run natively.
 [ "$1" = -L ] && shift 2
 exec "$@"
 SHIM
-chmod 755 /usr/local/bin/qemu-aarch64-static
+  chmod 755 /usr/local/bin/$emulator
+done
 DEBIAN_FRONTEND=noninteractive dpkg -i /mnt/share/test-debs/*.deb >/tmp/dpkg-tests.log 2>&1 ||
   echo "vm: the tests' packages did not install: $(tail -n 3 /tmp/dpkg-tests.log)"
 start=$SECONDS
@@ -315,25 +319,26 @@ start=$SECONDS
 # Not series_golden either: its TIMEOUT (300 s, for ~16 s on amd64) is too short
 # under TCG, and ctest lets no option lengthen a test's own TIMEOUT; it runs
 # after the suite, the same script, with a limit of its own.
-if ctest --test-dir "$arm_dir" -L 'unit|process' -LE 'uplink|powercut|crash|bench' -E '^series_golden$' \
+if ctest --test-dir "$build_dir" -L 'unit|process' -LE 'uplink|powercut|crash|bench' -E '^series_golden$' \
   -j "$(nproc)" --timeout 900 >/tmp/ctest.log 2>&1; then
-  ok "arm64 test suite in the VM (ctest -L 'unit|process', threaded tests included)" \
+  ok "$machine test suite in the VM (ctest -L 'unit|process', threaded tests included)" \
     "$(grep -o '[0-9]*% tests passed.*' /tmp/ctest.log), $((SECONDS - start)) s"
 else
   grep -E 'Failed|\*\*\*|Timeout' /tmp/ctest.log | head -n 30
-  bad "arm64 test suite in the VM" "$(grep -o '[0-9]*% tests passed.*' /tmp/ctest.log)"
+  bad "$machine test suite in the VM" "$(grep -o '[0-9]*% tests passed.*' /tmp/ctest.log)"
 fi
 cp /tmp/ctest.log /mnt/share/ctest.log
 
-# ---- the series goldens with the arm64 agent (ctest's series_golden) ---------
+# ---- the series goldens with the VM's agent (ctest's series_golden) ----------
 start=$SECONDS
-if timeout 1800 "$source_dir/tests/data/golden/check_golden.sh" "$arm_dir/agent/meter-agent" "$source_dir" \
+if timeout 1800 "$source_dir/tests/data/golden/check_golden.sh" --jobs "$(nproc)" \
+  "$build_dir/agent/meter-agent" "$source_dir" \
   >/tmp/golden.log 2>&1; then
-  ok "series goldens with the arm64 agent (tests/data/golden/check_golden.sh)" \
+  ok "series goldens with the $machine agent (tests/data/golden/check_golden.sh)" \
     "$(tail -n 1 /tmp/golden.log), $((SECONDS - start)) s"
 else
   grep '^FAIL' /tmp/golden.log | head -n 10
-  bad "series goldens with the arm64 agent" "$(tail -n 1 /tmp/golden.log), $((SECONDS - start)) s"
+  bad "series goldens with the $machine agent" "$(tail -n 1 /tmp/golden.log), $((SECONDS - start)) s"
 fi
 cp /tmp/golden.log /mnt/share/golden.log
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The image's configuration, run inside the arm64 VM right after the debootstrap
+# The image's configuration, run inside the VM (arm64 or armhf) right after the debootstrap
 # second stage (scripts/vm/initramfs-init, meter_vm=setup), chrooted into it.
 # Everything else a gateway needs (mosquitto, the agent's libraries, ctest) was
 # installed by debootstrap from the packages the host downloaded.
