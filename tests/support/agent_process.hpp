@@ -98,6 +98,7 @@ class AgentProcess {
   }
 
   void start() {
+    run_log_start_ = log().size();
     process_ = ChildProcess({METER_AGENT_BINARY, "run", "--config", config_path()}, log_path());
   }
   // SIGTERM; the exit code, or nothing if it did not stop in time.
@@ -121,7 +122,7 @@ class AgentProcess {
                     std::chrono::milliseconds(20))) {
       return false;
     }
-    return !batched() || wait_log("batched connection: subscribed to", timeout);
+    return !batched() || wait_log_this_run("batched connection: subscribed to", timeout);
   }
   // Whether the config runs the batched connection (the default).
   bool batched() const {
@@ -132,6 +133,12 @@ class AgentProcess {
                 std::chrono::milliseconds timeout = std::chrono::seconds(20)) const {
     return wait_until([&] { return log().find(text) != std::string::npos; }, timeout,
                       std::chrono::milliseconds(20));
+  }
+  // The same in what the latest start() wrote (the log file goes on across restarts).
+  bool wait_log_this_run(const std::string& text,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(20)) const {
+    return wait_until([&] { return log().find(text, run_log_start_) != std::string::npos; },
+                      timeout, std::chrono::milliseconds(20));
   }
 
   // Opens the buffer the agent writes (a second connection, as `status` does).
@@ -169,6 +176,7 @@ class AgentProcess {
   std::string mqtt_extra_;
   std::string mappings_;
   ChildProcess process_;
+  std::size_t run_log_start_ = 0;  // where the latest start() began in the log file
 };
 
 }  // namespace meter::test

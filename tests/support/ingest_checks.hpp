@@ -6,6 +6,7 @@
 #include <sqlite3.h>
 
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -40,8 +41,8 @@ inline void configure_power_loss(AgentProcess& agent, const std::string& mqtt_ex
 
 // value -> how many raw messages (not DUP) and measurements carry it.
 struct Stored {
-  std::map<long, int> raw;  // first deliveries
-  std::map<long, int> measurements;
+  std::map<std::int64_t, int> raw;  // first deliveries
+  std::map<std::int64_t, int> measurements;
 };
 
 inline Stored stored(const AgentProcess& agent) {
@@ -49,7 +50,7 @@ inline Stored stored(const AgentProcess& agent) {
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open_v2(agent.buffer_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) ==
           SQLITE_OK);
-  auto each = [&](const char* sql, std::map<long, int>& into) {
+  auto each = [&](const char* sql, std::map<std::int64_t, int>& into) {
     sqlite3_stmt* statement = nullptr;
     REQUIRE(sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) == SQLITE_OK);
     while (sqlite3_step(statement) == SQLITE_ROW) ++into[sqlite3_column_int64(statement, 0)];
@@ -62,7 +63,7 @@ inline Stored stored(const AgentProcess& agent) {
   return result;
 }
 
-inline void check_each_once(const std::map<long, int>& seen, long count, const char* what) {
+inline void check_each_once(const std::map<std::int64_t, int>& seen, long count, const char* what) {
   INFO(what);
   CHECK(seen.size() == static_cast<std::size_t>(count));
   for (long i = 0; i < count; ++i) {

@@ -122,7 +122,7 @@ void feed(BufferFixture& f, const std::vector<Copy>& copies, std::mt19937_64& rn
   std::vector<RawMessage> chunk;
   std::size_t next = 0;
   while (next < copies.size()) {
-    const std::size_t size = 1 + rng() % 3000;
+    const auto size = static_cast<std::size_t>(1 + rng() % 3000);
     for (; next < copies.size() && chunk.size() < size; ++next) {
       RawMessage message;
       message.topic = "meters/x";
@@ -134,7 +134,8 @@ void feed(BufferFixture& f, const std::vector<Copy>& copies, std::mt19937_64& rn
     chunk.clear();
     // Normalize in batches of varying size; sometimes with a cold cache.
     if (rng() % 4 == 0) f.reopen();
-    auto stats = f.buffer().normalize_pending(f.config(), 1 + rng() % 2000);
+    auto stats =
+        f.buffer().normalize_pending(f.config(), static_cast<std::size_t>(1 + rng() % 2000));
     REQUIRE(stats);
   }
   f.normalize();
