@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
 #include <map>
 #include <string>
@@ -156,7 +157,7 @@ TEST_CASE("batched connection: a reload changes its filters in place", "[daemon]
   REQUIRE(agent.wait_measurements(1, 30s));
   stop_cleanly(agent);
   const auto result = stored(agent);
-  CHECK(result.measurements == std::map<long, int>{{2, 1}});
+  CHECK(result.measurements == std::map<std::int64_t, int>{{2, 1}});
 }
 
 TEST_CASE(

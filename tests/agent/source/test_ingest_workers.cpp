@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -191,7 +192,7 @@ TEST_CASE("ingest workers: a reload that changes the filters restarts the worker
   REQUIRE(agent.wait_measurements(1, 30s));
   REQUIRE(agent.stop() == 0);
   const auto result = stored(agent);
-  CHECK(result.measurements == std::map<long, int>{{2, 1}});
+  CHECK(result.measurements == std::map<std::int64_t, int>{{2, 1}});
 }
 
 TEST_CASE("ingest workers: at a site's pace no reading is out of order",
