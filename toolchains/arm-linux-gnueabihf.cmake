@@ -1,7 +1,8 @@
 # Cross build for 32-bit Raspberry Pi OS / Debian 12 armhf.
 # cmake -DCMAKE_TOOLCHAIN_FILE=toolchains/arm-linux-gnueabihf.cmake ...
-# Untested: no armhf build has been made with it yet (README, "Install on a
-# Raspberry Pi", says what was checked for armhf and when).
+# Tested by scripts/vm-test.sh --arch armhf: the package installed and its test
+# suite run in an emulated Debian 12 armhf machine, not on a Pi (README, "Install
+# on a Raspberry Pi", says what was checked and when).
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR arm)
 set(CMAKE_C_COMPILER arm-linux-gnueabihf-gcc)
