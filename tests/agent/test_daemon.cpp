@@ -65,7 +65,7 @@ int shell(const std::string& command) {
 
 }  // namespace
 
-TEST_CASE("daemon: readings published over MQTT are stored once; /metrics and status agree",
+TEST_CASE("daemon: readings published over MQTT are stored once, /metrics and status agree",
           "[daemon]") {
   const int protocol = GENERATE(4, 5);
   INFO("MQTT protocol level " << protocol);

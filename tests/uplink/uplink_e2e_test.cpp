@@ -327,7 +327,7 @@ TEST_CASE("TLS to the central: a verified server is used, an unverifiable one re
 }
 
 TEST_CASE(
-    "a revoked token stops uploads without losing anything; a reload with the new one "
+    "a revoked token stops uploads without losing anything, a reload with the new one "
     "resumes at once",
     "[uplink_e2e]") {
   Rig rig("  auth_retry: 10m\n");

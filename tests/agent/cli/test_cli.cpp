@@ -53,7 +53,8 @@ TEST_CASE("import then export the shipped sample gives the hand-computed measure
   CHECK(run(dir, "export " + config_args(dir)).out == exported.out);
 }
 
-TEST_CASE("export as CSV: flags joined with ';', a null delta empty, fields quoted", "[cli]") {
+TEST_CASE("export as CSV: flags joined with semicolons, a null delta empty, fields quoted",
+          "[cli]") {
   TempDir dir;
   const std::string input =
       "{\"device_id\":\"a,b\",\"timestamp\":\"2024-01-01T00:00:00Z\",\"metric_type\":\"energy\","
@@ -172,7 +173,7 @@ TEST_CASE("a buffer from a newer meter-agent is refused, not touched", "[cli]") 
   CHECK_THAT(refused.err, Catch::Contains("schema version 99 is newer"));
 }
 
-TEST_CASE("meter replace records an operator event once; meter list shows it", "[cli]") {
+TEST_CASE("meter replace records an operator event once, meter list shows it", "[cli]") {
   TempDir dir;
   const std::string replace = "meter replace m1 --metric energy --at 2024-03-01T13:00:00+01:00 ";
   auto recorded = run(dir, replace + "--old-final 12345.60 --new-initial 0.5 " + config_args(dir));

@@ -44,7 +44,7 @@ std::string write_config(const TempDir& dir) {
 
 }  // namespace
 
-TEST_CASE("try shows the mapping and each reading with its event_id; stores nothing", "[cli]") {
+TEST_CASE("try shows the mapping and each reading with its event_id, stores nothing", "[cli]") {
   TempDir dir;
   const std::string config = write_config(dir);
   auto shown = run(dir, "try --config " + quote(config) +

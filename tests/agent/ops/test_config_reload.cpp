@@ -50,7 +50,7 @@ TEST_CASE("config reload: each changed section is named once, by value, alphabet
   CHECK(changed_sections(before, several) == std::vector<std::string>{"log", "metrics", "uplink"});
 }
 
-TEST_CASE("config reload: reads the file again; an invalid one is refused with its position",
+TEST_CASE("config reload: reads the file again, an invalid one is refused with its position",
           "[config][reload]") {
   test::TempDir dir;
   const auto path = dir.file("agent.yaml");
@@ -72,7 +72,7 @@ TEST_CASE("config reload: reads the file again; an invalid one is refused with i
   CHECK(refused.error().message.find("agent.yaml:") != std::string::npos);
 }
 
-TEST_CASE("config reload: buffer.path stays until a restart; the command line's override stays",
+TEST_CASE("config reload: buffer.path stays until a restart, the command line's override stays",
           "[config][reload]") {
   test::TempDir dir;
   const auto path = dir.file("agent.yaml");

@@ -98,7 +98,7 @@ TEST_CASE("ingest workers: each message committed once, acknowledgements sharing
   check_each_once(result.measurements, kMessages, "measurements");
 }
 
-TEST_CASE("ingest workers: a killed worker comes back; a killed daemon takes its workers along",
+TEST_CASE("ingest workers: a killed worker comes back, a killed daemon takes its workers along",
           "[daemon][ingest_workers]") {
   Mosquitto broker;
   AgentProcess agent(broker.port());
@@ -130,7 +130,7 @@ TEST_CASE("ingest workers: a killed worker comes back; a killed daemon takes its
 }
 
 TEST_CASE(
-    "ingest workers: fewer workers drain the retired sessions; none gives the "
+    "ingest workers: fewer workers drain the retired sessions, none gives the "
     "filters back to the daemon's own connection",
     "[daemon][ingest_workers]") {
   Mosquitto broker;

@@ -145,7 +145,7 @@ struct Rig {
 
 }  // namespace
 
-TEST_CASE("mqtt source: messages reach the sink stamped by the clock; status online, then offline",
+TEST_CASE("mqtt source: messages reach the sink stamped by the clock, status online, then offline",
           "[daemon][source]") {
   test::Mosquitto broker;
   test::TestSubscriber status(broker.port(), "status-watcher", "meter-agent/source-gw/status");

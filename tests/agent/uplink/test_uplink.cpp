@@ -646,7 +646,7 @@ TEST_CASE("requests are version 2 and carry delta_from", "[daemon][uplink]") {
   CHECK(uplink_status(rig, false).find("protocol        2\n") != std::string::npos);
 }
 
-TEST_CASE("a central that speaks only protocol 1 gets what 1 carries; the rest is held",
+TEST_CASE("a central that speaks only protocol 1 gets what 1 carries, the rest is held",
           "[daemon][uplink]") {
   Rig rig;
   rig.add_readings(3);

@@ -163,7 +163,7 @@ TEST_CASE("the series of a metric with a role are stored but never uploaded or u
   for (const auto& m : after.measurements) CHECK(m.measurement.metric_type == "energy");
 }
 
-TEST_CASE("a metric that gains a role stops uploading; one that loses it sends its series",
+TEST_CASE("a metric that gains a role stops uploading, one that loses it sends its series",
           "[buffer][local_only]") {
   BufferFixture f(role_config());
   {

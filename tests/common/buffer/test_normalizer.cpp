@@ -160,7 +160,7 @@ TEST_CASE("a late reading can turn its successor into a reset or out of one", "[
   CHECK_FALSE(successor.delta);
 }
 
-TEST_CASE("negative counter values are kept and flagged; negative power is not", "[normalizer]") {
+TEST_CASE("negative counter values are kept and flagged, negative power is not", "[normalizer]") {
   BufferFixture f;
   f.append(energy("2024-01-01T10:00:00Z", "-5"));
   f.append(seed_payload("m1", "2024-01-01T10:00:00Z", "power", "-2500", "W"));

@@ -46,7 +46,7 @@ std::int64_t scalar(sqlite::Database& db, const std::string& query) {
 
 }  // namespace
 
-TEST_CASE("an operator event is written once per content; the latest of an identity wins",
+TEST_CASE("an operator event is written once per content, the latest of an identity wins",
           "[buffer][operator_events]") {
   BufferFixture f;
   f.append(seed_payload("m1", "2024-03-01T11:00:00Z", "energy", "100", "kWh"));

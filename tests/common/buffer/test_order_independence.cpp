@@ -143,7 +143,7 @@ void feed(BufferFixture& f, const std::vector<Copy>& copies, std::mt19937_64& rn
 
 }  // namespace
 
-TEST_CASE("measurements do not depend on arrival order or repeats; renormalize reproduces them",
+TEST_CASE("measurements do not depend on arrival order or repeats, renormalize reproduces them",
           "[normalizer][property]") {
   constexpr int kStreams = 10000;
   std::mt19937_64 rng(20261127);

@@ -65,7 +65,7 @@ std::string flags_at(BufferFixture& f, const std::string& timestamp) {
 
 }  // namespace
 
-TEST_CASE("a replacement recorded after the readings re-judges them; its withdrawal too",
+TEST_CASE("a replacement recorded after the readings re-judges them, its withdrawal too",
           "[normalizer][boundaries]") {
   BufferFixture f(kConfig);
   for (const auto& [hour, value] : std::vector<std::pair<int, std::string>>{

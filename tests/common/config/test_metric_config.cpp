@@ -139,7 +139,7 @@ TEST_CASE("period daily needs a known period_zone, and period_zone needs period 
         "Europe/Berlin, got ''");
 }
 
-TEST_CASE("counter-only series keys are errors on a gauge; role is not", "[config]") {
+TEST_CASE("counter-only series keys are errors on a gauge, role is not", "[config]") {
   for (const std::string key :
        {"glitch_window: 3", "max_rate: 5", "rollback_max: 1", "gap_factor: 10", "direction: import",
         "period: none", "period_zone: Europe/Berlin", "jump_threshold: 5"}) {

@@ -198,7 +198,7 @@ TEST_CASE("shelly_em: a device prefix under another level still names the device
   CHECK_FALSE(decoded->readings[0].timestamp);
 }
 
-TEST_CASE("zigbee2mqtt: energy and power; null attributes and bridge topics are ignored",
+TEST_CASE("zigbee2mqtt: energy and power, null attributes and bridge topics are ignored",
           "[mapping][presets]") {
   PresetFixture f;
   const auto plug = f.publish("zigbee2mqtt/living room/plug", payload_file("z2m-plug.json"));
@@ -402,7 +402,7 @@ TEST_CASE("json: what is ignored", "[mapping]") {
   CHECK(d.readings[0].metric_type == "power");
 }
 
-TEST_CASE("json: arrays need arrays: channels; required values must be there", "[mapping]") {
+TEST_CASE("json: arrays need arrays: channels, required values must be there", "[mapping]") {
   const Config config = config_with(R"(
   - topic: "multi/+"
     format: json

@@ -225,7 +225,7 @@ TEST_CASE("scale: exact where the result is a finite decimal, else rounded and m
   CHECK(scaled("1.2345678", sevenths) == "0.176 (rounded)");  // 0.17636683...
 }
 
-TEST_CASE("sum and difference of fields, exact; a missing term gives no reading", "[mapping]") {
+TEST_CASE("sum and difference of fields, exact, a missing term gives no reading", "[mapping]") {
   const Config config = config_with(R"(
   - topic: "dsmr/json"
     format: json
@@ -264,7 +264,7 @@ TEST_CASE("sum and difference of fields, exact; a missing term gives no reading"
             .rfind("value at '/electricity_delivered_1': ", 0) == 0);
 }
 
-TEST_CASE("when: one filter, several mappings; the first whose conditions hold wins", "[mapping]") {
+TEST_CASE("when: one filter, several mappings, the first whose conditions hold wins", "[mapping]") {
   const Config config = config_with(R"(
   - topic: "z/+/+"
     when: [{topic_level: -1, match: "power"}]

@@ -156,7 +156,7 @@ TEST_CASE("shelly_gen1: the rounded energy is stored in the metric's unit", "[pr
   CHECK(!has_flag(exact.flags, Flag::scale_rounded));
 }
 
-TEST_CASE("shelly_gen2: one device per component instance; em1data joins em1", "[presets]") {
+TEST_CASE("shelly_gen2: one device per component instance, em1data joins em1", "[presets]") {
   const Config config = presets_config("  - preset: shelly_gen2\n");
   CHECK(
       readings(config, "shellyplus1pm-a1/status/switch:0",
@@ -192,7 +192,7 @@ TEST_CASE("shelly_rpc: NotifyStatus and NotifyFullStatus at params.ts", "[preset
         "no reading in payload (absent or null: '/params/sys/uptime')");
 }
 
-TEST_CASE("zigbee2mqtt_attributes: per-attribute topics; other attributes ignored", "[presets]") {
+TEST_CASE("zigbee2mqtt_attributes: per-attribute topics, other attributes ignored", "[presets]") {
   const Config config =
       presets_config("  - preset: zigbee2mqtt_attributes\n  - preset: zigbee2mqtt\n");
   CHECK(readings(config, "zigbee2mqtt/plug/energy", "12.34") == Lines{"plug energy 12.34 kWh"});
@@ -206,7 +206,7 @@ TEST_CASE("zigbee2mqtt_attributes: per-attribute topics; other attributes ignore
   CHECK(readings(config, "zigbee2mqtt/plug", payload_file("z2m-plug.json")).size() == 2);
 }
 
-TEST_CASE("esphome: sensors by object id; others ignored", "[presets]") {
+TEST_CASE("esphome: sensors by object id, others ignored", "[presets]") {
   const Config config = presets_config("  - preset: esphome\n");
   CHECK(readings(config, "node1/sensor/energy/state", "12.345") ==
         Lines{"node1 energy 12.345 kWh"});
@@ -217,7 +217,7 @@ TEST_CASE("esphome: sensors by object id; others ignored", "[presets]") {
   CHECK(ignored(config, "node1/sensor/power/state", "nan") == "non-reading payload 'nan'");
 }
 
-TEST_CASE("opendtu: yieldtotal in kWh, power in W; the rest ignored", "[presets]") {
+TEST_CASE("opendtu: yieldtotal in kWh, power in W, the rest ignored", "[presets]") {
   const Config config = presets_config("  - preset: opendtu\n");
   CHECK(readings(config, "solar/116491234567/0/yieldtotal", "1234.567") ==
         Lines{"116491234567 energy 1234.567 kWh"});

@@ -51,7 +51,7 @@ TEST_CASE("an operator event encodes as compact JSON with sorted keys", "[operat
   CHECK(withdrawal.identity() == kIdentity);  // the same replacement
 }
 
-TEST_CASE("an operator event reads back exactly; anything off is an error", "[operator_event]") {
+TEST_CASE("an operator event reads back exactly, anything off is an error", "[operator_event]") {
   const OperatorEvent event = replacement();
   const std::string payload = encode_operator_event(event);
   auto parsed = parse_operator_event(payload);

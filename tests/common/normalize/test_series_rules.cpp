@@ -84,7 +84,7 @@ void check_row(const Row& row, const std::string& value, std::optional<std::stri
 
 }  // namespace
 
-TEST_CASE("Rules: one reading of 0 is a glitch; the energy is conserved", "[series_rules]") {
+TEST_CASE("Rules: one reading of 0 is a glitch, the energy is conserved", "[series_rules]") {
   auto series = store_hourly(energy(), {"1000", "1001", "0", "1002", "1003"});
   const auto r = rows(series);
   REQUIRE(r.size() == 5);

@@ -238,7 +238,7 @@ TEST_CASE("no answer at all (refused, reset, timeout, TLS) is retried later", "[
         "could not be verified against uplink.ca_file /etc/ca.pem)");
 }
 
-TEST_CASE("400 unsupported_protocol_version to version 2 means an older central; to 1 a refusal",
+TEST_CASE("400 unsupported_protocol_version to version 2 means an older central, to 1 a refusal",
           "[uplink_outcome]") {
   const auto body =
       error_body("unsupported_protocol_version", "protocol_version must be \\\"1\\\"");

@@ -90,7 +90,7 @@ TEST_CASE("a batch encodes exactly as docs/PROTOCOL.md's example request", "[upl
   CHECK(body.find("\"delta\":0.25,") != std::string::npos);
 }
 
-TEST_CASE("protocol version 1 carries no delta_from; version 2 sends null with a null delta",
+TEST_CASE("protocol version 1 carries no delta_from, version 2 sends null with a null delta",
           "[uplink_batch]") {
   UplinkEnvelope envelope{"gw-berlin-01", "6f1c2a4e-3b7d-4c1e-9a55-0d2f8e7b1c90",
                           ms("2024-01-01T09:30:05.123Z"), kProtocolVersion1};
