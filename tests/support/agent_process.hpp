@@ -137,9 +137,10 @@ class AgentProcess {
   // The same in what the latest start() wrote (the log file goes on across restarts).
   bool wait_log_this_run(const std::string& text,
                          std::chrono::milliseconds timeout = std::chrono::seconds(20)) const {
-    return wait_until([&] { return log().find(text, run_log_start_) != std::string::npos; },
-                      timeout, std::chrono::milliseconds(20));
+    return wait_until([&] { return log_this_run().find(text) != std::string::npos; }, timeout,
+                      std::chrono::milliseconds(20));
   }
+  std::string log_this_run() const { return log().substr(run_log_start_); }
 
   // Opens the buffer the agent writes (a second connection, as `status` does).
   std::unique_ptr<Buffer> open_buffer() const {

@@ -186,18 +186,15 @@ TEST_CASE(
 
   // Nothing is queued for the ended session any more: a batched agent
   // started again begins a new one.
-  // (The log goes on in the same file; only this run's part is read. Its
-  // connected line, not the metric, which is set just before that line.)
-  const auto earlier = agent.log().size();
+  // (This run's connected line, not the metric, which is set just before it.)
   configure(agent, "batched", protocol);
   agent.start();
   const std::string connected_as = "as meter-agent-test-gw-batched (";
-  REQUIRE(wait_until([&] { return agent.log().find(connected_as, earlier) != std::string::npos; },
-                     30s));
-  const auto log = agent.log();
-  INFO(log.substr(earlier));
-  const auto last = log.find(connected_as, earlier);
-  CHECK(log.find("session new", last) < log.find('\n', last));
+  REQUIRE(agent.wait_log_this_run(connected_as, 30s));
+  const auto log = agent.log_this_run();
+  INFO(log);
+  const auto at = log.find(connected_as);
+  CHECK(log.find("session new", at) < log.find('\n', at));
   stop_cleanly(agent);
   const auto result = stored(agent);
   check_each_once(result.measurements, 700, "measurements");
