@@ -3,8 +3,22 @@
 # Safe to run again: does nothing when everything is there. Needs root.
 #   scripts/install-deps.sh               everything (builds, tests, packaging, arm64)
 #   scripts/install-deps.sh --quickstart  what scripts/quickstart.sh needs
+#   scripts/install-deps.sh --cross ARCH  the cross build for ARCH (arm64 or armhf) alone
 set -euo pipefail
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
+
+# The cross build for an architecture (scripts/lib/cross-build.sh): its compiler and the
+# agent's libraries of that architecture. Not libyaml-cpp-dev:ARCH: it cannot be
+# installed beside the amd64 one, so toolchains/sysroot.sh unpacks it into the build
+# directory instead.
+cross_packages() {
+  local arch=$1 library
+  echo "crossbuild-essential-$arch"
+  for library in libpaho-mqttpp-dev libpaho-mqtt-dev libsqlite3-dev libcurl4-openssl-dev \
+    libssl-dev zlib1g-dev libhowardhinnant-date-dev libsystemd-dev libyaml-cpp0.7; do
+    echo "$library:$arch"
+  done
+}
 
 packages=(
   # build
@@ -22,14 +36,12 @@ packages=(
   chromium
   # the agent under systemd (sd_notify), packaging and its checks
   libsystemd-dev file dpkg-dev systemd init-system-helpers postgresql-client strace lintian man-db
-  # the arm64 cross build and its emulated tests (scripts/package-test.sh). Not
-  # libyaml-cpp-dev:arm64: it cannot be installed beside the amd64 one, so
-  # toolchains/sysroot.sh unpacks it into the build directory instead.
-  crossbuild-essential-arm64 qemu-user-static
-  libpaho-mqttpp-dev:arm64 libpaho-mqtt-dev:arm64 libsqlite3-dev:arm64 libcurl4-openssl-dev:arm64
-  libssl-dev:arm64 zlib1g-dev:arm64 libhowardhinnant-date-dev:arm64 libsystemd-dev:arm64
-  libyaml-cpp0.7:arm64
+  # the arm64 cross build's emulated tests (scripts/package-test.sh)
+  qemu-user-static
 )
+# the arm64 cross build (scripts/package-test.sh, scripts/vm-test.sh)
+mapfile -t -O ${#packages[@]} packages < <(cross_packages arm64)
+foreign=arm64
 # --quickstart: only what scripts/quickstart.sh builds and runs with (no test tools, no cross
 # toolchain, no browser), so that a fresh machine gets to the quickstart's last line sooner.
 if [ "${1:-}" = --quickstart ]; then
@@ -39,8 +51,17 @@ if [ "${1:-}" = --quickstart ]; then
     libyaml-cpp-dev zlib1g-dev nlohmann-json3-dev libhowardhinnant-date-dev tzdata libsystemd-dev
     python3 ca-certificates mosquitto postgresql postgresql-client
   )
+  foreign=""
 fi
-if [ -f "$source_dir/central/debian-packages.txt" ]; then
+# --cross ARCH: only the cross build for ARCH (CI builds arm64 alone; scripts/vm-test.sh
+# --arch armhf asks for armhf).
+if [ "${1:-}" = --cross ]; then
+  case ${2:-} in
+    arm64 | armhf) foreign=$2 ;;
+    *) echo "install-deps: --cross takes arm64 or armhf, not '${2:-}'" >&2; exit 2 ;;
+  esac
+  mapfile -t packages < <(cross_packages "$foreign")
+elif [ -f "$source_dir/central/debian-packages.txt" ]; then
   while read -r package; do
     [[ -z "$package" || "$package" == \#* ]] || packages+=("$package")
   done <"$source_dir/central/debian-packages.txt"
@@ -68,10 +89,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# Adding arm64 makes apt upgrade the amd64 twins of the :arm64 libraries to the
+# Adding arm64 (or armhf) makes apt upgrade the amd64 twins of its libraries to the
 # same version (Multi-Arch: same), about 30 packages on a machine that was behind.
-if [ "${1:-}" != --quickstart ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
-  dpkg --add-architecture arm64
+if [ -n "$foreign" ] && ! dpkg --print-foreign-architectures | grep -qx "$foreign"; then
+  dpkg --add-architecture "$foreign"
 fi
 apt-get update -qq
 # Services are started by the tests themselves on free ports; keep the

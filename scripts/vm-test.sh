@@ -86,18 +86,9 @@ if ! installed "${vm_packages[@]}"; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     "${vm_packages[@]}"
 fi
-# armhf: the architecture, its cross compiler and the :armhf twins of the :arm64
-# libraries scripts/install-deps.sh installs (not there: CI builds no armhf).
-if [ "$arch" = armhf ]; then
-  armhf_packages=(crossbuild-essential-armhf libpaho-mqttpp-dev:armhf libpaho-mqtt-dev:armhf
-    libsqlite3-dev:armhf libcurl4-openssl-dev:armhf libssl-dev:armhf zlib1g-dev:armhf
-    libhowardhinnant-date-dev:armhf libsystemd-dev:armhf libyaml-cpp0.7:armhf)
-  if ! installed "${armhf_packages[@]}"; then
-    dpkg --print-foreign-architectures | grep -qx armhf || dpkg --add-architecture armhf
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      "${armhf_packages[@]}"
-  fi
-fi
+# armhf: its cross compiler and the :armhf libraries (not in install-deps.sh's default: CI
+# builds no armhf).
+[ "$arch" = arm64 ] || "$source_dir/scripts/install-deps.sh" --cross "$arch"
 for tool in "$qemu_system" debootstrap mkfs.ext4 qemu-img cpio depmod socat psql; do
   command -v "$tool" >/dev/null || { echo "vm-test: $tool missing after installing" >&2; exit 1; }
 done
@@ -328,7 +319,8 @@ echo "  central on 127.0.0.1:$central_port (gateway $gateway)"
 # qemu-system-arm) is not needed.
 qemu-img create -q -f qcow2 -b "$image_dir/root.raw" -F raw "$work/run.qcow2"
 start=$SECONDS
-"${low[@]}" "$qemu_system" -machine virt -cpu "$cpu" -smp 2 -m 2048 \
+# The VM powers itself off after the checks; past the timeout, timeout(1) stops it.
+timeout "$run_timeout" "${low[@]}" "$qemu_system" -machine virt -cpu "$cpu" -smp 2 -m 2048 \
   -kernel "$image_dir/vmlinuz" -initrd "$image_dir/initrd.img" \
   -append "console=ttyAMA0 meter_vm=run panic=-1" \
   -drive "file=$work/run.qcow2,format=qcow2,if=none,id=root,cache=unsafe" -device virtio-blk-pci,drive=root \
@@ -339,17 +331,13 @@ start=$SECONDS
   -display none -monitor none -serial "file:$work/console.log" -no-reboot &
 qemu=$!
 pids+=("$qemu")
-# The VM powers itself off after the checks; past the timeout it is stopped.
-while kill -0 "$qemu" 2>/dev/null && [ $((SECONDS - start)) -lt "$run_timeout" ]; do
-  sleep 5
-done
-if kill -0 "$qemu" 2>/dev/null; then
+qemu_status=0
+wait "$qemu" || qemu_status=$?
+if [ "$qemu_status" = 124 ]; then
   tail -n 30 "$work/console.log"
   [ -f "$share/checks.log" ] && cat "$share/checks.log"
   fail "the VM did not finish within $run_timeout s"
 fi
-qemu_status=0
-wait "$qemu" || qemu_status=$?
 echo "  boot, checks and power off: $((SECONDS - start)) s"
 if [ ! -f "$share/checks.log" ]; then
   tail -n 40 "$work/console.log"
