@@ -4,6 +4,7 @@
 #   scripts/install-deps.sh               everything (builds, tests, packaging, arm64)
 #   scripts/install-deps.sh --quickstart  what scripts/quickstart.sh needs
 #   scripts/install-deps.sh --cross ARCH  the cross build for ARCH (arm64 or armhf) alone
+#   scripts/install-deps.sh --vm          what scripts/vm-test.sh's virtual machine needs
 set -euo pipefail
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -61,6 +62,13 @@ if [ "${1:-}" = --cross ]; then
     *) echo "install-deps: --cross takes arm64 or armhf, not '${2:-}'" >&2; exit 2 ;;
   esac
   mapfile -t packages < <(cross_packages "$foreign")
+# --vm: what only scripts/vm-test.sh needs, not in the default so that CI (which does not
+# run the VM) downloads no emulator: the emulator (qemu-system-arm has both ARM ones),
+# the image's build (debootstrap, mkfs.ext4 -d, qemu-img) and initramfs (cpio, depmod),
+# the VM's one connection to the host's central (socat).
+elif [ "${1:-}" = --vm ]; then
+  packages=(qemu-system-arm qemu-utils debootstrap e2fsprogs cpio kmod socat)
+  foreign=""
 elif [ -f "$source_dir/central/debian-packages.txt" ]; then
   while read -r package; do
     [[ -z "$package" || "$package" == \#* ]] || packages+=("$package")

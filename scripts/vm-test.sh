@@ -72,23 +72,11 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "vm-test: needs root (debootstrap, the image's owners)" >&2
   exit 1
 fi
-# The build and test dependencies (the cross toolchain, PostgreSQL), then what only the VM
-# needs, installed here rather than by install-deps.sh so that CI (which does not run the VM)
-# does not download an emulator: its emulator, the image's build (debootstrap, mkfs.ext4 -d,
-# qemu-img) and initramfs (cpio, depmod), the VM's one connection to the host's central (socat).
+# The build and test dependencies (the cross toolchain, PostgreSQL), what only the VM
+# needs (the emulator, the image's tools), and for armhf its cross compiler and :armhf
+# libraries (CI builds no armhf).
 "$source_dir/scripts/install-deps.sh"
-vm_packages=(qemu-system-arm qemu-utils debootstrap e2fsprogs cpio kmod socat)
-installed() {  # every package named is installed
-  local status
-  status=$(dpkg-query -W -f='${Status}\n' "$@" 2>/dev/null) || return 1
-  [ "$(grep -c '^install ok installed$' <<<"$status")" -eq "$#" ]
-}
-if ! installed "${vm_packages[@]}"; then
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    "${vm_packages[@]}"
-fi
-# armhf: its cross compiler and the :armhf libraries (not in install-deps.sh's default: CI
-# builds no armhf).
+"$source_dir/scripts/install-deps.sh" --vm
 [ "$arch" = arm64 ] || "$source_dir/scripts/install-deps.sh" --cross "$arch"
 for tool in "$qemu_system" debootstrap mkfs.ext4 qemu-img cpio depmod socat psql; do
   command -v "$tool" >/dev/null || { echo "vm-test: $tool missing after installing" >&2; exit 1; }
