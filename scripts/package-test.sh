@@ -64,10 +64,34 @@ chmod 755 "$work"
 pids=()
 amd64_pid=""
 installed=()
+# Whether a process is there and not a zombie.
+running() {
+  local state
+  state=$(ps -o stat= -p "$1") || return 1
+  [[ $state != Z* ]]
+}
+# Stops a process: SIGTERM, SIGKILL if it is still there 10 s later; reaps it if
+# it is this shell's child. strace -o FILE blocks SIGTERM (strace(1), -I), so a
+# strace's tracee is stopped first, after which strace ends by itself.
+stop_process() {
+  local pid=$1 child
+  if [ "$(ps -o comm= -p "$pid")" = strace ]; then
+    for child in $(pgrep -P "$pid"); do stop_process "$child"; done
+  fi
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do
+    running "$pid" || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+export -f running stop_process
 cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  local i
+  # The newest first: the agent before the strace that traces it.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    stop_process "${pids[i]}"
   done
   # The background amd64 build is a process group of its own: stop its compilers too.
   if [ -n "$amd64_pid" ]; then
@@ -272,7 +296,7 @@ as_agent() { setpriv --reuid meter-agent --regid meter-agent --init-groups --no-
 gateway=$(sed -n 's/^gateway_id: *//p' "$work/agent.yaml")
 mosquitto_sub -p "$port" -t "meter-agent/$gateway/status" -C 1 -W 30 >"$work/status" &
 watcher=$!
-pids+=($watcher)
+pids+=("$watcher")
 # Under strace, to check afterwards that every system call the agent made is one
 # the unit's SystemCallFilter allows (CI has no systemd to apply the filter).
 # The agent is strace's child: setpriv execs it, so signals go to it directly.
@@ -280,15 +304,17 @@ strace -f -qq -o "$work/agent.strace" \
   setpriv --reuid meter-agent --regid meter-agent --init-groups --no-new-privs -- \
   /usr/bin/meter-agent run --config "$work/agent.yaml" 2>"$work/agent.log" &
 strace_pid=$!
-pids+=($strace_pid)
+pids+=("$strace_pid")
 agent_pid=""
+# By name: strace's first child can be its own short-lived probe of ptrace's
+# features (strace 6.1), not the agent (seen on a loaded machine).
 for _ in $(seq 50); do
-  agent_pid=$(pgrep -P "$strace_pid" || true)
+  agent_pid=$(pgrep -P "$strace_pid" -x meter-agent || true)
   [ -n "$agent_pid" ] && break
   sleep 0.1
 done
 [ -n "$agent_pid" ] || fail "the agent did not start"
-pids+=($agent_pid)
+pids+=("$agent_pid")
 wait "$watcher" || {
   cat "$work/agent.log"
   fail "the agent did not come online"
@@ -319,7 +345,10 @@ done
   fail "the published reading is not in the export"
 }
 as_agent /usr/bin/meter-agent status --config "$work/agent.yaml" | sed 's/^/  /' | head -n 12
-kill -HUP "$agent_pid"
+kill -HUP "$agent_pid" || {
+  cat "$work/agent.log"
+  fail "the agent (pid $agent_pid) is gone before the reload"
+}
 for _ in $(seq 50); do grep -q 'reloaded' "$work/agent.log" && break; sleep 0.1; done
 grep -q 'reloaded' "$work/agent.log" || fail "SIGHUP did not reload"
 kill -TERM "$agent_pid"
@@ -332,7 +361,7 @@ check_syscalls "$work/agent.strace" /usr/bin/meter-agent ||
 step "the central package as meter-central: migrate, serve, /healthz (throwaway PostgreSQL)"
 # DATABASE_URL comes from with_postgres.sh. Under strace like the agent; the
 # server is strace's only child (setpriv, then the wrapper, exec into python):
-# the trap stops it by its PID, then strace.
+# the trap stops it (stop_process: the tracee, then strace).
 "$source_dir/central/tests/with_postgres.sh" env CENTRAL_PORT="$(free_port)" bash -c '
   set -euo pipefail
   as_central() { setpriv --reuid meter-central --regid meter-central --init-groups --no-new-privs -- "$@"; }
@@ -341,14 +370,7 @@ step "the central package as meter-central: migrate, serve, /healthz (throwaway 
     setpriv --reuid meter-central --regid meter-central --init-groups --no-new-privs -- \
     /usr/bin/meter-central serve --no-migrate 2>"'"$work"'/central.log" &
   tracer=$!
-  stop_server() {
-    local server
-    server=$(pgrep -P "$tracer" || true)
-    if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
-    kill "$tracer" 2>/dev/null || true
-    wait "$tracer" 2>/dev/null || true
-  }
-  trap stop_server EXIT
+  trap "stop_process $tracer" EXIT
   for _ in $(seq 150); do
     if /usr/bin/python3 -c "import urllib.request as u; u.urlopen(\"http://127.0.0.1:$CENTRAL_PORT/healthz\", timeout=1)" 2>/dev/null; then
       echo "  /healthz answers 200"
