@@ -7,26 +7,64 @@
 # (scripts/format.sh --check, scripts/lint.sh).
 #   scripts/test.sh            everything
 #   FUZZ_SECONDS=0 scripts/test.sh   skip the fuzzing smoke
+# Each suite ends with a line saying how long it took. One still running after
+# METER_SUITE_LIMIT seconds (default 1800) is stopped, with everything it started,
+# and counted as failed: the others still run and the summary names it.
 set -euo pipefail
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
 build_dir=${METER_TEST_BUILD_DIR:-$source_dir/build-test}
 fuzz_seconds=${FUZZ_SECONDS:-20}
+suite_limit=${METER_SUITE_LIMIT:-1800}
 jobs=$(nproc)
 
 "$source_dir/scripts/install-deps.sh"
 
 passed=0
 failed=0
+failed_names=()
+running_suite=""
+watchdog=""
+# A suite runs in a process group of its own (set -m), so this script's
+# interruption is passed on to it and its services.
+stop_running_suite() {
+  local group
+  for group in "$running_suite" "$watchdog"; do
+    if [ -n "$group" ]; then kill -TERM -- -"$group" 2>/dev/null || true; fi
+  done
+}
+trap 'stop_running_suite; exit 130' INT
+trap 'stop_running_suite; exit 143' TERM
 suite() {
-  local name=$1
+  local name=$1 start=$SECONDS status=0
   shift
   echo
   echo "== $name"
-  if "$@"; then
+  set -m
+  "$@" </dev/null &
+  running_suite=$!
+  # Stops the suite's whole process group after the limit: SIGTERM (its traps
+  # stop what it started), SIGKILL a minute later.
+  (
+    sleep "$suite_limit"
+    echo "== $name: still running after $suite_limit s; stopping it" >&2
+    kill -TERM -- -"$running_suite" 2>/dev/null || exit 0
+    sleep 60
+    kill -KILL -- -"$running_suite" 2>/dev/null || true
+  ) &
+  watchdog=$!
+  set +m
+  wait "$running_suite" || status=$?
+  running_suite=""
+  kill -- -"$watchdog" 2>/dev/null || true
+  wait "$watchdog" 2>/dev/null || true
+  watchdog=""
+  if [ "$status" -eq 0 ]; then
     passed=$((passed + 1))
+    echo "== $name: passed in $((SECONDS - start)) s"
   else
-    echo "== $name FAILED"
+    echo "== $name FAILED (exit status $status, after $((SECONDS - start)) s)"
     failed=$((failed + 1))
+    failed_names+=("$name")
   fi
 }
 
@@ -86,5 +124,6 @@ if [ -x "$source_dir/central/web/run-tests.sh" ]; then
 fi
 
 echo
-echo "suites: $passed passed, $failed failed"
+echo "suites: $passed passed, $failed failed (in $((SECONDS / 60)) min $((SECONDS % 60)) s)"
+for name in "${failed_names[@]}"; do echo "  failed: $name"; done
 [ "$failed" -eq 0 ]
