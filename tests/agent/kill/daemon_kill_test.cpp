@@ -154,6 +154,13 @@ int main(int argc, char* argv[]) {
     }
     const auto before = agent.metric("meter_agent_messages_appended_total");
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(random)));  // the kill moment
+    // Then at the next commit seen (within 300 ms): a commit means messages are
+    // arriving, so the next ones are likely in flight (delivered by the broker,
+    // not yet acknowledged). A random moment alone mostly fell between the
+    // publisher's bursts, when nothing was in flight (batched: no DUP in 1 run of 6).
+    const auto settled = agent.metric("meter_agent_messages_appended_total");
+    wait_until([&] { return agent.metric("meter_agent_messages_appended_total") > settled; },
+               std::chrono::milliseconds(300), std::chrono::milliseconds(1));
     const auto after = agent.metric("meter_agent_messages_appended_total");
     agent.kill();
     if (after > before) ++landed;
