@@ -68,8 +68,12 @@ suite() {
   fi
 }
 
+# -O1 -g1 (line tables: the sanitizers' reports still name file and line), not
+# RelWithDebInfo's -O2 -g: the build took 630 s of a 29-minute CI run on 2 cores,
+# and 267 s so (the tests' own run time did not change: 206 s against 210 s).
 build() {
   cmake -S "$source_dir" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
     -DMETER_SANITIZE=ON -DMETER_WERROR=ON >/dev/null &&
     cmake --build "$build_dir" -j "$jobs"
 }
