@@ -24,8 +24,8 @@
 # METER_VM_LOG_DIR=DIR keeps the run's logs in DIR.
 # Ends with "vm-test: passed (aarch64, N checks)" (armv7l for armhf). Needs root
 # (debootstrap, the cross build's sysroot), qemu-system-arm, debootstrap. Runs qemu and
-# debootstrap at nice 15. Not in CI (about 20 minutes on a fresh machine; the
-# CI without it takes 30-37 minutes, its budget ~30):
+# debootstrap at nice 15. Not in CI (about 20 minutes on a fresh machine; CI
+# without it takes about 22, so with it about 42, over the ~30 within which it would run there):
 # README.md ("Raspberry Pi") says how to run it, docs/BENCHMARKS.md has its
 # latest result.
 set -euo pipefail
