@@ -264,7 +264,7 @@ unit_pid=$!
 # ~16 s on amd64) is too short under TCG, and ctest lets no option lengthen a
 # test's own TIMEOUT; the same script runs below, with a limit of its own.
 in_background ctest ctest --test-dir "$build_dir" -L process -LE 'uplink|powercut|crash|bench' -E '^series_golden$' \
-  -j "$(nproc)" --timeout 900
+  -j "$(nproc)" --timeout 900 --output-on-failure
 ctest_pid=$!
 in_background golden timeout 1800 "$source_dir/tests/data/golden/check_golden.sh" --jobs "$(nproc)" \
   "$build_dir/agent/meter-agent" "$source_dir"

@@ -9,8 +9,8 @@
 #include <future>
 #include <sstream>
 
+#include "common/buffer/buffer.hpp"
 #include "support/cli_run.hpp"
-#include "support/raw_appender.hpp"
 #include "support/temp_dir.hpp"
 
 using meter::test::quote;
@@ -242,16 +242,20 @@ TEST_CASE("meter replace works while a daemon-like writer appends to the raw log
   meter::BufferConfig buffer;
   buffer.path = dir.file("buffer.db");
   constexpr int kAppends = 2000;
-  // Commits message by message on its own connection, as the acknowledge path
-  // did; the commands below run while it does (each waits for the lock).
+  // Commits message by message on a Buffer of its own, in write transactions
+  // as the daemon's are (they take turns with a waiting command: Database::
+  // begin_write); the commands below run while it does (each waits for the
+  // lock). An autocommit appender, which takes no turns, starved a command
+  // past SQLite's 10 s busy timeout under emulation (the arm64 VM).
   auto writer = std::async(std::launch::async, [buffer] {
-    meter::testing::RawAppender appender(buffer);
+    auto daemon = meter::Buffer::open(buffer);
+    if (!daemon) return false;
     for (int i = 0; i < kAppends; ++i) {
       meter::RawMessage message;
       message.topic = "meters/m1";
       message.payload = "{}";
       message.received_ms = i;
-      if (!appender.append(message)) return false;
+      if (!(*daemon)->append_raw_batch({message})) return false;
     }
     return true;
   });
